@@ -1,0 +1,82 @@
+"""Default configuration: every field any experiment can set, with the values of the paper's NeRF.
+
+Variants (chair.py, lego.py, demo.py) start from this and change what differs. Any field can be overridden
+on the command line, e.g.
+
+  python train.py --config=configs/default.py --config.train.batch_size=1024 --config.model.mlp_width=128
+
+The scene is named by the top-level fields (`dataset`, `data_dir`, `factor`, ...); everything else is grouped
+by concern.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # The scene.
+  config.dataset = 'procedural'  # 'blender' (a scene directory in NeRF's Blender layout) or 'procedural'.
+  config.data_dir = ''  # Blender: the scene directory. Procedural: the cache directory ('' = default).
+  config.factor = 1  # Integer downsampling factor of the images (area averaging).
+  config.white_background = True  # Composite RGBA images (and renderings) on white; False: black.
+  config.near = 2.0  # Ray bounds (depth along the viewing axis), those of the Blender scenes.
+  config.far = 6.0
+  config.procedural = ml_collections.ConfigDict(dict(
+      resolution=80, num_train=100, num_val=20, num_test=20, camera_radius=4.0, camera_angle_x=0.6911,
+      supersampling=3, seed=0))  # The embedded scene (dataset='procedural'); see datasets/procedural.py.
+  config.seed = 0  # Seeds parameter initialisation, ray batches and sampling.
+
+  # How training rays are drawn (datasets/batching.py).
+  config.batching = ml_collections.ConfigDict(dict(
+      mode='all_images',  # 'all_images': shuffle the rays of all images; 'single_image': one image a step.
+      precrop_steps=0,  # Draw from the image centres for this many first steps (0: never).
+      precrop_fraction=0.5,  # Side of the central crop, as a fraction of the image.
+  ))
+
+  # The model (models.NeRF).
+  config.model = ml_collections.ConfigDict(dict(
+      name='nerf',
+      num_coarse_samples=64,
+      num_fine_samples=128,  # 0: no fine network.
+      lindisp=False,  # Sample linearly in disparity rather than depth.
+      point_min_deg=0, point_max_deg=10,  # Positional encoding octaves of points...
+      view_min_deg=0, view_max_deg=4,  # ...and of view directions.
+      mlp_depth=8, mlp_width=256, mlp_skip_every=4, mlp_width_view=128,
+      density_activation='relu',  # 'relu' (paper) or 'softplus'.
+      density_noise_std=0.0,  # Std of noise added to raw density while training (paper: 1 for LLFF).
+      rgb_padding=0.0,  # Widened sigmoid for colour (mip-NeRF uses 0.001).
+      dtype='float32',  # Compute dtype: 'bfloat16' for mixed precision (parameters and loss stay float32).
+  ))
+
+  # Optimisation (train_state.py).
+  config.optim = ml_collections.ConfigDict(dict(
+      lr_init=5e-4,
+      lr_final=5e-6,  # Log-linear decay from lr_init to lr_final over train.num_steps.
+      lr_delay_steps=0,  # JaxNeRF's warm-up: scale the rate by lr_delay_mult, rising to 1 over these steps.
+      lr_delay_mult=1.0,
+      adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
+      grad_clip_norm=0.0,  # Clip gradients to this global norm (0: no clipping).
+      coarse_loss_weight=1.0,  # Weight of the coarse network's loss (the paper sums both).
+  ))
+
+  # The training loop (trainer.py).
+  config.train = ml_collections.ConfigDict(dict(
+      batch_size=4096,  # Rays per step, over all devices; must be divisible by the device count.
+      num_steps=200_000,
+      max_seconds=0.0,  # Stop after this much training time (evaluation excluded); 0: no limit.
+      log_every=100,  # Steps between progress lines and metrics records.
+      checkpoint_every=5000,
+      keep_checkpoints=3,
+  ))
+
+  # Evaluation and rendering (evaluation.py).
+  config.eval = ml_collections.ConfigDict(dict(
+      every_steps=10_000,  # Validation during training (0: never).
+      num_images=3,  # Val images rendered at each validation; the first ones of the split.
+      final_num_images=8,  # Val images evaluated when training ends (-1: all, 0: none).
+      chunk_size=8192,  # Rays rendered at once, over all devices; bounds memory at any resolution.
+      orbit_frames=60,  # Frames of the 360-degree orbit written when training ends (0: none).
+      orbit_fps=20,
+  ))
+  return config

@@ -1,0 +1,1 @@
+"""jaxnerf: Neural Radiance Fields as pure JAX functions around Flax modules."""

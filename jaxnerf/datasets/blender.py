@@ -1,0 +1,151 @@
+"""Reader for the Blender synthetic scenes of the NeRF paper (and scenes written in their layout).
+
+Layout: `transforms_{train,val,test}.json`, each holding `camera_angle_x` (horizontal field of view in
+radians) and `frames`, a list of {"file_path": "./train/r_0", "transform_matrix": 4x4 camera-to-world}.
+Images are RGBA PNGs with straight (not premultiplied) alpha, all of one size. A frame may have a
+ground-truth depth map beside its image as `<file_path>_depth.npy` (the procedural scene writes these).
+
+Every check fails with a `DatasetError` naming the file or field at fault and what was expected.
+"""
+
+import concurrent.futures
+import json
+import math
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from jaxnerf.datasets.scene import SceneSplit
+from jaxnerf.errors import DatasetError
+
+DOWNLOAD_HINT = (
+    'The NeRF synthetic scenes (chair, lego, ...) come from the NeRF authors: download nerf_synthetic.zip '
+    '(linked from https://github.com/bmild/nerf, "nerf_synthetic"), unzip it, and point at a scene with '
+    '--config.data_dir=/path/to/nerf_synthetic/<scene>.')
+
+
+def load_blender_split(data_dir, split: str, factor: int = 1, white_background: bool = True,
+                       near: float = 2.0, far: float = 6.0) -> SceneSplit:
+  """Loads one split, composited on the background and downsampled by `factor` (area averaging).
+
+  Args:
+    data_dir: the scene directory holding transforms_{split}.json.
+    split: 'train', 'val' or 'test'.
+    factor: integer downsampling factor; image sizes must be divisible by it.
+    white_background: composite on white (True) or black.
+    near, far: ray bounds.
+  """
+  data_dir = pathlib.Path(data_dir)
+  if not data_dir.is_dir():
+    raise DatasetError(f'Scene directory {data_dir} does not exist. {DOWNLOAD_HINT}')
+  if not isinstance(factor, int) or factor < 1:
+    raise DatasetError(f'config.factor must be a positive integer, got {factor!r}.')
+  meta_path = data_dir / f'transforms_{split}.json'
+  meta = _read_json(meta_path, split)
+  frames, camera_angle_x = _check_meta(meta, meta_path)
+  image_paths = [_image_path(data_dir, frame, meta_path, i) for i, frame in enumerate(frames)]
+  camtoworlds = np.stack([_check_pose(f.get('transform_matrix'), meta_path, i)
+                          for i, f in enumerate(frames)])
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+    rgba = list(pool.map(_read_rgba, image_paths))
+  first_shape = rgba[0].shape
+  for path, image in zip(image_paths, rgba):
+    if image.shape != first_shape:
+      raise DatasetError(f'{path}: image is {image.shape[1]}x{image.shape[0]}, but {image_paths[0]} is '
+                         f'{first_shape[1]}x{first_shape[0]}; all images of a split must have one size.')
+  height, width = first_shape[:2]
+  if height % factor or width % factor:
+    raise DatasetError(f'config.factor={factor} does not divide the image size {width}x{height} of '
+                       f'{meta_path.parent}.')
+
+  background = 1.0 if white_background else 0.0
+  images = np.stack([_composite(image, background) for image in rgba])
+  images = downsample(images, factor)
+  focal = 0.5 * width / math.tan(0.5 * camera_angle_x) / factor
+  depths = _read_depths(image_paths) if factor == 1 else None
+  return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), focal=focal,
+                    near=near, far=far, names=tuple(p.stem for p in image_paths), depths=depths)
+
+
+def downsample(images: np.ndarray, factor: int) -> np.ndarray:
+  """Box-filters [N, H, W, C] images by an integer `factor` (area averaging)."""
+  if factor == 1:
+    return images
+  n, h, w, c = images.shape
+  return images.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def _read_json(path: pathlib.Path, split: str):
+  if not path.is_file():
+    available = sorted(p.stem.removeprefix('transforms_') for p in path.parent.glob('transforms_*.json'))
+    if available:
+      raise DatasetError(f'{path} is missing: {path.parent} has no {split!r} split; its splits are '
+                         f'{", ".join(available)}.')
+    raise DatasetError(f'{path} is missing: {path.parent} holds no transforms_*.json. {DOWNLOAD_HINT}')
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise DatasetError(f'{path} is not valid JSON: {e}.') from e
+
+
+def _check_meta(meta, meta_path):
+  if not isinstance(meta, dict):
+    raise DatasetError(f'{meta_path}: expected a JSON object with "camera_angle_x" and "frames".')
+  camera_angle_x = meta.get('camera_angle_x')
+  if not isinstance(camera_angle_x, (int, float)) or not 0 < camera_angle_x < math.pi:
+    raise DatasetError(f'{meta_path}: "camera_angle_x" must be a field of view in radians in (0, pi), '
+                       f'got {camera_angle_x!r}.')
+  frames = meta.get('frames')
+  if not isinstance(frames, list) or not frames:
+    raise DatasetError(f'{meta_path}: "frames" must be a non-empty list, got {type(frames).__name__}.')
+  return frames, float(camera_angle_x)
+
+
+def _image_path(data_dir, frame, meta_path, index) -> pathlib.Path:
+  file_path = frame.get('file_path') if isinstance(frame, dict) else None
+  if not isinstance(file_path, str):
+    raise DatasetError(f'{meta_path}: frame {index} has no "file_path" string.')
+  path = data_dir / file_path
+  if not path.suffix:
+    path = path.with_name(path.name + '.png')
+  if not path.is_file():
+    raise DatasetError(f'{meta_path}: frame {index} refers to {path}, which does not exist.')
+  return path
+
+
+def _check_pose(matrix, meta_path, index) -> np.ndarray:
+  try:
+    pose = np.asarray(matrix, dtype=np.float64)
+  except (TypeError, ValueError):
+    pose = None
+  if pose is None or pose.shape != (4, 4):
+    raise DatasetError(f'{meta_path}: frame {index} "transform_matrix" must be a 4x4 matrix of numbers, '
+                       f'got {matrix!r:.80}.')
+  if not np.all(np.isfinite(pose)):
+    raise DatasetError(f'{meta_path}: frame {index} "transform_matrix" has non-finite entries.')
+  return pose
+
+
+def _read_rgba(path: pathlib.Path) -> np.ndarray:
+  """[H, W, 4] float32 in [0, 1]; an image without alpha gets alpha 1."""
+  try:
+    with Image.open(path) as image:
+      image = image.convert('RGBA')
+      return np.asarray(image, dtype=np.float32) / 255.0
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DatasetError(f'{path} could not be read as an image: {e}') from e
+
+
+def _composite(rgba: np.ndarray, background: float) -> np.ndarray:
+  rgb, alpha = rgba[..., :3], rgba[..., 3:]
+  return rgb * alpha + background * (1.0 - alpha)
+
+
+def _read_depths(image_paths):
+  depth_paths = [p.with_name(p.stem + '_depth.npy') for p in image_paths]
+  if not all(p.is_file() for p in depth_paths):
+    return None
+  return np.stack([np.load(p).astype(np.float32) for p in depth_paths])

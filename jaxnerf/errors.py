@@ -1,0 +1,21 @@
+"""Errors that report bad input or a failed run to the user; train.py and render.py print them without a
+traceback. Each message names the file or config key at fault and what was expected."""
+
+
+class DatasetError(ValueError):
+  """A scene on disk is missing or not in the expected format."""
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work (the key is named in the message)."""
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a non-finite loss or gradient."""
+
+
+class CheckpointError(FileNotFoundError):
+  """A workdir lacks the checkpoint or saved config that was asked for."""
+
+
+USER_ERRORS = (DatasetError, ConfigError, NonFiniteLossError, CheckpointError)

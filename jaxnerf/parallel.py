@@ -1,0 +1,61 @@
+"""Data parallelism: the device mesh, shardings, and moving host arrays onto devices.
+
+One mesh axis, 'data', spans every device of every process. Parameters are replicated; batches of rays are
+split along their leading axis. Each process supplies the rows of the global batch that its own devices hold.
+"""
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxnerf.errors import ConfigError
+
+DATA_AXIS = 'data'
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh over all devices. Auto axes: XLA places the collectives (e.g. the gradient all-reduce)."""
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh) -> NamedSharding:
+  """Splits the leading axis over the devices."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_divisible(size: int, what: str):
+  """Raises if `size` rows cannot be split evenly over all devices."""
+  if size % jax.device_count():
+    raise ConfigError(f'{what}={size} must be divisible by the number of devices ({jax.device_count()}).')
+
+
+def local_batch_size(global_batch_size: int) -> int:
+  """Rows of a global batch that this process supplies."""
+  return global_batch_size // jax.process_count()
+
+
+def shard_local_batch(local_batch, sharding):
+  """Assembles global arrays from each process's rows of a batch (a pytree of [local_rows, ...] arrays)."""
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      local_batch)
+
+
+def shard_replicated_data(data, sharding):
+  """Global arrays from host data that every process holds in full (e.g. the rays of an image chunk)."""
+  return jax.tree.map(
+      lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x)[index]),
+      data)
+
+
+def fetch(tree):
+  """Host numpy copies of (possibly multi-process) global arrays."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.tree.map(np.asarray, tree)

@@ -1,0 +1,275 @@
+"""Tests of the procedural default scene: geometry, depth, alpha, view dependence and the files on disk."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnerf import camera
+from jaxnerf.datasets import procedural
+
+TINY = procedural.ProceduralSceneSpec(resolution=24, num_train=3, num_val=2, num_test=2, supersampling=2)
+VIEW = camera.spherical_pose(35.0, 40.0, 4.0)
+
+
+def _rays(origins, directions):
+  return np.atleast_2d(np.asarray(origins, float)), np.atleast_2d(np.asarray(directions, float))
+
+
+# Known answers for single rays against each primitive, in its local frame.
+
+
+@pytest.mark.parametrize('origin, direction, expected_t, expected_normal', [
+    ((0, 0, 5), (0, 0, -1), 4.5, (0, 0, 1)),  # Straight down onto the top.
+    ((0, 0, 5), (0, 0, -2), 2.25, (0, 0, 1)),  # t scales with 1 / |direction|.
+    ((3, 0.2, 0), (-1, 0, 0), 2.5, (1, 0, 0)),  # Hits the +x face.
+    ((0, 0, 0), (0, 1, 0), 0.5, (0, 1, 0)),  # From inside: the exit point.
+    ((3, 3, 0), (-1, 0, 0), np.inf, None),  # Passes beside it.
+])
+def test_intersect_box(origin, direction, expected_t, expected_normal):
+  hit = procedural.intersect_box(*_rays(origin, direction), (0.5, 0.5, 0.5), t_min=1e-6)
+  np.testing.assert_allclose(hit.t, [expected_t])
+  if expected_normal is not None:
+    np.testing.assert_allclose(hit.normal[0], expected_normal)
+
+
+@pytest.mark.parametrize('origin, direction, expected_t, expected_normal', [
+    ((0, 0, 5), (0, 0, -1), 4.0, (0, 0, 1)),  # Top cap.
+    ((0, 0, -5), (0, 0, 1), 4.0, (0, 0, -1)),  # Bottom cap.
+    ((3, 0, 0.5), (-1, 0, 0), 2.5, (1, 0, 0)),  # Side wall.
+    ((3, 0, 1.5), (-1, 0, 0), np.inf, None),  # Above the top.
+    ((0.6, 0, 5), (0, 0, -1), np.inf, None),  # Parallel to the axis, outside.
+])
+def test_intersect_cylinder(origin, direction, expected_t, expected_normal):
+  hit = procedural.intersect_cylinder(*_rays(origin, direction), 0.5, 1.0, t_min=1e-6)
+  np.testing.assert_allclose(hit.t, [expected_t])
+  if expected_normal is not None:
+    np.testing.assert_allclose(hit.normal[0], expected_normal, atol=1e-12)
+
+
+@pytest.mark.parametrize('origin, direction, expected_t, expected_normal', [
+    ((1.0, 0, 5), (0, 0, -1), 4.75, (0, 0, 1)),  # Onto the top of the tube.
+    ((0, 0, 5), (0, 0, -1), np.inf, None),  # Down the hole.
+    ((-5, 0, 0), (1, 0, 0), 3.75, (-1, 0, 0)),  # Side on: the outer rim, not the far side.
+    ((0, 0, 0), (1, 0, 0), 0.75, (-1, 0, 0)),  # From the hole: the inner rim.
+    ((-5, 0, 0.3), (1, 0, 0), np.inf, None),  # Above the ring.
+])
+def test_intersect_torus(origin, direction, expected_t, expected_normal):
+  hit = procedural.intersect_torus(*_rays(origin, direction), 1.0, 0.25, t_min=1e-6)
+  np.testing.assert_allclose(hit.t, [expected_t], rtol=1e-9)
+  if expected_normal is not None:
+    np.testing.assert_allclose(hit.normal[0], expected_normal, atol=1e-9)
+
+
+def test_intersect_sphere_from_outside_and_inside():
+  origins, directions = _rays([(0, 0, 3), (0, 0, 0)], [(0, 0, -1), (1, 0, 0)])
+  hit = procedural.intersect_sphere(origins, directions, 0.5, t_min=1e-6)
+  np.testing.assert_allclose(hit.t, [2.5, 0.5])
+  np.testing.assert_allclose(hit.normal, [(0, 0, 1), (1, 0, 0)])
+
+
+# Depth and alpha of rendered views, checked against a brute-force march written independently.
+
+
+def _surface_residuals(points):
+  """[N, num_objects] implicit functions of every object (0 on its surface, negative inside)."""
+  residuals = []
+  for obj in procedural.DEFAULT_OBJECTS:
+    p = obj.to_local(points)
+    shape = obj.shape
+    if isinstance(shape, procedural.Sphere):
+      residuals.append(np.linalg.norm(p, axis=-1) - shape.radius)
+    elif isinstance(shape, procedural.Box):
+      residuals.append(np.max(np.abs(p) - np.asarray(shape.half_extents), axis=-1))
+    elif isinstance(shape, procedural.Cylinder):
+      residuals.append(np.maximum(np.hypot(p[:, 0], p[:, 1]) - shape.radius,
+                                  np.abs(p[:, 2]) - shape.half_height))
+    elif isinstance(shape, procedural.Torus):
+      tube = np.hypot(np.hypot(p[:, 0], p[:, 1]) - shape.major_radius, p[:, 2])
+      residuals.append(tube - shape.minor_radius)
+    else:
+      raise AssertionError(f'untested shape {shape}')
+  return np.stack(residuals, axis=-1)
+
+
+def _first_inside_t(origins, directions, step):
+  """t of the first point inside any object when marching in steps of `step` from near to far."""
+  ts = np.arange(procedural.NEAR, procedural.FAR, step)
+  first = np.full(len(origins), np.inf)
+  for i, (origin, direction) in enumerate(zip(origins, directions)):
+    points = origin + ts[:, None] * direction
+    inside = np.flatnonzero(np.min(_surface_residuals(points), axis=-1) <= 0.0)
+    if inside.size:
+      first[i] = ts[inside[0]]
+  return first
+
+
+@pytest.fixture(scope='module')
+def tiny_view():
+  rgba, depth = procedural.render_view(TINY, VIEW)
+  rays = camera.image_rays(VIEW, TINY.resolution, TINY.resolution, procedural.focal_length(TINY),
+                           procedural.NEAR, procedural.FAR)
+  return rgba, depth, rays
+
+
+def test_render_view_shapes(tiny_view):
+  rgba, depth, _ = tiny_view
+  assert rgba.shape == (24, 24, 4) and rgba.dtype == np.float32
+  assert depth.shape == (24, 24) and depth.dtype == np.float32
+  assert 0.0 <= rgba.min() and rgba.max() <= 1.0
+  hits = np.isfinite(depth)
+  assert 0.1 < hits.mean() < 0.9, 'the view should show both objects and background'
+  assert np.all((depth[hits] > procedural.NEAR) & (depth[hits] < procedural.FAR))
+  assert np.all(np.isinf(depth[~hits]) & (depth[~hits] > 0))
+
+
+def test_depth_points_lie_on_a_surface(tiny_view):
+  _, depth, rays = tiny_view
+  hits = np.isfinite(depth)
+  points = rays.origins[hits] + depth[hits][:, None].astype(np.float64) * rays.directions[hits]
+  distance_to_nearest_surface = np.min(np.abs(_surface_residuals(points)), axis=-1)
+  assert np.max(distance_to_nearest_surface) < 1e-4
+
+
+def test_depth_is_the_first_hit(tiny_view):
+  _, depth, rays = tiny_view
+  step = 2e-3
+  brute = _first_inside_t(rays.origins.reshape(-1, 3).astype(np.float64),
+                          rays.directions.reshape(-1, 3).astype(np.float64), step).reshape(depth.shape)
+  both = np.isfinite(brute) & np.isfinite(depth)
+  # The march can only differ on silhouettes grazed more thinly than its step.
+  assert np.mean(np.isfinite(brute) != np.isfinite(depth)) <= 0.01
+  np.testing.assert_array_less(np.abs(brute[both] - depth[both]), step + 1e-5)
+
+
+def test_alpha_is_coverage(tiny_view):
+  rgba, depth, _ = tiny_view
+  hits = np.pad(np.isfinite(depth), 1, constant_values=False)
+  neighbourhood = np.stack([hits[1 + dy:1 + dy + 24, 1 + dx:1 + dx + 24]
+                            for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+  interior, background = neighbourhood.all(axis=0), ~neighbourhood.any(axis=0)
+  assert interior.sum() > 20 and background.sum() > 20
+  np.testing.assert_array_equal(rgba[..., 3][interior], 1.0)
+  np.testing.assert_array_equal(rgba[..., 3][background], 0.0)
+  edges = ~interior & ~background
+  assert np.any((rgba[..., 3][edges] > 0.0) & (rgba[..., 3][edges] < 1.0)), 'edges should be antialiased'
+
+
+# View dependence.
+
+
+def test_shade_is_view_dependent_only_when_specular():
+  albedo, normal = np.array([[0.8, 0.1, 0.1]]), np.array([[0.0, 0.0, 1.0]])
+  key = np.asarray(procedural.LIGHTING.key_direction)
+  mirror_view = key * [1, 1, -1]  # Looking along the key light's reflection: the highlight's peak.
+  other_view = np.array([0.6, 0.0, -0.8])
+  views = [mirror_view[None], other_view[None]]
+  glossy = [procedural.shade(albedo, normal, v, np.ones(1), 0.8, 60.0) for v in views]
+  matte = [procedural.shade(albedo, normal, v, np.ones(1), 0.0, 60.0) for v in views]
+  assert np.max(np.abs(glossy[0] - glossy[1])) > 0.1
+  np.testing.assert_allclose(matte[0], matte[1])
+  # In shadow, there is no highlight.
+  np.testing.assert_allclose(procedural.shade(albedo, normal, views[0], np.zeros(1), 0.8, 60.0),
+                             procedural.shade(albedo, normal, views[0], np.zeros(1), 0.0, 60.0))
+
+
+def _colours_of_point_from(point, azimuths_deg, elevation_deg=70.0):
+  """Traces rays from two directions at one world point; returns colours and the hit objects' names."""
+  az, el = np.deg2rad(azimuths_deg), np.deg2rad(elevation_deg)
+  towards_camera = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
+                             np.full_like(az, np.sin(el))], axis=-1)
+  origins = point + 3.0 * towards_camera
+  colours, t = procedural.trace_colours(procedural.DEFAULT_OBJECTS, origins, -towards_camera)
+  np.testing.assert_allclose(t, 3.0, atol=1e-9)
+  return colours
+
+
+def _top_of(name):
+  obj = next(o for o in procedural.DEFAULT_OBJECTS if o.name == name)
+  return np.asarray(obj.centre) + [0.0, 0.0, obj.shape.radius]
+
+
+def test_glossy_ball_colour_depends_on_view_and_matte_does_not():
+  key_azimuth = np.rad2deg(np.arctan2(procedural.LIGHTING.key_direction[1],
+                                      procedural.LIGHTING.key_direction[0]))
+  azimuths = np.array([key_azimuth + 180.0, key_azimuth])  # Seeing the highlight, then not.
+  glossy = _colours_of_point_from(_top_of('glossy_ball'), azimuths)
+  assert np.max(np.abs(glossy[0] - glossy[1])) > 0.1
+  matte = _colours_of_point_from(_top_of('beach_ball'), azimuths)
+  np.testing.assert_allclose(matte[0], matte[1], atol=1e-6)
+
+
+# Cameras and files.
+
+
+def test_sample_poses_on_upper_hemisphere():
+  for split in procedural.SPLITS:
+    poses = procedural.sample_poses(TINY, split)
+    centres = poses[:, :, 3]
+    np.testing.assert_allclose(np.linalg.norm(centres, axis=-1), TINY.camera_radius, rtol=1e-5)
+    elevation = np.rad2deg(np.arcsin(centres[:, 2] / TINY.camera_radius))
+    assert np.all((elevation >= 15.0 - 1e-3) & (elevation <= 65.0 + 1e-3))
+    # Looking at the origin: the camera's -z axis points from the centre towards it.
+    np.testing.assert_allclose(-poses[:, :, 2], -centres / TINY.camera_radius, atol=1e-5)
+  train, val = procedural.sample_poses(TINY, 'train'), procedural.sample_poses(TINY, 'val')
+  assert not np.allclose(train[:2], val[:2])
+  np.testing.assert_array_equal(train, procedural.sample_poses(TINY, 'train'))
+
+
+def test_ensure_scene_writes_blender_layout_once(tmp_path):
+  scene = procedural.ensure_scene(tmp_path, TINY)
+  assert scene.parent == tmp_path and scene.is_dir()
+  assert [p.name for p in tmp_path.iterdir()] == [scene.name], 'no temporary directory is left behind'
+  for split, count in [('train', 3), ('val', 2), ('test', 2)]:
+    meta = json.loads((scene / f'transforms_{split}.json').read_text())
+    assert meta['camera_angle_x'] == pytest.approx(TINY.camera_angle_x)
+    assert len(meta['frames']) == count
+    for i, frame in enumerate(meta['frames']):
+      assert frame['file_path'] == f'./{split}/r_{i}'
+      matrix = np.array(frame['transform_matrix'])
+      assert matrix.shape == (4, 4)
+      np.testing.assert_array_equal(matrix[3], [0, 0, 0, 1])
+      with Image.open(scene / split / f'r_{i}.png') as image:
+        assert image.size == (24, 24) and image.mode == 'RGBA'
+      depth = np.load(scene / split / f'r_{i}_depth.npy')
+      assert depth.shape == (24, 24) and depth.dtype == np.float32
+  # The saved image matches a fresh render of the saved pose.
+  meta = json.loads((scene / 'transforms_val.json').read_text())
+  pose = np.array(meta['frames'][1]['transform_matrix'])[:3]
+  rgba, depth = procedural.render_view(TINY, pose)
+  with Image.open(scene / 'val' / 'r_1.png') as image:
+    np.testing.assert_allclose(np.asarray(image) / 255.0, rgba, atol=0.5 / 255 + 1e-6)
+  np.testing.assert_array_equal(np.load(scene / 'val' / 'r_1_depth.npy'), depth)
+
+  mtime = (scene / 'transforms_train.json').stat().st_mtime_ns
+  assert procedural.ensure_scene(tmp_path, TINY) == scene
+  assert (scene / 'transforms_train.json').stat().st_mtime_ns == mtime
+  other = procedural.ensure_scene(tmp_path, procedural.ProceduralSceneSpec(
+      resolution=24, num_train=3, num_val=2, num_test=2, supersampling=2, seed=1))
+  assert other != scene and other.is_dir()
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+  def fail_on_val(directory, spec, split):
+    if split == 'val':
+      raise KeyboardInterrupt
+    write_split(directory, spec, split)
+
+  write_split = procedural.write_split
+  monkeypatch.setattr(procedural, 'write_split', fail_on_val)
+  with pytest.raises(KeyboardInterrupt):
+    procedural.ensure_scene(tmp_path, TINY)
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_blender_reader_loads_the_scene(tmp_path):
+  from jaxnerf.datasets import blender
+  scene = procedural.ensure_scene(tmp_path, TINY)
+  split = blender.load_blender_split(scene, 'train')
+  assert split.images.shape == (3, 24, 24, 3)
+  assert split.depths is not None and split.depths.shape == (3, 24, 24)
+  assert split.focal == pytest.approx(procedural.focal_length(TINY))
+  with Image.open(scene / 'train' / 'r_0.png') as image:
+    alpha = np.asarray(image)[..., 3]
+  np.testing.assert_allclose(split.images[0][alpha == 0], 1.0)  # Background composites to white.
