@@ -3,6 +3,8 @@
 Naming: `mse` mean squared error; images are [..., height, width, 3] in [0, 1].
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +25,7 @@ def _gaussian_kernel(size: int, sigma: float):
   return kernel / kernel.sum()
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=('filter_size',))  # It sets the kernel's shape.
 def ssim(image, reference, max_value: float = 1.0, filter_size: int = 11, filter_sigma: float = 1.5,
          k1: float = 0.01, k2: float = 0.03):
   """Structural similarity (Wang et al. 2004) of [H, W, C] images, averaged over pixels and channels.

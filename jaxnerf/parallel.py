@@ -14,10 +14,15 @@ from jaxnerf.errors import ConfigError
 DATA_AXIS = 'data'
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh over all devices. Auto axes: XLA places the collectives (e.g. the gradient all-reduce)."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D mesh over `devices` (default: all devices of all processes).
+
+  Auto axes: XLA places the collectives (e.g. the gradient all-reduce); with Explicit axes, table gathers
+  with batch-sharded indices raise sharding type errors.
+  """
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.sharding.Mesh(np.asarray(devices), (DATA_AXIS,),
+                           axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh) -> NamedSharding:
@@ -29,10 +34,11 @@ def batch_sharded(mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_divisible(size: int, what: str):
-  """Raises if `size` rows cannot be split evenly over all devices."""
-  if size % jax.device_count():
-    raise ConfigError(f'{what}={size} must be divisible by the number of devices ({jax.device_count()}).')
+def check_divisible(size: int, what: str, mesh=None):
+  """Raises if `size` rows cannot be split evenly over the devices of `mesh` (default: all devices)."""
+  count = jax.device_count() if mesh is None else mesh.size
+  if size % count:
+    raise ConfigError(f'{what}={size} must be divisible by the number of devices ({count}).')
 
 
 def local_batch_size(global_batch_size: int) -> int:

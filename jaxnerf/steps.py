@@ -44,7 +44,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, background, 
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     (loss, mses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updated = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             opt_state=opt_state)

@@ -58,11 +58,12 @@ def check_config(config: ml_collections.ConfigDict):
       raise ConfigError(f'config.train.{key} must be positive, got {config.train[key]}.')
 
 
-def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
+def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
+  """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
   model = models.make_model(config.model)
   schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
   optimizer = train_state_lib.make_optimizer(config.optim, schedule)
-  mesh = parallel.make_mesh()
+  mesh = parallel.make_mesh(devices)
   background = 1.0 if config.white_background else 0.0
   steps = steps_lib.compile_steps(model, optimizer, mesh, jnp.full(3, background),
                                   config.optim.coarse_loss_weight)

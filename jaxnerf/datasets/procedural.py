@@ -30,6 +30,7 @@ Conventions:
 - Depth maps hold the t of the first hit of the ray through each pixel centre, inf where nothing is hit.
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -567,17 +568,27 @@ def sample_poses(spec: ProceduralSceneSpec, split: str) -> np.ndarray:
 def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) -> None:
   """Renders one split: `{split}/r_{i}.png`, `{split}/r_{i}_depth.npy` and `transforms_{split}.json`."""
   (directory / split).mkdir(parents=True, exist_ok=True)
-  frames = []
-  for index, camtoworld in enumerate(sample_poses(spec, split)):
-    rgba, depth = render_view(spec, camtoworld)
-    name = f'r_{index}'
-    pixels = np.round(np.clip(rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
-    Image.fromarray(pixels).save(directory / split / f'{name}.png')
-    np.save(directory / split / f'{name}_depth.npy', depth)
-    matrix = np.concatenate([camtoworld, [[0.0, 0.0, 0.0, 1.0]]], axis=0)
-    frames.append({'file_path': f'./{split}/{name}', 'transform_matrix': matrix.tolist()})
+  poses = sample_poses(spec, split)
+  # numpy releases the GIL inside its array loops, so a few threads render views in parallel.
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+  try:
+    views = pool.map(lambda camtoworld: render_view(spec, camtoworld), poses)
+    frames = [_write_frame(directory, split, index, camtoworld, *view)
+              for index, (camtoworld, view) in enumerate(zip(poses, views))]
+  finally:
+    pool.shutdown(cancel_futures=True)  # On an interrupt, do not render the remaining views first.
   with open(directory / f'transforms_{split}.json', 'w') as f:
     json.dump({'camera_angle_x': spec.camera_angle_x, 'frames': frames}, f, indent=2)
+
+
+def _write_frame(directory: pathlib.Path, split: str, index: int, camtoworld, rgba, depth) -> dict:
+  """Saves one view's PNG and depth map; returns its frame entry for transforms_{split}.json."""
+  name = f'r_{index}'
+  pixels = np.round(np.clip(rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
+  Image.fromarray(pixels).save(directory / split / f'{name}.png')
+  np.save(directory / split / f'{name}_depth.npy', depth)
+  matrix = np.concatenate([camtoworld, [[0.0, 0.0, 0.0, 1.0]]], axis=0)
+  return {'file_path': f'./{split}/{name}', 'transform_matrix': matrix.tolist()}
 
 
 def write_scene(directory, spec: ProceduralSceneSpec) -> None:

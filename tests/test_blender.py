@@ -1,0 +1,121 @@
+"""The Blender reader: compositing, downsampling, intrinsics, and a clear error for every kind of bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnerf.datasets import blender
+from jaxnerf.errors import DatasetError
+from tests.scenes import write_blender_scene
+
+
+def test_composites_straight_alpha_on_the_background(tmp_path):
+  directory, images = write_blender_scene(tmp_path)
+  for white in (True, False):
+    split = blender.load_blender_split(directory, 'train', white_background=white)
+    rgba = images['train'][1].astype(np.float32) / 255
+    expected = rgba[..., :3] * rgba[..., 3:] + float(white) * (1 - rgba[..., 3:])
+    np.testing.assert_allclose(split.images[1], expected, atol=1e-6)
+
+
+def test_reads_poses_focal_and_names(tmp_path):
+  directory, _ = write_blender_scene(tmp_path, size=(8, 6))
+  split = blender.load_blender_split(directory, 'val', near=1.5, far=7.0)
+  meta = json.loads((directory / 'transforms_val.json').read_text())
+  np.testing.assert_allclose(split.camtoworlds[2], np.array(meta['frames'][2]['transform_matrix'])[:3],
+                             atol=1e-6)
+  assert split.focal == pytest.approx(0.5 * 8 / math.tan(0.5 * 0.6911))
+  assert (split.width, split.height, split.num_images) == (8, 6, 3)
+  assert split.names == ('r_0', 'r_1', 'r_2')
+  assert (split.near, split.far) == (1.5, 7.0)
+
+
+def test_factor_averages_areas_and_scales_focal(tmp_path):
+  directory, _ = write_blender_scene(tmp_path, size=(8, 6))
+  full = blender.load_blender_split(directory, 'train')
+  half = blender.load_blender_split(directory, 'train', factor=2)
+  assert half.images.shape == (3, 3, 4, 3)
+  np.testing.assert_allclose(half.images[0, 1, 2], full.images[0, 2:4, 4:6].mean(axis=(0, 1)), atol=1e-6)
+  assert half.focal == pytest.approx(full.focal / 2)
+
+
+def _expect_error(match, *args, **kwargs):
+  with pytest.raises(DatasetError, match=match):
+    blender.load_blender_split(*args, **kwargs)
+
+
+def test_missing_directory_names_it_and_where_to_download(tmp_path):
+  _expect_error(r'nowhere does not exist.*nerf_synthetic.*--config.data_dir', tmp_path / 'nowhere', 'train')
+
+
+def test_missing_split_lists_the_available_ones(tmp_path):
+  directory, _ = write_blender_scene(tmp_path)
+  _expect_error(r"transforms_test.json is missing.*no 'test' split.*train, val", directory, 'test')
+
+
+def test_directory_without_any_split_points_to_the_download(tmp_path):
+  _expect_error(r'holds no transforms_\*.json.*nerf_synthetic', tmp_path, 'train')
+
+
+def test_malformed_json_names_the_file(tmp_path):
+  directory, _ = write_blender_scene(tmp_path)
+  (directory / 'transforms_train.json').write_text('{"camera_angle_x": 0.69, "frames": [')
+  _expect_error(r'transforms_train.json is not valid JSON', directory, 'train')
+
+
+@pytest.mark.parametrize('meta, match', [
+    ({'frames': []}, 'camera_angle_x'),
+    ({'camera_angle_x': 0.7, 'frames': []}, '"frames" must be a non-empty list'),
+    ({'camera_angle_x': 0.7, 'frames': [{'transform_matrix': np.eye(4).tolist()}]}, 'frame 0 has no "file_path"'),
+    ([1, 2], 'expected a JSON object'),
+])
+def test_malformed_metadata_names_the_field(tmp_path, meta, match):
+  directory, _ = write_blender_scene(tmp_path)
+  (directory / 'transforms_train.json').write_text(json.dumps(meta))
+  _expect_error(match, directory, 'train')
+
+
+def _edit_frame(directory, index, **fields):
+  path = directory / 'transforms_train.json'
+  meta = json.loads(path.read_text())
+  meta['frames'][index].update(fields)
+  path.write_text(json.dumps(meta))
+
+
+def test_missing_image_names_frame_and_file(tmp_path):
+  directory, _ = write_blender_scene(tmp_path)
+  (directory / 'train' / 'r_1.png').unlink()
+  _expect_error(r'frame 1 refers to .*r_1.png, which does not exist', directory, 'train')
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+  directory, _ = write_blender_scene(tmp_path)
+  (directory / 'train' / 'r_2.png').write_bytes(b'not a png at all')
+  _expect_error(r'r_2.png could not be read as an image', directory, 'train')
+
+
+def test_inconsistent_image_sizes_name_both_files(tmp_path):
+  directory, _ = write_blender_scene(tmp_path, size=(8, 6))
+  Image.new('RGBA', (10, 6)).save(directory / 'train' / 'r_1.png')
+  _expect_error(r'r_1.png: image is 10x6, but .*r_0.png is 8x6', directory, 'train')
+
+
+@pytest.mark.parametrize('matrix, match', [
+    (np.eye(3).tolist(), 'must be a 4x4 matrix'),
+    ('identity', 'must be a 4x4 matrix'),
+    ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, float('nan')], [0, 0, 0, 1]], 'non-finite'),
+])
+def test_bad_pose_names_the_frame(tmp_path, matrix, match):
+  directory, _ = write_blender_scene(tmp_path)
+  _edit_frame(directory, 2, transform_matrix=matrix)
+  _expect_error(f'frame 2 "transform_matrix" .*{match}|frame 2 "transform_matrix" {match}', directory,
+                'train')
+
+
+def test_factor_must_divide_the_image_size(tmp_path):
+  directory, _ = write_blender_scene(tmp_path, size=(8, 6))
+  _expect_error(r'config.factor=4 does not divide the image size 8x6', directory, 'train', factor=4)
+  _expect_error(r'config.factor must be a positive integer', directory, 'train', factor=0)

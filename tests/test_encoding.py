@@ -1,0 +1,89 @@
+"""Tests of jaxnerf.encoding: NeRF's positional encoding against a brute-force loop, sizes and extremes."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnerf import encoding
+
+
+def _brute_force_encoding(x, min_deg, max_deg, include_input):
+  """The documented layout, one feature at a time: [x, sin(2^k x_d) for k, d; cos(2^k x_d) for k, d]."""
+  x = np.asarray(x, np.float64)
+  out = np.zeros(x.shape[:-1] + (encoding.encoded_size(x.shape[-1], min_deg, max_deg, include_input),))
+  for index in np.ndindex(x.shape[:-1]):
+    features = list(x[index]) if include_input else []
+    for fn in (math.sin, math.cos):
+      for k in range(min_deg, max_deg):  # Octave-major, coordinate-minor.
+        for d in range(x.shape[-1]):
+          features.append(fn(2.0**k * x[index][d]))
+    out[index] = features
+  return out
+
+
+@pytest.mark.parametrize('min_deg, max_deg, include_input, num_dims', [
+    (0, 4, True, 3),
+    (0, 10, False, 3),
+    (2, 6, True, 2),
+    (-2, 3, True, 1),
+    (0, 1, False, 4),
+    (3, 3, True, 3),  # No octaves: just x.
+])
+def test_matches_brute_force(min_deg, max_deg, include_input, num_dims):
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, num_dims), minval=-1.5, maxval=1.5)
+  actual = encoding.positional_encoding(x, min_deg, max_deg, include_input)
+  expected = _brute_force_encoding(x, min_deg, max_deg, include_input)
+  chex.assert_shape(actual, expected.shape)
+  # Arguments reach 1.5 * 2^9 = 768: cos is evaluated as sin(y + pi / 2), whose float32 rounding is ~ulp(768).
+  np.testing.assert_allclose(actual, expected, atol=2e-4, rtol=0)
+  if include_input:
+    np.testing.assert_array_equal(actual[..., :num_dims], x)  # The input is copied exactly.
+
+
+@pytest.mark.parametrize('num_dims, min_deg, max_deg, include_input, expected', [
+    (3, 0, 10, True, 63),  # The paper's point encoding: 3 + 3 * 2 * 10.
+    (3, 0, 4, True, 27),  # The paper's direction encoding.
+    (3, 0, 10, False, 60),
+    (2, 5, 7, True, 10),
+    (1, 0, 0, False, 0),
+])
+def test_encoded_size(num_dims, min_deg, max_deg, include_input, expected):
+  assert encoding.encoded_size(num_dims, min_deg, max_deg, include_input) == expected
+  x = jnp.zeros((4, num_dims))
+  assert encoding.positional_encoding(x, min_deg, max_deg, include_input).shape == (4, expected)
+
+
+def test_known_values():
+  # x = pi / 2 at octave 0: sin = 1, cos = 0; at octave 1 (2x = pi): sin = 0, cos = -1.
+  out = encoding.positional_encoding(jnp.array([[np.pi / 2]]), 0, 2, include_input=False)
+  np.testing.assert_allclose(out[0], [1.0, 0.0, 0.0, -1.0], atol=1e-6)
+
+
+def test_jit_and_batch_shapes():
+  x = jnp.linspace(-1.0, 1.0, 2 * 3 * 4 * 3).reshape(2, 3, 4, 3)
+  fn = jax.jit(encoding.positional_encoding, static_argnums=(1, 2, 3))
+  out = fn(x, 0, 6, True)
+  chex.assert_shape(out, (2, 3, 4, encoding.encoded_size(3, 0, 6)))
+  # Every leading index is encoded independently.
+  np.testing.assert_allclose(out[1, 2, 3], fn(x[1, 2, 3][None], 0, 6, True)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize('scale', [0.0, 1e-8, 1e-3, 1.0, 1e2, 1e4])
+def test_finite_values_and_gradients_at_extreme_magnitudes(scale):
+  x = scale * jax.random.uniform(jax.random.PRNGKey(1), (16, 3), minval=-1.0, maxval=1.0)
+  out = encoding.positional_encoding(x, 0, 10)
+  chex.assert_tree_all_finite(out)
+  assert float(jnp.max(jnp.abs(out[:, 3:]))) <= 1.0 + 1e-6  # The sinusoids stay bounded.
+  grad = jax.grad(lambda y: jnp.sum(encoding.positional_encoding(y, 0, 10) ** 2 * jnp.arange(63)))(x)
+  chex.assert_tree_all_finite(grad)
+  # Analytic gradient of sum(features): d/dx [x + sum_k sin(2^k x) + cos(2^k x)].
+  grad_sum = jax.grad(lambda y: jnp.sum(encoding.positional_encoding(y, 0, 4)))(x)
+  scales = 2.0 ** np.arange(4)
+  x64 = np.asarray(x, np.float64)[..., None]
+  expected = 1.0 + np.sum(scales * (np.cos(scales * x64) - np.sin(scales * x64)), axis=-1)
+  # float32 rounding of arguments of size |x| * 8 limits the accuracy at large |x|.
+  np.testing.assert_allclose(grad_sum, expected, atol=1e-4 + 1e-5 * scale)

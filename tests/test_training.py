@@ -1,0 +1,188 @@
+"""Training: the compiled step (data parallelism, no retracing, non-finite guard), checkpoints and resumption,
+and short end-to-end runs on a tiny procedural scene."""
+
+import shutil
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import demo
+from jaxnerf import checkpoints
+from jaxnerf import datasets
+from jaxnerf import reporting
+from jaxnerf import steps as steps_lib
+from jaxnerf import trainer
+from jaxnerf.datasets import batching
+from jaxnerf.datasets import procedural
+from jaxnerf.errors import ConfigError
+from jaxnerf.errors import NonFiniteLossError
+
+TINY_SCENE = procedural.ProceduralSceneSpec(resolution=24, num_train=12, num_val=2, num_test=2,
+                                            supersampling=2)
+
+
+@pytest.fixture(scope='module')
+def scene_cache(tmp_path_factory):
+  cache = tmp_path_factory.mktemp('scene_cache')
+  procedural.ensure_scene(cache, TINY_SCENE)
+  return cache
+
+
+def tiny_config(scene_cache, **train):
+  config = demo.get_config()
+  config.data_dir = str(scene_cache)
+  config.procedural.update(resolution=TINY_SCENE.resolution, num_train=TINY_SCENE.num_train,
+                           num_val=TINY_SCENE.num_val, num_test=TINY_SCENE.num_test,
+                           supersampling=TINY_SCENE.supersampling)
+  config.model.update(num_coarse_samples=16, num_fine_samples=16, mlp_depth=2, mlp_width=32,
+                      mlp_width_view=16, point_max_deg=6)
+  config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
+  config.train.update(train)
+  config.eval.update(every_steps=0, num_images=1, final_num_images=1, orbit_frames=0, chunk_size=256)
+  return config
+
+
+def _batch(config, step=0):
+  split = datasets.load_split(config, 'train')
+  return batching.RayBatcher(split, config.train.batch_size, seed=config.seed).batch(step)
+
+
+def _run_steps(experiment, state, config, num_steps):
+  for step in range(num_steps):
+    batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), _batch(config, step))
+    state, _ = experiment.steps.train_step(state, batch)
+  return state
+
+
+def test_two_devices_match_one(scene_cache):
+  assert jax.device_count() == 2, 'conftest.py should fake two CPU devices'
+  config = tiny_config(scene_cache)
+  one = trainer.build_experiment(config, devices=jax.devices()[:1])
+  two = trainer.build_experiment(config, devices=jax.devices())
+  state_one = _run_steps(one, trainer.init_state(one, seed=0), config, 3)
+  state_two = _run_steps(two, trainer.init_state(two, seed=0), config, 3)
+  assert state_two.params['coarse']['trunk_0']['kernel'].sharding.mesh.size == 2
+  chex.assert_trees_all_close(jax.device_get(state_one.params), jax.device_get(state_two.params),
+                              rtol=1e-4, atol=1e-6)
+  assert int(state_two.step) == 3
+
+
+def test_train_step_compiles_once(scene_cache, monkeypatch):
+  make_train_step = steps_lib.make_train_step
+  monkeypatch.setattr(steps_lib, 'make_train_step',
+                      lambda *args: chex.assert_max_traces(make_train_step(*args), n=1))
+  config = tiny_config(scene_cache)
+  experiment = trainer.build_experiment(config)
+  _run_steps(experiment, trainer.init_state(experiment, seed=0), config, 4)  # Raises on a retrace.
+
+
+def test_non_finite_update_is_refused(scene_cache):
+  config = tiny_config(scene_cache)
+  experiment = trainer.build_experiment(config)
+  state = trainer.init_state(experiment, seed=0)
+  before = jax.device_get(state.params)
+  batch = _batch(config)
+  batch['rgb'] = np.full_like(batch['rgb'], np.nan)
+  batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), batch)
+  state, metrics = experiment.steps.train_step(state, batch)
+  assert not bool(metrics['finite'])
+  assert int(state.step) == 0
+  chex.assert_trees_all_equal(jax.device_get(state.params), before)
+
+
+def test_checkpoint_round_trip(scene_cache, tmp_path):
+  config = tiny_config(scene_cache)
+  experiment = trainer.build_experiment(config)
+  state = _run_steps(experiment, trainer.init_state(experiment, seed=0), config, 2)
+  manager = checkpoints.make_manager(tmp_path, keep=2)
+  checkpoints.save(manager, state)
+  manager.wait_until_finished()
+  restored = checkpoints.restore_latest(manager, trainer.abstract_state(experiment, seed=0))
+  chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
+  assert restored.params['coarse']['trunk_0']['kernel'].sharding == experiment.steps.replicated
+
+
+def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
+  """Stopping at step 10 and resuming gives the same parameters at step 20 as never stopping."""
+  config = tiny_config(scene_cache)
+  full = tmp_path / 'full'
+  summary = trainer.train_and_evaluate(config, full)
+  assert summary['step'] == 20 and summary['resumed_from'] is None
+  # A workdir as an interrupted run leaves it: the step-10 checkpoint and the config.
+  resumed = tmp_path / 'resumed'
+  (resumed / 'checkpoints').mkdir(parents=True)
+  shutil.copytree(full / 'checkpoints' / '10', resumed / 'checkpoints' / '10')
+  shutil.copy(full / 'config.json', resumed / 'config.json')
+  summary = trainer.train_and_evaluate(config, resumed)
+  assert summary['resumed_from'] == 10 and summary['step'] == 20
+  _, _, final_full = trainer.restore_model(full)
+  _, _, final_resumed = trainer.restore_model(resumed)
+  chex.assert_trees_all_close(jax.device_get(final_resumed.params), jax.device_get(final_full.params),
+                              rtol=1e-5, atol=1e-7)
+  train_steps = [r['step'] for r in reporting.read_metrics(resumed) if r['split'] == 'train']
+  assert train_steps == [15, 20]
+
+
+def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
+  config = tiny_config(scene_cache, num_steps=5)
+  trainer.train_and_evaluate(config, tmp_path)
+  config.model.mlp_width = 48
+  with pytest.raises(ConfigError, match=r'different model \(config.model.mlp_width differ'):
+    trainer.train_and_evaluate(config, tmp_path)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(scene_cache, tmp_path, monkeypatch):
+  config = tiny_config(scene_cache)
+  original = batching.RayBatcher.batch
+
+  def batch_with_nans_from_step_13(self, step):
+    batch = original(self, step)
+    if step >= 13:  # The batch of step 13 produces the state of step 14.
+      batch['rgb'] = np.full_like(batch['rgb'], np.nan)
+    return batch
+
+  monkeypatch.setattr(batching.RayBatcher, 'batch', batch_with_nans_from_step_13)
+  with pytest.raises(NonFiniteLossError, match=r'non-finite at step 14.*checkpoint \(10\)'):
+    trainer.train_and_evaluate(config, tmp_path)
+  _, _, state = trainer.restore_model(tmp_path)
+  assert int(state.step) == 10
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state.params)))
+
+
+def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
+  config = tiny_config(scene_cache)
+  original = trainer._Prefetcher.next
+  calls = []
+
+  def interrupt_at_seventh_batch(self):
+    calls.append(1)
+    if len(calls) == 7:
+      raise KeyboardInterrupt
+    return original(self)
+
+  monkeypatch.setattr(trainer._Prefetcher, 'next', interrupt_at_seventh_batch)
+  with pytest.raises(KeyboardInterrupt):
+    trainer.train_and_evaluate(config, tmp_path)
+  _, _, state = trainer.restore_model(tmp_path)
+  assert int(state.step) == 6
+
+
+def test_batch_not_divisible_by_devices_is_a_config_error(scene_cache, tmp_path):
+  config = tiny_config(scene_cache, batch_size=127)
+  with pytest.raises(ConfigError, match=r'config.train.batch_size=127 must be divisible by the number of '
+                                        r'devices \(2\)'):
+    trainer.train_and_evaluate(config, tmp_path)
+
+
+def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
+  config = tiny_config(scene_cache, num_steps=300, log_every=10, checkpoint_every=1000, batch_size=256)
+  config.optim.lr_init, config.optim.lr_final = 5e-3, 5e-4
+  config.eval.update(final_num_images=2, orbit_frames=3)
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  first = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train')
+  assert summary['val_psnr'] > first['psnr'] + 6, (first['psnr'], summary['val_psnr'])
+  assert (tmp_path / 'final' / 'orbit.gif').exists()
+  assert (tmp_path / 'final' / 'val' / 'metrics.json').exists()
