@@ -3,7 +3,7 @@
 Variants (chair.py, lego.py, demo.py) start from this and change what differs. Any field can be overridden
 on the command line, e.g.
 
-  python train.py --config=configs/default.py --config.train.batch_size=1024 --config.model.mlp_width=128
+  python train.py --config=configs/default.py --config.train.batch_size=1024 --config.model.mlp.width=128
 
 The scene is named by the top-level fields (`dataset`, `data_dir`, `factor`, ...); everything else is grouped
 by concern.
@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.white_background = True  # Composite RGBA images (and renderings) on white; False: black.
   config.near = 2.0  # Ray bounds (depth along the viewing axis), those of the Blender scenes.
   config.far = 6.0
+  # Axis-aligned box (x_min, y_min, z_min, x_max, y_max, z_max) holding the scene, or () for none. When
+  # set, rays are sampled only inside it. Hash-grid fields need it. The Blender scenes fit [-1.5, 1.5]^3.
+  config.scene_box = ()
   config.procedural = ml_collections.ConfigDict(dict(
       resolution=80, num_train=100, num_val=20, num_test=20, camera_radius=4.0, camera_angle_x=0.6911,
       supersampling=3, seed=0))  # The embedded scene (dataset='procedural'); see datasets/procedural.py.
@@ -34,19 +37,25 @@ def get_config() -> ml_collections.ConfigDict:
       precrop_fraction=0.5,  # Side of the central crop, as a fraction of the image.
   ))
 
-  # The model (models.NeRF).
+  # The model (models.py): a coarse and a fine field of kind `field`, configured by its sub-config.
   config.model = ml_collections.ConfigDict(dict(
       name='nerf',
+      field='mlp',  # 'mlp' (the paper's MLPField) or 'hash_grid' (instant-ngp's HashGridField).
       num_coarse_samples=64,
-      num_fine_samples=128,  # 0: no fine network.
+      num_fine_samples=128,  # 0: no fine level.
       lindisp=False,  # Sample linearly in disparity rather than depth.
-      point_min_deg=0, point_max_deg=10,  # Positional encoding octaves of points...
-      view_min_deg=0, view_max_deg=4,  # ...and of view directions.
-      mlp_depth=8, mlp_width=256, mlp_skip_every=4, mlp_width_view=128,
-      density_activation='relu',  # 'relu' (paper) or 'softplus'.
+      density_activation='relu',  # 'relu' (paper), 'softplus' (mip-NeRF) or 'trunc_exp' (instant-ngp).
       density_noise_std=0.0,  # Std of noise added to raw density while training (paper: 1 for LLFF).
       rgb_padding=0.0,  # Widened sigmoid for colour (mip-NeRF uses 0.001).
       dtype='float32',  # Compute dtype: 'bfloat16' for mixed precision (parameters and loss stay float32).
+      mlp=dict(
+          point_min_deg=0, point_max_deg=10,  # Positional encoding octaves of points...
+          view_min_deg=0, view_max_deg=4,  # ...and of view directions.
+          depth=8, width=256, skip_every=4, width_view=128),
+      hash_grid=dict(
+          num_levels=16, features_per_level=2, log2_table_size=19,  # Tables of up to 2^19 entries a level.
+          min_resolution=16, max_resolution=2048,  # Cells per side of the coarsest and finest levels.
+          density_width=64, geo_features=15, color_depth=2, color_width=64, view_max_deg=4),
   ))
 
   # Optimisation (train_state.py).

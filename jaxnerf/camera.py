@@ -15,6 +15,7 @@ Conventions (those of the NeRF datasets and Blender):
 
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -104,3 +105,30 @@ def orbit_like(camtoworlds: np.ndarray, num_frames: int, target=(0.0, 0.0, 0.0))
   radius = np.linalg.norm(offsets, axis=-1)
   elevation = np.rad2deg(np.arcsin(np.clip(offsets[:, 2] / radius, -1.0, 1.0)))
   return orbit_poses(num_frames, float(np.median(radius)), float(np.median(elevation)), target)
+
+
+def clip_to_box(origins, directions, near, far, box):
+  """Narrows ray bounds to the segment inside an axis-aligned box (slab method).
+
+  Args:
+    origins, directions: [..., 3] rays (t is measured along the un-normalised directions).
+    near, far: [..., 1] bounds.
+    box: (x_min, y_min, z_min, x_max, y_max, z_max).
+
+  Returns:
+    (near, far), [..., 1] each, within the original bounds. Rays that miss the box get near = far = the
+    original far, so every sample lands in one point behind the scene.
+  """
+  box = jnp.asarray(box, jnp.float32)
+  parallel = jnp.abs(directions) < 1e-12
+  safe = jnp.where(parallel, 1.0, directions)
+  t0, t1 = (box[:3] - origins) / safe, (box[3:] - origins) / safe
+  # A ray parallel to a slab is inside it for all t or for none (an origin on either face counts as inside).
+  in_slab = (origins >= box[:3]) & (origins <= box[3:])
+  enter = jnp.where(parallel, jnp.where(in_slab, -jnp.inf, jnp.inf), jnp.minimum(t0, t1))
+  leave = jnp.where(parallel, jnp.where(in_slab, jnp.inf, -jnp.inf), jnp.maximum(t0, t1))
+  enter = jnp.max(enter, axis=-1, keepdims=True)
+  leave = jnp.min(leave, axis=-1, keepdims=True)
+  new_near, new_far = jnp.maximum(near, enter), jnp.minimum(far, leave)
+  hit = new_near < new_far
+  return jnp.where(hit, new_near, far), jnp.where(hit, new_far, far)

@@ -51,8 +51,13 @@ def load_config(workdir) -> ml_collections.ConfigDict:
     raise CheckpointError(f'{path} does not exist: {workdir} is not a training workdir '
                             '(train.py writes config.json there when it starts).')
   try:
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    config = ml_collections.ConfigDict(json.loads(path.read_text(), object_hook=_lists_to_tuples))
   except json.JSONDecodeError as e:
     raise CheckpointError(f'{path} is not valid JSON: {e}.') from e
   config.lock()
   return config
+
+
+def _lists_to_tuples(fields: dict) -> dict:
+  """JSON turns the config's tuples (e.g. scene_box) into lists; turn them back."""
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}

@@ -41,7 +41,7 @@ def compute_weights(density, delta):
   Computed in log space, T_i = exp(-sum_{j<i} sigma_j delta_j), which stays exact for large optical depths.
   """
   density_delta = density * delta
-  alpha = 1.0 - jnp.exp(-density_delta)
+  alpha = -jnp.expm1(-density_delta)  # 1 - exp(-x), exact for tiny opacities too.
   optical_depth = jnp.concatenate(
       [jnp.zeros_like(density_delta[..., :1]), jnp.cumsum(density_delta[..., :-1], axis=-1)], axis=-1)
   return alpha * jnp.exp(-optical_depth)

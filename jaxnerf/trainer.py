@@ -60,7 +60,7 @@ def check_config(config: ml_collections.ConfigDict):
 
 def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
-  model = models.make_model(config.model)
+  model = models.make_model(config.model, config.scene_box)
   schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
   optimizer = train_state_lib.make_optimizer(config.optim, schedule)
   mesh = parallel.make_mesh(devices)
@@ -109,11 +109,20 @@ def _check_resumable(config, workdir):
     saved = checkpoints.load_config(workdir)
   except CheckpointError:
     return
-  if saved.model.to_dict() != config.model.to_dict():
-    differing = sorted(k for k in set(saved.model) | set(config.model)
-                       if saved.model.get(k) != config.model.get(k))
-    raise ConfigError(f'{workdir} holds checkpoints of a different model (config.model.'
-                     f'{", config.model.".join(differing)} differ); use a new --workdir or the same model.')
+  def model_fields(c):  # What fixes the parameters' shapes and meaning, flattened to 'model.mlp.width'.
+    return _flatten({'model': c.model.to_dict(), 'scene_box': list(c.scene_box)})
+
+  saved_fields, fields = model_fields(saved), model_fields(config)
+  differing = sorted(k for k in saved_fields.keys() | fields.keys() if saved_fields.get(k) != fields.get(k))
+  if differing:
+    raise ConfigError(f'{workdir} holds checkpoints of a different model (config.'
+                      f'{", config.".join(differing)} differ); use a new --workdir or the same model.')
+
+
+def _flatten(tree, prefix=''):
+  if not isinstance(tree, dict):
+    return {prefix[:-1]: tree}
+  return {k: v for key, value in tree.items() for k, v in _flatten(value, f'{prefix}{key}.').items()}
 
 
 class _Prefetcher:

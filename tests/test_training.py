@@ -37,8 +37,8 @@ def tiny_config(scene_cache, **train):
   config.procedural.update(resolution=TINY_SCENE.resolution, num_train=TINY_SCENE.num_train,
                            num_val=TINY_SCENE.num_val, num_test=TINY_SCENE.num_test,
                            supersampling=TINY_SCENE.supersampling)
-  config.model.update(num_coarse_samples=16, num_fine_samples=16, mlp_depth=2, mlp_width=32,
-                      mlp_width_view=16, point_max_deg=6)
+  config.model.update(field='mlp', num_coarse_samples=16, num_fine_samples=16)
+  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=6, skip_every=4)
   config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
   config.train.update(train)
   config.eval.update(every_steps=0, num_images=1, final_num_images=1, orbit_frames=0, chunk_size=256)
@@ -64,7 +64,7 @@ def test_two_devices_match_one(scene_cache):
   two = trainer.build_experiment(config, devices=jax.devices())
   state_one = _run_steps(one, trainer.init_state(one, seed=0), config, 3)
   state_two = _run_steps(two, trainer.init_state(two, seed=0), config, 3)
-  assert state_two.params['coarse']['trunk_0']['kernel'].sharding.mesh.size == 2
+  assert state_two.params['coarse_field']['trunk_0']['kernel'].sharding.mesh.size == 2
   chex.assert_trees_all_close(jax.device_get(state_one.params), jax.device_get(state_two.params),
                               rtol=1e-4, atol=1e-6)
   assert int(state_two.step) == 3
@@ -102,7 +102,7 @@ def test_checkpoint_round_trip(scene_cache, tmp_path):
   manager.wait_until_finished()
   restored = checkpoints.restore_latest(manager, trainer.abstract_state(experiment, seed=0))
   chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
-  assert restored.params['coarse']['trunk_0']['kernel'].sharding == experiment.steps.replicated
+  assert restored.params['coarse_field']['trunk_0']['kernel'].sharding == experiment.steps.replicated
 
 
 def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
@@ -129,8 +129,8 @@ def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
 def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
   config = tiny_config(scene_cache, num_steps=5)
   trainer.train_and_evaluate(config, tmp_path)
-  config.model.mlp_width = 48
-  with pytest.raises(ConfigError, match=r'different model \(config.model.mlp_width differ'):
+  config.model.mlp.width = 48
+  with pytest.raises(ConfigError, match=r'different model \(config.model.mlp.width differ'):
     trainer.train_and_evaluate(config, tmp_path)
 
 

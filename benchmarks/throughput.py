@@ -1,0 +1,111 @@
+"""Training and rendering throughput (rays/s) of a config on the local devices, as one JSON line.
+
+  python benchmarks/throughput.py --config=configs/chair.py
+  python benchmarks/throughput.py --config=configs/demo.py --config.train.batch_size=1024 --repeats=5
+
+Needs no dataset: rays come from cameras on a sphere around the origin looking at the scene (as the Blender
+scenes' cameras do), with random target colours, so the figures measure the model, sampling and optimizer.
+Reports medians over timed calls after a compile call, and the process's peak resident memory.
+"""
+
+import json
+import resource
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
+
+from jaxnerf import camera  # pylint: disable=g-import-not-at-top
+from jaxnerf import image_rendering
+from jaxnerf import parallel
+from jaxnerf import trainer
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/chair.py', 'Configuration file.')
+_STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps per repeat.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Repeats; the median step and render times are reported.')
+_RENDER_SIZE = flags.DEFINE_integer('render_size', 100, 'Side of the square image rendered for timing.')
+
+
+def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> camera.Rays:
+  """Rays from random cameras at radius 4 through random points of the central [-1, 1]^3 box."""
+  rng = np.random.default_rng(seed)
+  azimuth, elevation = rng.uniform(0, 360, num_rays), rng.uniform(10, 70, num_rays)
+  poses = np.stack([camera.spherical_pose(a, e, 4.0) for a, e in zip(azimuth[:64], elevation[:64])])
+  pose = poses[rng.integers(0, 64, num_rays)]
+  target = rng.uniform(-1, 1, (num_rays, 3))
+  direction = target - pose[:, :, 3]
+  direction /= -np.sum(direction * pose[:, :, 2], axis=-1, keepdims=True)  # Unit length along the view axis.
+  viewdirs = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
+  ones = np.ones((num_rays, 1), np.float32)
+  return camera.Rays(pose[:, :, 3].astype(np.float32), direction.astype(np.float32),
+                     viewdirs.astype(np.float32), near * ones, far * ones)
+
+
+def _median_seconds(fn, repeats):
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  trainer.check_config(config)
+  experiment = trainer.build_experiment(config)
+  state = trainer.init_state(experiment, config.seed)
+  batch_size = config.train.batch_size
+  batches = []
+  for i in range(_STEPS.value):
+    rays = synthetic_rays(batch_size, config.near, config.far, seed=i)
+    rgb = np.random.default_rng(i).random((batch_size, 3), dtype=np.float32)
+    batches.append(parallel.shard_local_batch({'rays': rays, 'rgb': rgb}, experiment.steps.batch_sharding))
+
+  start = time.perf_counter()
+  state, metrics = experiment.steps.train_step(state, batches[0])
+  jax.block_until_ready(metrics)
+  train_compile_seconds = time.perf_counter() - start
+
+  def train():
+    nonlocal state
+    for batch in batches:
+      state, step_metrics = experiment.steps.train_step(state, batch)
+    jax.block_until_ready(step_metrics)
+
+  train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value
+  size = _RENDER_SIZE.value
+  pose = camera.spherical_pose(30.0, 30.0, 4.0)
+  image_rays = camera.image_rays(pose, size, size, 1.2 * size, config.near, config.far)
+  render = lambda: image_rendering.render_image(experiment.steps.render_rays, state.params, image_rays,
+                                                config.eval.chunk_size, experiment.steps.batch_sharding)
+  start = time.perf_counter()
+  render()
+  render_compile_seconds = time.perf_counter() - start
+  render_seconds = _median_seconds(render, _REPEATS.value)
+  print(json.dumps({
+      'config': config_flags.get_config_filename(flags.FLAGS['config']),
+      'backend': jax.default_backend(), 'devices': jax.device_count(),
+      'device_kind': jax.devices()[0].device_kind, 'dtype': config.model.dtype,
+      'batch_size': batch_size,
+      'samples_per_ray': config.model.num_coarse_samples + (
+          config.model.num_coarse_samples + config.model.num_fine_samples
+          if config.model.num_fine_samples else 0),
+      'train_rays_per_second': batch_size / train_seconds,
+      'train_step_seconds': train_seconds,
+      'render_rays_per_second': size * size / render_seconds,
+      'train_compile_seconds': train_compile_seconds,
+      'render_compile_seconds': render_compile_seconds,
+      'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+  }))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,59 @@
+"""train.py and render.py as a user runs them: bad input fails with a message naming the key or file."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from configs import default
+from configs import demo
+from jaxnerf import checkpoints
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LEGO = REPO.parent / 'shared' / 'data' / 'nerf_synthetic' / 'lego'
+
+
+def run(script, *args):
+  return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_unknown_config_key_fails_naming_it(tmp_path):
+  result = run('train.py', f'--workdir={tmp_path}', '--config.train.batch_sise=64')
+  assert result.returncode != 0
+  assert 'batch_sise' in result.stderr
+
+
+def test_wrongly_typed_override_fails_naming_it(tmp_path):
+  result = run('train.py', f'--workdir={tmp_path}', '--config.train.num_steps=many')
+  assert result.returncode != 0
+  assert 'num_steps' in result.stderr
+
+
+def test_missing_scene_says_where_to_get_it(tmp_path):
+  result = run('train.py', '--config=configs/chair.py', f'--config.data_dir={tmp_path / "chair"}',
+               f'--workdir={tmp_path / "run"}')
+  assert result.returncode == 1
+  assert 'chair does not exist' in result.stderr and 'nerf_synthetic' in result.stderr
+  assert '--config.data_dir' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_render_without_checkpoint_fails_clearly(tmp_path):
+  result = run('render.py', f'--workdir={tmp_path}')
+  assert result.returncode == 1
+  assert 'config.json does not exist' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_configs_are_locked_and_variants_build_on_default():
+  config = demo.get_config()
+  config.lock()
+  with pytest.raises(AttributeError):
+    config.train.batch_sise = 3
+  assert set(demo.get_config().keys()) == set(default.get_config().keys())
+
+
+def test_saved_config_round_trips(tmp_path):
+  config = demo.get_config()
+  checkpoints.save_config(tmp_path, config)
+  assert checkpoints.load_config(tmp_path).to_dict() == config.to_dict()
