@@ -67,7 +67,9 @@ def main(argv):
   for i in range(_STEPS.value):
     rays = synthetic_rays(batch_size, config.near, config.far, seed=i)
     rgb = np.random.default_rng(i).random((batch_size, 3), dtype=np.float32)
-    batches.append(parallel.shard_local_batch({'rays': rays, 'rgb': rgb}, experiment.steps.batch_sharding))
+    alpha = np.ones((batch_size, 1), np.float32)
+    batches.append(parallel.shard_local_batch({'rays': rays, 'rgb': rgb, 'alpha': alpha},
+                                              experiment.steps.batch_sharding))
 
   start = time.perf_counter()
   state, metrics = experiment.steps.train_step(state, batches[0])

@@ -77,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
       log_every=100,  # Steps between progress lines and metrics records.
       checkpoint_every=5000,
       keep_checkpoints=3,
+      random_background=False,  # Composite RGBA training images on random colours (instant-ngp).
   ))
 
   # Evaluation and rendering (evaluation.py).

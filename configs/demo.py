@@ -22,6 +22,7 @@ def get_config():
   config.model.num_fine_samples = 0  # One level: on a CPU, more steps beat a second field.
   config.model.hash_grid.update(log2_table_size=15, max_resolution=512)  # 2^15 entries fit in the cache.
   config.optim.update(lr_init=1e-2, lr_final=1e-3, adam_b1=0.9, adam_b2=0.99, adam_eps=1e-15)
-  config.train.update(batch_size=512, num_steps=900, max_seconds=170, log_every=50, checkpoint_every=300)
+  config.train.update(batch_size=512, num_steps=900, max_seconds=170, log_every=50, checkpoint_every=300,
+                      random_background=True)
   config.eval.update(every_steps=0, final_num_images=-1, orbit_frames=48, orbit_fps=16, chunk_size=4096)
   return config

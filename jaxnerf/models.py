@@ -150,7 +150,7 @@ class NeRF(nn.Module):
   density_noise_std: float = 0.0
   rgb_padding: float = 0.0  # mip-NeRF's widened sigmoid, which keeps colour gradients alive near 0 and 1.
 
-  def _render_samples(self, field, rng, rays: Rays, t, background):
+  def _render_samples(self, field, rng, rays: Rays, t, far, background):
     points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
     raw_rgb, raw_density = field(points, rays.viewdirs)
     if rng is not None and self.density_noise_std > 0:
@@ -160,7 +160,10 @@ class NeRF(nn.Module):
       box = jnp.asarray(self.scene_box, jnp.float32)
       density = jnp.where(jnp.all((points >= box[:3]) & (points <= box[3:]), axis=-1), density, 0.0)
     rgb = nn.sigmoid(raw_rgb) * (1 + 2 * self.rgb_padding) - self.rgb_padding
-    return rendering.volume_render(rgb, density, t, rays.directions, background)
+    # Inside a box the ray ends at its exit: the last sample's interval reaches it, not the paper's 1e10,
+    # which would make the last sample opaque and hide the background behind haze.
+    far_delta = rendering.FAR_DELTA if self.scene_box is None else far - t[..., -1:]
+    return rendering.volume_render(rgb, density, t, rays.directions, background, far_delta)
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background):
     """Renders rays [...] with each level.
@@ -182,10 +185,10 @@ class NeRF(nn.Module):
     if self.scene_box is not None:
       near, far = camera.clip_to_box(rays.origins, rays.directions, near, far, self.scene_box)
     t = sampling.stratified_samples(keys[0], near, far, self.num_coarse_samples, self.lindisp)
-    renderings = [self._render_samples(self.coarse_field, keys[1], rays, t, background)]
+    renderings = [self._render_samples(self.coarse_field, keys[1], rays, t, far, background)]
     if self.fine_field is not None:
       t = sampling.hierarchical_samples(keys[2], t, renderings[0].w, self.num_fine_samples)
-      renderings.append(self._render_samples(self.fine_field, keys[3], rays, t, background))
+      renderings.append(self._render_samples(self.fine_field, keys[3], rays, t, far, background))
     return renderings
 
 

@@ -29,9 +29,11 @@ def sample_deltas(t, directions, far_delta: float = FAR_DELTA):
   """Metric distance between consecutive samples, [..., num_samples].
 
   `t` is measured along un-normalised `directions` [..., 3], so deltas are scaled by their norm (as the
-  paper's code does) to be distances in world units.
+  paper's code does) to be distances in world units. `far_delta` (scalar or [..., 1]) is the last
+  sample's interval in t.
   """
-  delta = jnp.concatenate([t[..., 1:] - t[..., :-1], jnp.full_like(t[..., :1], far_delta)], axis=-1)
+  last = jnp.broadcast_to(jnp.asarray(far_delta, t.dtype), t[..., :1].shape)
+  delta = jnp.concatenate([t[..., 1:] - t[..., :-1], last], axis=-1)
   return delta * jnp.linalg.norm(directions[..., None, :], axis=-1)
 
 
@@ -56,7 +58,9 @@ def volume_render(rgb, density, t, directions, background, far_delta: float = FA
     t: [..., num_samples] sample distances.
     directions: [..., 3] ray directions t is measured along.
     background: [3] or [..., 3] colour behind the scene (white for Blender scenes).
-    far_delta: length of the last sample's interval.
+    far_delta: length in t of the last sample's interval, scalar or [..., 1]. The paper's 1e10 makes any
+      density at the last sample opaque, which suits bounds that end behind the scene; rays clipped to a
+      scene box pass the distance to the box's exit instead, so that they can stay transparent.
 
   Returns:
     RenderedRays. `depth` is sum(w * t) / acc, clipped to [t_first, t_last]; it is t_last where acc is 0.

@@ -28,16 +28,32 @@ def reconstruction_loss(renderings, rgb, coarse_loss_weight: float):
   return jnp.sum(weights * mses), mses
 
 
-def make_train_step(model, optimizer: optax.GradientTransformation, background, coarse_loss_weight):
+def recomposite(rgb, alpha, old_background, new_background):
+  """Moves colours [..., 3] composited on `old_background` with opacity alpha [..., 1] onto
+  `new_background`: c * a + old * (1 - a) becomes c * a + new * (1 - a)."""
+  return rgb + (new_background - old_background) * (1.0 - alpha)
+
+
+def make_train_step(model, optimizer: optax.GradientTransformation, background, coarse_loss_weight,
+                    random_background: bool = False):
   """A train step (state, batch) -> (state, metrics), to be compiled by `compile_steps`.
+
+  With `random_background`, every ray is composited on a random colour, in the target and in the rendering
+  alike (instant-ngp's trick): a constant background would let the model paint it with density, leaving
+  haze in empty space.
 
   A step whose loss or gradient is not finite leaves the state untouched (metrics['finite'] is False), so the
   host can stop the run and no checkpoint ever holds NaNs.
   """
 
   def loss_fn(params, batch, rng):
-    renderings = model.apply({'params': params}, rng, batch['rays'], background)
-    loss, mses = reconstruction_loss(renderings, batch['rgb'], coarse_loss_weight)
+    target, ray_background = batch['rgb'], background
+    if random_background:
+      rng, key = jax.random.split(rng)
+      ray_background = jax.random.uniform(key, target.shape, target.dtype)
+      target = recomposite(target, batch['alpha'], background, ray_background)
+    renderings = model.apply({'params': params}, rng, batch['rays'], ray_background)
+    loss, mses = reconstruction_loss(renderings, target, coarse_loss_weight)
     return loss, mses
 
   def train_step(state: TrainState, batch):
@@ -74,12 +90,13 @@ class CompiledSteps(NamedTuple):
   replicated: jax.sharding.NamedSharding
 
 
-def compile_steps(model, optimizer, mesh, background, coarse_loss_weight: float) -> CompiledSteps:
+def compile_steps(model, optimizer, mesh, background, coarse_loss_weight: float,
+                  random_background: bool = False) -> CompiledSteps:
   """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'."""
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharded(mesh)
   background = jnp.asarray(background, jnp.float32)
-  train_step = jax.jit(make_train_step(model, optimizer, background, coarse_loss_weight),
+  train_step = jax.jit(make_train_step(model, optimizer, background, coarse_loss_weight, random_background),
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,))

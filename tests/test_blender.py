@@ -19,6 +19,8 @@ def test_composites_straight_alpha_on_the_background(tmp_path):
     rgba = images['train'][1].astype(np.float32) / 255
     expected = rgba[..., :3] * rgba[..., 3:] + float(white) * (1 - rgba[..., 3:])
     np.testing.assert_allclose(split.images[1], expected, atol=1e-6)
+    np.testing.assert_allclose(split.alphas[1], rgba[..., 3], atol=1e-6)
+    assert split.background == float(white)
 
 
 def test_reads_poses_focal_and_names(tmp_path):
@@ -40,6 +42,7 @@ def test_factor_averages_areas_and_scales_focal(tmp_path):
   assert half.images.shape == (3, 3, 4, 3)
   np.testing.assert_allclose(half.images[0, 1, 2], full.images[0, 2:4, 4:6].mean(axis=(0, 1)), atol=1e-6)
   assert half.focal == pytest.approx(full.focal / 2)
+  np.testing.assert_allclose(half.alphas[2, 2, 3], full.alphas[2, 4:6, 6:8].mean(), atol=1e-6)
 
 
 def _expect_error(match, *args, **kwargs):

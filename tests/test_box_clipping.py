@@ -230,3 +230,20 @@ def test_trunc_exp():
   grad_composed = jax.grad(lambda y: jnp.sum(models.trunc_exp(3.0 * y)))(jnp.array([1.0, 10.0]))
   np.testing.assert_allclose(grad_composed, 3.0 * np.exp([3.0, 15.0]), rtol=1e-6)
   assert models.DENSITY_ACTIVATIONS['trunc_exp'] is models.trunc_exp
+
+
+def test_thin_medium_in_a_box_stays_transparent_up_to_the_box_exit():
+  """A homogeneous thin medium fills the box: the opacity is 1 - exp(-sigma |d| L'), where L' runs from the
+  first sample (half a bin past the entry) to the box's exit. With the paper's 1e10 last interval the
+  last sample would make every such ray opaque and hide the background."""
+  raw_density = -2.0  # trunc_exp: sigma = exp(-2).
+  model = models.NeRF(coarse_field=_ConstantField(raw_density=raw_density), fine_field=None,
+                      num_coarse_samples=32, scene_box=BOX, density_activation='trunc_exp')
+  rays = _rays([[-3.0, 0.2, 0.1]], [[2.0, 0.0, 0.0]], 0.0, 8.0)  # Along x with |d| = 2.
+  (rendered,) = jax.jit(lambda r: model.apply({}, None, r, jnp.zeros(3)))(rays)
+  near, far = (float(np.asarray(a)[0, 0]) for a in _clip(rays.origins, rays.directions, rays.near, rays.far,
+                                                         BOX))
+  half_bin = (far - near) / 32 / 2
+  expected = 1.0 - np.exp(-np.exp(raw_density) * 2.0 * (far - near - half_bin))
+  np.testing.assert_allclose(rendered.acc, [expected], rtol=1e-5)
+  assert 0.05 < expected < 0.95

@@ -37,8 +37,10 @@ def tiny_config(scene_cache, **train):
   config.procedural.update(resolution=TINY_SCENE.resolution, num_train=TINY_SCENE.num_train,
                            num_val=TINY_SCENE.num_val, num_test=TINY_SCENE.num_test,
                            supersampling=TINY_SCENE.supersampling)
-  config.model.update(field='mlp', num_coarse_samples=16, num_fine_samples=16)
-  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=6, skip_every=4)
+  config.model.update(num_coarse_samples=16, num_fine_samples=16)  # The demo's hash grid, but tiny.
+  config.model.hash_grid.update(num_levels=6, log2_table_size=12, min_resolution=4, max_resolution=64,
+                                density_width=16, geo_features=7, color_depth=1, color_width=32,
+                                view_max_deg=2)
   config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
   config.train.update(train)
   config.eval.update(every_steps=0, num_images=1, final_num_images=1, orbit_frames=0, chunk_size=256)
@@ -57,14 +59,17 @@ def _run_steps(experiment, state, config, num_steps):
   return state
 
 
-def test_two_devices_match_one(scene_cache):
+@pytest.mark.parametrize('field', ['hash_grid', 'mlp'])
+def test_two_devices_match_one(scene_cache, field):
   assert jax.device_count() == 2, 'conftest.py should fake two CPU devices'
   config = tiny_config(scene_cache)
+  config.model.field = field
+  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=6)
   one = trainer.build_experiment(config, devices=jax.devices()[:1])
   two = trainer.build_experiment(config, devices=jax.devices())
   state_one = _run_steps(one, trainer.init_state(one, seed=0), config, 3)
   state_two = _run_steps(two, trainer.init_state(two, seed=0), config, 3)
-  assert state_two.params['coarse_field']['trunk_0']['kernel'].sharding.mesh.size == 2
+  assert jax.tree.leaves(state_two.params)[0].sharding.mesh.size == 2
   chex.assert_trees_all_close(jax.device_get(state_one.params), jax.device_get(state_two.params),
                               rtol=1e-4, atol=1e-6)
   assert int(state_two.step) == 3
@@ -93,6 +98,22 @@ def test_non_finite_update_is_refused(scene_cache):
   chex.assert_trees_all_equal(jax.device_get(state.params), before)
 
 
+def test_recomposite_moves_colours_to_another_background():
+  rng = np.random.default_rng(0)
+  colour, alpha = rng.random((5, 3)), rng.random((5, 1))
+  old, new = rng.random(3), rng.random((5, 3))
+  on_old = colour * alpha + old * (1 - alpha)
+  np.testing.assert_allclose(steps_lib.recomposite(on_old, alpha, old, new), colour * alpha + new * (1 - alpha),
+                             atol=1e-12)
+
+
+def test_batches_carry_the_alpha_that_random_backgrounds_need(scene_cache):
+  config = tiny_config(scene_cache)
+  assert config.train.random_background  # The demo's setting, so the end-to-end tests exercise it.
+  batch = _batch(config)
+  assert batch['alpha'].shape == (128, 1) and 0 < batch['alpha'].mean() < 1
+
+
 def test_checkpoint_round_trip(scene_cache, tmp_path):
   config = tiny_config(scene_cache)
   experiment = trainer.build_experiment(config)
@@ -102,7 +123,7 @@ def test_checkpoint_round_trip(scene_cache, tmp_path):
   manager.wait_until_finished()
   restored = checkpoints.restore_latest(manager, trainer.abstract_state(experiment, seed=0))
   chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
-  assert restored.params['coarse_field']['trunk_0']['kernel'].sharding == experiment.steps.replicated
+  assert restored.params['coarse_field']['table_0'].sharding == experiment.steps.replicated
 
 
 def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
@@ -129,8 +150,8 @@ def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
 def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
   config = tiny_config(scene_cache, num_steps=5)
   trainer.train_and_evaluate(config, tmp_path)
-  config.model.mlp.width = 48
-  with pytest.raises(ConfigError, match=r'different model \(config.model.mlp.width differ'):
+  config.model.hash_grid.log2_table_size = 11
+  with pytest.raises(ConfigError, match=r'different model \(config.model.hash_grid.log2_table_size differ'):
     trainer.train_and_evaluate(config, tmp_path)
 
 
@@ -179,7 +200,6 @@ def test_batch_not_divisible_by_devices_is_a_config_error(scene_cache, tmp_path)
 
 def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   config = tiny_config(scene_cache, num_steps=300, log_every=10, checkpoint_every=1000, batch_size=256)
-  config.optim.lr_init, config.optim.lr_final = 5e-3, 5e-4
   config.eval.update(final_num_images=2, orbit_frames=3)
   summary = trainer.train_and_evaluate(config, tmp_path)
   first = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train')

@@ -76,9 +76,12 @@ class RayBatcher:
     return image, pixel // w, pixel % w
 
   def batch(self, step: int) -> Dict[str, np.ndarray]:
-    """The batch of `step`: {'rays': camera.Rays with [batch_size, C] fields, 'rgb': [batch_size, 3]}."""
+    """The batch of `step`: {'rays': camera.Rays with [batch_size, C] fields, 'rgb': [batch_size, 3] (on
+    the split's background), 'alpha': [batch_size, 1] (ones for images without alpha)}."""
     image, row, col = self.pixel_indices(step)
     split = self.split
     rays = camera.pixels_to_rays(col, row, split.camtoworlds[image], split.focal,
                                  (split.width / 2, split.height / 2), split.near, split.far)
-    return {'rays': rays, 'rgb': split.images[image, row, col]}
+    alpha = (np.ones(self.batch_size, np.float32) if split.alphas is None
+             else split.alphas[image, row, col])
+    return {'rays': rays, 'rgb': split.images[image, row, col], 'alpha': alpha[:, None]}

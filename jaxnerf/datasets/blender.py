@@ -61,12 +61,13 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
                        f'{meta_path.parent}.')
 
   background = 1.0 if white_background else 0.0
-  images = np.stack([_composite(image, background) for image in rgba])
-  images = downsample(images, factor)
+  images = downsample(np.stack([_composite(image, background) for image in rgba]), factor)
+  alphas = downsample(np.stack([image[..., 3:] for image in rgba]), factor)[..., 0]
   focal = 0.5 * width / math.tan(0.5 * camera_angle_x) / factor
   depths = _read_depths(image_paths) if factor == 1 else None
   return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), focal=focal,
-                    near=near, far=far, names=tuple(p.stem for p in image_paths), depths=depths)
+                    near=near, far=far, names=tuple(p.stem for p in image_paths), depths=depths,
+                    alphas=alphas, background=background)
 
 
 def downsample(images: np.ndarray, factor: int) -> np.ndarray:

@@ -19,6 +19,9 @@ class SceneSplit:
     near, far: bounds of the ray parameter t (depth along the viewing axis).
     names: one name per image (its file name without extension), for output files.
     depths: optional [num_images, height, width] ground-truth depth (t of the first hit, inf for none).
+    alphas: optional [num_images, height, width] float32 opacity of the images (for RGBA images), which
+      lets training composite them on other backgrounds.
+    background: the grey level `images` are composited on (1 white, 0 black).
   """
 
   images: np.ndarray
@@ -28,6 +31,8 @@ class SceneSplit:
   far: float
   names: tuple = ()
   depths: Optional[np.ndarray] = None
+  alphas: Optional[np.ndarray] = None
+  background: float = 1.0
 
   @property
   def num_images(self) -> int:
