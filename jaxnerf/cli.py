@@ -3,6 +3,7 @@
 import contextlib
 import json
 import pathlib
+import signal
 import sys
 
 import jax
@@ -15,8 +16,15 @@ def initialize(multihost: bool):
   """Quietens library logging; joins the other processes of a multi-host run (the cluster is detected
   from the environment)."""
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
+  # SIGTERM (a scheduler's preemption, `kill`) stops training like Ctrl-C: a checkpoint is saved first.
+  signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
   if multihost:
     jax.distributed.initialize()
+
+
+def _raise_keyboard_interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
 
 
 def default_workdir(config_path: str) -> str:

@@ -63,7 +63,11 @@ def read_metrics(workdir):
 
 
 class ProgressBar:
-  """A tqdm bar over training steps showing loss, PSNR, rays/s and the ETA."""
+  """A tqdm bar over training steps showing loss, PSNR, rays/s and the ETA.
+
+  `advance` moves it every step (tqdm redraws at most once a second); `update` also shows the metrics of a
+  log interval.
+  """
 
   def __init__(self, start_step: int, num_steps: int, rays_per_step: int):
     from tqdm import tqdm
@@ -71,6 +75,9 @@ class ProgressBar:
                      disable=jax.process_index() != 0, mininterval=1.0, smoothing=0.1)
     self._rays_per_step = rays_per_step
     self._last = (start_step, time.perf_counter())
+
+  def advance(self):
+    self._bar.update(1)
 
   def update(self, step: int, metrics: Dict[str, float]):
     last_step, last_time = self._last
@@ -80,6 +87,7 @@ class ProgressBar:
     self._bar.set_postfix(loss=f"{metrics['loss']:.4g}", psnr=f"{metrics['psnr']:.2f}",
                           rays_per_s=f'{rays_per_second:,.0f}', refresh=False)
     self._bar.update(step - self._bar.n)
+    self._bar.refresh()
     return rays_per_second
 
   def write(self, message: str):

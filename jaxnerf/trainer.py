@@ -241,11 +241,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
     while step < num_steps:
       state, step_metrics = experiment.steps.train_step(state, prefetcher.next())
       step += 1
+      progress.advance()
       history.append(step_metrics)
       # Checking the previous step keeps one step in flight while we wait.
       if len(history) > 1 and not bool(history[-2]['finite']):
         raise NonFiniteLossError(step - 1)
-      at_log = step % config.train.log_every == 0 or step == num_steps
+      out_of_time = config.train.max_seconds > 0 and (
+          train_seconds + time.perf_counter() - interval_start >= config.train.max_seconds)
+      at_log = step % config.train.log_every == 0 or step == num_steps or out_of_time
       at_checkpoint = step % config.train.checkpoint_every == 0
       at_eval = config.eval.every_steps > 0 and step % config.eval.every_steps == 0
       if not (at_log or at_checkpoint or at_eval):
@@ -265,7 +268,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
         last_saved = step
       if at_eval:
         _validate(experiment, state, val_split, config, writer, step, progress)
-      out_of_time = config.train.max_seconds > 0 and train_seconds >= config.train.max_seconds
       if out_of_time:
         progress.write(f'Stopping at step {step}: config.train.max_seconds={config.train.max_seconds} reached.')
         break

@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -122,3 +123,20 @@ def test_factor_must_divide_the_image_size(tmp_path):
   directory, _ = write_blender_scene(tmp_path, size=(8, 6))
   _expect_error(r'config.factor=4 does not divide the image size 8x6', directory, 'train', factor=4)
   _expect_error(r'config.factor must be a positive integer', directory, 'train', factor=0)
+
+
+LEGO = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'nerf_synthetic' / 'lego'
+
+
+@pytest.mark.skipif(not LEGO.is_dir(), reason='the lego scene is not in ../shared/data')
+def test_reads_the_real_lego_scene():
+  split = blender.load_blender_split(LEGO, 'val', factor=8)
+  assert split.images.shape == (100, 100, 100, 3)
+  assert split.focal == pytest.approx(1111.11 / 8, rel=1e-4)  # 400 / tan(0.6911 / 2), over 8.
+  assert 0.0 <= split.images.min() and split.images.max() <= 1.0
+  # The lego sits at the origin: every camera is about 4 units away, looking at it.
+  distances = np.linalg.norm(split.camtoworlds[:, :, 3], axis=-1)
+  np.testing.assert_allclose(distances, 4.031, atol=0.01)
+  # The viewing direction (-z axis) points from the camera centre towards the origin.
+  cosine = np.sum(-split.camtoworlds[:, :, 2] * -split.camtoworlds[:, :, 3], axis=-1) / distances
+  assert np.all(cosine > 0.999)

@@ -11,7 +11,6 @@ from configs import demo
 from jaxnerf import checkpoints
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-LEGO = REPO.parent / 'shared' / 'data' / 'nerf_synthetic' / 'lego'
 
 
 def run(script, *args):

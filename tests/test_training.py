@@ -1,6 +1,7 @@
 """Training: the compiled step (data parallelism, no retracing, non-finite guard), checkpoints and resumption,
 and short end-to-end runs on a tiny procedural scene."""
 
+import pathlib
 import shutil
 
 import chex
@@ -12,6 +13,7 @@ import pytest
 from configs import demo
 from jaxnerf import checkpoints
 from jaxnerf import datasets
+from jaxnerf import render_outputs
 from jaxnerf import reporting
 from jaxnerf import steps as steps_lib
 from jaxnerf import trainer
@@ -191,6 +193,15 @@ def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
   assert int(state.step) == 6
 
 
+def test_wall_clock_limit_stops_between_log_intervals(scene_cache, tmp_path):
+  config = tiny_config(scene_cache, num_steps=100_000, log_every=100_000, checkpoint_every=100_000,
+                       max_seconds=1.0)
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  assert 0 < summary['step'] < 100_000 and summary['train_seconds'] < 30
+  _, _, state = trainer.restore_model(tmp_path)  # The stopping step is checkpointed.
+  assert int(state.step) == summary['step']
+
+
 def test_batch_not_divisible_by_devices_is_a_config_error(scene_cache, tmp_path):
   config = tiny_config(scene_cache, batch_size=127)
   with pytest.raises(ConfigError, match=r'config.train.batch_size=127 must be divisible by the number of '
@@ -205,4 +216,29 @@ def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   first = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train')
   assert summary['val_psnr'] > first['psnr'] + 6, (first['psnr'], summary['val_psnr'])
   assert (tmp_path / 'final' / 'orbit.gif').exists()
-  assert (tmp_path / 'final' / 'val' / 'metrics.json').exists()
+
+  # render.py's library functions, from the workdir alone, agree with the final evaluation.
+  rendered = render_outputs.render_split(tmp_path, 'val')
+  assert rendered['num_images'] == TINY_SCENE.num_val
+  assert rendered['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)
+  out_dir = pathlib.Path(rendered['out_dir'])
+  assert {p.name for p in out_dir.iterdir()} == {'metrics.json', 'r_0.png', 'r_0_depth.png', 'r_1.png',
+                                                 'r_1_depth.png'}
+  orbit = render_outputs.render_orbit_video(tmp_path, num_frames=4, fps=4)
+  assert sorted(pathlib.Path(f).name for f in orbit['files']) == [
+      'orbit.gif', 'orbit.mp4', 'orbit_depth.gif', 'orbit_depth.mp4']
+  assert all(pathlib.Path(f).stat().st_size > 0 for f in orbit['files'])
+
+
+@pytest.mark.parametrize('field', ['hash_grid', 'mlp'])
+def test_mixed_precision_keeps_float32_parameters_and_finite_loss(scene_cache, field):
+  config = tiny_config(scene_cache)
+  config.model.update(field=field, dtype='bfloat16')
+  config.model.mlp.update(depth=2, width=32, width_view=16)
+  experiment = trainer.build_experiment(config)
+  state = trainer.init_state(experiment, seed=0)
+  batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), _batch(config))
+  for _ in range(3):
+    state, metrics = experiment.steps.train_step(state, batch)
+  assert bool(metrics['finite']) and int(state.step) == 3
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
