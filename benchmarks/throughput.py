@@ -29,7 +29,8 @@ from jaxnerf import trainer
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/chair.py', 'Configuration file.')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps per repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Repeats; the median step and render times are reported.')
-_RENDER_SIZE = flags.DEFINE_integer('render_size', 100, 'Side of the square image rendered for timing.')
+_RENDER_CHUNKS = flags.DEFINE_integer('render_chunks', 2, 'Chunks of config.eval.chunk_size rays rendered '
+                                      'for timing (whole chunks, so that no padding is counted as work).')
 
 
 def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> camera.Rays:
@@ -83,10 +84,9 @@ def main(argv):
     jax.block_until_ready(step_metrics)
 
   train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value
-  size = _RENDER_SIZE.value
-  pose = camera.spherical_pose(30.0, 30.0, 4.0)
-  image_rays = camera.image_rays(pose, size, size, 1.2 * size, config.near, config.far)
-  render = lambda: image_rendering.render_image(experiment.steps.render_rays, state.params, image_rays,
+  num_render_rays = _RENDER_CHUNKS.value * config.eval.chunk_size
+  render_rays = synthetic_rays(num_render_rays, config.near, config.far, seed=_STEPS.value)
+  render = lambda: image_rendering.render_image(experiment.steps.render_rays, state.params, render_rays,
                                                 config.eval.chunk_size, experiment.steps.batch_sharding)
   start = time.perf_counter()
   render()
@@ -102,7 +102,7 @@ def main(argv):
           if config.model.num_fine_samples else 0),
       'train_rays_per_second': batch_size / train_seconds,
       'train_step_seconds': train_seconds,
-      'render_rays_per_second': size * size / render_seconds,
+      'render_rays_per_second': num_render_rays / render_seconds,
       'train_compile_seconds': train_compile_seconds,
       'render_compile_seconds': render_compile_seconds,
       'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
