@@ -132,20 +132,22 @@ class _Prefetcher:
     self._queue = queue.Queue(maxsize=depth)
     self._stop = threading.Event()
 
+    def put(item) -> bool:  # False once the consumer has stopped: never block on a full queue then.
+      while not self._stop.is_set():
+        try:
+          self._queue.put(item, timeout=0.1)
+          return True
+        except queue.Full:
+          pass
+      return False
+
     def produce():
       try:
         for step in range(first_step, last_step):
-          batch = parallel.shard_local_batch(batcher.batch(step), sharding)
-          while not self._stop.is_set():
-            try:
-              self._queue.put(batch, timeout=0.1)
-              break
-            except queue.Full:
-              pass
-          if self._stop.is_set():
+          if not put(parallel.shard_local_batch(batcher.batch(step), sharding)):
             return
       except Exception as e:  # Re-raised in the training thread.
-        self._queue.put(e)
+        put(e)
 
     self._thread = threading.Thread(target=produce, daemon=True)
     self._thread.start()
