@@ -48,7 +48,7 @@ def visualize(rendering: Dict[str, np.ndarray], split: SceneSplit, background: f
                                                 background)}
 
 
-def write_split(out_dir, split: SceneSplit, indices, per_image, renderings, background: float,
+def write_split(out_dir, split: SceneSplit, per_image, renderings, background: float,
                 extra: Dict = None) -> Dict:
   """Writes <name>.png and <name>_depth.png per view and metrics.json (per image and mean) to `out_dir`."""
   out_dir = pathlib.Path(out_dir)

@@ -36,7 +36,7 @@ def render_split(workdir, split_name: str, data_dir: Optional[str] = None, limit
   out_dir = pathlib.Path(workdir) / 'render' / f'{split_name}_{step}'
   extra = {'step': step, 'split': split_name, 'seconds': seconds,
            'rays_per_second': len(indices) * split.height * split.width / seconds}
-  summary = evaluation.write_split(out_dir, split, indices, per_image, renderings, experiment.background,
+  summary = evaluation.write_split(out_dir, split, per_image, renderings, experiment.background,
                                    extra)
   return {k: v for k, v in summary.items() if k != 'per_image'} | {'out_dir': str(out_dir)}
 

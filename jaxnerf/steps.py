@@ -23,8 +23,9 @@ def reconstruction_loss(renderings, rgb, coarse_loss_weight: float):
     mses: [num_levels] the mean squared error of each level.
   """
   mses = jnp.stack([jnp.mean((r.rgb - rgb) ** 2) for r in renderings])
-  weights = jnp.array([coarse_loss_weight] + [1.0] * (len(renderings) - 1)) if len(renderings) > 1 \
-      else jnp.ones(1)
+  weights = jnp.ones(len(renderings))
+  if len(renderings) > 1:
+    weights = weights.at[0].set(coarse_loss_weight)
   return jnp.sum(weights * mses), mses
 
 

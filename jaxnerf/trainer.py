@@ -75,18 +75,19 @@ def _example_rays(batch_size: int = 1) -> camera.Rays:
   return camera.Rays(ones, ones, ones / jnp.sqrt(3.0), ones[:, :1], 2 * ones[:, :1])
 
 
+def _initializer(experiment: Experiment, seed: int):
+  return lambda: train_state_lib.init_train_state(experiment.model, experiment.optimizer, seed,
+                                                  _example_rays(), jnp.ones(3))
+
+
 def init_state(experiment: Experiment, seed: int) -> train_state_lib.TrainState:
   """Fresh training state, replicated over the mesh (initialised by one compiled call)."""
-  init = jax.jit(lambda: train_state_lib.init_train_state(
-      experiment.model, experiment.optimizer, seed, _example_rays(), jnp.ones(3)),
-      out_shardings=experiment.steps.replicated)
-  return init()
+  return jax.jit(_initializer(experiment, seed), out_shardings=experiment.steps.replicated)()
 
 
 def abstract_state(experiment: Experiment, seed: int):
   """Shapes, dtypes and shardings of the training state, for restoring checkpoints."""
-  shapes = jax.eval_shape(lambda: train_state_lib.init_train_state(
-      experiment.model, experiment.optimizer, seed, _example_rays(), jnp.ones(3)))
+  shapes = jax.eval_shape(_initializer(experiment, seed))
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.steps.replicated), shapes)
 
@@ -181,8 +182,9 @@ def _validate(experiment, state, val_split, config, writer, step, progress):
   return mean
 
 
-def _finish(experiment, state, val_split, config, workdir, writer, step, summary):
-  """Final evaluation and orbit video, written to workdir/final/."""
+def _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary):
+  """Final evaluation and orbit video, written to workdir/final/. The orbit follows the training
+  cameras, as render.py's does."""
   out_dir = workdir / 'final'
   num = val_split.num_images if config.eval.final_num_images < 0 else min(config.eval.final_num_images,
                                                                            val_split.num_images)
@@ -190,14 +192,14 @@ def _finish(experiment, state, val_split, config, workdir, writer, step, summary
     start = time.perf_counter()
     per_image, renderings = evaluation.evaluate(experiment.steps, state.params, val_split, range(num),
                                                 config.eval.chunk_size)
-    result = evaluation.write_split(out_dir / 'val', val_split, range(num), per_image, renderings,
+    result = evaluation.write_split(out_dir / 'val', val_split, per_image, renderings,
                                     experiment.background, extra={'step': step, 'split': 'val'})
     writer.write_scalars(step, 'final_val', result['mean'])
     summary.update(val_psnr=result['mean']['psnr'], val_ssim=result['mean']['ssim'], val_images=num,
                    eval_seconds=time.perf_counter() - start)
   if config.eval.orbit_frames > 0:
     start = time.perf_counter()
-    frames = evaluation.render_orbit(experiment.steps, state.params, val_split, config.eval.orbit_frames,
+    frames = evaluation.render_orbit(experiment.steps, state.params, train_split, config.eval.orbit_frames,
                                      config.eval.chunk_size, experiment.background)
     if jax.process_index() == 0:
       paths = evaluation.write_orbit(out_dir, frames, config.eval.orbit_fps, formats=('gif',))
@@ -296,7 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
   progress.close()
 
   summary = {'step': step, 'train_seconds': train_seconds, 'resumed_from': start_step if resumed else None}
-  _finish(experiment, state, val_split, config, workdir, writer, step, summary)
+  _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary)
   manager.wait_until_finished()
   manager.close()
   writer.close()
