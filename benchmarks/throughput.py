@@ -86,7 +86,7 @@ def main(argv):
   train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value
   num_render_rays = _RENDER_CHUNKS.value * config.eval.chunk_size
   render_rays = synthetic_rays(num_render_rays, config.near, config.far, seed=_STEPS.value)
-  render = lambda: image_rendering.render_image(experiment.steps.render_rays, state.params, render_rays,
+  render = lambda: image_rendering.render_image(experiment.steps.render_rays, state.variables, render_rays,
                                                 config.eval.chunk_size, experiment.steps.batch_sharding)
   start = time.perf_counter()
   render()

@@ -32,3 +32,32 @@ def positional_encoding(x, min_deg: int, max_deg: int, include_input: bool = Tru
 def encoded_size(num_dims: int, min_deg: int, max_deg: int, include_input: bool = True) -> int:
   """Length of the last axis of `positional_encoding` for [..., num_dims] inputs."""
   return num_dims * (2 * (max_deg - min_deg) + int(include_input))
+
+
+def spherical_harmonics(d, degree: int = 4):
+  """Real spherical harmonics Y_l^m(d), l < degree, of unit directions d [..., 3]: [..., degree^2].
+
+  instant-ngp encodes view directions this way (Mueller et al. 2022, Sec. 5.4): a smooth, orthonormal basis
+  of functions on the sphere, cheaper and better conditioned than sinusoids of the coordinates. Written out
+  as polynomials (Sloan, "Stupid Spherical Harmonics Tricks", App. A2), ordered by l, then m = -l..l.
+  """
+  if not 1 <= degree <= 5:
+    raise ValueError(f'spherical harmonics are implemented for degrees 1 to 5, got {degree}.')
+  x, y, z = d[..., 0], d[..., 1], d[..., 2]
+  xx, yy, zz = x * x, y * y, z * z
+  bands = [[jnp.full_like(x, 0.28209479177387814)]]
+  bands.append([-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x])
+  bands.append([1.0925484305920792 * x * y, -1.0925484305920792 * y * z,
+                0.94617469575755997 * zz - 0.31539156525251999, -1.0925484305920792 * x * z,
+                0.54627421529603959 * (xx - yy)])
+  bands.append([0.59004358992664352 * y * (yy - 3.0 * xx), 2.8906114426405538 * x * y * z,
+                0.45704579946446572 * y * (1.0 - 5.0 * zz), 0.3731763325901154 * z * (5.0 * zz - 3.0),
+                0.45704579946446572 * x * (1.0 - 5.0 * zz), 1.4453057213202769 * z * (xx - yy),
+                0.59004358992664352 * x * (3.0 * yy - xx)])
+  bands.append([2.5033429417967046 * x * y * (xx - yy), 1.7701307697799304 * y * z * (yy - 3.0 * xx),
+                0.94617469575756008 * x * y * (7.0 * zz - 1.0), 0.66904654355728921 * y * z * (3.0 - 7.0 * zz),
+                3.7024941420321507 * zz * zz - 3.1735664074561294 * zz + 0.31735664074561293,
+                0.66904654355728921 * x * z * (3.0 - 7.0 * zz), 0.47308734787878004 * (xx - yy) * (7.0 * zz - 1.0),
+                1.7701307697799304 * x * z * (3.0 * yy - xx),
+                0.62583573544917614 * (xx * xx + yy * yy) - 3.7550144126950569 * xx * yy])
+  return jnp.stack([f for band in bands[:degree] for f in band], axis=-1)

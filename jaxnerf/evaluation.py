@@ -13,10 +13,10 @@ from jaxnerf import visualization
 from jaxnerf.datasets.scene import SceneSplit
 
 
-def render_views(steps, params, split: SceneSplit, indices: Sequence[int],
+def render_views(steps, variables, split: SceneSplit, indices: Sequence[int],
                  chunk_size: int) -> List[Dict[str, np.ndarray]]:
   """Renders the views `indices` of `split`: one {'rgb', 'depth', 'acc'} dict of [H, W, ...] per view."""
-  return [image_rendering.render_image(steps.render_rays, params, split.rays_of_image(i), chunk_size,
+  return [image_rendering.render_image(steps.render_rays, variables, split.rays_of_image(i), chunk_size,
                                        steps.batch_sharding) for i in indices]
 
 
@@ -25,13 +25,13 @@ def image_metrics(rendering: Dict[str, np.ndarray], target: np.ndarray) -> Dict[
           'ssim': float(metrics.ssim(rendering['rgb'], target))}
 
 
-def evaluate(steps, params, split: SceneSplit, indices: Sequence[int], chunk_size: int):
+def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int):
   """Renders views and scores them against the split's images.
 
   Returns:
     (per_image, renderings): per_image is a list of {'name', 'psnr', 'ssim'}; renderings as render_views.
   """
-  renderings = render_views(steps, params, split, indices, chunk_size)
+  renderings = render_views(steps, variables, split, indices, chunk_size)
   per_image = [{'name': split.names[i] if split.names else str(i), **image_metrics(r, split.images[i])}
                for i, r in zip(indices, renderings)]
   return per_image, renderings
@@ -62,7 +62,7 @@ def write_split(out_dir, split: SceneSplit, per_image, renderings, background: f
   return summary
 
 
-def render_orbit(steps, params, split: SceneSplit, num_frames: int, chunk_size: int, background: float):
+def render_orbit(steps, variables, split: SceneSplit, num_frames: int, chunk_size: int, background: float):
   """Renders a 360-degree orbit around the origin at the cameras' median distance and elevation.
 
   Returns:
@@ -72,7 +72,7 @@ def render_orbit(steps, params, split: SceneSplit, num_frames: int, chunk_size: 
   frames = []
   for pose in poses:
     rays = camera.image_rays(pose, split.width, split.height, split.focal, split.near, split.far)
-    rendering = image_rendering.render_image(steps.render_rays, params, rays, chunk_size,
+    rendering = image_rendering.render_image(steps.render_rays, variables, rays, chunk_size,
                                              steps.batch_sharding)
     frames.append(visualize(rendering, split, background))
   return frames

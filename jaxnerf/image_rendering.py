@@ -13,26 +13,36 @@ from jaxnerf import camera
 from jaxnerf import parallel
 
 
-def render_image(render_rays, params, rays: camera.Rays, chunk_size: int, sharding) -> Dict[str, np.ndarray]:
+def render_image(render_rays, variables, rays: camera.Rays, chunk_size: int,
+                 sharding) -> Dict[str, np.ndarray]:
   """Renders rays with fields [H, W, C] into host arrays {'rgb': [H, W, 3], 'depth': [H, W], 'acc': ...}.
 
+  Rays that come back incomplete (a packed renderer ran out of slots) are rendered again in a later chunk;
+  each chunk completes at least its first ray per device, so this ends.
+
   Args:
-    render_rays: compiled (params, rays) -> dict of [B, ...] arrays (steps.CompiledSteps.render_rays).
-    params: model parameters, placed as render_rays expects.
+    render_rays: compiled (variables, rays) -> dict of [B, ...] arrays with a 'complete' [B] entry
+      (steps.CompiledSteps.render_rays).
+    variables: model variables, placed as render_rays expects.
     rays: the image's rays.
     chunk_size: rays per call; must be divisible by the device count.
     sharding: sharding of a chunk of rays (split over devices).
   """
   image_shape = rays.origins.shape[:-1]
   flat = jax.tree.map(lambda x: np.asarray(x).reshape((-1, x.shape[-1])), rays)
-  num_rays = flat.origins.shape[0]
-  outputs = []
-  for start in range(0, num_rays, chunk_size):
-    chunk = jax.tree.map(lambda x: x[start:start + chunk_size], flat)
-    valid = chunk.origins.shape[0]
+  pending = np.arange(flat.origins.shape[0])
+  outputs = None
+  while pending.size:
+    indices, pending = pending[:chunk_size], pending[chunk_size:]
+    valid = indices.size
     if valid < chunk_size:  # Pad with copies of the last ray; the extra outputs are dropped.
-      chunk = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], chunk_size - valid, 0)]), chunk)
-    result = parallel.fetch(render_rays(params, parallel.shard_replicated_data(chunk, sharding)))
-    outputs.append(jax.tree.map(lambda x: x[:valid], result))
-  return {k: np.concatenate([o[k] for o in outputs]).reshape(image_shape + outputs[0][k].shape[1:])
-          for k in outputs[0]}
+      indices = np.concatenate([indices, np.repeat(indices[-1:], chunk_size - valid)])
+    chunk = jax.tree.map(lambda x: x[indices], flat)
+    result = parallel.fetch(render_rays(variables, parallel.shard_replicated_data(chunk, sharding)))
+    done = result.pop('complete')[:valid]
+    if outputs is None:
+      outputs = {k: np.zeros((flat.origins.shape[0],) + v.shape[1:], v.dtype) for k, v in result.items()}
+    for key, value in result.items():
+      outputs[key][indices[:valid][done]] = value[:valid][done]
+    pending = np.concatenate([indices[:valid][~done], pending])
+  return {k: v.reshape(image_shape + v.shape[1:]) for k, v in outputs.items()}

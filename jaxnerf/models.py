@@ -5,12 +5,18 @@ A *field* maps points and view directions along rays to raw colour and raw densi
 - `HashGridField`: instant-ngp's (Mueller et al. 2022): a multiresolution hash encoding of the point, a tiny
   density MLP, and a tiny colour MLP that also sees the encoded view direction.
 `NeRF` renders rays coarse-to-fine with one field per level: stratified samples for the coarse level, then
-samples drawn from the coarse weights for the fine level (paper, Sec. 5.2).
+samples drawn from the coarse weights for the fine level (paper, Sec. 5.2). `OccupancyGridNeRF` renders
+rays as instant-ngp does: fixed steps, skipping empty space by an occupancy grid, with packed samples.
+
+Renderers are called as model.apply(variables, rng, rays, background) and return a list of RenderedRays,
+the finest last. Rays may carry one leading *group* axis, [G, R]: groups are rendered independently (the
+train step makes one group per device, so packing never crosses devices).
 
 Compute runs in `dtype` (bfloat16 for mixed precision); parameters, encodings, and everything after the
 last layer stay float32.
 """
 
+import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -20,6 +26,8 @@ import jax.numpy as jnp
 from jaxnerf import camera
 from jaxnerf import encoding
 from jaxnerf import hash_grid
+from jaxnerf import marching
+from jaxnerf import occupancy
 from jaxnerf import rendering
 from jaxnerf import sampling
 from jaxnerf.camera import Rays
@@ -66,10 +74,10 @@ class MLPField(nn.Module):
 
   @nn.compact
   def __call__(self, points, viewdirs):
-    """Raw outputs at points [..., S, 3] seen along viewdirs [..., 3].
+    """Raw outputs at points [..., 3] seen along unit viewdirs [..., 3] (one per point).
 
     Returns:
-      raw_rgb: [..., S, 3] (pre-sigmoid); raw_density: [..., S] (pre-activation); both float32.
+      raw_rgb: [..., 3] (pre-sigmoid); raw_density: [...] (pre-activation); both float32.
     """
     point_features = encoding.positional_encoding(points, self.point_min_deg, self.point_max_deg)
     view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
@@ -81,8 +89,6 @@ class MLPField(nn.Module):
       x = nn.relu(_dense(self.width, self.dtype, f'trunk_{i}')(x))
     raw_density = _dense(1, self.dtype, 'density')(x)[..., 0]
     bottleneck = _dense(self.width, self.dtype, 'bottleneck')(x)
-    view_features = jnp.broadcast_to(view_features[..., None, :],
-                                     bottleneck.shape[:-1] + view_features.shape[-1:])
     x = jnp.concatenate([bottleneck, view_features.astype(self.dtype)], axis=-1)
     x = nn.relu(_dense(self.width_view, self.dtype, 'view')(x))
     raw_rgb = _dense(3, self.dtype, 'rgb')(x)
@@ -92,7 +98,11 @@ class MLPField(nn.Module):
 class HashGridField(nn.Module):
   """instant-ngp's field: hash-encoded point -> `density_width` hidden units -> raw density and
   `geo_features` features; those and the encoded view direction -> `color_depth` hidden layers of
-  `color_width` units -> raw colour. Points are mapped from `scene_box` onto the unit cube."""
+  `color_width` units -> raw colour. Points are mapped from `scene_box` onto the unit cube.
+
+  View directions are encoded with spherical harmonics of `sh_degree` bands (instant-ngp's choice) when
+  `view_encoding` is 'sh', or positionally with `view_max_deg` octaves when it is 'positional'.
+  """
 
   scene_box: Sequence[float] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # (x_min, y_min, z_min, x_max, ...).
   num_levels: int = 16
@@ -104,10 +114,15 @@ class HashGridField(nn.Module):
   geo_features: int = 15
   color_depth: int = 2
   color_width: int = 64
+  view_encoding: str = 'positional'
   view_max_deg: int = 4
+  sh_degree: int = 4
   dtype: Any = jnp.float32
 
   def setup(self):
+    if self.view_encoding not in ('sh', 'positional'):
+      raise ConfigError("config.model.hash_grid.view_encoding must be 'sh' or 'positional', "
+                        f'got {self.view_encoding!r}.')
     self.resolutions = hash_grid.level_resolutions(self.num_levels, self.min_resolution,
                                                    self.max_resolution)
     sizes = hash_grid.level_table_sizes(self.resolutions, 2**self.log2_table_size)
@@ -121,20 +136,26 @@ class HashGridField(nn.Module):
                          for i in range(self.color_depth)]
     self.color_out = _dense(3, self.dtype, 'color_out')
 
-  def __call__(self, points, viewdirs):
-    """Raw outputs at points [..., S, 3] seen along viewdirs [..., 3]; as MLPField."""
+  def density(self, points):
+    """Raw density [...] (float32) at points [..., 3], and the geometry features [..., geo_features] that
+    the colour network reads."""
     box = jnp.asarray(self.scene_box, jnp.float32)
     unit_points = (points - box[:3]) / (box[3:] - box[:3])
     features = hash_grid.encode(unit_points, self.tables, self.resolutions).astype(self.dtype)
     x = self.density_out(nn.relu(self.density_hidden(features)))
-    raw_density, geometry = x[..., 0], x[..., 1:]
-    view_features = encoding.positional_encoding(viewdirs, 0, self.view_max_deg)
-    view_features = jnp.broadcast_to(view_features[..., None, :],
-                                     geometry.shape[:-1] + view_features.shape[-1:])
+    return x[..., 0].astype(jnp.float32), x[..., 1:]
+
+  def __call__(self, points, viewdirs):
+    """Raw outputs at points [..., 3] seen along unit viewdirs [..., 3]; as MLPField."""
+    raw_density, geometry = self.density(points)
+    if self.view_encoding == 'sh':
+      view_features = encoding.spherical_harmonics(viewdirs, self.sh_degree)
+    else:
+      view_features = encoding.positional_encoding(viewdirs, 0, self.view_max_deg)
     x = jnp.concatenate([geometry, view_features.astype(self.dtype)], axis=-1)
     for layer in self.color_hidden:
       x = nn.relu(layer(x))
-    return self.color_out(x).astype(jnp.float32), raw_density.astype(jnp.float32)
+    return self.color_out(x).astype(jnp.float32), raw_density
 
 
 class NeRF(nn.Module):
@@ -152,7 +173,7 @@ class NeRF(nn.Module):
 
   def _render_samples(self, field, rng, rays: Rays, t, far, background):
     points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
-    raw_rgb, raw_density = field(points, rays.viewdirs)
+    raw_rgb, raw_density = field(points, jnp.broadcast_to(rays.viewdirs[..., None, :], points.shape))
     if rng is not None and self.density_noise_std > 0:
       raw_density += self.density_noise_std * jax.random.normal(rng, raw_density.shape)
     density = DENSITY_ACTIVATIONS[self.density_activation](raw_density)
@@ -192,19 +213,163 @@ class NeRF(nn.Module):
     return renderings
 
 
+class OccupancyGridNeRF(nn.Module):
+  """instant-ngp's renderer (Mueller et al. 2022, Sec. 5.3 and App. E).
+
+  Rays are marched through `scene_box` in steps of `step_size` (world units). Steps in cells that the
+  occupancy grid marks empty are skipped. The rest go through two packed passes:
+  1. density only, without gradients, at every step in an occupied cell (up to `march_samples_per_ray`
+     slots per ray on average), which gives each step's transmittance;
+  2. the full field, with gradients, at the steps whose transmittance is still above `min_transmittance`
+     (instant-ngp's early ray termination; up to `render_samples_per_ray` slots per ray on average),
+     composited per ray.
+  Rays whose samples do not fit come back with `complete` False: the loss leaves them out and the image
+  renderer renders them again. A buffer always holds at least one whole ray.
+
+  The grid is the 'occupancy' variable collection ({'density_ema', 'occupied'}, see occupancy.py), updated
+  by `update_occupancy` every `update_every` steps of training (`update_model_state`).
+  """
+
+  field: nn.Module
+  scene_box: Sequence[float]
+  grid_resolution: int = 64
+  step_size: float = 0.01
+  march_samples_per_ray: float = 64.0
+  render_samples_per_ray: float = 24.0
+  min_transmittance: float = 1e-4
+  density_activation: str = 'trunc_exp'
+  rgb_padding: float = 0.0
+  update_every: int = 16
+  warmup_steps: int = 256  # Updates measure every cell until then; later a sample of them.
+  update_fraction: float = 0.25  # Cells measured per update after warm-up: this fraction of all cells
+                                 # drawn uniformly, and as many drawn among the occupied ones.
+  density_decay: float = 0.95
+  opacity_threshold: float = 0.01  # Cells are empty when a step through them would be more transparent.
+
+  def setup(self):
+    if self.density_activation not in DENSITY_ACTIVATIONS:
+      raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
+                        f'got {self.density_activation!r}.')
+    num_cells = self.grid_resolution**3
+    self.density_ema = self.variable('occupancy', 'density_ema', jnp.zeros, (num_cells,), jnp.float32)
+    # Everything is occupied until the first update has measured the field.
+    self.occupied = self.variable('occupancy', 'occupied', jnp.ones, (num_cells,), bool)
+
+  def _density(self, points):
+    return DENSITY_ACTIVATIONS[self.density_activation](self.field.density(points)[0])
+
+  def __call__(self, rng: Optional[jax.Array], rays: Rays, background):
+    """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
+    grouped = rays.origins.ndim == 3
+    if not grouped:
+      rays = jax.tree.map(lambda x: x[None], rays)
+    num_groups, num_rays = rays.origins.shape[:2]
+    background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
+    box = jnp.asarray(self.scene_box, jnp.float32)
+    num_steps = marching.num_steps_for(math.dist(self.scene_box[:3], self.scene_box[3:]), self.step_size)
+    march_capacity = max(int(num_rays * self.march_samples_per_ray), num_steps)
+    render_capacity = max(int(num_rays * self.render_samples_per_ray), num_steps)
+
+    # Distances s along the unit viewdirs; t = s / |directions| is NeRF's depth.
+    direction_norm = jnp.linalg.norm(rays.directions, axis=-1)
+    near, far = camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, self.scene_box)
+    s_near, s_far = near[..., 0] * direction_norm, far[..., 0] * direction_norm
+    offset = (jnp.full((num_groups, num_rays), 0.5) if rng is None
+              else jax.random.uniform(rng, (num_groups, num_rays)))
+    s = marching.step_distances(s_near, offset, self.step_size, num_steps)
+    points = rays.origins[..., None, :] + s[..., None] * rays.viewdirs[..., None, :]
+    selected = (s < s_far[..., None]) & occupancy.is_occupied(
+        self.occupied.value, points, self.scene_box, self.grid_resolution)
+
+    per_group = lambda fn, *args: jax.vmap(fn)(*args)
+    def sample(packed):
+      s = per_group(lambda p, s0, o: marching.packed_distances(p, s0, o, self.step_size), packed, s_near,
+                    offset)
+      origins, viewdirs = (per_group(marching.gather_rays, x, packed) for x in (rays.origins, rays.viewdirs))
+      return s, origins + s[..., None] * viewdirs, viewdirs
+
+    # Pass 1: the transmittance at every occupied step.
+    marched = per_group(lambda x: marching.pack(x, march_capacity), selected)
+    _, marched_points, _ = sample(marched)
+    density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(marched_points)), 0.0)
+    _, transmittance = per_group(rendering.compute_weights_packed, density,
+                                 jnp.full(density.shape, self.step_size), marched.ray_index)
+    # Pass 2: the field where light still arrives.
+    kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
+                     transmittance > self.min_transmittance)
+    s, points, viewdirs = sample(kept)
+    raw_rgb, raw_density = self.field(points, viewdirs)
+    density = jnp.where(kept.valid, DENSITY_ACTIVATIONS[self.density_activation](raw_density), 0.0)
+    rgb = nn.sigmoid(raw_rgb) * (1 + 2 * self.rgb_padding) - self.rgb_padding
+    t = s / per_group(marching.gather_rays, direction_norm, kept)
+    rendered = per_group(
+        lambda *a: rendering.volume_render_packed(*a[:5], num_rays, *a[5:]), rgb, density, t,
+        jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0])
+    rendered = rendered._replace(complete=kept.complete)
+
+    self.sow('diagnostics', 'marched_samples_per_ray', jnp.sum(marched.valid) / (num_groups * num_rays))
+    self.sow('diagnostics', 'rendered_samples_per_ray', jnp.sum(kept.valid) / (num_groups * num_rays))
+    self.sow('diagnostics', 'complete_rays', jnp.mean(kept.complete))
+    if not grouped:
+      rendered = jax.tree.map(lambda x: x[0], rendered)
+    return [rendered]
+
+  def update_occupancy(self, rng: jax.Array, all_cells: bool):
+    """Measures the density in cells (all, or a random selection) and updates the grid (occupancy.py)."""
+    num_cells = self.grid_resolution**3
+    cells_key, points_key = jax.random.split(rng)
+    if all_cells:
+      cells = jnp.arange(num_cells, dtype=jnp.int32)
+    else:
+      count = max(1, int(self.update_fraction * num_cells))
+      cells = occupancy.cells_to_update(cells_key, self.occupied.value, count, count)
+    points = occupancy.random_points_in_cells(points_key, cells, self.scene_box, self.grid_resolution)
+    density_ema = occupancy.update_density(self.density_ema.value, cells,
+                                           jax.lax.stop_gradient(self._density(points)), self.density_decay)
+    self.density_ema.value = density_ema
+    self.occupied.value = occupancy.threshold_occupied(density_ema, self.opacity_threshold / self.step_size)
+
+
+def update_model_state(model: nn.Module, params, model_state, rng: jax.Array, step):
+  """The model's non-trained variables (e.g. an occupancy grid) for training step `step` (a traced int).
+
+  Models without such variables get them back unchanged.
+  """
+  if not isinstance(model, OccupancyGridNeRF):
+    return model_state
+
+  def update(all_cells):
+    def apply(_):
+      _, updated = model.apply({'params': params, **model_state}, rng, all_cells,
+                               method=OccupancyGridNeRF.update_occupancy, mutable=['occupancy'])
+      return updated
+    return apply
+
+  branch = jnp.where(step % model.update_every != 0, 0, jnp.where(step < model.warmup_steps, 1, 2))
+  return jax.lax.switch(branch, [lambda _: model_state, update(True), update(False)], None)
+
+
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
 
 
-def make_model(model_config, scene_box: Sequence[float] = ()) -> NeRF:
-  """Builds the NeRF that `model_config` (config.model) describes, for a scene inside `scene_box`
-  ((x_min, y_min, z_min, x_max, y_max, z_max); empty for unbounded sampling between near and far)."""
-  if model_config.name != 'nerf':
-    raise ConfigError(f"config.model.name: unknown model {model_config.name!r}; expected 'nerf'.")
+def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
+  """Builds the renderer that `model_config` (config.model) describes, for a scene inside `scene_box`
+  ((x_min, y_min, z_min, x_max, y_max, z_max); empty for unbounded sampling between near and far).
+
+  config.model.name picks the renderer: 'nerf' (coarse-to-fine, `NeRF`) or 'occupancy_grid'
+  (instant-ngp's marching, `OccupancyGridNeRF`, with its settings in config.model.occupancy_grid).
+  """
+  if model_config.name not in ('nerf', 'occupancy_grid'):
+    raise ConfigError(f"config.model.name: unknown model {model_config.name!r}; expected 'nerf' or "
+                      "'occupancy_grid'.")
   if model_config.dtype not in DTYPES:
     raise ConfigError(f'config.model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}.')
   if model_config.field not in FIELDS:
     raise ConfigError(f'config.model.field must be one of {sorted(FIELDS)}, got {model_config.field!r}.')
+  if model_config.density_activation not in DENSITY_ACTIVATIONS:
+    raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
+                      f'got {model_config.density_activation!r}.')
   scene_box = tuple(float(v) for v in scene_box) or None
   if scene_box is not None and len(scene_box) != 6:
     raise ConfigError(f'config.scene_box must hold 6 numbers (min x, y, z, then max x, y, z), got {scene_box}.')
@@ -214,6 +379,13 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> NeRF:
   if model_config.field == 'hash_grid':
     field_kwargs['scene_box'] = scene_box
   field = FIELDS[model_config.field]
+  if model_config.name == 'occupancy_grid':
+    if model_config.field != 'hash_grid':
+      raise ConfigError("config.model.name=occupancy_grid needs config.model.field='hash_grid': it measures "
+                        'density on its own, which only the hash grid exposes.')
+    return OccupancyGridNeRF(field=field(**field_kwargs), scene_box=scene_box,
+                             density_activation=model_config.density_activation,
+                             rgb_padding=model_config.rgb_padding, **model_config.occupancy_grid)
   return NeRF(
       coarse_field=field(**field_kwargs),
       fine_field=field(**field_kwargs) if model_config.num_fine_samples > 0 else None,

@@ -31,7 +31,7 @@ def render_split(workdir, split_name: str, data_dir: Optional[str] = None, limit
   step = int(jax.device_get(state.step))
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
   start = time.perf_counter()
-  per_image, renderings = evaluation.evaluate(experiment.steps, state.params, split, indices, chunk_size)
+  per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, split, indices, chunk_size)
   seconds = time.perf_counter() - start
   out_dir = pathlib.Path(workdir) / 'render' / f'{split_name}_{step}'
   extra = {'step': step, 'split': split_name, 'seconds': seconds,
@@ -52,7 +52,7 @@ def render_orbit_video(workdir, num_frames: int, fps: int, data_dir: Optional[st
   train_split = datasets.load_split(config, 'train', data_dir)
   step = int(jax.device_get(state.step))
   start = time.perf_counter()
-  frames = evaluation.render_orbit(experiment.steps, state.params, train_split, num_frames, chunk_size,
+  frames = evaluation.render_orbit(experiment.steps, state.variables, train_split, num_frames, chunk_size,
                                    experiment.background)
   seconds = time.perf_counter() - start
   out_dir = pathlib.Path(workdir) / 'render' / f'orbit_{step}'

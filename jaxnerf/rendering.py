@@ -9,10 +9,13 @@ Naming conventions:
 - `alpha`: opacity of each sample's interval, 1 - exp(-density * delta).
 - `w`: weights alpha_i * T_i, where T_i = prod_{j<i} (1 - alpha_j) is the transmittance, [..., num_samples].
 - `acc`: accumulated opacity, sum of `w`, [...].
+Packed samples (marching.py) hold the samples of many rays in one flat buffer of C slots, ray by ray:
+`ray_index` [C] names each slot's ray (num_rays for unused slots), and per-sample arrays are [C, ...].
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 
 FAR_DELTA = 1e10
@@ -22,7 +25,10 @@ class RenderedRays(NamedTuple):
   rgb: jnp.ndarray  # [..., 3]
   depth: jnp.ndarray  # [...], expected termination distance given that the ray terminates.
   acc: jnp.ndarray  # [...], accumulated opacity.
-  w: jnp.ndarray  # [..., num_samples], volume-rendering weights.
+  w: jnp.ndarray  # [..., num_samples], volume-rendering weights ([..., C] for packed samples).
+  # [...] bool: whether the ray was rendered with all its samples (packed renderers can run out of slots);
+  # None means all rays were.
+  complete: Optional[jnp.ndarray] = None
 
 
 def sample_deltas(t, directions, far_delta: float = FAR_DELTA):
@@ -71,4 +77,58 @@ def volume_render(rgb, density, t, directions, background, far_delta: float = FA
   expected_t = jnp.sum(w * t, axis=-1) / jnp.maximum(acc, 1e-10)
   depth = jnp.where(acc > 1e-10, expected_t, t[..., -1])
   depth = jnp.clip(depth, t[..., 0], t[..., -1])
+  return RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
+
+
+def _segmented_cumsum(values, segment_start):
+  """Inclusive cumulative sums [C] of values [C] that restart wherever segment_start [C] is True."""
+
+  def combine(a, b):
+    (a_sum, a_start), (b_sum, b_start) = a, b
+    return jnp.where(b_start, b_sum, a_sum + b_sum), a_start | b_start
+
+  return jax.lax.associative_scan(combine, (values, segment_start))[0]
+
+
+def compute_weights_packed(density, delta, ray_index):
+  """`compute_weights` for packed samples: w_i = T_i * (1 - exp(-sigma_i delta_i)), with T_i accumulated
+  over the earlier samples of the same ray only.
+
+  Args:
+    density, delta: [C] per slot; unused slots must hold zero density.
+    ray_index: [C] ray of each slot, non-decreasing.
+
+  Returns:
+    (w, transmittance), [C] each.
+  """
+  density_delta = density * delta
+  segment_start = jnp.concatenate([jnp.ones(1, bool), ray_index[1:] != ray_index[:-1]])
+  # The optical depth before each sample: the sum over the ray's earlier samples. Scanning the previous
+  # sample's value (0 at a ray's start) gives it exactly, rather than as a difference of large sums.
+  previous = jnp.where(segment_start, 0.0, jnp.concatenate([jnp.zeros(1), density_delta[:-1]]))
+  transmittance = jnp.exp(-_segmented_cumsum(previous, segment_start))
+  return -jnp.expm1(-density_delta) * transmittance, transmittance
+
+
+def volume_render_packed(rgb, density, t, delta, ray_index, num_rays: int, background,
+                         empty_depth) -> RenderedRays:
+  """`volume_render` for packed samples (Eq. 3 per ray, over the ray's slots).
+
+  Args:
+    rgb: [C, 3] colours; density: [C] densities, zero in unused slots.
+    t: [C] sample depths (NeRF's t); delta: [C] metric interval of each sample.
+    ray_index: [C] non-decreasing ray of each slot, num_rays in unused slots.
+    num_rays: R.
+    background: [3] or [R, 3].
+    empty_depth: [R] depth reported for rays with no opacity (e.g. their far bound).
+
+  Returns:
+    RenderedRays with rgb [R, 3], depth [R], acc [R] and w [C].
+  """
+  w, _ = compute_weights_packed(density, delta, ray_index)
+  per_ray = lambda x: jax.ops.segment_sum(x, ray_index, num_segments=num_rays, indices_are_sorted=True)
+  acc = per_ray(w)
+  color = per_ray(w[:, None] * rgb) + (1.0 - acc[:, None]) * background
+  expected_t = per_ray(w * t) / jnp.maximum(acc, 1e-10)
+  depth = jnp.where(acc > 1e-10, expected_t, empty_depth)
   return RenderedRays(rgb=color, depth=depth, acc=acc, w=w)

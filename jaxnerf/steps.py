@@ -11,18 +11,28 @@ import jax.numpy as jnp
 import optax
 
 from jaxnerf import metrics
+from jaxnerf import models
 from jaxnerf import parallel
 from jaxnerf.train_state import TrainState
 
 
 def reconstruction_loss(renderings, rgb, coarse_loss_weight: float):
-  """NeRF's loss (paper, Eq. 6): squared error of the coarse and fine renderings, [B, 3] each.
+  """NeRF's loss (paper, Eq. 6): squared error of the coarse and fine renderings, [..., 3] each.
+
+  Rays that a rendering marks incomplete (RenderedRays.complete) are left out of its mean.
 
   Returns:
     loss: scalar, coarse_loss_weight * mse_coarse + mse_fine (just the coarse MSE without a fine level).
     mses: [num_levels] the mean squared error of each level.
   """
-  mses = jnp.stack([jnp.mean((r.rgb - rgb) ** 2) for r in renderings])
+  def mse(rendering):
+    squared_error = (rendering.rgb - rgb) ** 2
+    if rendering.complete is None:
+      return jnp.mean(squared_error)
+    mask = rendering.complete[..., None].astype(squared_error.dtype)
+    return jnp.sum(mask * squared_error) / jnp.maximum(3.0 * jnp.sum(mask), 1.0)
+
+  mses = jnp.stack([mse(r) for r in renderings])
   weights = jnp.ones(len(renderings))
   if len(renderings) > 1:
     weights = weights.at[0].set(coarse_loss_weight)
@@ -35,9 +45,21 @@ def recomposite(rgb, alpha, old_background, new_background):
   return rgb + (new_background - old_background) * (1.0 - alpha)
 
 
+def _split_groups(tree, num_groups: int):
+  """[B, ...] arrays -> [num_groups, B / num_groups, ...]: one group of rays per device."""
+  return jax.tree.map(lambda x: x.reshape((num_groups, -1) + x.shape[1:]), tree)
+
+
+def _merge_groups(tree):
+  return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
 def make_train_step(model, optimizer: optax.GradientTransformation, background, coarse_loss_weight,
-                    random_background: bool = False):
+                    random_background: bool = False, num_groups: int = 1):
   """A train step (state, batch) -> (state, metrics), to be compiled by `compile_steps`.
+
+  The batch's rays are split into `num_groups` groups (one per device), which models render
+  independently. Models with state (an occupancy grid) update it first (models.update_model_state).
 
   With `random_background`, every ray is composited on a random colour, in the target and in the rendering
   alike (instant-ngp's trick): a constant background would let the model paint it with density, leaving
@@ -47,46 +69,55 @@ def make_train_step(model, optimizer: optax.GradientTransformation, background, 
   host can stop the run and no checkpoint ever holds NaNs.
   """
 
-  def loss_fn(params, batch, rng):
+  def loss_fn(params, model_state, batch, rng):
     target, ray_background = batch['rgb'], background
     if random_background:
       rng, key = jax.random.split(rng)
       ray_background = jax.random.uniform(key, target.shape, target.dtype)
       target = recomposite(target, batch['alpha'], background, ray_background)
-    renderings = model.apply({'params': params}, rng, batch['rays'], ray_background)
+    renderings, sown = model.apply({'params': params, **model_state}, rng, batch['rays'], ray_background,
+                                   mutable=['diagnostics'])
     loss, mses = reconstruction_loss(renderings, target, coarse_loss_weight)
-    return loss, mses
+    diagnostics = {name: values[0] for name, values in sown.get('diagnostics', {}).items()}
+    return loss, (mses, diagnostics)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    (loss, mses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    rng, update_key = jax.random.split(rng)
+    model_state = models.update_model_state(model, state.params, state.model_state, update_key, state.step)
+    batch = _split_groups(batch, num_groups)
+    (loss, (mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, model_state, batch, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updated = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state)
+                            opt_state=opt_state, model_state=model_state)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
     step_metrics = {'loss': loss, 'mse': mses[-1], 'psnr': metrics.mse_to_psnr(mses[-1]),
                     'psnr_coarse': metrics.mse_to_psnr(mses[0]), 'grad_norm': grad_norm,
-                    'finite': finite}
+                    'finite': finite, **diagnostics}
     return new_state, step_metrics
 
   return train_step
 
 
-def make_render_rays(model, background):
-  """Deterministic rendering (params, rays) -> {'rgb', 'depth', 'acc'} of the finest level, for [B] rays."""
+def make_render_rays(model, background, num_groups: int = 1):
+  """Deterministic rendering (variables, rays) -> {'rgb', 'depth', 'acc', 'complete'} of the finest level,
+  for [B] rays split into `num_groups` groups. `complete` is False for rays to render again (packed models
+  can run out of slots; see image_rendering.render_image)."""
 
-  def render_rays(params, rays):
-    final = model.apply({'params': params}, None, rays, background)[-1]
-    return {'rgb': final.rgb, 'depth': final.depth, 'acc': final.acc}
+  def render_rays(variables, rays):
+    final = model.apply(variables, None, _split_groups(rays, num_groups), background)[-1]
+    complete = jnp.ones(final.acc.shape, bool) if final.complete is None else final.complete
+    return _merge_groups({'rgb': final.rgb, 'depth': final.depth, 'acc': final.acc, 'complete': complete})
 
   return render_rays
 
 
 class CompiledSteps(NamedTuple):
   train_step: Callable  # (state, batch) -> (state, metrics); donates the state.
-  render_rays: Callable  # (params, rays) -> {'rgb', 'depth', 'acc'}.
+  render_rays: Callable  # (variables, rays) -> {'rgb', 'depth', 'acc', 'complete'}.
   batch_sharding: jax.sharding.NamedSharding
   replicated: jax.sharding.NamedSharding
 
@@ -97,10 +128,11 @@ def compile_steps(model, optimizer, mesh, background, coarse_loss_weight: float,
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharded(mesh)
   background = jnp.asarray(background, jnp.float32)
-  train_step = jax.jit(make_train_step(model, optimizer, background, coarse_loss_weight, random_background),
+  train_step = jax.jit(make_train_step(model, optimizer, background, coarse_loss_weight, random_background,
+                                       mesh.size),
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,))
-  render_rays = jax.jit(make_render_rays(model, background),
+  render_rays = jax.jit(make_render_rays(model, background, mesh.size),
                         in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
   return CompiledSteps(train_step, render_rays, batch_sharding, replicated)

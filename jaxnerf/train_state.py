@@ -19,6 +19,14 @@ class TrainState(flax.struct.PyTreeNode):
   params: Any
   opt_state: Any
   rng: jax.Array  # Raw uint32[2] key data, which checkpoints store as a plain array.
+  # The model's variables that are not trained by gradients, by collection (e.g. {'occupancy': ...} for
+  # models.OccupancyGridNeRF); {} for most models.
+  model_state: Any
+
+  @property
+  def variables(self):
+    """Everything model.apply needs: {'params': ..., and the model_state collections}."""
+    return {'params': self.params, **self.model_state}
 
 
 def log_linear_schedule(lr_init: float, lr_final: float, num_steps: int, delay_steps: int = 0,
@@ -57,6 +65,8 @@ def make_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTran
 def init_train_state(model, optimizer, seed: int, example_rays, background) -> TrainState:
   """Initialises parameters and optimizer state (call under jax.jit: eager init is slow)."""
   init_key, state_key = jax.random.split(jax.random.key(seed))
-  params = model.init(init_key, None, example_rays, background)['params']
+  variables = dict(model.init(init_key, None, example_rays, background))
+  params = variables.pop('params')
+  variables.pop('diagnostics', None)  # Values a model sows for logging, not state.
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                    rng=jax.random.key_data(state_key))
+                    rng=jax.random.key_data(state_key), model_state=variables)

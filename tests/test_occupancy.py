@@ -1,0 +1,167 @@
+"""Tests of jaxnerf.occupancy and the occupancy-grid renderer: cell maths by hand, the grid update against a
+direct computation, sampling of cells, and OccupancyGridNeRF against dense rendering of the same field."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnerf import marching
+from jaxnerf import models
+from jaxnerf import occupancy
+from jaxnerf import rendering
+from jaxnerf.camera import Rays
+
+BOX = (-1.0, -2.0, 0.0, 1.0, 2.0, 4.0)
+
+
+def test_cells_by_hand():
+  points = jnp.array([[-1.0, -2.0, 0.0], [0.99, 1.99, 3.99], [0.0, 0.0, 2.0], [1.0, 2.0, 4.0],
+                      [1.01, 0.0, 2.0], [0.0, -2.5, 2.0]])
+  cell, inside = occupancy.cell_of(points, BOX, 4)
+  np.testing.assert_array_equal(cell[:4], [[0, 0, 0], [3, 3, 3], [2, 2, 2], [3, 3, 3]])
+  np.testing.assert_array_equal(inside, [True, True, True, True, False, False])
+  index = occupancy.flat_index(cell, 4)
+  np.testing.assert_array_equal(index[:3], [0, 63, 2 + 4 * (2 + 4 * 2)])
+  np.testing.assert_array_equal(occupancy.unflatten_index(jnp.arange(64), 4),
+                                np.stack(np.meshgrid(range(4), range(4), range(4), indexing='ij')[::-1],
+                                         -1).reshape(-1, 3))
+
+
+def test_is_occupied_reads_the_bit_field():
+  occupied = jnp.zeros(64, bool).at[occupancy.flat_index(jnp.array([2, 1, 3]), 4)].set(True)
+  points = jnp.array([[0.25, -0.5, 3.5], [0.25, -0.5, 2.5], [1.5, -0.5, 3.5]])  # Cell (2, 1, 3), (2, 1, 2).
+  np.testing.assert_array_equal(occupancy.is_occupied(occupied, points, BOX, 4), [True, False, False])
+
+
+def test_random_points_lie_in_their_cells():
+  cells = jnp.arange(4**3)
+  points = occupancy.random_points_in_cells(jax.random.key(0), cells, BOX, 4)
+  cell, inside = occupancy.cell_of(points, BOX, 4)
+  assert bool(jnp.all(inside))
+  np.testing.assert_array_equal(occupancy.flat_index(cell, 4), cells)
+
+
+def test_update_density_matches_direct_computation():
+  rng = np.random.default_rng(0)
+  old = rng.uniform(0, 10, 27).astype(np.float32)
+  cells = np.array([3, 5, 5, 26, 0, 3, 3])  # Repeats: a cell measured three times decays once.
+  densities = rng.uniform(0, 12, cells.size).astype(np.float32)
+  new = np.asarray(occupancy.update_density(jnp.asarray(old), jnp.asarray(cells), jnp.asarray(densities), 0.9))
+  expected = old.copy()
+  for c in set(cells.tolist()):
+    expected[c] = max(0.9 * old[c], densities[cells == c].max())
+  np.testing.assert_allclose(new, expected, rtol=1e-6)
+
+
+def test_threshold_uses_the_smaller_of_mean_and_threshold():
+  ema = jnp.array([0.0, 1.0, 2.0, 9.0])  # Mean 3.
+  np.testing.assert_array_equal(occupancy.threshold_occupied(ema, 5.0), [False, False, False, True])
+  np.testing.assert_array_equal(occupancy.threshold_occupied(ema, 0.5), [False, True, True, True])
+
+
+def test_cells_to_update_draws_occupied_cells_only_from_the_occupied():
+  occupied = jnp.zeros(1000, bool).at[jnp.array([7, 300, 999])].set(True)
+  cells = np.asarray(jax.jit(occupancy.cells_to_update, static_argnums=(2, 3))(
+      jax.random.key(1), occupied, 50, 3000))
+  uniform, among_occupied = cells[:50], cells[50:]
+  assert set(among_occupied.tolist()) == {7, 300, 999}
+  counts = np.bincount(among_occupied, minlength=1000)[[7, 300, 999]]
+  assert counts.min() > 800  # Each about 1000 of 3000.
+  assert len(set(uniform.tolist())) > 40 and uniform.min() >= 0 and uniform.max() < 1000
+  # With nothing occupied, both groups are uniform.
+  cells = occupancy.cells_to_update(jax.random.key(2), jnp.zeros(1000, bool), 10, 500)
+  assert len(set(np.asarray(cells).tolist())) > 300
+
+
+class _BallField(nn.Module):
+  """A dense ball of radius 0.5 at (0.2, -0.3, 2.1) in a softly coloured fog-free box; the colour depends on
+  position and view direction. Exposes `density` like models.HashGridField."""
+
+  @nn.compact
+  def density(self, points):
+    scale = self.param('scale', nn.initializers.ones, ())
+    distance = jnp.linalg.norm(points - jnp.array([0.2, -0.3, 2.1]), axis=-1)
+    raw = jnp.where(distance < 0.5, 3.0, -20.0) * scale  # trunc_exp: density e^3 inside, ~0 outside.
+    return raw, jnp.stack([points[..., 0], points[..., 1]], axis=-1)
+
+  def __call__(self, points, viewdirs):
+    raw_density, features = self.density(points)
+    raw_rgb = jnp.concatenate([features, viewdirs[..., :1]], axis=-1)
+    return raw_rgb, raw_density
+
+
+def _rays(num_rays, seed=0):
+  rng = np.random.default_rng(seed)
+  origins = np.tile(np.array([[0.0, 0.0, -2.0]], np.float32), (num_rays, 1))
+  targets = np.stack([rng.uniform(-0.6, 0.9, num_rays), rng.uniform(-1.0, 0.5, num_rays),
+                      np.full(num_rays, 2.0)], -1).astype(np.float32)
+  directions = (targets - origins) / 4.0  # Unit length along z: t is depth.
+  viewdirs = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+  return Rays(jnp.asarray(origins), jnp.asarray(directions), jnp.asarray(viewdirs),
+              jnp.full((num_rays, 1), 1.0), jnp.full((num_rays, 1), 8.0))
+
+
+def _dense_reference(field_vars, occupied, resolution, rays, step_size):
+  """Every marching step evaluated, with no density in the grid's empty cells, composited with
+  volume_render: what marching renders, bar early termination."""
+  num_steps = marching.num_steps_for(float(np.linalg.norm(np.subtract(BOX[3:], BOX[:3]))), step_size)
+  near, far = models.camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, BOX)
+  norm = jnp.linalg.norm(rays.directions, axis=-1)
+  s = marching.step_distances(near[:, 0] * norm, jnp.full(norm.shape, 0.5), step_size, num_steps)
+  points = rays.origins[:, None] + s[..., None] * rays.viewdirs[:, None]
+  raw_rgb, raw_density = _BallField().apply(field_vars, points,
+                                             jnp.broadcast_to(rays.viewdirs[:, None], points.shape))
+  density = jnp.where((s < (far[:, 0] * norm)[:, None]) & occupancy.is_occupied(occupied, points, BOX, resolution),
+                      models.trunc_exp(raw_density), 0.0)
+  # Distances s along unit view directions, so every sample's interval is one step; depth is s / |d|.
+  out = rendering.volume_render(nn.sigmoid(raw_rgb), density, s, rays.viewdirs, jnp.ones(3), step_size)
+  return out._replace(depth=out.depth / norm)
+
+
+@pytest.mark.parametrize('groups', [1, 2])
+def test_occupancy_grid_nerf_matches_dense_marching(groups):
+  rays = _rays(64)
+  model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, grid_resolution=16, step_size=0.02,
+                                   march_samples_per_ray=40.0, render_samples_per_ray=20.0,
+                                   warmup_steps=10**6)
+  variables = jax.jit(model.init)(jax.random.key(0), None, rays, jnp.ones(3))
+  params, state = variables['params'], {'occupancy': variables['occupancy']}
+  assert bool(jnp.all(state['occupancy']['occupied']))  # Nothing is skipped before the first update.
+  state = jax.jit(models.update_model_state, static_argnums=0)(model, params, state, jax.random.key(1), 0)
+  occupied = state['occupancy']['occupied']
+  # The ball's cells: all those deep inside it, none far from it (a cell that the ball only grazes is found
+  # when its random point falls inside the ball).
+  cells = occupancy.unflatten_index(jnp.arange(16**3), 16)
+  centres = jnp.asarray(BOX[:3]) + (cells + 0.5) / 16 * (jnp.asarray(BOX[3:]) - jnp.asarray(BOX[:3]))
+  distance = np.asarray(jnp.linalg.norm(centres - jnp.array([0.2, -0.3, 2.1]), axis=-1))
+  occupied_np = np.asarray(occupied)
+  assert occupied_np[distance < 0.3].all() and not occupied_np[distance > 0.8].any()
+
+  grouped = jax.tree.map(lambda x: x.reshape((groups, -1) + x.shape[1:]), rays)
+  (out,), sown = jax.jit(lambda v, r: model.apply(v, None, r, jnp.ones(3), mutable=['diagnostics']))(
+      {'params': params, **state}, grouped)
+  out = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), out._replace(w=jnp.zeros(groups)))
+  assert bool(jnp.all(out.complete))
+  reference = _dense_reference({'params': params['field']}, occupied, 16, rays, 0.02)
+  np.testing.assert_allclose(out.rgb, reference.rgb, atol=2e-3)
+  np.testing.assert_allclose(out.acc, reference.acc, atol=2e-3)
+  hit = np.asarray(reference.acc) > 0.5
+  assert 10 < hit.sum() < 60  # Some rays hit the ball, some miss it.
+  np.testing.assert_allclose(np.asarray(out.depth)[hit], np.asarray(reference.depth)[hit], rtol=1e-3)
+  # Skipping and early termination evaluate far fewer samples than the dense march.
+  assert float(sown['diagnostics']['rendered_samples_per_ray'][0]) < 20
+
+
+def test_occupancy_grid_nerf_overflow_marks_rays_incomplete():
+  rays = _rays(32, seed=3)
+  model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, step_size=0.02,
+                                   march_samples_per_ray=2.0, render_samples_per_ray=1.0)
+  variables = jax.jit(model.init)(jax.random.key(0), None, rays, jnp.ones(3))
+  (out,) = jax.jit(model.apply)(variables, jax.random.key(1), rays, jnp.ones(3))
+  complete = np.asarray(out.complete)
+  assert complete[0] and not complete.all()  # At least one whole ray always fits; later ones are cut.
+  assert np.all(np.diff(complete.astype(int)) <= 0)  # Packed in ray order: complete rays come first.
+  chex.assert_tree_all_finite(out._replace(complete=None))
