@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # The model (models.py): a coarse and a fine field of kind `field`, configured by its sub-config.
   config.model = ml_collections.ConfigDict(dict(
-      name='nerf',
+      name='nerf',  # 'nerf' (coarse-to-fine sampling) or 'occupancy_grid' (instant-ngp's ray marching).
       field='mlp',  # 'mlp' (the paper's MLPField) or 'hash_grid' (instant-ngp's HashGridField).
       num_coarse_samples=64,
       num_fine_samples=128,  # 0: no fine level.
@@ -55,7 +55,21 @@ def get_config() -> ml_collections.ConfigDict:
       hash_grid=dict(
           num_levels=16, features_per_level=2, log2_table_size=19,  # Tables of up to 2^19 entries a level.
           min_resolution=16, max_resolution=2048,  # Cells per side of the coarsest and finest levels.
-          density_width=64, geo_features=15, color_depth=2, color_width=64, view_max_deg=4),
+          density_width=64, geo_features=15, color_depth=2, color_width=64,
+          view_encoding='positional',  # View directions: 'positional' (view_max_deg octaves) or 'sh'.
+          view_max_deg=4, sh_degree=4),  # sh: spherical harmonics of sh_degree bands (instant-ngp's 4).
+      # name='occupancy_grid' (models.OccupancyGridNeRF; uses the top-level scene_box).
+      occupancy_grid=dict(
+          grid_resolution=64,  # Cells per side of the occupancy grid over the scene box.
+          step_size=0.01,  # Marching step in world units; each evaluated sample stands for one step.
+          march_samples_per_ray=64.0,  # Slots per ray, on average over a batch, for the density pass...
+          render_samples_per_ray=24.0,  # ...and for the pass with gradients (after early termination).
+          min_transmittance=1e-4,  # Early ray termination: drop steps once less light than this arrives.
+          update_every=16,  # Training steps between grid updates.
+          warmup_steps=256,  # Until then every cell is measured; later a sample of them.
+          update_fraction=0.25,  # Cells measured per later update: this fraction uniformly, as many occupied.
+          density_decay=0.95,  # Moving-average decay of a cell's density at each measurement.
+          opacity_threshold=0.01),  # A cell is empty when a step through it is more transparent than this.
   ))
 
   # Optimisation (train_state.py).
@@ -82,7 +96,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation and rendering (evaluation.py).
   config.eval = ml_collections.ConfigDict(dict(
-      every_steps=10_000,  # Validation during training (0: never).
+      every_steps=10_000,  # Validation during training (0: never)...
+      at_train_seconds=(),  # ...and when training time (compilation and evaluation excluded) passes these.
       num_images=3,  # Val images rendered at each validation; the first ones of the split.
       final_num_images=8,  # Val images evaluated when training ends (-1: all, 0: none).
       chunk_size=8192,  # Rays rendered at once, over all devices; bounds memory at any resolution.

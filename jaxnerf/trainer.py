@@ -169,12 +169,14 @@ def _mean_metrics(history):
   return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0] if k != 'finite'}
 
 
-def _validate(experiment, state, val_split, config, writer, step, progress):
+def _validate(experiment, state, val_split, config, writer, step, progress, train_seconds):
   indices = range(min(config.eval.num_images, val_split.num_images))
-  per_image, renderings = evaluation.evaluate(experiment.steps, state.params, val_split, indices,
+  start = time.perf_counter()
+  per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, indices,
                                               config.eval.chunk_size)
   mean = evaluation.mean_metrics(per_image)
-  writer.write_scalars(step, 'val', mean)
+  writer.write_scalars(step, 'val', {**mean, 'train_seconds': train_seconds, 'num_images': len(indices),
+                                     'eval_seconds': time.perf_counter() - start})
   for i, rendering in enumerate(renderings[:3]):
     pictures = evaluation.visualize(rendering, val_split, experiment.background)
     writer.write_images(step, 'val', {f'rgb_{i}': pictures['rgb'], f'depth_{i}': pictures['depth']})
@@ -190,7 +192,7 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
                                                                            val_split.num_images)
   if num > 0:
     start = time.perf_counter()
-    per_image, renderings = evaluation.evaluate(experiment.steps, state.params, val_split, range(num),
+    per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, range(num),
                                                 config.eval.chunk_size)
     result = evaluation.write_split(out_dir / 'val', val_split, per_image, renderings,
                                     experiment.background, extra={'step': step, 'split': 'val'})
@@ -199,8 +201,8 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
                    eval_seconds=time.perf_counter() - start)
   if config.eval.orbit_frames > 0:
     start = time.perf_counter()
-    frames = evaluation.render_orbit(experiment.steps, state.params, train_split, config.eval.orbit_frames,
-                                     config.eval.chunk_size, experiment.background)
+    frames = evaluation.render_orbit(experiment.steps, state.variables, train_split,
+                                     config.eval.orbit_frames, config.eval.chunk_size, experiment.background)
     if jax.process_index() == 0:
       paths = evaluation.write_orbit(out_dir, frames, config.eval.orbit_fps, formats=('gif',))
       summary['orbit'] = str(paths[0])
@@ -240,21 +242,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
   prefetcher = _Prefetcher(batcher, start_step, num_steps, experiment.steps.batch_sharding)
   train_seconds, history, last_saved = 0.0, [], start_step
   step = start_step
+  eval_times = sorted(config.eval.at_train_seconds)  # Validation times still to come.
   try:
+    # Compiled ahead of the loop, so that training time (max_seconds, at_train_seconds) excludes it.
+    compile_start = time.perf_counter()
+    batch = prefetcher.next() if step < num_steps else None
+    train_step = experiment.steps.train_step.lower(state, batch).compile() if batch is not None else None
+    compile_seconds = time.perf_counter() - compile_start
     interval_start = time.perf_counter()
     while step < num_steps:
-      state, step_metrics = experiment.steps.train_step(state, prefetcher.next())
+      state, step_metrics = train_step(state, batch)
       step += 1
+      batch = prefetcher.next() if step < num_steps else None
       progress.advance()
       history.append(step_metrics)
       # Checking the previous step keeps one step in flight while we wait.
       if len(history) > 1 and not bool(history[-2]['finite']):
         raise NonFiniteLossError(step - 1)
-      out_of_time = config.train.max_seconds > 0 and (
-          train_seconds + time.perf_counter() - interval_start >= config.train.max_seconds)
+      elapsed = train_seconds + time.perf_counter() - interval_start
+      out_of_time = config.train.max_seconds > 0 and elapsed >= config.train.max_seconds
       at_log = step % config.train.log_every == 0 or step == num_steps or out_of_time
       at_checkpoint = step % config.train.checkpoint_every == 0
-      at_eval = config.eval.every_steps > 0 and step % config.eval.every_steps == 0
+      at_eval = (config.eval.every_steps > 0 and step % config.eval.every_steps == 0) or (
+          bool(eval_times) and elapsed >= eval_times[0])
       if not (at_log or at_checkpoint or at_eval):
         continue
       if not bool(history[-1]['finite']):
@@ -271,7 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
         checkpoints.save(manager, state)
         last_saved = step
       if at_eval:
-        _validate(experiment, state, val_split, config, writer, step, progress)
+        _validate(experiment, state, val_split, config, writer, step, progress, train_seconds)
+        eval_times = [t for t in eval_times if t > train_seconds]
       if out_of_time:
         progress.write(f'Stopping at step {step}: config.train.max_seconds={config.train.max_seconds} reached.')
         break
@@ -297,7 +308,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
     checkpoints.save(manager, state)
   progress.close()
 
-  summary = {'step': step, 'train_seconds': train_seconds, 'resumed_from': start_step if resumed else None}
+  summary = {'step': step, 'train_seconds': train_seconds, 'compile_seconds': compile_seconds,
+             'resumed_from': start_step if resumed else None}
   _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary)
   manager.wait_until_finished()
   manager.close()
