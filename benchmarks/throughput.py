@@ -6,6 +6,9 @@
 Needs no dataset: rays come from cameras on a sphere around the origin looking at the scene (as the Blender
 scenes' cameras do), with random target colours, so the figures measure the model, sampling and optimizer.
 Reports medians over timed calls after a compile call, and the process's peak resident memory.
+
+For models that skip empty space (model.name='occupancy_grid') these are worst-case figures: an untrained
+grid marks every cell occupied. benchmarks/quality_vs_time.py reports their rays/s while really training.
 """
 
 import json

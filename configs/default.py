@@ -66,10 +66,11 @@ def get_config() -> ml_collections.ConfigDict:
           render_samples_per_ray=24.0,  # ...and for the pass with gradients (after early termination).
           min_transmittance=1e-4,  # Early ray termination: drop steps once less light than this arrives.
           update_every=16,  # Training steps between grid updates.
-          warmup_steps=256,  # Until then every cell is measured; later a sample of them.
-          update_fraction=0.25,  # Cells measured per later update: this fraction uniformly, as many occupied.
+          warmup_steps=256,  # Until then updates sweep all cells in turn; later they draw cells at random.
+          update_fraction=0.25,  # Cells measured per update: this fraction uniformly, as many occupied.
           density_decay=0.95,  # Moving-average decay of a cell's density at each measurement.
-          opacity_threshold=0.01),  # A cell is empty when a step through it is more transparent than this.
+          # A cell is empty when a step through it is more transparent than this, or than the mean cell.
+          opacity_threshold=0.01),
   ))
 
   # Optimisation (train_state.py).
@@ -97,7 +98,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Evaluation and rendering (evaluation.py).
   config.eval = ml_collections.ConfigDict(dict(
       every_steps=10_000,  # Validation during training (0: never)...
-      at_train_seconds=(),  # ...and when training time (compilation and evaluation excluded) passes these.
+      # ...and when this run's training time (compilation and evaluation excluded) passes these seconds.
+      at_train_seconds=(),
       num_images=3,  # Val images rendered at each validation; the first ones of the split.
       final_num_images=8,  # Val images evaluated when training ends (-1: all, 0: none).
       chunk_size=8192,  # Rays rendered at once, over all devices; bounds memory at any resolution.

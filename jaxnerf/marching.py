@@ -48,8 +48,7 @@ def _first_slots(mask, capacity: int):
   """Indices [capacity] of the first `capacity` True entries of mask [N], in order, padded with N."""
   size = mask.shape[0]
   slot = jnp.where(mask, jnp.cumsum(mask) - 1, capacity)  # Entry i goes to slot (# True before i).
-  index = jnp.full(capacity, size, jnp.int32).at[slot].set(jnp.arange(size, dtype=jnp.int32), mode='drop',
-                                                          unique_indices=True)
+  index = jnp.full(capacity, size, jnp.int32).at[slot].set(jnp.arange(size, dtype=jnp.int32), mode='drop')
   return index, index < size
 
 
@@ -59,7 +58,8 @@ def pack(selected, capacity: int) -> PackedSamples:
   flat_index, valid = _first_slots(selected.reshape(-1), capacity)
   ray_index = jnp.where(valid, flat_index // num_steps, num_rays).astype(jnp.int32)
   step_index = jnp.where(valid, flat_index % num_steps, 0).astype(jnp.int32)
-  complete = jnp.cumsum(jnp.sum(selected, axis=-1)) <= capacity
+  counts = jnp.sum(selected, axis=-1)
+  complete = (jnp.cumsum(counts) <= capacity) | (counts == 0)
   return PackedSamples(ray_index, step_index, valid, complete)
 
 
@@ -74,23 +74,17 @@ def repack(packed: PackedSamples, keep, capacity: int) -> PackedSamples:
   slot = jnp.minimum(slot, keep.shape[0] - 1)
   kept_per_ray = jax.ops.segment_sum(keep.astype(jnp.int32), packed.ray_index, num_segments=num_rays,
                                      indices_are_sorted=True)
+  fits = (jnp.cumsum(kept_per_ray) <= capacity) | (kept_per_ray == 0)
   return PackedSamples(ray_index=jnp.where(valid, packed.ray_index[slot], num_rays),
                        step_index=jnp.where(valid, packed.step_index[slot], 0),
                        valid=valid,
-                       complete=packed.complete & (jnp.cumsum(kept_per_ray) <= capacity))
+                       complete=packed.complete & fits)
 
 
 def gather_rays(per_ray, packed: PackedSamples):
-  """Each slot's value of a per-ray array [R, ...] ([C, ...]; unused slots read ray 0)."""
+  """Each slot's value of a per-ray array [R, ...] ([C, ...]; unused slots read the last ray's)."""
   num_rays = per_ray.shape[0]
   return per_ray[jnp.minimum(packed.ray_index, num_rays - 1)]
-
-
-def scatter_packed(values, packed: PackedSamples, num_steps: int, fill=0):
-  """Unpacks per-slot values [C, ...] into [R, M, ...], with `fill` where no sample was packed."""
-  num_rays = packed.complete.shape[0]
-  out = jnp.full((num_rays, num_steps) + values.shape[1:], fill, values.dtype)
-  return out.at[packed.ray_index, packed.step_index].set(values, mode='drop')
 
 
 def packed_distances(packed: PackedSamples, s_start, offset, step_size: float):

@@ -240,19 +240,21 @@ class OccupancyGridNeRF(nn.Module):
   density_activation: str = 'trunc_exp'
   rgb_padding: float = 0.0
   update_every: int = 16
-  warmup_steps: int = 256  # Updates measure every cell until then; later a sample of them.
-  update_fraction: float = 0.25  # Cells measured per update after warm-up: this fraction of all cells
-                                 # drawn uniformly, and as many drawn among the occupied ones.
+  warmup_steps: int = 256  # Updates sweep all cells until then; later they draw cells at random.
+  update_fraction: float = 0.25  # Cells measured per update: twice this fraction of all cells.
   density_decay: float = 0.95
-  opacity_threshold: float = 0.01  # Cells are empty when a step through them would be more transparent.
+  # Cells are empty when a step through them would be more transparent than this (or than the mean cell,
+  # early in training when that is lower; see occupancy.threshold_occupied).
+  opacity_threshold: float = 0.01
 
   def setup(self):
     if self.density_activation not in DENSITY_ACTIVATIONS:
       raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
                         f'got {self.density_activation!r}.')
     num_cells = self.grid_resolution**3
-    self.density_ema = self.variable('occupancy', 'density_ema', jnp.zeros, (num_cells,), jnp.float32)
-    # Everything is occupied until the first update has measured the field.
+    # Nothing is measured yet, so everything is occupied.
+    self.density_ema = self.variable('occupancy', 'density_ema', jnp.full, (num_cells,),
+                                     occupancy.UNMEASURED, jnp.float32)
     self.occupied = self.variable('occupancy', 'occupied', jnp.ones, (num_cells,), bool)
 
   def _density(self, points):
@@ -314,15 +316,19 @@ class OccupancyGridNeRF(nn.Module):
       rendered = jax.tree.map(lambda x: x[0], rendered)
     return [rendered]
 
-  def update_occupancy(self, rng: jax.Array, all_cells: bool):
-    """Measures the density in cells (all, or a random selection) and updates the grid (occupancy.py)."""
+  def update_occupancy(self, rng: jax.Array, step):
+    """Measures the density in 2 * update_fraction of the cells and updates the grid (occupancy.py).
+
+    Until `warmup_steps` the cells are swept in order, so that every cell is measured every
+    1 / (2 * update_fraction) updates (instant-ngp measures all cells at each warm-up update; a fixed count
+    keeps one compiled program, half the size). Later, half are drawn uniformly and half among the occupied.
+    """
     num_cells = self.grid_resolution**3
+    count = max(1, int(self.update_fraction * num_cells))
     cells_key, points_key = jax.random.split(rng)
-    if all_cells:
-      cells = jnp.arange(num_cells, dtype=jnp.int32)
-    else:
-      count = max(1, int(self.update_fraction * num_cells))
-      cells = occupancy.cells_to_update(cells_key, self.occupied.value, count, count)
+    sweep = (jnp.arange(2 * count, dtype=jnp.int32) + (step // self.update_every) * 2 * count) % num_cells
+    drawn = occupancy.cells_to_update(cells_key, self.occupied.value, count, count)
+    cells = jnp.where(step < self.warmup_steps, sweep, drawn)
     points = occupancy.random_points_in_cells(points_key, cells, self.scene_box, self.grid_resolution)
     density_ema = occupancy.update_density(self.density_ema.value, cells,
                                            jax.lax.stop_gradient(self._density(points)), self.density_decay)
@@ -338,15 +344,12 @@ def update_model_state(model: nn.Module, params, model_state, rng: jax.Array, st
   if not isinstance(model, OccupancyGridNeRF):
     return model_state
 
-  def update(all_cells):
-    def apply(_):
-      _, updated = model.apply({'params': params, **model_state}, rng, all_cells,
-                               method=OccupancyGridNeRF.update_occupancy, mutable=['occupancy'])
-      return updated
-    return apply
+  def update(_):
+    _, updated = model.apply({'params': params, **model_state}, rng, step,
+                             method=OccupancyGridNeRF.update_occupancy, mutable=['occupancy'])
+    return updated
 
-  branch = jnp.where(step % model.update_every != 0, 0, jnp.where(step < model.warmup_steps, 1, 2))
-  return jax.lax.switch(branch, [lambda _: model_state, update(True), update(False)], None)
+  return jax.lax.cond(step % model.update_every == 0, update, lambda _: model_state, None)
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}

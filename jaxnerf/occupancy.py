@@ -8,7 +8,8 @@ Naming conventions:
 - `box`: the scene's axis-aligned box (x_min, y_min, z_min, x_max, y_max, z_max).
 - `cell`: integer cell coordinates (i, j, k), i along x, [..., 3] int32; `cell_index` its flat row-major
   index i + R * (j + R * k), so a grid array [R^3] flattens x fastest.
-- `density_ema`: [R^3] float32, the running density estimate of every cell (0 before its first update).
+- `density_ema`: [R^3] float32, the running density estimate of every cell; negative (UNMEASURED) until the
+  cell's first measurement. Unmeasured cells count as occupied: nothing is skipped before it is known empty.
 - `occupied`: [R^3] bool, the bit field that ray marching reads.
 """
 
@@ -16,6 +17,8 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+
+UNMEASURED = -1.0  # The density estimate of a cell that was never measured.
 
 
 def cell_of(points, box: Sequence[float], resolution: int):
@@ -86,8 +89,11 @@ def update_density(density_ema, cell_index, densities, decay: float):
 
 
 def threshold_occupied(density_ema, density_threshold: float):
-  """The bit field: cells whose average density exceeds min(mean density, density_threshold).
+  """The bit field: unmeasured cells, and cells whose average density exceeds min(mean density of the
+  measured cells, density_threshold).
 
   The mean keeps a grid of uniformly low densities (early in training) from emptying at once (nerfacc).
   """
-  return density_ema > jnp.minimum(jnp.mean(density_ema), density_threshold)
+  measured = density_ema >= 0.0
+  mean = jnp.sum(jnp.where(measured, density_ema, 0.0)) / jnp.maximum(jnp.sum(measured), 1)
+  return ~measured | (density_ema > jnp.minimum(mean, density_threshold))

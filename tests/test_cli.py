@@ -6,8 +6,12 @@ import sys
 
 import pytest
 
+from configs import chair
+from configs import chair_ngp
 from configs import default
 from configs import demo
+from configs import lego
+from configs import lego_ngp
 from jaxnerf import checkpoints
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -49,7 +53,14 @@ def test_configs_are_locked_and_variants_build_on_default():
   config.lock()
   with pytest.raises(AttributeError):
     config.train.batch_sise = 3
-  assert set(demo.get_config().keys()) == set(default.get_config().keys())
+  variants = [demo.get_config(), chair.get_config(), lego.get_config(), chair_ngp.get_config(),
+              chair_ngp.get_config('cpu'), lego_ngp.get_config(), lego_ngp.get_config('cpu')]
+  for variant in variants:
+    assert variant.to_dict().keys() == default.get_config().to_dict().keys()
+    assert variant.model.to_dict().keys() == default.get_config().model.to_dict().keys()
+  assert lego_ngp.get_config('cpu').factor == 8 and lego_ngp.get_config().factor == 1
+  with pytest.raises(ValueError, match="Unknown preset 'gpu'"):
+    lego_ngp.get_config('gpu')
 
 
 def test_saved_config_round_trips(tmp_path):

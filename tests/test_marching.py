@@ -20,7 +20,7 @@ def _brute_force_pack(selected, capacity):
   """Slot by slot: the selected (ray, step) pairs in ray-major order, cut at capacity."""
   pairs = [(r, m) for r in range(selected.shape[0]) for m in range(selected.shape[1]) if selected[r, m]]
   counts = selected.sum(axis=1)
-  complete = np.cumsum(counts) <= capacity
+  complete = (np.cumsum(counts) <= capacity) | (counts == 0)  # A ray with no samples has none to lose.
   return pairs[:capacity], complete
 
 
@@ -28,6 +28,7 @@ def _brute_force_pack(selected, capacity):
 def test_pack_matches_brute_force(capacity):
   rng = np.random.default_rng(capacity)
   selected = rng.uniform(size=(13, 17)) < 0.4
+  selected[-2] = False  # An empty ray after the buffer overflowed is still complete.
   packed = _pack(jnp.asarray(selected), capacity)
   pairs, complete = _brute_force_pack(selected, capacity)
   n = len(pairs)
@@ -36,8 +37,8 @@ def test_pack_matches_brute_force(capacity):
   np.testing.assert_array_equal(packed.step_index[:n], [m for _, m in pairs])
   np.testing.assert_array_equal(packed.ray_index[n:], 13)  # Unused slots name no ray.
   np.testing.assert_array_equal(packed.complete, complete)
-  if capacity < selected.sum():
-    assert not complete[-1] and complete[0]
+  assert packed.complete[0] and packed.complete[-2]
+  assert bool(packed.complete[-1]) == (capacity >= selected.sum())
 
 
 def test_repack_keeps_order_and_tracks_completeness():
@@ -52,16 +53,19 @@ def test_repack_keeps_order_and_tracks_completeness():
   np.testing.assert_array_equal(repacked.step_index[:n], np.asarray(packed.step_index)[kept_slots[:n]])
   np.testing.assert_array_equal(repacked.valid, np.arange(12) < n)
   kept_per_ray = np.bincount(np.asarray(packed.ray_index)[kept_slots], minlength=10)[:9]
-  np.testing.assert_array_equal(repacked.complete,
-                                np.asarray(packed.complete) & (np.cumsum(kept_per_ray) <= 12))
+  fits = (np.cumsum(kept_per_ray) <= 12) | (kept_per_ray == 0)
+  np.testing.assert_array_equal(repacked.complete, np.asarray(packed.complete) & fits)
+  assert not np.asarray(repacked.complete).all()
 
 
-def test_scatter_packed_round_trip():
+def test_packing_round_trip():
   rng = np.random.default_rng(2)
   selected = rng.uniform(size=(6, 8)) < 0.3
   packed = _pack(jnp.asarray(selected), 64)
-  values = jnp.arange(64, dtype=jnp.float32) + 1.0
-  grid = np.asarray(marching.scatter_packed(values, packed, 8))
+  values = np.arange(64, dtype=np.float32) + 1.0
+  grid = np.zeros((7, 8), np.float32)  # Unpack slot by slot; unused slots land on row 6 (ray R).
+  grid[np.asarray(packed.ray_index), np.asarray(packed.step_index)] = values
+  grid = grid[:6]
   np.testing.assert_array_equal(grid > 0, selected)  # Each selected step got its own slot.
   np.testing.assert_array_equal(grid[selected], np.arange(selected.sum()) + 1.0)
 

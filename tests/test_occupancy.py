@@ -8,10 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnerf import image_rendering
 from jaxnerf import marching
 from jaxnerf import models
 from jaxnerf import occupancy
+from jaxnerf import parallel
 from jaxnerf import rendering
+from jaxnerf import steps
 from jaxnerf.camera import Rays
 
 BOX = (-1.0, -2.0, 0.0, 1.0, 2.0, 4.0)
@@ -57,9 +60,12 @@ def test_update_density_matches_direct_computation():
 
 
 def test_threshold_uses_the_smaller_of_mean_and_threshold():
-  ema = jnp.array([0.0, 1.0, 2.0, 9.0])  # Mean 3.
-  np.testing.assert_array_equal(occupancy.threshold_occupied(ema, 5.0), [False, False, False, True])
-  np.testing.assert_array_equal(occupancy.threshold_occupied(ema, 0.5), [False, True, True, True])
+  ema = jnp.array([0.0, 1.0, 2.0, 9.0, occupancy.UNMEASURED])  # Mean of the measured cells: 3.
+  np.testing.assert_array_equal(occupancy.threshold_occupied(ema, 5.0), [False, False, False, True, True])
+  np.testing.assert_array_equal(occupancy.threshold_occupied(ema, 0.5), [False, True, True, True, True])
+  # A measurement replaces the unmeasured mark whatever the decay.
+  updated = occupancy.update_density(ema, jnp.array([4]), jnp.array([0.25]), 0.5)
+  np.testing.assert_allclose(updated, [0.0, 1.0, 2.0, 9.0, 0.25])
 
 
 def test_cells_to_update_draws_occupied_cells_only_from_the_occupied():
@@ -125,11 +131,12 @@ def _dense_reference(field_vars, occupied, resolution, rays, step_size):
 def test_occupancy_grid_nerf_matches_dense_marching(groups):
   rays = _rays(64)
   model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, grid_resolution=16, step_size=0.02,
-                                   march_samples_per_ray=40.0, render_samples_per_ray=20.0,
-                                   warmup_steps=10**6)
+                                   march_samples_per_ray=400.0, render_samples_per_ray=400.0,
+                                   warmup_steps=10**6, update_fraction=0.5)  # One update sweeps all cells.
   variables = jax.jit(model.init)(jax.random.key(0), None, rays, jnp.ones(3))
   params, state = variables['params'], {'occupancy': variables['occupancy']}
   assert bool(jnp.all(state['occupancy']['occupied']))  # Nothing is skipped before the first update.
+  assert bool(jnp.all(state['occupancy']['density_ema'] == occupancy.UNMEASURED))
   state = jax.jit(models.update_model_state, static_argnums=0)(model, params, state, jax.random.key(1), 0)
   occupied = state['occupancy']['occupied']
   # The ball's cells: all those deep inside it, none far from it (a cell that the ball only grazes is found
@@ -151,8 +158,10 @@ def test_occupancy_grid_nerf_matches_dense_marching(groups):
   hit = np.asarray(reference.acc) > 0.5
   assert 10 < hit.sum() < 60  # Some rays hit the ball, some miss it.
   np.testing.assert_allclose(np.asarray(out.depth)[hit], np.asarray(reference.depth)[hit], rtol=1e-3)
-  # Skipping and early termination evaluate far fewer samples than the dense march.
-  assert float(sown['diagnostics']['rendered_samples_per_ray'][0]) < 20
+  # Skipping and early termination evaluate far fewer samples than the dense march (348 steps a ray).
+  marched = float(sown['diagnostics']['marched_samples_per_ray'][0])
+  rendered = float(sown['diagnostics']['rendered_samples_per_ray'][0])
+  assert rendered < marched < 40, (rendered, marched)
 
 
 def test_occupancy_grid_nerf_overflow_marks_rays_incomplete():
@@ -165,3 +174,42 @@ def test_occupancy_grid_nerf_overflow_marks_rays_incomplete():
   assert complete[0] and not complete.all()  # At least one whole ray always fits; later ones are cut.
   assert np.all(np.diff(complete.astype(int)) <= 0)  # Packed in ray order: complete rays come first.
   chex.assert_tree_all_finite(out._replace(complete=None))
+
+
+def test_grid_updates_every_n_steps_and_sweeps_all_cells_in_warm_up():
+  rays = _rays(8)
+  model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, grid_resolution=8, update_every=4,
+                                   warmup_steps=8, update_fraction=0.25)
+  variables = jax.jit(model.init)(jax.random.key(0), None, rays, jnp.ones(3))
+  params, state = variables['params'], {'occupancy': variables['occupancy']}
+  update = jax.jit(models.update_model_state, static_argnums=0)
+  unchanged = update(model, params, state, jax.random.key(1), 3)
+  chex.assert_trees_all_equal(unchanged, state)
+  # Warm-up: each update measures the next half of the cells, so two updates measure them all once.
+  first = update(model, params, state, jax.random.key(1), 0)['occupancy']['density_ema']
+  second = update(model, params, {'occupancy': {**state['occupancy'], 'density_ema': first}},
+                  jax.random.key(2), 4)['occupancy']['density_ema']
+  first, second = np.asarray(first), np.asarray(second)
+  assert np.all(first[:256] >= 0) and np.all(first[256:] == occupancy.UNMEASURED)
+  assert np.all(second > 0)  # trunc_exp densities are positive.
+  np.testing.assert_array_equal(second[:256], first[:256])
+  # Cells not yet measured stay occupied, so the first updates never hide anything.
+  occupied = update(model, params, state, jax.random.key(1), 0)['occupancy']['occupied']
+  assert bool(jnp.all(occupied[256:]))
+
+
+def test_image_renderer_re_renders_rays_that_overflowed():
+  """Rendering with buffers too small for a chunk gives the same image as with ample buffers."""
+  rays = jax.tree.map(lambda x: x.reshape((8, 8) + x.shape[1:]), _rays(64, seed=4))
+  mesh = parallel.make_mesh()
+  images = []
+  for samples_per_ray in (400.0, 2.0):
+    model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, step_size=0.02,
+                                     march_samples_per_ray=samples_per_ray,
+                                     render_samples_per_ray=samples_per_ray)
+    variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
+    render_rays = jax.jit(steps.make_render_rays(model, jnp.ones(3), mesh.size))
+    images.append(image_rendering.render_image(render_rays, variables, rays, 16,
+                                               parallel.batch_sharded(mesh)))
+  chex.assert_trees_all_close(images[1], images[0], atol=1e-5)
+  assert images[0]['acc'].max() > 0.5 and images[0]['acc'].min() < 0.01  # Ball and empty space.

@@ -21,6 +21,7 @@ from jaxnerf.datasets import batching
 from jaxnerf.datasets import procedural
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
+from jaxnerf.rendering import RenderedRays
 
 TINY_SCENE = procedural.ProceduralSceneSpec(resolution=24, num_train=12, num_val=2, num_test=2,
                                             supersampling=2)
@@ -39,13 +40,25 @@ def tiny_config(scene_cache, **train):
   config.procedural.update(resolution=TINY_SCENE.resolution, num_train=TINY_SCENE.num_train,
                            num_val=TINY_SCENE.num_val, num_test=TINY_SCENE.num_test,
                            supersampling=TINY_SCENE.supersampling)
-  config.model.update(num_coarse_samples=16, num_fine_samples=16)  # The demo's hash grid, but tiny.
+  # The coarse-to-fine NeRF over the demo's hash grid, but tiny (tiny_ngp_config: the demo's renderer).
+  config.model.update(name='nerf', num_coarse_samples=16, num_fine_samples=16)
   config.model.hash_grid.update(num_levels=6, log2_table_size=12, min_resolution=4, max_resolution=64,
                                 density_width=16, geo_features=7, color_depth=1, color_width=32,
                                 view_max_deg=2)
   config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
   config.train.update(train)
   config.eval.update(every_steps=0, num_images=1, final_num_images=1, orbit_frames=0, chunk_size=256)
+  return config
+
+
+def tiny_ngp_config(scene_cache, **train):
+  """The tiny scene with instant-ngp's renderer: marching through a 16^3 occupancy grid."""
+  config = tiny_config(scene_cache, **train)
+  config.model.name = 'occupancy_grid'
+  config.model.hash_grid.view_encoding = 'sh'
+  config.model.occupancy_grid.update(grid_resolution=16, step_size=0.04, march_samples_per_ray=64.0,
+                                     render_samples_per_ray=48.0, update_every=4, warmup_steps=16,
+                                     density_decay=0.8)  # Forgets the untrained field within 100 steps.
   return config
 
 
@@ -61,11 +74,15 @@ def _run_steps(experiment, state, config, num_steps):
   return state
 
 
-@pytest.mark.parametrize('field', ['hash_grid', 'mlp'])
+@pytest.mark.parametrize('field', ['hash_grid', 'mlp', 'occupancy_grid'])
 def test_two_devices_match_one(scene_cache, field):
   assert jax.device_count() == 2, 'conftest.py should fake two CPU devices'
-  config = tiny_config(scene_cache)
-  config.model.field = field
+  if field == 'occupancy_grid':  # Buffers large enough for every ray: packing per device changes nothing.
+    config = tiny_ngp_config(scene_cache)
+    config.model.occupancy_grid.update(march_samples_per_ray=200.0, render_samples_per_ray=200.0)
+  else:
+    config = tiny_config(scene_cache)
+    config.model.field = field
   config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=6)
   one = trainer.build_experiment(config, devices=jax.devices()[:1])
   two = trainer.build_experiment(config, devices=jax.devices())
@@ -74,6 +91,7 @@ def test_two_devices_match_one(scene_cache, field):
   assert jax.tree.leaves(state_two.params)[0].sharding.mesh.size == 2
   chex.assert_trees_all_close(jax.device_get(state_one.params), jax.device_get(state_two.params),
                               rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_equal(jax.device_get(state_one.model_state), jax.device_get(state_two.model_state))
   assert int(state_two.step) == 3
 
 
@@ -107,6 +125,20 @@ def test_recomposite_moves_colours_to_another_background():
   on_old = colour * alpha + old * (1 - alpha)
   np.testing.assert_allclose(steps_lib.recomposite(on_old, alpha, old, new), colour * alpha + new * (1 - alpha),
                              atol=1e-12)
+
+
+def test_loss_leaves_out_incomplete_rays():
+  rng = np.random.default_rng(1)
+  target, rendered = rng.random((2, 5, 3)), rng.random((2, 5, 3))
+  complete = np.array([[True, False, True, True, False], [False, False, False, False, False]])
+  rendering = RenderedRays(rgb=jnp.asarray(rendered), depth=None, acc=None, w=None,
+                           complete=jnp.asarray(complete))
+  loss, mses = steps_lib.reconstruction_loss([rendering], jnp.asarray(target), 0.1)
+  expected = np.mean((rendered[complete] - target[complete]) ** 2)
+  np.testing.assert_allclose([loss, mses[0]], [expected, expected], rtol=1e-6)
+  # Without completeness flags every ray counts.
+  loss, _ = steps_lib.reconstruction_loss([rendering._replace(complete=None)], jnp.asarray(target), 0.1)
+  np.testing.assert_allclose(loss, np.mean((rendered - target) ** 2), rtol=1e-6)
 
 
 def test_batches_carry_the_alpha_that_random_backgrounds_need(scene_cache):
@@ -242,3 +274,25 @@ def test_mixed_precision_keeps_float32_parameters_and_finite_loss(scene_cache, f
     state, metrics = experiment.steps.train_step(state, batch)
   assert bool(metrics['finite']) and int(state.step) == 3
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
+
+
+def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path):
+  """instant-ngp's renderer learns the tiny scene, empties the grid where the scene is empty, checkpoints
+  the grid with the parameters, and render.py's functions reproduce the final evaluation."""
+  config = tiny_ngp_config(scene_cache, num_steps=300, log_every=10, checkpoint_every=1000, batch_size=256)
+  # Validation after the first step gives the starting PSNR.
+  config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, orbit_frames=0)
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  first_val = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'val')
+  assert first_val['step'] == 1
+  assert summary['val_psnr'] > first_val['psnr'] + 8, (first_val['psnr'], summary['val_psnr'])
+  records = [r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train']
+  assert records[-1]['complete_rays'] == 1.0
+  # Skipping sharpens as the grid learns where the scene is empty.
+  assert records[-1]['marched_samples_per_ray'] < 0.7 * records[0]['marched_samples_per_ray'], records
+
+  _, _, state = trainer.restore_model(tmp_path)
+  occupied = np.asarray(state.model_state['occupancy']['occupied'])
+  assert 0.01 < occupied.mean() < 0.6, occupied.mean()  # Learnt: neither everything nor nothing.
+  rendered = render_outputs.render_split(tmp_path, 'val')
+  assert rendered['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)

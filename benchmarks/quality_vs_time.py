@@ -1,0 +1,84 @@
+"""Quality against training time: val PSNR and SSIM after fixed amounts of training, as JSON lines.
+
+  python benchmarks/quality_vs_time.py --config=configs/lego_ngp.py \
+      --config.data_dir=../shared/data/nerf_synthetic/lego --config.factor=8
+
+Trains the config with `train_and_evaluate` for the largest of --seconds of training time, validating
+whenever the training time passes one of --seconds. Training time excludes compilation and evaluation (as
+instant-ngp's figures do). Intermediate points score the first --eval_images val views; the last point
+scores config.eval.final_num_images views (all by default in the *_ngp configs). Prints one JSON line per
+point: training time, step, val PSNR/SSIM, training rays/s, compile time and peak memory (host RSS, and
+device memory where the backend reports it).
+"""
+
+import json
+import resource
+import sys
+import tempfile
+
+import jax
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
+
+from jaxnerf import reporting  # pylint: disable=g-import-not-at-top
+from jaxnerf import trainer
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/lego_ngp.py', 'Configuration file.')
+_SECONDS = flags.DEFINE_list('seconds', ['15', '30', '60', '120', '300'],
+                             'Training times (s) at which to report quality; the largest is the budget.')
+_EVAL_IMAGES = flags.DEFINE_integer('eval_images', 10, 'Val views scored at the intermediate points.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where the run writes (default: a temporary directory).')
+
+
+def _peak_memory():
+  memory = {'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    memory['peak_device_gib'] = stats['peak_bytes_in_use'] / 2**30
+  return memory
+
+
+def run(config, workdir):
+  """Trains and returns the JSON records, one per reported training time."""
+  seconds = sorted(float(s) for s in _SECONDS.value)
+  config.train.max_seconds = seconds[-1]
+  config.eval.at_train_seconds = tuple(seconds[:-1])
+  config.eval.num_images = _EVAL_IMAGES.value
+  config.eval.every_steps = 0
+  config.eval.orbit_frames = 0
+  summary = trainer.train_and_evaluate(config, workdir)
+  records = reporting.read_metrics(workdir)
+  common = {'config': config_flags.get_config_filename(flags.FLAGS['config']),
+            'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
+            'devices': jax.device_count(), 'batch_size': config.train.batch_size,
+            'compile_seconds': round(summary['compile_seconds'], 2)}
+  points = [{'train_seconds': r['train_seconds'], 'step': r['step'], 'val_psnr': r['psnr'],
+             'val_ssim': r['ssim'], 'val_images': int(r['num_images'])}
+            for r in records if r['split'] == 'val']
+  if 'val_psnr' in summary:
+    points.append({'train_seconds': summary['train_seconds'], 'step': summary['step'],
+                   'val_psnr': summary['val_psnr'], 'val_ssim': summary['val_ssim'],
+                   'val_images': summary['val_images']})
+  for point in points:
+    point['train_rays_per_second'] = point['step'] * config.train.batch_size / point['train_seconds']
+  return [{**common, **{k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()},
+           **_peak_memory()} for p in points]
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  if _WORKDIR.value:
+    records = run(config, _WORKDIR.value)
+  else:
+    with tempfile.TemporaryDirectory() as workdir:
+      records = run(config, workdir)
+  for record in records:
+    print(json.dumps(record))
+
+
+if __name__ == '__main__':
+  app.run(main)
