@@ -1,14 +1,14 @@
 """Quality against training time: val PSNR and SSIM after fixed amounts of training, as JSON lines.
 
-  python benchmarks/quality_vs_time.py --config=configs/lego_ngp.py \
-      --config.data_dir=../shared/data/nerf_synthetic/lego --config.factor=8
+  python benchmarks/quality_vs_time.py --config=configs/lego_ngp.py:cpu \
+      --config.data_dir=../shared/data/nerf_synthetic/lego
 
 Trains the config with `train_and_evaluate` for the largest of --seconds of training time, validating
 whenever the training time passes one of --seconds. Training time excludes compilation and evaluation (as
 instant-ngp's figures do). Intermediate points score the first --eval_images val views; the last point
 scores config.eval.final_num_images views (all by default in the *_ngp configs). Prints one JSON line per
-point: training time, step, val PSNR/SSIM, training rays/s, compile time and peak memory (host RSS, and
-device memory where the backend reports it).
+point: training time, step, val PSNR/SSIM, training rays/s (from the start to that point), compile time,
+and the run's peak memory (host RSS, and device memory where the backend reports it).
 """
 
 import json
