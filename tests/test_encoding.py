@@ -99,3 +99,45 @@ def test_finite_values_and_gradients_at_extreme_magnitudes(scale):
   expected = 1.0 + np.sum(scales * (np.cos(scales * x64) - np.sin(scales * x64)), axis=-1)
   # float32 rounding of arguments of size |x| * 8 limits the accuracy at large |x|.
   np.testing.assert_allclose(grad_sum, expected, atol=1e-4 + 1e-5 * scale)
+
+
+_sh = jax.jit(encoding.spherical_harmonics, static_argnums=1)
+
+
+def _sphere_quadrature(num_z=12, num_phi=24):
+  """Directions and weights integrating polynomials of degree < 2 * num_z exactly over the unit sphere
+  (Gauss-Legendre in z, uniform in azimuth)."""
+  z, wz = np.polynomial.legendre.leggauss(num_z)
+  phi = np.arange(num_phi) * 2 * np.pi / num_phi
+  z, phi = np.meshgrid(z, phi, indexing='ij')
+  r = np.sqrt(1 - z**2)
+  directions = np.stack([r * np.cos(phi), r * np.sin(phi), z], -1).reshape(-1, 3)
+  weights = (np.repeat(wz[:, None], num_phi, 1) * 2 * np.pi / num_phi).reshape(-1)
+  return directions, weights
+
+
+@pytest.mark.parametrize('degree', [1, 2, 3, 4, 5])
+def test_spherical_harmonics_are_orthonormal(degree):
+  directions, weights = _sphere_quadrature()
+  y = np.asarray(_sh(jnp.asarray(directions, jnp.float32), degree), np.float64)
+  assert y.shape == (directions.shape[0], degree**2)
+  gram = (y * weights[:, None]).T @ y  # Integral of Y_i Y_j over the sphere.
+  np.testing.assert_allclose(gram, np.eye(degree**2), atol=2e-6)
+
+
+def test_spherical_harmonics_band_power_is_the_same_in_every_direction():
+  # The addition theorem: sum_m Y_lm(d)^2 = (2l + 1) / (4 pi) for every unit d.
+  d = np.random.default_rng(0).normal(size=(50, 3))
+  d /= np.linalg.norm(d, axis=-1, keepdims=True)
+  y = np.asarray(_sh(jnp.asarray(d, jnp.float32), 5))
+  for band in range(5):
+    power = np.sum(y[:, band**2:(band + 1)**2] ** 2, axis=-1)
+    np.testing.assert_allclose(power, (2 * band + 1) / (4 * np.pi), rtol=1e-4)
+
+
+def test_spherical_harmonics_known_values_and_bad_degree():
+  y = np.asarray(_sh(jnp.array([[0.0, 0.0, 1.0]]), 2))[0]
+  c0, c1 = 0.5 / np.sqrt(np.pi), np.sqrt(3 / (4 * np.pi))
+  np.testing.assert_allclose(y, [c0, 0.0, c1, 0.0], atol=1e-6)
+  with pytest.raises(ValueError, match='degrees 1 to 5'):
+    encoding.spherical_harmonics(jnp.ones((1, 3)), 6)
