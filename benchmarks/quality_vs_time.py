@@ -43,6 +43,8 @@ def _peak_memory():
 
 def run(config, workdir):
   """Trains and returns the JSON records, one per reported training time."""
+  if reporting.read_metrics(workdir):
+    raise SystemExit(f'error: {workdir} already holds a run; the benchmark needs a fresh --workdir.')
   seconds = sorted(float(s) for s in _SECONDS.value)
   config.train.max_seconds = seconds[-1]
   config.eval.at_train_seconds = tuple(seconds[:-1])
