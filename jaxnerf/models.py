@@ -267,7 +267,6 @@ class OccupancyGridNeRF(nn.Module):
       rays = jax.tree.map(lambda x: x[None], rays)
     num_groups, num_rays = rays.origins.shape[:2]
     background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
-    box = jnp.asarray(self.scene_box, jnp.float32)
     num_steps = marching.num_steps_for(math.dist(self.scene_box[:3], self.scene_box[3:]), self.step_size)
     march_capacity = max(int(num_rays * self.march_samples_per_ray), num_steps)
     render_capacity = max(int(num_rays * self.render_samples_per_ray), num_steps)
