@@ -1,4 +1,4 @@
-"""The embedded demo: instant-ngp's model on the procedural scene, trained in about 4 minutes on a 2-core CPU.
+"""The embedded demo: instant-ngp's model on the procedural scene, trained in under 5 minutes on a 2-core CPU.
 
   python train.py
 

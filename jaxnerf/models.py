@@ -53,6 +53,14 @@ DENSITY_ACTIVATIONS = {
 }
 
 
+def density_activation(name: str):
+  """The activation called `name` in DENSITY_ACTIVATIONS; a ConfigError naming the choices otherwise."""
+  if name not in DENSITY_ACTIVATIONS:
+    raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
+                      f'got {name!r}.')
+  return DENSITY_ACTIVATIONS[name]
+
+
 def _dense(units, dtype, name):
   return nn.Dense(units, dtype=dtype, param_dtype=jnp.float32, name=name)
 
@@ -176,7 +184,7 @@ class NeRF(nn.Module):
     raw_rgb, raw_density = field(points, jnp.broadcast_to(rays.viewdirs[..., None, :], points.shape))
     if rng is not None and self.density_noise_std > 0:
       raw_density += self.density_noise_std * jax.random.normal(rng, raw_density.shape)
-    density = DENSITY_ACTIVATIONS[self.density_activation](raw_density)
+    density = density_activation(self.density_activation)(raw_density)
     if self.scene_box is not None:
       box = jnp.asarray(self.scene_box, jnp.float32)
       density = jnp.where(jnp.all((points >= box[:3]) & (points <= box[3:]), axis=-1), density, 0.0)
@@ -198,9 +206,7 @@ class NeRF(nn.Module):
     Returns:
       A list of RenderedRays, coarse first, then fine when there is a fine field.
     """
-    if self.density_activation not in DENSITY_ACTIVATIONS:
-      raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
-                        f'got {self.density_activation!r}.')
+    density_activation(self.density_activation)  # Fails early on an unknown name.
     keys = [None] * 4 if rng is None else list(jax.random.split(rng, 4))
     near, far = rays.near, rays.far
     if self.scene_box is not None:
@@ -248,9 +254,7 @@ class OccupancyGridNeRF(nn.Module):
   opacity_threshold: float = 0.01
 
   def setup(self):
-    if self.density_activation not in DENSITY_ACTIVATIONS:
-      raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
-                        f'got {self.density_activation!r}.')
+    self.activate_density = density_activation(self.density_activation)
     num_cells = self.grid_resolution**3
     # Nothing is measured yet, so everything is occupied.
     self.density_ema = self.variable('occupancy', 'density_ema', jnp.full, (num_cells,),
@@ -258,7 +262,7 @@ class OccupancyGridNeRF(nn.Module):
     self.occupied = self.variable('occupancy', 'occupied', jnp.ones, (num_cells,), bool)
 
   def _density(self, points):
-    return DENSITY_ACTIVATIONS[self.density_activation](self.field.density(points)[0])
+    return self.activate_density(self.field.density(points)[0])
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background):
     """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
@@ -300,7 +304,7 @@ class OccupancyGridNeRF(nn.Module):
                      transmittance > self.min_transmittance)
     s, points, viewdirs = sample(kept)
     raw_rgb, raw_density = self.field(points, viewdirs)
-    density = jnp.where(kept.valid, DENSITY_ACTIVATIONS[self.density_activation](raw_density), 0.0)
+    density = jnp.where(kept.valid, self.activate_density(raw_density), 0.0)
     rgb = nn.sigmoid(raw_rgb) * (1 + 2 * self.rgb_padding) - self.rgb_padding
     t = s / per_group(marching.gather_rays, direction_norm, kept)
     rendered = per_group(
@@ -369,9 +373,7 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     raise ConfigError(f'config.model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}.')
   if model_config.field not in FIELDS:
     raise ConfigError(f'config.model.field must be one of {sorted(FIELDS)}, got {model_config.field!r}.')
-  if model_config.density_activation not in DENSITY_ACTIVATIONS:
-    raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
-                      f'got {model_config.density_activation!r}.')
+  density_activation(model_config.density_activation)
   scene_box = tuple(float(v) for v in scene_box) or None
   if scene_box is not None and len(scene_box) != 6:
     raise ConfigError(f'config.scene_box must hold 6 numbers (min x, y, z, then max x, y, z), got {scene_box}.')

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import default
 from jaxnerf import camera
 from jaxnerf import models
 from jaxnerf.camera import Rays
@@ -230,6 +231,14 @@ def test_trunc_exp():
   grad_composed = jax.grad(lambda y: jnp.sum(models.trunc_exp(3.0 * y)))(jnp.array([1.0, 10.0]))
   np.testing.assert_allclose(grad_composed, 3.0 * np.exp([3.0, 15.0]), rtol=1e-6)
   assert models.DENSITY_ACTIVATIONS['trunc_exp'] is models.trunc_exp
+
+
+@pytest.mark.parametrize('name', ['nerf', 'occupancy_grid'])
+def test_unknown_density_activation_is_a_config_error(name):
+  config = default.get_config().model
+  config.update(name=name, field='hash_grid', density_activation='exp')
+  with pytest.raises(models.ConfigError, match=r"config.model.density_activation must be one of .*'exp'"):
+    models.make_model(config, (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
 
 
 def test_thin_medium_in_a_box_stays_transparent_up_to_the_box_exit():
