@@ -41,7 +41,7 @@ def pixels_to_rays(pix_x, pix_y, camtoworld, focal, principal_point, near, far, 
     pix_x, pix_y: [...] pixel column and row indices (integers or floats).
     camtoworld: [..., 3, 4] (or [3, 4], broadcast) camera-to-world matrices.
     focal: focal length in pixels (scalar or [...]).
-    principal_point: (cx, cy) in pixels, usually (width / 2, height / 2).
+    principal_point: (cx, cy) in pixels, usually the image's centre (`image_center`).
     near, far: scalar or [...] bounds on the ray parameter t (depth).
     xnp: numpy or jax.numpy.
 
@@ -64,10 +64,15 @@ def pixels_to_rays(pix_x, pix_y, camtoworld, focal, principal_point, near, far, 
   return Rays(origins, directions, viewdirs, near, far)
 
 
+def image_center(width: int, height: int):
+  """The principal point (cx, cy) of a camera whose optical axis passes through the image's centre."""
+  return width / 2, height / 2
+
+
 def image_rays(camtoworld, width: int, height: int, focal, near, far, xnp=np) -> Rays:
   """All rays of one image, each field [height, width, C]."""
   pix_x, pix_y = pixel_grid(width, height, xnp)
-  return pixels_to_rays(pix_x, pix_y, camtoworld, focal, (width / 2, height / 2), near, far, xnp)
+  return pixels_to_rays(pix_x, pix_y, camtoworld, focal, image_center(width, height), near, far, xnp)
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:

@@ -21,7 +21,6 @@ def test_composites_straight_alpha_on_the_background(tmp_path):
     expected = rgba[..., :3] * rgba[..., 3:] + float(white) * (1 - rgba[..., 3:])
     np.testing.assert_allclose(split.images[1], expected, atol=1e-6)
     np.testing.assert_allclose(split.alphas[1], rgba[..., 3], atol=1e-6)
-    assert split.background == float(white)
 
 
 def test_reads_poses_focal_and_names(tmp_path):
@@ -117,6 +116,75 @@ def test_bad_pose_names_the_frame(tmp_path, matrix, match):
   _edit_frame(directory, 2, transform_matrix=matrix)
   _expect_error(f'frame 2 "transform_matrix" .*{match}|frame 2 "transform_matrix" {match}', directory,
                 'train')
+
+
+def _rotation_z(degrees):
+  c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+  return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def _pose(linear, translation=(0.0, 0.0, 4.0), bottom=(0, 0, 0, 1)):
+  return np.concatenate([np.concatenate([linear, np.reshape(translation, (3, 1))], 1), [bottom]]).tolist()
+
+
+@pytest.mark.parametrize('matrix, match', [
+    (_pose(np.zeros((3, 3))), r'is singular \(its 3x3 part has determinant 0\)'),
+    (_pose(_rotation_z(30) @ np.diag([1.0, 1.0, 0.0])), 'is singular'),  # Rank 2.
+    (_pose(2.0 * _rotation_z(30)), r'scales \(its 3x3 part has columns of lengths 2, 2, 2\).*no scale'),
+    (_pose(_rotation_z(30) @ np.diag([1.0, 1.0, 1.1])), r'scales .*lengths 1, 1, 1\.1'),
+    (_pose(np.array([[1, np.sin(0.3), 0], [0, np.cos(0.3), 0], [0, 0, 1.0]])),  # Unit columns, sheared.
+     r'is not a rotation \(its 3x3 part shears or mirrors'),
+    (_pose(np.array([[1, 0.0, 0], [0, 0.8, 0.6], [0, 0.6, -0.8]])), r'is not a rotation .*mirrors'),
+    (_pose(np.eye(3), bottom=(0, 0, 1, 1)), r'must end in the row \(0, 0, 0, 1\)'),
+])
+def test_non_rigid_pose_names_the_frame_and_what_was_expected(tmp_path, matrix, match):
+  directory, _ = write_blender_scene(tmp_path)
+  _edit_frame(directory, 1, transform_matrix=matrix)
+  _expect_error(f'frame 1 "transform_matrix" {match}', directory, 'train')
+
+
+def test_rotations_within_rounding_are_accepted(tmp_path):
+  directory, _ = write_blender_scene(tmp_path)
+  rotation = _rotation_z(30) + 2e-4  # Rounding as files written with few digits have it.
+  _edit_frame(directory, 1, transform_matrix=_pose(rotation))
+  split = blender.load_blender_split(directory, 'train')
+  np.testing.assert_allclose(split.camtoworlds[1, :, :3], rotation, atol=1e-6)
+
+
+def _write_png16(path, pixels):
+  """A 16-bit PNG of uint16 pixels [H, W, C] (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA)."""
+  import png  # pypng; Pillow writes no 16-bit colour PNGs.
+  height, width, channels = pixels.shape
+  writer = png.Writer(width, height, greyscale=channels <= 2, alpha=channels in (2, 4), bitdepth=16)
+  with open(path, 'wb') as f:
+    writer.write(f, pixels.reshape(height, width * channels))
+
+
+@pytest.mark.parametrize('channels', [1, 2, 3, 4])
+def test_16_bit_images_are_read_at_full_precision(tmp_path, channels):
+  directory, _ = write_blender_scene(tmp_path, size=(8, 6))
+  rng = np.random.default_rng(channels)
+  pixels = rng.integers(0, 65536, (6, 8, channels), dtype=np.uint16)
+  pixels[0, 0] = 1  # Values an 8-bit reading would round to 0...
+  pixels[0, 1] = 65534  # ...or clip to white.
+  for i in range(3):
+    _write_png16(directory / 'train' / f'r_{i}.png', pixels)
+  split = blender.load_blender_split(directory, 'train', white_background=False)
+  values = pixels.astype(np.float64) / 65535
+  colour = np.repeat(values[..., :1], 3, -1) if channels <= 2 else values[..., :3]
+  alpha = values[..., -1:] if channels in (2, 4) else np.ones_like(values[..., :1])
+  np.testing.assert_allclose(split.images[0], colour * alpha, atol=1e-6)
+  np.testing.assert_allclose(split.alphas[0], alpha[..., 0], atol=1e-6)
+
+
+def test_8_bit_grey_images_are_read_as_grey(tmp_path):
+  directory, _ = write_blender_scene(tmp_path, size=(8, 6))
+  grey = np.random.default_rng(0).integers(0, 256, (6, 8), dtype=np.uint8)
+  for i in range(3):
+    Image.fromarray(grey, 'L').save(directory / 'train' / f'r_{i}.png')
+  split = blender.load_blender_split(directory, 'train')
+  np.testing.assert_allclose(split.images[2], np.repeat(grey[..., None] / 255.0, 3, -1), atol=1e-6)
+  np.testing.assert_array_equal(split.alphas[2], 1.0)
 
 
 def test_factor_must_divide_the_image_size(tmp_path):

@@ -17,8 +17,9 @@ def default_cache_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get('XDG_CACHE_HOME', pathlib.Path.home() / '.cache')) / 'jaxnerf'
 
 
-def scene_directory(config) -> pathlib.Path:
-  """The directory holding the scene `config` names, generating the procedural scene if needed."""
+def scene_directory(config, generate: bool = True) -> pathlib.Path:
+  """The directory holding the scene `config` names, generating the procedural scene if needed (unless not
+  `generate`)."""
   if config.dataset == 'blender':
     if not config.data_dir:
       raise DatasetError('config.data_dir is empty: point it at a Blender scene directory, e.g. '
@@ -27,7 +28,10 @@ def scene_directory(config) -> pathlib.Path:
   if config.dataset == 'procedural':
     from jaxnerf.datasets import procedural  # Only the procedural scene needs the ray tracer.
     spec = procedural.ProceduralSceneSpec(**config.procedural)
-    return procedural.ensure_scene(config.data_dir or default_cache_dir(), spec)
+    cache_dir = config.data_dir or default_cache_dir()
+    if not generate:
+      return pathlib.Path(cache_dir) / procedural.scene_name(spec)
+    return procedural.ensure_scene(cache_dir, spec)
   raise DatasetError(f'config.dataset: unknown dataset {config.dataset!r}; expected one of {DATASETS}.')
 
 
@@ -36,3 +40,9 @@ def load_split(config, split: str, data_dir=None) -> SceneSplit:
   directory = pathlib.Path(data_dir) if data_dir else scene_directory(config)
   return load_blender_split(directory, split, factor=config.factor,
                             white_background=config.white_background, near=config.near, far=config.far)
+
+
+def has_split(config, split: str, data_dir=None) -> bool:
+  """Whether the scene (`data_dir`, else the one `config` names) has `split`."""
+  directory = pathlib.Path(data_dir) if data_dir else scene_directory(config)
+  return (directory / f'transforms_{split}.json').is_file()

@@ -12,6 +12,7 @@ import concurrent.futures
 import json
 import math
 import pathlib
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -19,6 +20,8 @@ from PIL import Image
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
 
+# How far a camera-to-world matrix may be from a rigid motion (rounding in the files written by tools).
+POSE_TOLERANCE = 1e-3
 DOWNLOAD_HINT = (
     'The NeRF synthetic scenes (chair, lego, ...) come from the NeRF authors: download nerf_synthetic.zip '
     '(linked from https://github.com/bmild/nerf, "nerf_synthetic"), unzip it, and point at a scene with '
@@ -67,7 +70,7 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
   depths = _read_depths(image_paths) if factor == 1 else None
   return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), focal=focal,
                     near=near, far=far, names=tuple(p.stem for p in image_paths), depths=depths,
-                    alphas=alphas, background=background)
+                    alphas=alphas)
 
 
 def downsample(images: np.ndarray, factor: int) -> np.ndarray:
@@ -118,25 +121,73 @@ def _image_path(data_dir, frame, meta_path, index) -> pathlib.Path:
 
 
 def _check_pose(matrix, meta_path, index) -> np.ndarray:
+  """The 4x4 camera-to-world matrix of frame `index`, checked to be a rigid motion: a rotation (orthonormal
+  columns, determinant +1, no scale) and a translation, over the row (0, 0, 0, 1)."""
+  where = f'{meta_path}: frame {index} "transform_matrix"'
   try:
     pose = np.asarray(matrix, dtype=np.float64)
   except (TypeError, ValueError):
     pose = None
   if pose is None or pose.shape != (4, 4):
-    raise DatasetError(f'{meta_path}: frame {index} "transform_matrix" must be a 4x4 matrix of numbers, '
-                       f'got {matrix!r:.80}.')
+    raise DatasetError(f'{where} must be a 4x4 matrix of numbers, got {matrix!r:.80}.')
   if not np.all(np.isfinite(pose)):
-    raise DatasetError(f'{meta_path}: frame {index} "transform_matrix" has non-finite entries.')
+    raise DatasetError(f'{where} has non-finite entries.')
+  if np.max(np.abs(pose[3] - [0, 0, 0, 1])) > POSE_TOLERANCE:
+    raise DatasetError(f'{where} must end in the row (0, 0, 0, 1), got {pose[3].tolist()}.')
+  rotation = pose[:3, :3]
+  lengths = np.linalg.norm(rotation, axis=0)
+  determinant = np.linalg.det(rotation)
+  expected = ('a camera-to-world matrix must hold a rotation (orthonormal columns, determinant +1) and a '
+              'translation')
+  if abs(determinant) < POSE_TOLERANCE:
+    raise DatasetError(f'{where} is singular (its 3x3 part has determinant {determinant:.3g}): {expected}.')
+  if np.max(np.abs(lengths - 1)) > POSE_TOLERANCE:
+    raise DatasetError(f'{where} scales (its 3x3 part has columns of lengths '
+                       f'{", ".join(f"{v:.4g}" for v in lengths)}): {expected}, no scale.')
+  if np.max(np.abs(rotation.T @ rotation - np.eye(3))) > POSE_TOLERANCE or determinant < 0:
+    raise DatasetError(f'{where} is not a rotation (its 3x3 part shears or mirrors; determinant '
+                       f'{determinant:.4g}): {expected}.')
   return pose
 
 
+def _png_bit_depth(path: pathlib.Path) -> Optional[int]:
+  """The bit depth a PNG's header declares; None for other files."""
+  with open(path, 'rb') as f:
+    header = f.read(26)
+  if len(header) < 26 or header[:8] != b'\x89PNG\r\n\x1a\n' or header[12:16] != b'IHDR':
+    return None
+  return header[24]
+
+
+def _read_png16(path: pathlib.Path) -> np.ndarray:
+  """[H, W, 4] float32 in [0, 1] of a 16-bit PNG, at its full precision (Pillow keeps 8 bits of colour
+  channels and clips grey ones)."""
+  import png  # pypng; only 16-bit files need it.
+  width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+  pixels = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, info['planes'])
+  pixels = pixels.astype(np.float32) / 65535.0
+  colour = np.repeat(pixels[..., :1], 3, axis=-1) if info['greyscale'] else pixels[..., :3]
+  alpha = pixels[..., -1:] if info['alpha'] else np.ones_like(pixels[..., :1])
+  return np.concatenate([colour, alpha], axis=-1)
+
+
 def _read_rgba(path: pathlib.Path) -> np.ndarray:
-  """[H, W, 4] float32 in [0, 1]; an image without alpha gets alpha 1."""
+  """[H, W, 4] float32 in [0, 1], at the image's own bit depth (8 or 16); an image without alpha gets
+  alpha 1."""
   try:
+    if _png_bit_depth(path) == 16:
+      return _read_png16(path)
     with Image.open(path) as image:
-      image = image.convert('RGBA')
-      return np.asarray(image, dtype=np.float32) / 255.0
+      if image.mode.startswith('I;16'):  # 16-bit grey of other formats (TIFF).
+        grey = np.asarray(image, dtype=np.float32) / 65535.0
+        return np.stack([grey, grey, grey, np.ones_like(grey)], axis=-1)
+      if image.mode in ('I', 'F'):
+        raise DatasetError(f'{path}: {image.mode!r} images (32-bit integer or float) are not supported; '
+                           'expected 8- or 16-bit RGB(A) or grey.')
+      return np.asarray(image.convert('RGBA'), dtype=np.float32) / 255.0
   except (OSError, SyntaxError, ValueError) as e:
+    if isinstance(e, DatasetError):
+      raise
     raise DatasetError(f'{path} could not be read as an image: {e}') from e
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from jaxnerf import camera
+from jaxnerf import reporting
 
 # Bump when the scene's content or rendering changes, so that cached scenes are regenerated.
 SCENE_VERSION = 1
@@ -572,7 +573,9 @@ def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) 
   # numpy releases the GIL inside its array loops, so a few threads render views in parallel.
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
   try:
-    views = pool.map(lambda camtoworld: render_view(spec, camtoworld), poses)
+    views = reporting.progress(pool.map(lambda camtoworld: render_view(spec, camtoworld), poses),
+                               f'ray tracing the {split} views of the demo scene', total=len(poses),
+                               unit='view')
     frames = [_write_frame(directory, split, index, camtoworld, *view)
               for index, (camtoworld, view) in enumerate(zip(poses, views))]
   finally:

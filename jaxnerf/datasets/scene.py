@@ -21,7 +21,6 @@ class SceneSplit:
     depths: optional [num_images, height, width] ground-truth depth (t of the first hit, inf for none).
     alphas: optional [num_images, height, width] float32 opacity of the images (for RGBA images), which
       lets training composite them on other backgrounds.
-    background: the grey level `images` are composited on (1 white, 0 black).
   """
 
   images: np.ndarray
@@ -32,7 +31,6 @@ class SceneSplit:
   names: tuple = ()
   depths: Optional[np.ndarray] = None
   alphas: Optional[np.ndarray] = None
-  background: float = 1.0
 
   @property
   def num_images(self) -> int:
@@ -46,7 +44,11 @@ class SceneSplit:
   def width(self) -> int:
     return self.images.shape[2]
 
+  def rays_of_pixels(self, image, row, col) -> camera.Rays:
+    """Rays through pixels (image, row, column indices, [...] each), each field [..., C]."""
+    return camera.pixels_to_rays(col, row, self.camtoworlds[image], self.focal,
+                                 camera.image_center(self.width, self.height), self.near, self.far)
+
   def rays_of_image(self, index: int) -> camera.Rays:
     """All rays of image `index`, each field [height, width, C]."""
-    return camera.image_rays(self.camtoworlds[index], self.width, self.height, self.focal,
-                             self.near, self.far)
+    return camera.image_rays(self.camtoworlds[index], self.width, self.height, self.focal, self.near, self.far)
