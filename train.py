@@ -4,34 +4,34 @@
   python train.py --config=configs/chair.py --config.data_dir=/path/to/nerf_synthetic/chair
   python train.py --config=configs/lego.py --config.factor=8
 
-Running again with the same --workdir resumes from its newest checkpoint. Any config field can be
-overridden with --config.<field>=<value> (see configs/default.py).
+Running again with the same --workdir resumes from its newest intact checkpoint. Any config field can be
+overridden with --config.<field>=<value> (see configs/default.py). Several processes (one per host) train
+together with --coordinator_address, --num_processes and --process_id (README, "Several devices").
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from jaxnerf import cli
 from jaxnerf import trainer
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/demo.py', 'Configuration file.',
-                                          lock_config=True)
+with cli.flag_errors():  # Overrides of the default config file are applied here already.
+  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/demo.py', 'Configuration file.',
+                                            lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and renderings '
                                '(default: runs/<config file name>).')
-_MULTIHOST = flags.DEFINE_bool('multihost', False,
-                               'Call jax.distributed.initialize() first (one process per host).')
+_DISTRIBUTED = cli.define_distributed_flags()
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    cli.exit_with_usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   workdir = _WORKDIR.value or cli.default_workdir(config_flags.get_config_filename(flags.FLAGS['config']))
   with cli.friendly_errors():
-    cli.initialize(_MULTIHOST.value)
+    cli.initialize(_DISTRIBUTED)
     summary = trainer.train_and_evaluate(_CONFIG.value, workdir)
     cli.print_summary(summary, workdir)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, _CONFIG)

@@ -18,18 +18,21 @@ import time
 
 import jax
 import numpy as np
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
 
 from jaxnerf import camera  # pylint: disable=g-import-not-at-top
+from jaxnerf import cli
+from jaxnerf import config_checks
+from jaxnerf import experiment as experiment_lib
 from jaxnerf import image_rendering
 from jaxnerf import parallel
-from jaxnerf import trainer
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/chair.py', 'Configuration file.')
+with cli.flag_errors():
+  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/chair.py', 'Configuration file.',
+                                            lock_config=True)
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps per repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Repeats; the median step and render times are reported.')
 _RENDER_CHUNKS = flags.DEFINE_integer('render_chunks', 2, 'Chunks of config.eval.chunk_size rays rendered '
@@ -62,10 +65,12 @@ def _median_seconds(fn, repeats):
 
 def main(argv):
   del argv
+  cli.initialize()
   config = _CONFIG.value
-  trainer.check_config(config)
-  experiment = trainer.build_experiment(config)
-  state = trainer.init_state(experiment, config.seed)
+  with cli.friendly_errors():
+    config_checks.check_training(config)
+  experiment = experiment_lib.build_experiment(config)
+  state = experiment_lib.init_state(experiment, config.seed)
   batch_size = config.train.batch_size
   batches = []
   for i in range(_STEPS.value):
@@ -89,8 +94,8 @@ def main(argv):
   train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value
   num_render_rays = _RENDER_CHUNKS.value * config.eval.chunk_size
   render_rays = synthetic_rays(num_render_rays, config.near, config.far, seed=_STEPS.value)
-  render = lambda: image_rendering.render_image(experiment.steps.render_rays, state.variables, render_rays,
-                                                config.eval.chunk_size, experiment.steps.batch_sharding)
+  render = lambda: image_rendering.render_image(experiment.steps, state.variables, render_rays,
+                                                config.eval.chunk_size)
   start = time.perf_counter()
   render()
   render_compile_seconds = time.perf_counter() - start
@@ -113,4 +118,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, _CONFIG)

@@ -1,25 +1,91 @@
-"""What train.py and render.py share: start-up, default paths, and turning known errors into messages."""
+"""What train.py and render.py share: flags for several processes, start-up, default paths, and turning
+known errors into one-line messages."""
 
 import contextlib
 import json
+import os
 import pathlib
+import re
 import signal
 import sys
+from typing import NamedTuple, Optional
 
 import jax
+from absl import app
+from absl import flags
 from absl import logging
 
 from jaxnerf import errors
 
 
-def initialize(multihost: bool):
-  """Quietens library logging; joins the other processes of a multi-host run (the cluster is detected
-  from the environment)."""
+class DistributedFlags(NamedTuple):
+  multihost: flags.FlagHolder
+  coordinator_address: flags.FlagHolder
+  num_processes: flags.FlagHolder
+  process_id: flags.FlagHolder
+
+
+def define_distributed_flags() -> DistributedFlags:
+  """Flags of a run over several processes (one per host, or several on one host)."""
+  return DistributedFlags(
+      flags.DEFINE_bool('multihost', False,
+                        'Join a run of several processes. Alone, it lets JAX detect the cluster (SLURM, Open '
+                        'MPI, TPU pods); elsewhere give the three flags below (which imply it).'),
+      flags.DEFINE_string('coordinator_address', None,
+                          'host:port of process 0, reachable from every process (default: '
+                          '$JAX_COORDINATOR_ADDRESS).'),
+      flags.DEFINE_integer('num_processes', None, 'Number of processes (default: $JAX_NUM_PROCESSES).'),
+      flags.DEFINE_integer('process_id', None,
+                           'This process, 0 to num_processes - 1; 0 coordinates and alone writes files '
+                           '(default: $JAX_PROCESS_ID).'))
+
+
+def _env_int(name: str) -> Optional[int]:
+  value = os.environ.get(name)
+  if value is None:
+    return None
+  try:
+    return int(value)
+  except ValueError:
+    raise errors.ConfigError(f'${name}={value!r}: expected an integer.') from None
+
+
+def initialize(distributed: Optional[DistributedFlags] = None):
+  """Quietens library logging, makes SIGTERM stop like Ctrl-C, keeps compiled programs on disk, and joins
+  the other processes of a run of several (the cluster detected from the environment, or the flags)."""
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
   # SIGTERM (a scheduler's preemption, `kill`) stops training like Ctrl-C: a checkpoint is saved first.
   signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-  if multihost:
-    jax.distributed.initialize()
+  _keep_compiled_programs()
+  if distributed is None:
+    return
+  address = distributed.coordinator_address.value or os.environ.get('JAX_COORDINATOR_ADDRESS')
+  num_processes = distributed.num_processes.value
+  num_processes = _env_int('JAX_NUM_PROCESSES') if num_processes is None else num_processes
+  process_id = distributed.process_id.value
+  process_id = _env_int('JAX_PROCESS_ID') if process_id is None else process_id
+  explicit = (address, num_processes, process_id) != (None, None, None)
+  if not (distributed.multihost.value or explicit):
+    return
+  # Collectives between processes on CPUs (the GPU backends bring their own).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize(address, num_processes, process_id)
+  except (ValueError, TypeError) as e:
+    raise errors.ConfigError(
+        f'Could not join the other processes ({e}). Where JAX detects no cluster (SLURM, Open MPI, TPU), '
+        'give --coordinator_address=HOST:PORT --num_processes=N --process_id=I to every process.') from None
+
+
+def _keep_compiled_programs():
+  """JAX's persistent compilation cache in $JAXNERF_CACHE/xla (unless JAX_COMPILATION_CACHE_DIR names
+  another): a second run of a config, or render.py after train.py, loads what the first compiled (tens of
+  seconds on a CPU) instead of compiling it again."""
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR') or jax.config.jax_compilation_cache_dir:
+    return
+  from jaxnerf import datasets  # pylint: disable=g-import-not-at-top  # Where jaxnerf keeps its caches.
+  jax.config.update('jax_compilation_cache_dir', str(datasets.default_cache_dir() / 'xla'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -34,8 +100,8 @@ def default_workdir(config_path: str) -> str:
 
 @contextlib.contextmanager
 def friendly_errors():
-  """Prints errors of bad input (data, config, checkpoints, non-finite training) without a traceback and
-  exits with status 1; a Ctrl-C exits with status 130."""
+  """Prints errors of bad input (data, config, checkpoints, non-finite training) as one line without a
+  traceback and exits with status 1; a Ctrl-C exits with status 130."""
   try:
     yield
   except errors.USER_ERRORS as e:
@@ -48,3 +114,64 @@ def friendly_errors():
 def print_summary(summary, workdir):
   if jax.process_index() == 0:
     print(json.dumps({'workdir': str(workdir), **summary}))
+
+
+def _exception_chain(e: BaseException):
+  chain = [e]
+  while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 20:
+    chain.append(cause)
+  return chain
+
+
+def flag_error_message(e: BaseException, argv=()) -> str:
+  """One line saying what is wrong with the command line, from the exception that parsing it raised (absl
+  and ml_collections wrap the useful message in tracebacks and other exceptions)."""
+  chain = _exception_chain(e)
+  flag = next((m.group(1) for c in chain if (m := re.match(r'flag (--\S+?): ', str(c)))), None)
+  key_errors = [c for c in chain if isinstance(c, KeyError) and c.args]
+  if key_errors:  # ml_collections: KeyError("'key'\nDid you mean ...?") for an unknown key.
+    suggested = [k for k in key_errors if 'Did you mean' in str(k.args[0])]
+    key, _, hint = str((suggested or key_errors)[-1].args[0]).partition('\n')
+    key = key.strip("'")
+    flag = flag or next((a.split('=')[0] for a in argv if a.split('=')[0].endswith(f'.{key}')), '--config')
+    return f'{flag}: the config has no key {key!r}. {hint.strip()}'.strip()
+  lines = [line.strip() for line in str(chain[-1]).splitlines() if line.strip()]
+  text = lines[-1] if lines else type(chain[-1]).__name__
+  if 'Failed loading config file' in str(chain[-1]):
+    config_arg = next((a for a in argv if a.startswith('--config=')), '--config')
+    return f'{config_arg}: the config file cannot be loaded: {text}'
+  if flag and not text.startswith('flag --'):
+    return f'{flag}: {text}'
+  return text.removeprefix('flag ')
+
+
+@contextlib.contextmanager
+def flag_errors():
+  """Turns an error in defining or parsing flags (an unknown config key, a value of the wrong type, a
+  missing config file, an unknown preset) into one line on stderr and exit status 2."""
+  try:
+    yield
+  except SystemExit:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # Whatever parsing raised: reported, not shown.
+    print(f'error: {flag_error_message(e, sys.argv)}', file=sys.stderr)
+    sys.exit(2)
+
+
+def run(main, config_flag=None):
+  """app.run(main), with flag errors as one line (`flag_errors`); `config_flag`, a config file's
+  FlagHolder, is loaded while parsing, so that a config that fails to load is reported the same way."""
+
+  def parse(argv):
+    with flag_errors():
+      remaining = flags.FLAGS(argv)
+      if config_flag is not None:
+        config_flag.value.keys()  # A config file that failed to load raises on first use.
+      return remaining
+
+  app.run(main, flags_parser=parse)
+
+
+def exit_with_usage_error(text: str):
+  print(f'error: {text}', file=sys.stderr)
+  sys.exit(2)

@@ -9,8 +9,6 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnerf.errors import ConfigError
-
 DATA_AXIS = 'data'
 
 
@@ -32,13 +30,6 @@ def replicated(mesh) -> NamedSharding:
 def batch_sharded(mesh) -> NamedSharding:
   """Splits the leading axis over the devices."""
   return NamedSharding(mesh, P(DATA_AXIS))
-
-
-def check_divisible(size: int, what: str, mesh=None):
-  """Raises if `size` rows cannot be split evenly over the devices of `mesh` (default: all devices)."""
-  count = jax.device_count() if mesh is None else mesh.size
-  if size % count:
-    raise ConfigError(f'{what}={size} must be divisible by the number of devices ({count}).')
 
 
 def local_batch_size(global_batch_size: int) -> int:
@@ -65,3 +56,12 @@ def fetch(tree):
     from jax.experimental import multihost_utils
     return multihost_utils.process_allgather(tree, tiled=True)
   return jax.tree.map(np.asarray, tree)
+
+
+def agree(values: np.ndarray) -> np.ndarray:
+  """Process 0's `values` in every process: host decisions that depend on a clock (stop, validate now,
+  the schedule's length) must be the same everywhere, or the processes' steps fall out of step."""
+  if jax.process_count() == 1:
+    return np.asarray(values)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(values)))

@@ -1,0 +1,141 @@
+"""Checks of a config's values before anything runs: each failure is one ConfigError naming the key, its
+value and what was expected. (Names of models, fields and activations are checked where they are looked up.)
+"""
+
+import math
+from typing import Any, Callable, Sequence, Tuple
+
+import jax
+import ml_collections
+
+from jaxnerf.errors import ConfigError
+
+
+def _positive_int(v):
+  return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _non_negative_int(v):
+  return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v):
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(v):
+  return _number(v) and v > 0
+
+
+def _non_negative(v):
+  return _number(v) and v >= 0
+
+
+def _fraction(v):  # (0, 1]
+  return _number(v) and 0 < v <= 1
+
+
+def _probability(v):  # [0, 1)
+  return _number(v) and 0 <= v < 1
+
+
+POSITIVE_INT = (_positive_int, 'a positive integer')
+NON_NEGATIVE_INT = (_non_negative_int, 'an integer >= 0')
+POSITIVE = (_positive, 'a finite number > 0')
+NON_NEGATIVE = (_non_negative, 'a finite number >= 0')
+
+# (key, (test, what is expected)). Keys missing from a config are skipped.
+RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
+    ('factor', POSITIVE_INT),
+    ('near', NON_NEGATIVE),
+    ('far', POSITIVE),
+    ('procedural.resolution', (lambda v: _positive_int(v) and v >= 8, 'an integer >= 8 (pixels)')),
+    ('procedural.num_train', POSITIVE_INT),
+    ('procedural.num_val', NON_NEGATIVE_INT),
+    ('procedural.num_test', NON_NEGATIVE_INT),
+    ('procedural.camera_radius', POSITIVE),
+    ('procedural.camera_angle_x', (lambda v: _number(v) and 0 < v < math.pi, 'an angle in (0, pi) radians')),
+    ('procedural.supersampling', POSITIVE_INT),
+    ('batching.precrop_steps', NON_NEGATIVE_INT),
+    ('batching.precrop_fraction', (_fraction, 'a fraction in (0, 1]')),
+    ('model.num_coarse_samples', POSITIVE_INT),
+    ('model.num_fine_samples', NON_NEGATIVE_INT),
+    ('model.density_noise_std', NON_NEGATIVE),
+    ('model.rgb_padding', NON_NEGATIVE),
+    ('model.occupancy_grid.grid_resolution', POSITIVE_INT),
+    ('model.occupancy_grid.step_size', POSITIVE),
+    ('model.occupancy_grid.march_samples_per_ray', POSITIVE),
+    ('model.occupancy_grid.render_samples_per_ray', POSITIVE),
+    ('model.occupancy_grid.eval_march_samples_per_ray', POSITIVE),
+    ('model.occupancy_grid.eval_render_samples_per_ray', POSITIVE),
+    ('model.occupancy_grid.update_every', POSITIVE_INT),
+    ('optim.lr_init', POSITIVE),
+    ('optim.lr_final', POSITIVE),
+    ('optim.lr_decay_start', (_probability, 'a fraction of the run in [0, 1)')),
+    ('optim.lr_delay_steps', NON_NEGATIVE_INT),
+    ('optim.lr_delay_mult', POSITIVE),
+    ('optim.adam_b1', (_probability, 'a number in [0, 1)')),
+    ('optim.adam_b2', (_probability, 'a number in [0, 1)')),
+    ('optim.adam_eps', NON_NEGATIVE),
+    ('optim.grad_clip_norm', NON_NEGATIVE),
+    ('optim.coarse_loss_weight', NON_NEGATIVE),
+    ('train.batch_size', POSITIVE_INT),
+    ('train.num_steps', POSITIVE_INT),
+    ('train.max_seconds', NON_NEGATIVE),
+    ('train.log_every', POSITIVE_INT),
+    ('train.checkpoint_every', POSITIVE_INT),
+    ('train.keep_checkpoints', POSITIVE_INT),
+    ('train.stall_warning_steps', NON_NEGATIVE_INT),
+    ('eval.every_steps', NON_NEGATIVE_INT),
+    ('eval.at_train_seconds', (lambda v: all(_non_negative(t) for t in v), 'a list of seconds >= 0')),
+    ('eval.num_images', NON_NEGATIVE_INT),
+    ('eval.final_num_images', (lambda v: isinstance(v, int) and v >= -1, 'an integer >= -1 (-1: all)')),
+    ('eval.chunk_size', POSITIVE_INT),
+    ('eval.orbit_frames', NON_NEGATIVE_INT),
+    ('eval.orbit_fps', POSITIVE_INT),
+    ('eval.orbit_min_size', NON_NEGATIVE_INT),
+)
+
+
+def _lookup(config, key: str):
+  value = config
+  for part in key.split('.'):
+    if part not in value:
+      raise KeyError(key)
+    value = value[part]
+  return value
+
+
+def check_values(config: ml_collections.ConfigDict):
+  """Raises ConfigError for the first value of RULES (or relation between values) that cannot work."""
+  for key, (test, expected) in RULES:
+    try:
+      value = _lookup(config, key)
+    except KeyError:
+      continue
+    if not test(value):
+      raise ConfigError(f'config.{key}={value!r}: expected {expected}.')
+  if not config.near < config.far:
+    raise ConfigError(f'config.near={config.near} must be less than config.far={config.far}.')
+  box = tuple(config.scene_box)
+  if box and (len(box) != 6 or not all(_number(v) for v in box) or
+              not all(lo < hi for lo, hi in zip(box[:3], box[3:]))):
+    raise ConfigError(f'config.scene_box={box}: expected () or 6 numbers (x_min, y_min, z_min, x_max, y_max, '
+                      'z_max) with each min below its max.')
+
+
+def check_divisible(size: int, key: str, count: int = None):
+  """Raises if `size` rows cannot be split evenly over `count` devices (default: all devices)."""
+  count = jax.device_count() if count is None else count
+  if size % count:
+    raise ConfigError(f'{key}={size} must be divisible by the number of devices ({count}).')
+
+
+def check_training(config: ml_collections.ConfigDict):
+  """`check_values`, and that batches split evenly over the devices and processes of this run."""
+  check_values(config)
+  check_divisible(config.train.batch_size, 'config.train.batch_size')
+  check_divisible(config.eval.chunk_size, 'config.eval.chunk_size')
+  if config.train.batch_size % jax.process_count():
+    raise ConfigError(f'config.train.batch_size={config.train.batch_size} must be divisible by the number '
+                      f'of processes ({jax.process_count()}).')

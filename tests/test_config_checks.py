@@ -1,0 +1,63 @@
+"""Config values that cannot work are refused before anything runs, in one line naming the key."""
+
+import re
+
+import pytest
+
+from configs import default
+from configs import demo
+from jaxnerf import config_checks
+from jaxnerf.errors import ConfigError
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('train.num_steps', -5, 'config.train.num_steps=-5: expected a positive integer'),
+    ('train.num_steps', 0, 'config.train.num_steps=0: expected a positive integer'),
+    ('factor', 0, 'config.factor=0: expected a positive integer'),
+    ('train.batch_size', 0, 'config.train.batch_size=0: expected a positive integer'),
+    ('train.max_seconds', -1.0, 'config.train.max_seconds=-1.0: expected a finite number >= 0'),
+    ('optim.lr_init', 0.0, 'config.optim.lr_init=0.0: expected a finite number > 0'),
+    ('optim.lr_final', float('nan'), 'config.optim.lr_final=nan: expected a finite number > 0'),
+    ('optim.adam_b2', 1.0, 'config.optim.adam_b2=1.0: expected a number in [0, 1)'),
+    ('eval.chunk_size', -8, 'config.eval.chunk_size=-8: expected a positive integer'),
+    ('eval.final_num_images', -2, 'config.eval.final_num_images=-2: expected an integer >= -1'),
+    ('eval.at_train_seconds', (10.0, -1.0), 'config.eval.at_train_seconds=(10.0, -1.0): expected a list'),
+    ('batching.precrop_fraction', 1.5, 'config.batching.precrop_fraction=1.5: expected a fraction in (0, 1]'),
+    ('model.occupancy_grid.step_size', 0.0, 'config.model.occupancy_grid.step_size=0.0: expected a finite'),
+    ('procedural.resolution', 4, 'config.procedural.resolution=4: expected an integer >= 8'),
+])
+def test_out_of_range_values_name_the_key(key, value, message):
+  config = demo.get_config()
+  parent, _, name = key.rpartition('.')
+  (config[parent] if parent else config)[name] = value
+  with pytest.raises(ConfigError, match='^' + re.escape(message)):
+    config_checks.check_values(config)
+
+
+def test_relations_between_values():
+  config = demo.get_config()
+  config.near, config.far = 6.0, 2.0
+  with pytest.raises(ConfigError, match=r'config.near=6.0 must be less than config.far=2.0'):
+    config_checks.check_values(config)
+  config = demo.get_config()
+  config.scene_box = (-1, -1, -1, 1, -2, 1)
+  with pytest.raises(ConfigError, match=r'config.scene_box=\(-1, -1, -1, 1, -2, 1\): expected \(\) or 6'):
+    config_checks.check_values(config)
+  config.scene_box = (0, 0, 0, 1, 1)
+  with pytest.raises(ConfigError, match=r'config.scene_box'):
+    config_checks.check_values(config)
+
+
+def test_batch_must_split_over_the_devices():
+  config = demo.get_config()
+  config.train.batch_size = 127  # conftest.py fakes two devices.
+  with pytest.raises(ConfigError, match=r'config.train.batch_size=127 must be divisible by the number of '
+                                        r'devices \(2\)'):
+    config_checks.check_training(config)
+
+
+def test_every_rule_names_a_key_of_the_default_config():
+  config = default.get_config()
+  for key, _ in config_checks.RULES:
+    config_checks._lookup(config, key)  # pylint: disable=protected-access  # Raises KeyError if stale.
+  config_checks.check_training(config)  # The defaults themselves pass.
