@@ -1,39 +1,195 @@
 """Checkpoints (Orbax) and the run's saved configuration.
 
-A workdir holds `checkpoints/<step>/` (Orbax, written atomically: an interrupted save never replaces a good
-checkpoint) and `config.json`, the configuration the checkpoints were trained with.
+A workdir holds `checkpoints/<step>/` and `config.json`, the configuration the checkpoints were trained with.
+Each checkpoint holds two items: 'state', the TrainState, and 'run', a small JSON record of the run at that
+step: the training seconds so far and a fingerprint of the state's bits.
+
+What survives a crash (kill -9, power loss) at any moment:
+- Orbax writes a checkpoint into a temporary folder and renames it when complete, so an interrupted save
+  never leaves a folder under a step's name; its leftovers are removed when the next run starts.
+- A checkpoint damaged afterwards (a truncated or missing file, garbled metadata, flipped bytes) fails to
+  restore or to match its fingerprint. `restore_newest_intact` then moves it to `damaged_checkpoints/`,
+  warns naming it, and restores the next older one.
 """
 
+import contextlib
+import gc
 import json
+import logging
 import pathlib
-from typing import Optional
+import shutil
+import sys
+import time
+from typing import Dict, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxnerf.errors import CheckpointError
 
 CONFIG_FILE = 'config.json'
+CHECKPOINTS_DIR = 'checkpoints'
+DAMAGED_DIR = 'damaged_checkpoints'
 
 
 def make_manager(workdir, keep: int) -> ocp.CheckpointManager:
-  """A manager for `workdir/checkpoints` keeping the newest `keep` checkpoints."""
-  directory = pathlib.Path(workdir).absolute() / 'checkpoints'
-  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+  """A manager for `workdir/checkpoints` keeping the newest `keep` checkpoints; it removes the temporary
+  folders of saves that a crash interrupted."""
+  directory = pathlib.Path(workdir).absolute() / CHECKPOINTS_DIR
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(directory, options=options)
 
 
-def save(manager: ocp.CheckpointManager, state) -> None:
-  """Starts saving `state` under its step (asynchronously; `manager.wait_until_finished()` to join)."""
-  manager.save(int(jax.device_get(state.step)), args=ocp.args.StandardSave(state), force=True)
+def _word_checksum(words):
+  """sum_i (2i + 1) * words_i mod 2^32 of uint32 words [N]: odd weights, so flipping any one bit (or changing
+  any one word) changes the sum."""
+  weights = 2 * jnp.arange(words.size, dtype=jnp.uint32) + 1
+  return jnp.sum(words * weights, dtype=jnp.uint32)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state) -> Optional[object]:
-  """The newest checkpoint, placed like `abstract_state` (a pytree of jax.ShapeDtypeStruct); None if none."""
-  step = manager.latest_step()
-  if step is None:
-    return None
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+def _as_words(x):
+  """The bits of array `x` as uint32 words [N] (zero-extended for types narrower than 32 bits)."""
+  x = jnp.ravel(x)
+  if x.dtype == jnp.bool_:
+    return x.astype(jnp.uint32)
+  bits = jnp.ravel(jax.lax.bitcast_convert_type(x, jnp.dtype(f'uint{8 * x.dtype.itemsize}')))
+  if x.dtype.itemsize > 4:
+    return jnp.ravel(jax.lax.bitcast_convert_type(bits, jnp.uint32))
+  return bits.astype(jnp.uint32)
+
+
+@jax.jit
+def _fingerprint(state):
+  return jnp.stack([_word_checksum(_as_words(leaf)) for leaf in jax.tree.leaves(state)])
+
+
+def state_fingerprint(state) -> list:
+  """A checksum of each array of `state` (a list of ints) that changes with any flipped bit."""
+  return [int(v) for v in np.asarray(jax.device_get(_fingerprint(state)))]
+
+
+class Restored(NamedTuple):
+  state: object  # As the abstract state passed to restore.
+  train_seconds: float  # Training time of the run up to this checkpoint.
+
+
+def save(manager: ocp.CheckpointManager, state, train_seconds: float) -> None:
+  """Starts saving `state` under its step (asynchronously; `manager.wait_until_finished()` to join), with
+  the run's training seconds and the state's fingerprint."""
+  record = {'train_seconds': float(train_seconds), 'fingerprint': state_fingerprint(state)}
+  manager.save(int(jax.device_get(state.step)), force=True,
+               args=ocp.args.Composite(state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(record)))
+
+
+def _restore_step(manager, step: int, abstract_state) -> Restored:
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                           run=ocp.args.JsonRestore()))
+  state, record = restored['state'], restored['run']
+  if state_fingerprint(state) != record['fingerprint']:
+    raise CheckpointError('its arrays do not match the fingerprint saved with them')
+  return Restored(state, float(record['train_seconds']))
+
+
+def _quarantine(directory: pathlib.Path, step: int) -> pathlib.Path:
+  """Moves checkpoint `step` out of the way of the manager (and of the next save of that step)."""
+  damaged = directory.parent / DAMAGED_DIR / f'{step}-{time.strftime("%Y%m%d-%H%M%S")}'
+  if jax.process_index() == 0:
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(directory / str(step)), str(damaged))
+  _sync_processes('jaxnerf_quarantine_checkpoint')
+  return damaged
+
+
+def _sync_processes(name: str):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def _root_cause(e: BaseException) -> str:
+  """'Type: first line' of the innermost cause of `e` (Orbax wraps TensorStore's errors in long texts)."""
+  while e.__cause__ is not None:
+    e = e.__cause__
+  lines = str(e).strip().splitlines()
+  return f'{type(e).__name__}: {lines[0] if lines else ""}'[:240]
+
+
+def _is_leftover_of_a_failed_read(unraisable) -> bool:
+  return isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == 'Event loop is closed'
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+  """Orbax reads arrays in asyncio tasks over TensorStore. When a damaged file fails one read, the failure
+  is handled here, but the other reads leave noise, each with a long traceback: asyncio logs their errors
+  as 'never retrieved' and their coroutines complain when collected (silenced here), and TensorStore's
+  threads finish them later into the event loop that Orbax has closed, which Python reports as unraisable
+  RuntimeErrors at any later moment (filtered out for the rest of the process once a read has failed)."""
+  logger = logging.getLogger('asyncio')
+  level, hook = logger.level, sys.unraisablehook
+  logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    sys.unraisablehook = lambda unraisable: None
+    try:
+      gc.collect()
+    finally:
+      sys.unraisablehook = hook
+      logger.setLevel(level)
+
+
+def _drop_leftovers_of_failed_reads():
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_leftovers_of_failed_reads', False):
+    return
+
+  def hook(unraisable):
+    if not _is_leftover_of_a_failed_read(unraisable):
+      previous(unraisable)
+
+  hook.drops_leftovers_of_failed_reads = True
+  sys.unraisablehook = hook
+
+
+def _newest_restorable(manager, abstract_state):
+  """(Restored or None, {step: why it failed}) for the newest checkpoint that restores intact."""
+  failures: Dict[int, str] = {}
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return _restore_step(manager, step, abstract_state), failures, step
+    except Exception as e:  # pylint: disable=broad-except  # Any damage raises something different.
+      failures[step] = _root_cause(e)
+  return None, failures, None
+
+
+def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state) -> Optional[Restored]:
+  """The newest checkpoint that restores intact, placed like `abstract_state`; None if there is none.
+
+  A checkpoint that fails while an older one restores is damaged: it is moved to damaged_checkpoints/ with a
+  warning naming it. If none restores, nothing is moved and a CheckpointError lists why each failed (they may
+  come from another version of jaxnerf).
+  """
+  directory = pathlib.Path(manager.directory)
+  with _quiet_failed_reads():
+    restored, failures, step = _newest_restorable(manager, abstract_state)
+  if failures:
+    _drop_leftovers_of_failed_reads()
+  if restored is None and failures:
+    reasons = '; '.join(f'step {s}: {r}' for s, r in failures.items())
+    raise CheckpointError(f'No checkpoint in {directory} could be restored ({reasons}). They may come from '
+                          'another version of jaxnerf or be damaged: move them away or use a new --workdir.')
+  for damaged_step, reason in failures.items():
+    moved = _quarantine(directory, damaged_step)
+    if jax.process_index() == 0:
+      print(f'warning: checkpoint {directory / str(damaged_step)} is damaged ({reason}); moved it to '
+            f'{moved} and resumed from the older checkpoint of step {step}.', file=sys.stderr)
+  if failures:
+    manager.reload()
+  return restored
 
 
 def save_config(workdir, config: ml_collections.ConfigDict) -> None:
@@ -49,7 +205,7 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   path = pathlib.Path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise CheckpointError(f'{path} does not exist: {workdir} is not a training workdir '
-                            '(train.py writes config.json there when it starts).')
+                          '(train.py writes config.json there when it starts).')
   try:
     config = ml_collections.ConfigDict(json.loads(path.read_text(), object_hook=_lists_to_tuples))
   except json.JSONDecodeError as e:

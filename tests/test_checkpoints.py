@@ -1,0 +1,174 @@
+"""Checkpoints that survive damage: the fingerprint sees any flipped bit, a damaged newest checkpoint is moved
+aside with a warning and the previous one restored, and a run resumes past it to the same result."""
+
+import pathlib
+import shutil
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnerf import checkpoints
+from jaxnerf import experiment as experiment_lib
+from jaxnerf import trainer
+from jaxnerf.errors import CheckpointError
+from tests.tiny_configs import tiny_config
+
+
+def test_fingerprint_changes_with_any_flipped_bit():
+  rng = np.random.default_rng(0)
+  tree = {'f32': rng.normal(size=(7, 3)).astype(np.float32), 'i32': rng.integers(-9, 9, 5).astype(np.int32),
+          'u32': rng.integers(0, 2**32, 4, dtype=np.uint32), 'mask': rng.random(6) > 0.5,
+          'bf16': jnp.asarray(rng.normal(size=5), jnp.bfloat16), 'scalar': np.float32(3.0)}
+  reference = checkpoints.state_fingerprint(tree)
+  assert checkpoints.state_fingerprint(jax.tree.map(np.array, tree)) == reference
+  for name in tree:
+    leaf = np.array(tree[name])
+    for _ in range(4):
+      flat = leaf.reshape(-1).copy()
+      index = rng.integers(flat.size)
+      if flat.dtype == bool:
+        flat[index] = ~flat[index]
+      else:
+        words = flat.view(f'uint{8 * flat.dtype.itemsize}')
+        words[index] ^= words.dtype.type(1) << words.dtype.type(rng.integers(8 * flat.dtype.itemsize))
+      changed = dict(tree, **{name: flat.reshape(leaf.shape)})
+      assert checkpoints.state_fingerprint(changed) != reference, (name, index)
+  # Swapping two entries changes it too (the sum weighs positions).
+  swapped = dict(tree, i32=tree['i32'][[1, 0, 2, 3, 4]])
+  assert tree['i32'][0] != tree['i32'][1] and checkpoints.state_fingerprint(swapped) != reference
+
+
+def _largest_array_file(step_dir: pathlib.Path) -> pathlib.Path:
+  """The largest of the files that hold the arrays' data (OCDBT's data files, under .../d/)."""
+  return max((p for p in (step_dir / 'state').rglob('*') if p.is_file() and p.parent.name == 'd'),
+             key=lambda p: p.stat().st_size)
+
+
+def _truncate_array_file(step_dir):
+  path = _largest_array_file(step_dir)
+  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def _flip_bytes(step_dir):
+  path = _largest_array_file(step_dir)
+  data = bytearray(path.read_bytes())
+  for i in range(len(data) // 3, len(data) // 3 + 4):
+    data[i] ^= 0xFF
+  path.write_bytes(bytes(data))
+
+
+def _remove_metadata(step_dir):
+  (step_dir / 'state' / '_METADATA').unlink()
+
+
+def _garble_metadata(step_dir):
+  (step_dir / 'state' / '_METADATA').write_text('{"tree_metadata": [garbled')
+
+
+def _garble_run_record(step_dir):
+  for path in (step_dir / 'run').rglob('*'):
+    if path.is_file():
+      path.write_text('not json')
+
+
+def _empty_step_folder(step_dir):
+  shutil.rmtree(step_dir)
+  step_dir.mkdir()
+
+
+DAMAGE = {'truncated array file': _truncate_array_file, 'flipped bytes': _flip_bytes,
+          'missing metadata': _remove_metadata, 'garbled metadata': _garble_metadata,
+          'garbled run record': _garble_run_record, 'empty step folder': _empty_step_folder}
+
+
+@pytest.fixture(scope='module')
+def saved(tmp_path_factory, scene_cache):
+  """A workdir with intact checkpoints of steps 10 and 20 of the tiny model, and their states."""
+  config = tiny_config(scene_cache)
+  experiment = experiment_lib.build_experiment(config)
+  state = experiment_lib.init_state(experiment, seed=0)
+  states = {10: state.replace(step=jnp.int32(10)),
+            20: state.replace(step=jnp.int32(20), params=jax.tree.map(lambda x: x + 1, state.params))}
+  workdir = tmp_path_factory.mktemp('saved')
+  manager = checkpoints.make_manager(workdir, keep=5)
+  for step, s in states.items():
+    checkpoints.save(manager, s, train_seconds=float(step))
+  manager.wait_until_finished()
+  manager.close()
+  return workdir, experiment, jax.device_get(states)
+
+
+def _copy(saved, tmp_path):
+  workdir = tmp_path / 'workdir'
+  shutil.copytree(saved[0], workdir)
+  return workdir
+
+
+def _restore(workdir, experiment):
+  manager = checkpoints.make_manager(workdir, keep=5)
+  try:
+    return checkpoints.restore_newest_intact(manager, experiment_lib.abstract_state(experiment, seed=0)), \
+        manager.all_steps()
+  finally:
+    manager.close()
+
+
+@pytest.mark.parametrize('damage', sorted(DAMAGE))
+def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_restored(saved, tmp_path, capsys, damage):
+  workdir = _copy(saved, tmp_path)
+  DAMAGE[damage](workdir / 'checkpoints' / '20')
+  restored, steps_left = _restore(workdir, saved[1])
+  chex.assert_trees_all_equal(jax.device_get(restored.state), saved[2][10])
+  assert restored.train_seconds == 10.0
+  warning = capsys.readouterr().err
+  assert warning.count('\n') == 1 and 'Traceback' not in warning, warning  # One line, no noise.
+  assert f'checkpoint {workdir.absolute() / "checkpoints" / "20"} is damaged' in warning, warning
+  assert 'resumed from the older checkpoint of step 10' in warning
+  assert steps_left == [10]
+  moved = list((workdir / 'damaged_checkpoints').iterdir())
+  assert len(moved) == 1 and moved[0].name.startswith('20-')
+  assert not (workdir / 'checkpoints' / '20').exists()
+
+
+def test_intact_checkpoints_restore_the_newest_silently(saved, tmp_path, capsys):
+  workdir = _copy(saved, tmp_path)
+  restored, _ = _restore(workdir, saved[1])
+  chex.assert_trees_all_equal(jax.device_get(restored.state), saved[2][20])
+  assert restored.train_seconds == 20.0
+  assert capsys.readouterr().err == '' and not (workdir / 'damaged_checkpoints').exists()
+
+
+def test_no_intact_checkpoint_is_an_error_that_moves_nothing(saved, tmp_path):
+  workdir = _copy(saved, tmp_path)
+  _truncate_array_file(workdir / 'checkpoints' / '10')
+  _garble_metadata(workdir / 'checkpoints' / '20')
+  with pytest.raises(CheckpointError, match=r'No checkpoint in .*could be restored \(step 20: .*; step 10: '):
+    _restore(workdir, saved[1])
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['10', '20']
+
+
+def test_leftover_of_an_interrupted_save_is_ignored_and_removed(saved, tmp_path):
+  workdir = _copy(saved, tmp_path)
+  partial = workdir / 'checkpoints' / '30.orbax-checkpoint-tmp'
+  (partial / 'state').mkdir(parents=True)
+  (partial / 'state' / 'half_written').write_bytes(b'\0' * 100)
+  restored, steps = _restore(workdir, saved[1])
+  assert int(restored.state.step) == 20 and steps == [10, 20]
+  assert not partial.exists()
+
+
+def test_run_resumes_past_a_damaged_checkpoint_to_the_same_result(scene_cache, tmp_path):
+  config = tiny_config(scene_cache)
+  full = tmp_path / 'full'
+  expected = trainer.run_training(config, full).state
+  damaged = tmp_path / 'damaged'
+  shutil.copytree(full, damaged)
+  _flip_bytes(damaged / 'checkpoints' / '20')
+  summary = trainer.train_and_evaluate(config, damaged)
+  assert summary['resumed_from'] == 10 and summary['step'] == 20
+  _, _, state = experiment_lib.restore_model(damaged)
+  chex.assert_trees_all_close(jax.device_get(state.params), jax.device_get(expected.params), rtol=1e-5,
+                              atol=1e-7)
