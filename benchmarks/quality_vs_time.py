@@ -17,16 +17,18 @@ import sys
 import tempfile
 
 import jax
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
 
-from jaxnerf import reporting  # pylint: disable=g-import-not-at-top
+from jaxnerf import cli  # pylint: disable=g-import-not-at-top
+from jaxnerf import reporting
 from jaxnerf import trainer
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/lego_ngp.py', 'Configuration file.')
+with cli.flag_errors():
+  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/lego_ngp.py', 'Configuration file.',
+                                            lock_config=True)
 _SECONDS = flags.DEFINE_list('seconds', ['15', '30', '60', '120', '300'],
                              'Training times (s) at which to report quality; the largest is the budget.')
 _EVAL_IMAGES = flags.DEFINE_integer('eval_images', 10, 'Val views scored at the intermediate points.')
@@ -72,15 +74,17 @@ def run(config, workdir):
 
 def main(argv):
   del argv
+  cli.initialize()
   config = _CONFIG.value
-  if _WORKDIR.value:
-    records = run(config, _WORKDIR.value)
-  else:
-    with tempfile.TemporaryDirectory() as workdir:
-      records = run(config, workdir)
+  with cli.friendly_errors():
+    if _WORKDIR.value:
+      records = run(config, _WORKDIR.value)
+    else:
+      with tempfile.TemporaryDirectory() as workdir:
+        records = run(config, workdir)
   for record in records:
     print(json.dumps(record))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, _CONFIG)

@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
           step_size=0.01,  # Marching step in world units; each evaluated sample stands for one step.
           march_samples_per_ray=64.0,  # Slots per ray, on average over a batch, for the density pass...
           render_samples_per_ray=24.0,  # ...and for the pass with gradients (after early termination).
+          # The same when rendering images. Rays that cross only empty cells are not rendered (they show
+          # the background), so the rays that are need more slots than a training batch's average.
+          eval_march_samples_per_ray=96.0,
+          eval_render_samples_per_ray=48.0,
           min_transmittance=1e-4,  # Early ray termination: drop steps once less light than this arrives.
           update_every=16,  # Training steps between grid updates.
           warmup_steps=256,  # Until then updates sweep all cells in turn; later they draw cells at random.
@@ -76,7 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Optimisation (train_state.py).
   config.optim = ml_collections.ConfigDict(dict(
       lr_init=5e-4,
-      lr_final=5e-6,  # Log-linear decay from lr_init to lr_final over train.num_steps.
+      lr_final=5e-6,  # Log-linear decay from lr_init to lr_final over train.num_steps...
+      lr_decay_start=0.0,  # ...after holding lr_init for this fraction of the run (0: decay from the start).
       lr_delay_steps=0,  # JaxNeRF's warm-up: scale the rate by lr_delay_mult, rising to 1 over these steps.
       lr_delay_mult=1.0,
       adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
@@ -88,22 +93,28 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict(dict(
       batch_size=4096,  # Rays per step, over all devices; must be divisible by the device count.
       num_steps=200_000,
-      max_seconds=0.0,  # Stop after this much training time (evaluation excluded); 0: no limit.
+      # A budget of training time (compilation and evaluation excluded, summed over resumed runs); 0: none.
+      # Training stops when it is spent, and the learning-rate schedule is laid over the steps it is
+      # expected to allow, so that the rate has decayed to optim.lr_final when time runs out.
+      max_seconds=0.0,
       log_every=100,  # Steps between progress lines and metrics records.
       checkpoint_every=5000,
       keep_checkpoints=3,
       random_background=False,  # Composite RGBA training images on random colours (instant-ngp).
+      stall_warning_steps=100,  # Warn when the gradient has been zero this many steps in a row (0: never).
+      wandb_project='',  # Also log to this Weights & Biases project (needs `pip install wandb`).
   ))
 
   # Evaluation and rendering (evaluation.py).
   config.eval = ml_collections.ConfigDict(dict(
       every_steps=10_000,  # Validation during training (0: never)...
-      # ...and when this run's training time (compilation and evaluation excluded) passes these seconds.
+      # ...and when the training time (as train.max_seconds counts it) passes these seconds.
       at_train_seconds=(),
       num_images=3,  # Val images rendered at each validation; the first ones of the split.
       final_num_images=8,  # Val images evaluated when training ends (-1: all, 0: none).
       chunk_size=8192,  # Rays rendered at once, over all devices; bounds memory at any resolution.
       orbit_frames=60,  # Frames of the 360-degree orbit written when training ends (0: none).
       orbit_fps=20,
+      orbit_min_size=160,  # Orbit frames have at least this many pixels on their shorter side.
   ))
   return config

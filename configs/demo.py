@@ -19,11 +19,17 @@ def get_config():
   config.scene_box = (-1.3, -1.3, -0.7, 1.3, 1.3, 1.0)  # The procedural scene's objects, with a margin.
   config.model.update(name='occupancy_grid', field='hash_grid', density_activation='trunc_exp')
   # A 2^15-entry table fits in a CPU's cache; 512 cells per side at the finest level suit 80x80 images.
-  config.model.hash_grid.update(log2_table_size=15, max_resolution=512, view_encoding='sh')
+  # 8 levels of 4 features (not the paper's 16 of 2) compile a third faster and step a quarter faster on a
+  # CPU, and score higher in the same time here (33.0 dB against 30.8-32.2 dB; README).
+  config.model.hash_grid.update(num_levels=8, features_per_level=4, log2_table_size=15, max_resolution=512,
+                                view_encoding='sh')
   config.model.occupancy_grid.update(grid_resolution=64, step_size=0.01, march_samples_per_ray=64.0,
                                      render_samples_per_ray=24.0)
   config.optim.update(lr_init=1e-2, lr_final=1e-3, adam_b1=0.9, adam_b2=0.99, adam_eps=1e-15)
-  config.train.update(batch_size=2048, num_steps=500, max_seconds=165, log_every=25, checkpoint_every=250,
+  # 140 seconds of training (at most 600 steps); the learning rate decays over the steps they allow.
+  config.train.update(batch_size=2048, num_steps=600, max_seconds=140, log_every=25, checkpoint_every=250,
                       random_background=True)
-  config.eval.update(every_steps=0, final_num_images=-1, orbit_frames=48, orbit_fps=16, chunk_size=4096)
+  # A 3-second orbit at 160x160, twice the training images' size.
+  config.eval.update(every_steps=0, final_num_images=-1, orbit_frames=30, orbit_fps=10, orbit_min_size=160,
+                     chunk_size=4096)
   return config

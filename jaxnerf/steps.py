@@ -4,7 +4,7 @@ Every jax.jit of the training loop is made in `compile_steps`, with its sharding
 state is replicated, rays are split over the 'data' mesh axis, and XLA inserts the gradient all-reduce.
 """
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,7 @@ import optax
 from jaxnerf import metrics
 from jaxnerf import models
 from jaxnerf import parallel
+from jaxnerf import train_state as train_state_lib
 from jaxnerf.train_state import TrainState
 
 
@@ -54,9 +55,12 @@ def _merge_groups(tree):
   return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
-def make_train_step(model, optimizer: optax.GradientTransformation, background, coarse_loss_weight,
-                    random_background: bool = False, num_groups: int = 1):
+def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule, background,
+                    coarse_loss_weight, random_background: bool = False, num_groups: int = 1):
   """A train step (state, batch) -> (state, metrics), to be compiled by `compile_steps`.
+
+  The learning rate is `schedule`, a function of training progress, laid over the state's schedule_steps
+  (train_state.scheduled_learning_rate).
 
   The batch's rays are split into `num_groups` groups (one per device), which models render
   independently. Models with state (an occupancy grid) update it first (models.update_model_state).
@@ -88,7 +92,9 @@ def make_train_step(model, optimizer: optax.GradientTransformation, background, 
     batch = _split_groups(batch, num_groups)
     (loss, (mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, model_state, batch, rng)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    learning_rate = train_state_lib.scheduled_learning_rate(schedule, state.step, state.schedule_steps)
+    opt_state = train_state_lib.with_learning_rate(state.opt_state, learning_rate)
+    updates, opt_state = optimizer.update(grads, opt_state, state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updated = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
@@ -96,7 +102,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, background, 
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
     step_metrics = {'loss': loss, 'mse': mses[-1], 'psnr': metrics.mse_to_psnr(mses[-1]),
                     'psnr_coarse': metrics.mse_to_psnr(mses[0]), 'grad_norm': grad_norm,
-                    'finite': finite, **diagnostics}
+                    'learning_rate': learning_rate, 'finite': finite, **diagnostics}
     return new_state, step_metrics
 
   return train_step
@@ -115,24 +121,47 @@ def make_render_rays(model, background, num_groups: int = 1):
   return render_rays
 
 
+def make_probe_rays(model, background):
+  """For models that can tell which rays cross only empty space (OccupancyGridNeRF.empty_rays): (variables,
+  rays) -> {'empty', 'rgb', 'depth', 'acc'} of [B] rays, the last three as `render_rays` gives them for the
+  empty rays (the background at the far depth), with no call of the field."""
+
+  def probe_rays(variables, rays):
+    empty, depth = model.apply(variables, rays, method=model.empty_rays)
+    return {'empty': empty, 'rgb': jnp.broadcast_to(background, rays.origins.shape), 'depth': depth,
+            'acc': jnp.zeros_like(depth)}
+
+  return probe_rays
+
+
 class CompiledSteps(NamedTuple):
   train_step: Callable  # (state, batch) -> (state, metrics); donates the state.
   render_rays: Callable  # (variables, rays) -> {'rgb', 'depth', 'acc', 'complete'}.
+  # (variables, rays) -> {'empty', 'rgb', 'depth', 'acc'}, for models that find empty rays; else None.
+  probe_rays: Optional[Callable]
   batch_sharding: jax.sharding.NamedSharding
   replicated: jax.sharding.NamedSharding
 
 
-def compile_steps(model, optimizer, mesh, background, coarse_loss_weight: float,
-                  random_background: bool = False) -> CompiledSteps:
-  """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'."""
+def compile_steps(model, optimizer, schedule, mesh, background, coarse_loss_weight: float,
+                  random_background: bool = False, render_model=None) -> CompiledSteps:
+  """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'.
+
+  Images are rendered with `render_model` (default: `model`), a variant with the same variables.
+  """
+  render_model = render_model or model
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharded(mesh)
   background = jnp.asarray(background, jnp.float32)
-  train_step = jax.jit(make_train_step(model, optimizer, background, coarse_loss_weight, random_background,
-                                       mesh.size),
+  train_step = jax.jit(make_train_step(model, optimizer, schedule, background, coarse_loss_weight,
+                                       random_background, mesh.size),
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,))
-  render_rays = jax.jit(make_render_rays(model, background, mesh.size),
+  render_rays = jax.jit(make_render_rays(render_model, background, mesh.size),
                         in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
-  return CompiledSteps(train_step, render_rays, batch_sharding, replicated)
+  probe_rays = None
+  if hasattr(render_model, 'empty_rays'):
+    probe_rays = jax.jit(make_probe_rays(render_model, background), in_shardings=(replicated, batch_sharding),
+                         out_shardings=batch_sharding)
+  return CompiledSteps(train_step, render_rays, probe_rays, batch_sharding, replicated)

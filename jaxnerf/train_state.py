@@ -1,4 +1,12 @@
-"""Training state, learning-rate schedule and optimizer."""
+"""Training state, learning-rate schedule and optimizer.
+
+The learning rate is a function of training progress, step / schedule_steps in [0, 1]: an optax schedule
+built over that unit interval. The state's `schedule_steps` says over how many steps the run lays it:
+config.train.num_steps, unless a time budget (config.train.max_seconds) is expected to end the run sooner, in
+which case the trainer measures the step time and shortens it so that the rate still reaches its final value
+(trainer.TimeBudget). Past the end the rate stays at lr_final. (The compiled step does not depend on the
+run's length, so runs of any length share it.)
+"""
 
 from typing import Any
 
@@ -22,6 +30,7 @@ class TrainState(flax.struct.PyTreeNode):
   # The model's variables that are not trained by gradients, by collection (e.g. {'occupancy': ...} for
   # models.OccupancyGridNeRF); {} for most models.
   model_state: Any
+  schedule_steps: jax.Array  # int32 scalar: the step at which the learning-rate schedule ends.
 
   @property
   def variables(self):
@@ -29,44 +38,66 @@ class TrainState(flax.struct.PyTreeNode):
     return {'params': self.params, **self.model_state}
 
 
-def log_linear_schedule(lr_init: float, lr_final: float, num_steps: int, delay_steps: int = 0,
-                        delay_mult: float = 1.0) -> optax.Schedule:
-  """NeRF's learning rate: exp-interpolated from `lr_init` to `lr_final` over `num_steps` steps.
+def make_schedule(optim_config, num_steps: int) -> optax.Schedule:
+  """NeRF's learning rate as a function of training progress p in [0, 1]: lr_init until p reaches
+  lr_decay_start, then optax's exponential decay to lr_final at p = 1 (a straight line in log space), held at
+  lr_final after it. With lr_decay_start = 0 (NeRF's), the decay spans the whole run.
 
-  With `delay_steps` > 0 it is also scaled by JaxNeRF's warm-up factor, which rises from `delay_mult` to 1
-  along a quarter sine wave over the first `delay_steps` steps.
+  With lr_delay_steps > 0 it is also scaled by JaxNeRF's warm-up factor, which rises from lr_delay_mult to
+  1 along a quarter sine wave over the first lr_delay_steps of `num_steps` steps (the same fraction of the
+  run when it is laid over fewer steps).
   """
+  decay_start = optim_config.lr_decay_start
+  decay = optax.exponential_decay(init_value=optim_config.lr_init, transition_steps=1 - decay_start,
+                                  decay_rate=optim_config.lr_final / optim_config.lr_init,
+                                  transition_begin=decay_start, end_value=optim_config.lr_final)
+  delay_fraction, delay_mult = optim_config.lr_delay_steps / max(num_steps, 1), optim_config.lr_delay_mult
+  if delay_fraction <= 0:
+    return decay
 
-  def schedule(step):
-    progress = jnp.clip(step / max(num_steps, 1), 0.0, 1.0)
-    lr = jnp.exp(jnp.log(lr_init) * (1 - progress) + jnp.log(lr_final) * progress)
-    if delay_steps > 0:
-      warmup = jnp.clip(step / delay_steps, 0.0, 1.0)
-      lr *= delay_mult + (1 - delay_mult) * jnp.sin(0.5 * jnp.pi * warmup)
-    return lr
+  def schedule(progress):
+    warmup = jnp.clip(progress / delay_fraction, 0.0, 1.0)
+    return decay(progress) * (delay_mult + (1 - delay_mult) * jnp.sin(0.5 * jnp.pi * warmup))
 
   return schedule
 
 
-def make_schedule(optim_config, num_steps: int) -> optax.Schedule:
-  """The learning-rate schedule of `optim_config` over a run of `num_steps` steps."""
-  return log_linear_schedule(optim_config.lr_init, optim_config.lr_final, num_steps,
-                             optim_config.lr_delay_steps, optim_config.lr_delay_mult)
+def scheduled_learning_rate(schedule: optax.Schedule, step, schedule_steps):
+  """The learning rate at `step` of a run that lays `schedule` (of progress) over `schedule_steps` steps."""
+  return schedule(step / jnp.maximum(schedule_steps, 1).astype(jnp.float32))
 
 
-def make_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """Adam following `schedule`, after optional global-norm clipping."""
-  adam = optax.adam(schedule, b1=optim_config.adam_b1, b2=optim_config.adam_b2, eps=optim_config.adam_eps)
-  if optim_config.grad_clip_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), adam)
-  return adam
+def make_optimizer(optim_config) -> optax.GradientTransformation:
+  """Adam, after optional global-norm clipping, with the learning rate as a hyperparameter that the train
+  step sets at every step (optax.inject_hyperparams; see `with_learning_rate`)."""
+
+  def adam(learning_rate):
+    transform = optax.adam(learning_rate, b1=optim_config.adam_b1, b2=optim_config.adam_b2,
+                           eps=optim_config.adam_eps)
+    if optim_config.grad_clip_norm > 0:
+      return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), transform)
+    return transform
+
+  return optax.inject_hyperparams(adam)(learning_rate=optim_config.lr_init)
 
 
-def init_train_state(model, optimizer, seed: int, example_rays, background) -> TrainState:
-  """Initialises parameters and optimizer state (call under jax.jit: eager init is slow)."""
+def with_learning_rate(opt_state, learning_rate):
+  """`opt_state` of `make_optimizer` whose next update uses `learning_rate`."""
+  return opt_state._replace(hyperparams={**opt_state.hyperparams, 'learning_rate': learning_rate})
+
+
+def learning_rate(opt_state):
+  """The learning rate of the last update (as `with_learning_rate` set it)."""
+  return opt_state.hyperparams['learning_rate']
+
+
+def init_train_state(model, optimizer, seed: int, example_rays, background, num_steps: int) -> TrainState:
+  """Initialises parameters and optimizer state (call under jax.jit: eager init is slow), with the
+  schedule laid over `num_steps` steps."""
   init_key, state_key = jax.random.split(jax.random.key(seed))
   variables = dict(model.init(init_key, None, example_rays, background))
   params = variables.pop('params')
   variables.pop('diagnostics', None)  # Values a model sows for logging, not state.
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                    rng=jax.random.key_data(state_key), model_state=variables)
+                    rng=jax.random.key_data(state_key), model_state=variables,
+                    schedule_steps=jnp.asarray(num_steps, jnp.int32))

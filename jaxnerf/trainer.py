@@ -1,129 +1,95 @@
-"""The training loop: `train_and_evaluate(config, workdir)`, and `restore_model` for rendering.
+"""The training loop: `train_and_evaluate(config, workdir)`.
 
 One loop serves every model: it draws ray batches, runs the compiled step, logs, validates, checkpoints and
-resumes. Re-running with the same workdir continues from the newest checkpoint.
+resumes. Re-running with the same workdir continues from its newest intact checkpoint, with the same
+batches, random draws and learning rates as a run that never stopped.
+
+Time: training time excludes compilation, validation and checkpointing, and adds up over every run of a
+workdir (checkpoints keep it). With config.train.max_seconds > 0 it is a budget: training stops when it is
+spent, and the learning-rate schedule is laid over the steps it is expected to allow (`TimeBudget`).
 """
 
-import dataclasses
 import json
 import pathlib
 import queue
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnerf import camera
 from jaxnerf import checkpoints
+from jaxnerf import config_checks
 from jaxnerf import datasets
 from jaxnerf import evaluation
-from jaxnerf import models
+from jaxnerf import experiment as experiment_lib
 from jaxnerf import parallel
 from jaxnerf import reporting
-from jaxnerf import steps as steps_lib
-from jaxnerf import train_state as train_state_lib
 from jaxnerf.datasets import batching
-from jaxnerf.errors import CheckpointError
-from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
+from jaxnerf.train_state import TrainState
+
+# Below this global gradient norm a step has learnt nothing.
+VANISHED_GRADIENT_NORM = 1e-10
 
 
-@dataclasses.dataclass
-class Experiment:
-  """The model and everything compiled for it, built from a config."""
+class TimeBudget:
+  """Training time of a workdir against config.train.max_seconds, and the schedule length it allows.
 
-  model: models.NeRF
-  optimizer: object
-  schedule: object  # step -> learning rate.
-  mesh: jax.sharding.Mesh
-  steps: steps_lib.CompiledSteps
-  background: float  # Grey level behind the scene (1 white, 0 black).
+  The clock runs between `start` and `pause`. With a budget, `schedule_steps` estimates the step at which
+  the budget runs out from this run's mean step time (steps have static shapes, so their time is steady),
+  and the trainer re-lays the learning-rate schedule over it at every log interval; without one, or when
+  num_steps comes first, the schedule ends at num_steps.
+  """
 
+  def __init__(self, max_seconds: float, num_steps: int, seconds_before: float, start_step: int,
+               clock=time.perf_counter):
+    self.max_seconds, self.num_steps = max_seconds, num_steps
+    self._seconds_before, self._start_step = seconds_before, start_step
+    self._clock = clock
+    self._run_seconds = 0.0
+    self._running_since: Optional[float] = None
 
-def check_config(config: ml_collections.ConfigDict):
-  """Raises ConfigError naming the config key whose value cannot work."""
-  if config.train.num_steps <= 0:
-    raise ConfigError(f'config.train.num_steps must be positive, got {config.train.num_steps}.')
-  parallel.check_divisible(config.train.batch_size, 'config.train.batch_size')
-  parallel.check_divisible(config.eval.chunk_size, 'config.eval.chunk_size')
-  if config.train.batch_size % jax.process_count():
-    raise ConfigError(f'config.train.batch_size={config.train.batch_size} must be divisible by the number '
-                     f'of processes ({jax.process_count()}).')
-  for key in ('log_every', 'checkpoint_every'):
-    if config.train[key] <= 0:
-      raise ConfigError(f'config.train.{key} must be positive, got {config.train[key]}.')
+  def start(self):
+    self._running_since = self._clock()
 
+  def pause(self):
+    if self._running_since is not None:
+      self._run_seconds += self._clock() - self._running_since
+      self._running_since = None
 
-def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
-  """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
-  model = models.make_model(config.model, config.scene_box)
-  schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
-  optimizer = train_state_lib.make_optimizer(config.optim, schedule)
-  mesh = parallel.make_mesh(devices)
-  background = 1.0 if config.white_background else 0.0
-  steps = steps_lib.compile_steps(model, optimizer, mesh, jnp.full(3, background),
-                                  config.optim.coarse_loss_weight, config.train.random_background)
-  return Experiment(model, optimizer, schedule, mesh, steps, background)
+  @property
+  def seconds(self) -> float:
+    """Training seconds of the workdir so far (all runs)."""
+    running = 0.0 if self._running_since is None else self._clock() - self._running_since
+    return self._seconds_before + self._run_seconds + running
 
+  def out_of_time(self) -> bool:
+    return self.max_seconds > 0 and self.seconds >= self.max_seconds
 
-def _example_rays(batch_size: int = 1) -> camera.Rays:
-  ones = jnp.ones((batch_size, 3), jnp.float32)
-  return camera.Rays(ones, ones, ones / jnp.sqrt(3.0), ones[:, :1], 2 * ones[:, :1])
+  def seconds_per_step(self, step: int) -> Optional[float]:
+    steps = step - self._start_step
+    return self._run_seconds / steps if steps > 0 and self._run_seconds > 0 else None
 
+  def schedule_steps(self, step: int, current: int) -> int:
+    """The step at which training is expected to end: num_steps, or sooner where the budget runs out
+    (`current` until this run has timed a step)."""
+    if self.max_seconds <= 0:
+      return self.num_steps
+    per_step = self.seconds_per_step(step)
+    if per_step is None:
+      return min(current, self.num_steps)
+    remaining = max(self.max_seconds - self.seconds, 0.0)
+    return int(min(self.num_steps, step + remaining / per_step))
 
-def _initializer(experiment: Experiment, seed: int):
-  return lambda: train_state_lib.init_train_state(experiment.model, experiment.optimizer, seed,
-                                                  _example_rays(), jnp.ones(3))
-
-
-def init_state(experiment: Experiment, seed: int) -> train_state_lib.TrainState:
-  """Fresh training state, replicated over the mesh (initialised by one compiled call)."""
-  return jax.jit(_initializer(experiment, seed), out_shardings=experiment.steps.replicated)()
-
-
-def abstract_state(experiment: Experiment, seed: int):
-  """Shapes, dtypes and shardings of the training state, for restoring checkpoints."""
-  shapes = jax.eval_shape(_initializer(experiment, seed))
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.steps.replicated), shapes)
-
-
-def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None):
-  """The experiment and newest training state of `workdir` (its saved config unless `config` is given)."""
-  config = config or checkpoints.load_config(workdir)
-  experiment = build_experiment(config)
-  manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
-  state = checkpoints.restore_latest(manager, abstract_state(experiment, config.seed))
-  manager.close()
-  if state is None:
-    raise CheckpointError(f'No checkpoint in {workdir}/checkpoints: train there first.')
-  return config, experiment, state
-
-
-def _check_resumable(config, workdir):
-  """Refuses to resume a workdir whose checkpoints were trained with a different model."""
-  try:
-    saved = checkpoints.load_config(workdir)
-  except CheckpointError:
-    return
-  def model_fields(c):  # What fixes the parameters' shapes and meaning, flattened to 'model.mlp.width'.
-    return _flatten({'model': c.model.to_dict(), 'scene_box': list(c.scene_box)})
-
-  saved_fields, fields = model_fields(saved), model_fields(config)
-  differing = sorted(k for k in saved_fields.keys() | fields.keys() if saved_fields.get(k) != fields.get(k))
-  if differing:
-    raise ConfigError(f'{workdir} holds checkpoints of a different model (config.'
-                      f'{", config.".join(differing)} differ); use a new --workdir or the same model.')
-
-
-def _flatten(tree, prefix=''):
-  if not isinstance(tree, dict):
-    return {prefix[:-1]: tree}
-  return {k: v for key, value in tree.items() for k, v in _flatten(value, f'{prefix}{key}.').items()}
+  def seconds_left(self, step: int, schedule_steps: int) -> Optional[float]:
+    per_step = self.seconds_per_step(step)
+    if per_step is None:
+      return None
+    left = (schedule_steps - step) * per_step
+    return min(left, self.max_seconds - self.seconds) if self.max_seconds > 0 else left
 
 
 class _Prefetcher:
@@ -164,16 +130,47 @@ class _Prefetcher:
     self._thread.join()
 
 
-def _mean_metrics(history):
-  fetched = jax.device_get(history)
-  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0] if k != 'finite'}
+class _StallWatch:
+  """Warns once when the gradient has vanished for `patience` consecutive steps: the run has stopped
+  learning, and says why that usually happens."""
+
+  def __init__(self, patience: int, learning_rate: float, progress: reporting.ProgressBar):
+    self._patience, self._learning_rate, self._progress = patience, learning_rate, progress
+    self._since: Optional[int] = None
+    self.warning: Optional[str] = None  # The warning, once given.
+
+  def observe(self, first_step: int, grad_norms) -> Optional[str]:
+    """Takes the gradient norms of steps first_step + 1, ...; returns the warning when it is given."""
+    for step, norm in enumerate(grad_norms, first_step + 1):
+      if norm >= VANISHED_GRADIENT_NORM:
+        self._since = None
+      elif self._since is None:
+        self._since = step
+    if self.warning or self._patience <= 0 or self._since is None:
+      return None
+    if first_step + len(grad_norms) - self._since + 1 < self._patience:
+      return None
+    self.warning = (f'warning: the gradient has been zero since step {self._since}: the model stopped learning. '
+            'Its density most likely collapsed to zero everywhere (or every ReLU died), which a learning '
+            f'rate too high for the model causes (config.optim.lr_init={self._learning_rate:g}); restart in a '
+            'new --workdir with a lower one.')
+    self._progress.write(self.warning)
+    return self.warning
+
+
+def _mean_metrics(fetched_history):
+  return {k: float(np.mean([m[k] for m in fetched_history])) for k in fetched_history[0] if k != 'finite'}
+
+
+def _replicated_int(value: int, sharding):
+  return parallel.shard_replicated_data(np.asarray(value, np.int32), sharding)
 
 
 def _validate(experiment, state, val_split, config, writer, step, progress, train_seconds):
   indices = range(min(config.eval.num_images, val_split.num_images))
   start = time.perf_counter()
   per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, indices,
-                                              config.eval.chunk_size)
+                                              config.eval.chunk_size, description=f'validating step {step}')
   mean = evaluation.mean_metrics(per_image)
   writer.write_scalars(step, 'val', {**mean, 'train_seconds': train_seconds, 'num_images': len(indices),
                                      'eval_seconds': time.perf_counter() - start})
@@ -182,6 +179,106 @@ def _validate(experiment, state, val_split, config, writer, step, progress, trai
     writer.write_images(step, 'val', {f'rgb_{i}': pictures['rgb'], f'depth_{i}': pictures['depth']})
   progress.write(f"step {step}: val PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}")
   return mean
+
+
+def _train(experiment, state, config, train_split, val_split, manager, writer, budget):
+  """Runs the steps from state.step to the end of training; returns (state, summary entries)."""
+  num_steps = config.train.num_steps
+  step = start_step = int(jax.device_get(state.step))
+  summary = {'compile_seconds': 0.0}
+  if step >= num_steps or budget.out_of_time():
+    return state, summary
+  replicated = experiment.steps.replicated
+  schedule_steps = int(jax.device_get(state.schedule_steps))
+  if schedule_steps != (new := budget.schedule_steps(step, schedule_steps)):
+    schedule_steps, state = new, state.replace(schedule_steps=_replicated_int(new, replicated))
+  progress = reporting.ProgressBar(start_step, schedule_steps, config.train.batch_size)
+  stall_watch = _StallWatch(config.train.stall_warning_steps, config.optim.lr_init, progress)
+  batcher = batching.RayBatcher(train_split, config.train.batch_size, config.batching.mode,
+                                config.batching.precrop_steps, config.batching.precrop_fraction, config.seed,
+                                jax.process_index(), jax.process_count())
+  prefetcher = _Prefetcher(batcher, start_step, num_steps, experiment.steps.batch_sharding)
+  history, last_saved = [], start_step
+  eval_times = [t for t in sorted(config.eval.at_train_seconds) if t >= budget.seconds]  # Still to come.
+  try:
+    # Compiled ahead of the loop, so that training time (max_seconds, at_train_seconds) excludes it.
+    compile_start = time.perf_counter()
+    batch = prefetcher.next()
+    train_step = experiment.steps.train_step.lower(state, batch).compile()
+    # A first agreement compiles its collective, and waits for every process to finish compiling.
+    parallel.agree(np.array([False, False]))
+    summary['compile_seconds'] = time.perf_counter() - compile_start
+    progress.start(step, budget.seconds)
+    budget.start()
+    while step < num_steps:
+      state, step_metrics = train_step(state, batch)
+      step += 1
+      batch = prefetcher.next() if step < num_steps else None
+      progress.advance()
+      history.append(step_metrics)
+      # Checking the previous step keeps one step in flight while we wait.
+      if len(history) > 1 and not bool(history[-2]['finite']):
+        raise NonFiniteLossError(step - 1)
+      out_of_time, eval_due = parallel.agree(
+          np.array([budget.out_of_time(), bool(eval_times) and budget.seconds >= eval_times[0]]))
+      at_log = step % config.train.log_every == 0 or step == num_steps or out_of_time
+      at_checkpoint = step % config.train.checkpoint_every == 0
+      at_eval = (config.eval.every_steps > 0 and step % config.eval.every_steps == 0) or eval_due
+      if not (at_log or at_checkpoint or at_eval):
+        continue
+      if not bool(history[-1]['finite']):
+        raise NonFiniteLossError(step)
+      budget.pause()
+      if at_log:
+        fetched = jax.device_get(history)
+        scalars = _mean_metrics(fetched)
+        stall_watch.observe(step - len(fetched), [float(m['grad_norm']) for m in fetched])
+        new = int(parallel.agree(np.array(budget.schedule_steps(step, schedule_steps))))
+        if new != schedule_steps:
+          schedule_steps, state = new, state.replace(schedule_steps=_replicated_int(new, replicated))
+          progress.set_total(schedule_steps)
+        rays_per_second = progress.update(step, scalars, budget.seconds,
+                                          budget.seconds_left(step, schedule_steps))
+        if rays_per_second is not None:
+          scalars['rays_per_second'] = rays_per_second
+        writer.write_scalars(step, 'train', {**scalars, 'train_seconds': budget.seconds,
+                                             'schedule_steps': schedule_steps})
+        history = []
+      if at_checkpoint:
+        checkpoints.save(manager, state, budget.seconds)
+        last_saved = step
+      if at_eval:
+        _validate(experiment, state, val_split, config, writer, step, progress, budget.seconds)
+        eval_times = [t for t in eval_times if t > budget.seconds]
+      if out_of_time:
+        progress.write(f'Stopping at step {step}: config.train.max_seconds={config.train.max_seconds} reached.')
+        break
+      budget.start()
+  except NonFiniteLossError as e:
+    prefetcher.close()
+    manager.wait_until_finished()
+    raise NonFiniteLossError(
+        f'The loss or its gradient became non-finite at step {e.args[0]}; training stopped. The newest '
+        f'checkpoint ({manager.latest_step()}) in {manager.directory.parent} is intact. Try a lower '
+        'config.optim.lr_init or config.optim.grad_clip_norm > 0.') from None
+  except KeyboardInterrupt:
+    # Keep the finished work: the state is always finite (the step refuses non-finite updates).
+    prefetcher.close()
+    budget.pause()
+    if step > last_saved:
+      checkpoints.save(manager, state, budget.seconds)
+    manager.wait_until_finished()
+    progress.close()
+    reporting.message(f'\nInterrupted at step {step}; saved a checkpoint. Run the same command to resume.')
+    raise
+  budget.pause()
+  prefetcher.close()
+  if step > last_saved:
+    checkpoints.save(manager, state, budget.seconds)
+  progress.close()
+  if stall_watch.warning:
+    summary['warnings'] = [stall_watch.warning]
+  return state, summary
 
 
 def _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary):
@@ -193,128 +290,76 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
   if num > 0:
     start = time.perf_counter()
     per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, range(num),
-                                                config.eval.chunk_size)
-    result = evaluation.write_split(out_dir / 'val', val_split, per_image, renderings,
-                                    experiment.background, extra={'step': step, 'split': 'val'})
+                                                config.eval.chunk_size, description='final evaluation')
+    result = evaluation.split_summary(per_image, {'step': step, 'split': 'val'})
+    if jax.process_index() == 0:
+      evaluation.write_split(out_dir / 'val', val_split, result, renderings, experiment.background)
     writer.write_scalars(step, 'final_val', result['mean'])
     summary.update(val_psnr=result['mean']['psnr'], val_ssim=result['mean']['ssim'], val_images=num,
                    eval_seconds=time.perf_counter() - start)
   if config.eval.orbit_frames > 0:
     start = time.perf_counter()
-    frames = evaluation.render_orbit(experiment.steps, state.variables, train_split,
-                                     config.eval.orbit_frames, config.eval.chunk_size, experiment.background)
+    frames = evaluation.render_orbit(experiment.steps, state.variables, train_split, config.eval.orbit_frames,
+                                     config.eval.chunk_size, experiment.background, config.eval.orbit_min_size)
     if jax.process_index() == 0:
       paths = evaluation.write_orbit(out_dir, frames, config.eval.orbit_fps, formats=('gif',))
       summary['orbit'] = str(paths[0])
+    summary['orbit_size'] = list(frames[0]['rgb'].shape[1::-1])
     summary['orbit_seconds'] = time.perf_counter() - start
 
 
+class TrainingResult(NamedTuple):
+  state: TrainState  # The final training state (this process's view of it).
+  summary: Dict  # As train_and_evaluate returns it.
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
-  """Trains `config` in `workdir` (resuming from its newest checkpoint), then evaluates and renders.
+  """Trains `config` in `workdir` (resuming from its newest intact checkpoint), then evaluates and renders.
 
   Returns:
     A summary: {'step', 'train_seconds', 'val_psnr', 'val_ssim', 'orbit', ...}, also written to
     workdir/final/summary.json.
   """
+  return run_training(config, workdir).summary
+
+
+def run_training(config: ml_collections.ConfigDict, workdir) -> TrainingResult:
+  """`train_and_evaluate`, returning the final training state too."""
   workdir = pathlib.Path(workdir)
-  check_config(config)
-  _check_resumable(config, workdir)
+  config_checks.check_training(config)
+  reporting.check_wandb_available(config.train.wandb_project)
+  experiment_lib.check_resumable(config, workdir)
   train_split = datasets.load_split(config, 'train')
   val_split = datasets.load_split(config, 'val')
-  experiment = build_experiment(config)
+  experiment = experiment_lib.build_experiment(config)
   if jax.process_index() == 0:
     checkpoints.save_config(workdir, config)
 
   manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
-  state = checkpoints.restore_latest(manager, abstract_state(experiment, config.seed))
-  resumed = state is not None
-  state = state if resumed else init_state(experiment, config.seed)
+  restored = None
+  if manager.all_steps():  # (Tracing the state's shapes takes a while: only where there is a checkpoint.)
+    restored = checkpoints.restore_newest_intact(manager, experiment_lib.abstract_state(experiment, config.seed))
+  state = restored.state if restored else experiment_lib.init_state(experiment, config.seed)
   start_step = int(jax.device_get(state.step))
-  num_steps = config.train.num_steps
-  writer = reporting.MetricsWriter(workdir)
-  progress = reporting.ProgressBar(start_step, num_steps, config.train.batch_size)
-  if resumed:
-    progress.write(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
-
-  batcher = batching.RayBatcher(train_split, parallel.local_batch_size(config.train.batch_size),
-                                config.batching.mode, config.batching.precrop_steps,
-                                config.batching.precrop_fraction, config.seed, jax.process_index())
-  prefetcher = _Prefetcher(batcher, start_step, num_steps, experiment.steps.batch_sharding)
-  train_seconds, history, last_saved = 0.0, [], start_step
-  step = start_step
-  eval_times = sorted(config.eval.at_train_seconds)  # Validation times still to come.
+  if restored:
+    reporting.message(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
+  budget = TimeBudget(config.train.max_seconds, config.train.num_steps,
+                      restored.train_seconds if restored else 0.0, start_step)
+  writer = reporting.MetricsWriter(workdir, start_step, wandb_project=config.train.wandb_project,
+                                   config=config)
   try:
-    # Compiled ahead of the loop, so that training time (max_seconds, at_train_seconds) excludes it.
-    compile_start = time.perf_counter()
-    batch = prefetcher.next() if step < num_steps else None
-    train_step = experiment.steps.train_step.lower(state, batch).compile() if batch is not None else None
-    compile_seconds = time.perf_counter() - compile_start
-    interval_start = time.perf_counter()
-    while step < num_steps:
-      state, step_metrics = train_step(state, batch)
-      step += 1
-      batch = prefetcher.next() if step < num_steps else None
-      progress.advance()
-      history.append(step_metrics)
-      # Checking the previous step keeps one step in flight while we wait.
-      if len(history) > 1 and not bool(history[-2]['finite']):
-        raise NonFiniteLossError(step - 1)
-      elapsed = train_seconds + time.perf_counter() - interval_start
-      out_of_time = config.train.max_seconds > 0 and elapsed >= config.train.max_seconds
-      at_log = step % config.train.log_every == 0 or step == num_steps or out_of_time
-      at_checkpoint = step % config.train.checkpoint_every == 0
-      at_eval = (config.eval.every_steps > 0 and step % config.eval.every_steps == 0) or (
-          bool(eval_times) and elapsed >= eval_times[0])
-      if not (at_log or at_checkpoint or at_eval):
-        continue
-      if not bool(history[-1]['finite']):
-        raise NonFiniteLossError(step)
-      train_seconds += time.perf_counter() - interval_start
-      if at_log:
-        scalars = _mean_metrics(history)
-        scalars['rays_per_second'] = progress.update(step, scalars)
-        scalars['learning_rate'] = float(experiment.schedule(step))
-        scalars['train_seconds'] = train_seconds
-        writer.write_scalars(step, 'train', scalars)
-        history = []
-      if at_checkpoint:
-        checkpoints.save(manager, state)
-        last_saved = step
-      if at_eval:
-        _validate(experiment, state, val_split, config, writer, step, progress, train_seconds)
-        eval_times = [t for t in eval_times if t > train_seconds]
-      if out_of_time:
-        progress.write(f'Stopping at step {step}: config.train.max_seconds={config.train.max_seconds} reached.')
-        break
-      interval_start = time.perf_counter()
-  except NonFiniteLossError as e:
-    prefetcher.close()
+    state, summary = _train(experiment, state, config, train_split, val_split, manager, writer, budget)
+    step = int(jax.device_get(state.step))
+    summary = {'step': step, 'train_seconds': budget.seconds, **summary,
+               'resumed_from': start_step if restored else None}
+    _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary)
+  finally:
     manager.wait_until_finished()
-    raise NonFiniteLossError(
-        f'The loss or its gradient became non-finite at step {e.args[0]}; training stopped. The newest '
-        f'checkpoint ({manager.latest_step()}) in {workdir} is intact. Try a lower config.optim.lr_init or '
-        'config.optim.grad_clip_norm > 0.') from None
-  except KeyboardInterrupt:
-    # Keep the finished work: the state is always finite (the step refuses non-finite updates).
-    prefetcher.close()
-    if step > last_saved:
-      checkpoints.save(manager, state)
-    manager.wait_until_finished()
-    progress.close()
-    print(f'\nInterrupted at step {step}; saved a checkpoint. Run the same command to resume.')
-    raise
-  prefetcher.close()
-  if step > last_saved:
-    checkpoints.save(manager, state)
-  progress.close()
-
-  summary = {'step': step, 'train_seconds': train_seconds, 'compile_seconds': compile_seconds,
-             'resumed_from': start_step if resumed else None}
-  _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary)
-  manager.wait_until_finished()
-  manager.close()
-  writer.close()
+    manager.close()
+    writer.close()
   if jax.process_index() == 0:
     (workdir / 'final').mkdir(parents=True, exist_ok=True)
-    (workdir / 'final' / 'summary.json').write_text(json.dumps(summary, indent=2))
-  return summary
+    tmp = workdir / 'final' / 'summary.json.tmp'
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(workdir / 'final' / 'summary.json')
+  return TrainingResult(state, summary)

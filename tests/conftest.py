@@ -1,16 +1,44 @@
-"""Test set-up: two fake CPU devices, so every test of training runs data-parallel; and a compilation cache
-for the session, so that the many tests that build the same tiny experiment compile it once."""
+"""Test set-up: two fake CPU devices, so every test of training runs data-parallel; a compilation cache for
+the session, so that the many tests that build the same tiny experiment compile it once; and the tiny
+procedural scene, generated once for all tests."""
 
 import atexit
+import os
 import shutil
 import tempfile
 
 import chex
 import jax
+import pytest
 
 chex.set_n_cpu_devices(2)  # Must run before JAX initialises its backends.
 
-_CACHE_DIR = tempfile.mkdtemp(prefix='jaxnerf-test-compilation-cache-')
-atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
-jax.config.update('jax_compilation_cache_dir', _CACHE_DIR)
+COMPILATION_CACHE_DIR = tempfile.mkdtemp(prefix='jaxnerf-test-compilation-cache-')
+atexit.register(shutil.rmtree, COMPILATION_CACHE_DIR, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', COMPILATION_CACHE_DIR)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+@pytest.fixture(scope='session')
+def scene_cache(tmp_path_factory):
+  """A cache directory holding the tiny procedural scene of tiny_configs.TINY_SCENE."""
+  from jaxnerf.datasets import procedural
+  from tests import tiny_configs
+  cache = tmp_path_factory.mktemp('scene_cache')
+  procedural.ensure_scene(cache, tiny_configs.TINY_SCENE)
+  return cache
+
+
+def subprocess_env(num_devices: int = 1) -> dict:
+  """The environment for a train.py or render.py subprocess of a test: `num_devices` fake CPU devices, the
+  session's compilation cache, and the repository importable."""
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['JAX_COMPILATION_CACHE_DIR'] = COMPILATION_CACHE_DIR
+  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.5'
+  env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO, env.get('PYTHONPATH')]))
+  return env
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,56 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import demo
 from jaxnerf import checkpoints
 from jaxnerf import datasets
+from jaxnerf import experiment as experiment_lib
 from jaxnerf import render_outputs
 from jaxnerf import reporting
 from jaxnerf import steps as steps_lib
 from jaxnerf import trainer
 from jaxnerf.datasets import batching
-from jaxnerf.datasets import procedural
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.rendering import RenderedRays
-
-TINY_SCENE = procedural.ProceduralSceneSpec(resolution=24, num_train=12, num_val=2, num_test=2,
-                                            supersampling=2)
-
-
-@pytest.fixture(scope='module')
-def scene_cache(tmp_path_factory):
-  cache = tmp_path_factory.mktemp('scene_cache')
-  procedural.ensure_scene(cache, TINY_SCENE)
-  return cache
-
-
-def tiny_config(scene_cache, **train):
-  config = demo.get_config()
-  config.data_dir = str(scene_cache)
-  config.procedural.update(resolution=TINY_SCENE.resolution, num_train=TINY_SCENE.num_train,
-                           num_val=TINY_SCENE.num_val, num_test=TINY_SCENE.num_test,
-                           supersampling=TINY_SCENE.supersampling)
-  # The coarse-to-fine NeRF over the demo's hash grid, but tiny (tiny_ngp_config: the demo's renderer).
-  config.model.update(name='nerf', num_coarse_samples=16, num_fine_samples=16)
-  config.model.hash_grid.update(num_levels=6, log2_table_size=12, min_resolution=4, max_resolution=64,
-                                density_width=16, geo_features=7, color_depth=1, color_width=32,
-                                view_max_deg=2)
-  config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
-  config.train.update(train)
-  config.eval.update(every_steps=0, num_images=1, final_num_images=1, orbit_frames=0, chunk_size=256)
-  return config
-
-
-def tiny_ngp_config(scene_cache, **train):
-  """The tiny scene with instant-ngp's renderer: marching through a 16^3 occupancy grid."""
-  config = tiny_config(scene_cache, **train)
-  config.model.name = 'occupancy_grid'
-  config.model.hash_grid.view_encoding = 'sh'
-  config.model.occupancy_grid.update(grid_resolution=16, step_size=0.04, march_samples_per_ray=64.0,
-                                     render_samples_per_ray=48.0, update_every=4, warmup_steps=16,
-                                     density_decay=0.8)  # Forgets the untrained field within 100 steps.
-  return config
+from tests.tiny_configs import TINY_SCENE
+from tests.tiny_configs import tiny_config
+from tests.tiny_configs import tiny_ngp_config
 
 
 def _batch(config, step=0):
@@ -84,13 +48,15 @@ def test_two_devices_match_one(scene_cache, field):
     config = tiny_config(scene_cache)
     config.model.field = field
   config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=6)
-  one = trainer.build_experiment(config, devices=jax.devices()[:1])
-  two = trainer.build_experiment(config, devices=jax.devices())
-  state_one = _run_steps(one, trainer.init_state(one, seed=0), config, 3)
-  state_two = _run_steps(two, trainer.init_state(two, seed=0), config, 3)
+  one = experiment_lib.build_experiment(config, devices=jax.devices()[:1])
+  two = experiment_lib.build_experiment(config, devices=jax.devices())
+  state_one = _run_steps(one, experiment_lib.init_state(one, seed=0), config, 3)
+  state_two = _run_steps(two, experiment_lib.init_state(two, seed=0), config, 3)
   assert jax.tree.leaves(state_two.params)[0].sharding.mesh.size == 2
+  # Adam normalises each update, so a gradient entry that is a near-cancelling sum (summed in another order
+  # over two devices) can move by a few 1e-6; a wrong batch split moves entries by the learning rate, 1e-2.
   chex.assert_trees_all_close(jax.device_get(state_one.params), jax.device_get(state_two.params),
-                              rtol=1e-4, atol=1e-6)
+                              rtol=1e-4, atol=2e-5)
   chex.assert_trees_all_equal(jax.device_get(state_one.model_state), jax.device_get(state_two.model_state))
   assert int(state_two.step) == 3
 
@@ -100,14 +66,14 @@ def test_train_step_compiles_once(scene_cache, monkeypatch):
   monkeypatch.setattr(steps_lib, 'make_train_step',
                       lambda *args: chex.assert_max_traces(make_train_step(*args), n=1))
   config = tiny_config(scene_cache)
-  experiment = trainer.build_experiment(config)
-  _run_steps(experiment, trainer.init_state(experiment, seed=0), config, 4)  # Raises on a retrace.
+  experiment = experiment_lib.build_experiment(config)
+  _run_steps(experiment, experiment_lib.init_state(experiment, seed=0), config, 4)  # Raises on a retrace.
 
 
 def test_non_finite_update_is_refused(scene_cache):
   config = tiny_config(scene_cache)
-  experiment = trainer.build_experiment(config)
-  state = trainer.init_state(experiment, seed=0)
+  experiment = experiment_lib.build_experiment(config)
+  state = experiment_lib.init_state(experiment, seed=0)
   before = jax.device_get(state.params)
   batch = _batch(config)
   batch['rgb'] = np.full_like(batch['rgb'], np.nan)
@@ -150,14 +116,15 @@ def test_batches_carry_the_alpha_that_random_backgrounds_need(scene_cache):
 
 def test_checkpoint_round_trip(scene_cache, tmp_path):
   config = tiny_config(scene_cache)
-  experiment = trainer.build_experiment(config)
-  state = _run_steps(experiment, trainer.init_state(experiment, seed=0), config, 2)
+  experiment = experiment_lib.build_experiment(config)
+  state = _run_steps(experiment, experiment_lib.init_state(experiment, seed=0), config, 2)
   manager = checkpoints.make_manager(tmp_path, keep=2)
-  checkpoints.save(manager, state)
+  checkpoints.save(manager, state, train_seconds=12.5)
   manager.wait_until_finished()
-  restored = checkpoints.restore_latest(manager, trainer.abstract_state(experiment, seed=0))
-  chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
-  assert restored.params['coarse_field']['table_0'].sharding == experiment.steps.replicated
+  restored = checkpoints.restore_newest_intact(manager, experiment_lib.abstract_state(experiment, seed=0))
+  chex.assert_trees_all_equal(jax.device_get(restored.state), jax.device_get(state))
+  assert restored.train_seconds == 12.5
+  assert restored.state.params['coarse_field']['table_0'].sharding == experiment.steps.replicated
 
 
 def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
@@ -173,8 +140,8 @@ def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
   shutil.copy(full / 'config.json', resumed / 'config.json')
   summary = trainer.train_and_evaluate(config, resumed)
   assert summary['resumed_from'] == 10 and summary['step'] == 20
-  _, _, final_full = trainer.restore_model(full)
-  _, _, final_resumed = trainer.restore_model(resumed)
+  _, _, final_full = experiment_lib.restore_model(full)
+  _, _, final_resumed = experiment_lib.restore_model(resumed)
   chex.assert_trees_all_close(jax.device_get(final_resumed.params), jax.device_get(final_full.params),
                               rtol=1e-5, atol=1e-7)
   train_steps = [r['step'] for r in reporting.read_metrics(resumed) if r['split'] == 'train']
@@ -202,7 +169,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(scene_cache, tmp_path, 
   monkeypatch.setattr(batching.RayBatcher, 'batch', batch_with_nans_from_step_13)
   with pytest.raises(NonFiniteLossError, match=r'non-finite at step 14.*checkpoint \(10\)'):
     trainer.train_and_evaluate(config, tmp_path)
-  _, _, state = trainer.restore_model(tmp_path)
+  _, _, state = experiment_lib.restore_model(tmp_path)
   assert int(state.step) == 10
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state.params)))
 
@@ -221,7 +188,7 @@ def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
   monkeypatch.setattr(trainer._Prefetcher, 'next', interrupt_at_seventh_batch)
   with pytest.raises(KeyboardInterrupt):
     trainer.train_and_evaluate(config, tmp_path)
-  _, _, state = trainer.restore_model(tmp_path)
+  _, _, state = experiment_lib.restore_model(tmp_path)
   assert int(state.step) == 6
 
 
@@ -230,7 +197,7 @@ def test_wall_clock_limit_stops_between_log_intervals(scene_cache, tmp_path):
                        max_seconds=1.0)
   summary = trainer.train_and_evaluate(config, tmp_path)
   assert 0 < summary['step'] < 100_000 and summary['train_seconds'] < 30
-  _, _, state = trainer.restore_model(tmp_path)  # The stopping step is checkpointed.
+  _, _, state = experiment_lib.restore_model(tmp_path)  # The stopping step is checkpointed.
   assert int(state.step) == summary['step']
 
 
@@ -267,8 +234,8 @@ def test_mixed_precision_keeps_float32_parameters_and_finite_loss(scene_cache, f
   config = tiny_config(scene_cache)
   config.model.update(field=field, dtype='bfloat16')
   config.model.mlp.update(depth=2, width=32, width_view=16)
-  experiment = trainer.build_experiment(config)
-  state = trainer.init_state(experiment, seed=0)
+  experiment = experiment_lib.build_experiment(config)
+  state = experiment_lib.init_state(experiment, seed=0)
   batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), _batch(config))
   for _ in range(3):
     state, metrics = experiment.steps.train_step(state, batch)
@@ -291,8 +258,77 @@ def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path):
   # Skipping sharpens as the grid learns where the scene is empty.
   assert records[-1]['marched_samples_per_ray'] < 0.7 * records[0]['marched_samples_per_ray'], records
 
-  _, _, state = trainer.restore_model(tmp_path)
+  _, _, state = experiment_lib.restore_model(tmp_path)
   occupied = np.asarray(state.model_state['occupancy']['occupied'])
   assert 0.01 < occupied.mean() < 0.6, occupied.mean()  # Learnt: neither everything nor nothing.
   rendered = render_outputs.render_split(tmp_path, 'val')
   assert rendered['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)
+
+
+def test_time_budget_estimates_the_schedule_length_from_the_step_time():
+  now = [0.0]
+  budget = trainer.TimeBudget(max_seconds=100.0, num_steps=10_000, seconds_before=20.0, start_step=50,
+                              clock=lambda: now[0])
+  assert budget.schedule_steps(50, current=10_000) == 10_000  # Nothing timed yet.
+  budget.start()
+  now[0] = 8.0
+  assert budget.seconds == 28.0 and not budget.out_of_time()
+  budget.pause()
+  now[0] = 30.0  # Time outside the clock (evaluation) does not count.
+  assert budget.seconds == 28.0
+  # 40 steps in 8 s: 0.2 s a step, 72 s left, so 360 more steps.
+  assert budget.schedule_steps(90, current=10_000) == 450
+  assert budget.seconds_left(90, 450) == pytest.approx(72.0)
+  budget.start()
+  now[0] = 102.0
+  assert budget.out_of_time()
+  unlimited = trainer.TimeBudget(0.0, 10_000, 0.0, 0, clock=lambda: now[0])
+  assert unlimited.schedule_steps(500, current=123) == 10_000 and not unlimited.out_of_time()
+
+
+def test_time_limited_run_anneals_the_learning_rate_by_the_end(scene_cache, tmp_path):
+  config = tiny_config(scene_cache, num_steps=100_000, log_every=5, checkpoint_every=100_000, max_seconds=4.0)
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  records = [r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train']
+  assert records[0]['learning_rate'] == pytest.approx(config.optim.lr_init, rel=0.05)
+  # Training stopped on the budget, with the rate decayed (nearly) to lr_final rather than barely started.
+  assert summary['step'] < 100_000 and summary['train_seconds'] >= 4.0
+  assert records[-1]['learning_rate'] < 1.5 * config.optim.lr_final, records[-1]
+  assert 0.8 * summary['step'] < records[-1]['schedule_steps'] < 1.25 * summary['step'], records[-1]
+
+
+def test_step_limited_run_keeps_the_schedule_over_num_steps(scene_cache, tmp_path):
+  config = tiny_config(scene_cache)
+  trainer.train_and_evaluate(config, tmp_path)
+  records = [r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train']
+  assert {r['schedule_steps'] for r in records} == {20}
+  # The mean rate of steps 15-19 (each step's rate is that of the state's step before the update).
+  lr_init, lr_final = config.optim.lr_init, config.optim.lr_final
+  expected = np.mean([lr_init * (lr_final / lr_init) ** (step / 20) for step in range(15, 20)])
+  assert records[-1]['learning_rate'] == pytest.approx(expected, rel=1e-4)
+
+
+def test_metrics_stay_one_record_per_step_across_resumes(scene_cache, tmp_path):
+  config = tiny_config(scene_cache)
+  trainer.train_and_evaluate(config, tmp_path)
+  # Back to the checkpoint of step 10, as if the run had died there; a crash also cut a line short.
+  shutil.rmtree(tmp_path / 'checkpoints' / '20')
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 25, "split": "tra')
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  assert summary['resumed_from'] == 10
+  keys = [(r['step'], r['split']) for r in reporting.read_metrics(tmp_path)]
+  assert keys == [(5, 'train'), (10, 'train'), (15, 'train'), (20, 'train'), (20, 'final_val')], keys
+
+
+def test_stall_watch_warns_once_after_patience_steps_of_zero_gradient():
+  messages = []
+  progress = type('Progress', (), {'write': lambda self, text: messages.append(text)})()
+  watch = trainer._StallWatch(patience=10, learning_rate=10.0, progress=progress)
+  assert watch.observe(0, [1.0] * 5 + [0.0] * 5) is None  # Zero since step 6: 5 steps.
+  assert watch.observe(10, [0.0] * 3 + [2.0]) is None  # Recovered at step 14.
+  assert watch.observe(14, [0.0] * 9) is None  # Steps 15-23: 9 steps.
+  warning = watch.observe(23, [0.0])
+  assert 'zero since step 15' in warning and 'config.optim.lr_init=10' in warning
+  assert watch.observe(24, [0.0] * 50) is None and messages == [warning]
+  assert trainer._StallWatch(0, 1.0, progress).observe(0, [0.0] * 1000) is None  # 0: never.

@@ -1,0 +1,104 @@
+"""An experiment: the model, optimizer and compiled steps a config describes, its training state, and the
+trained state of a workdir (for rendering)."""
+
+import dataclasses
+from typing import Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxnerf import camera
+from jaxnerf import checkpoints
+from jaxnerf import models
+from jaxnerf import parallel
+from jaxnerf import steps as steps_lib
+from jaxnerf import train_state as train_state_lib
+from jaxnerf.errors import CheckpointError
+from jaxnerf.errors import ConfigError
+
+
+@dataclasses.dataclass
+class Experiment:
+  """The model and everything compiled for it, built from a config."""
+
+  model: models.NeRF
+  optimizer: object
+  mesh: jax.sharding.Mesh
+  steps: steps_lib.CompiledSteps
+  background: float  # Grey level behind the scene (1 white, 0 black).
+  num_steps: int  # The length of training that the learning-rate schedule is laid over at first.
+
+
+def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
+  """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
+  model = models.make_model(config.model, config.scene_box)
+  render_model = models.make_model(config.model, config.scene_box, for_rendering=True)
+  schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
+  optimizer = train_state_lib.make_optimizer(config.optim)
+  mesh = parallel.make_mesh(devices)
+  background = 1.0 if config.white_background else 0.0
+  steps = steps_lib.compile_steps(model, optimizer, schedule, mesh, jnp.full(3, background),
+                                  config.optim.coarse_loss_weight, config.train.random_background,
+                                  render_model)
+  return Experiment(model, optimizer, mesh, steps, background, config.train.num_steps)
+
+
+def _example_rays(batch_size: int = 1) -> camera.Rays:
+  ones = jnp.ones((batch_size, 3), jnp.float32)
+  return camera.Rays(ones, ones, ones / jnp.sqrt(3.0), ones[:, :1], 2 * ones[:, :1])
+
+
+def _initializer(experiment: Experiment, seed: int):
+  return lambda: train_state_lib.init_train_state(experiment.model, experiment.optimizer, seed,
+                                                  _example_rays(), jnp.ones(3), experiment.num_steps)
+
+
+def init_state(experiment: Experiment, seed: int) -> train_state_lib.TrainState:
+  """Fresh training state, replicated over the mesh (initialised by one compiled call)."""
+  return jax.jit(_initializer(experiment, seed), out_shardings=experiment.steps.replicated)()
+
+
+def abstract_state(experiment: Experiment, seed: int):
+  """Shapes, dtypes and shardings of the training state, for restoring checkpoints."""
+  shapes = jax.eval_shape(_initializer(experiment, seed))
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.steps.replicated), shapes)
+
+
+def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None
+                  ) -> Tuple[ml_collections.ConfigDict, Experiment, train_state_lib.TrainState]:
+  """The experiment and newest intact training state of `workdir` (its saved config unless `config`)."""
+  config = config or checkpoints.load_config(workdir)
+  experiment = build_experiment(config)
+  manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
+  try:
+    restored = checkpoints.restore_newest_intact(manager, abstract_state(experiment, config.seed))
+  finally:
+    manager.close()
+  if restored is None:
+    raise CheckpointError(f'No checkpoint in {workdir}/{checkpoints.CHECKPOINTS_DIR}: train there first.')
+  return config, experiment, restored.state
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir):
+  """Refuses to resume a workdir whose checkpoints were trained with a different model."""
+  try:
+    saved = checkpoints.load_config(workdir)
+  except CheckpointError:
+    return
+
+  def model_fields(c):  # What fixes the parameters' shapes and meaning, flattened to 'model.mlp.width'.
+    return _flatten({'model': c.model.to_dict(), 'scene_box': list(c.scene_box)})
+
+  saved_fields, fields = model_fields(saved), model_fields(config)
+  differing = sorted(k for k in saved_fields.keys() | fields.keys() if saved_fields.get(k) != fields.get(k))
+  if differing:
+    raise ConfigError(f'{workdir} holds checkpoints of a different model (config.'
+                      f'{", config.".join(differing)} differ); use a new --workdir or the same model.')
+
+
+def _flatten(tree, prefix=''):
+  if not isinstance(tree, dict):
+    return {prefix[:-1]: tree}
+  return {k: v for key, value in tree.items() for k, v in _flatten(value, f'{prefix}{key}.').items()}

@@ -1,0 +1,47 @@
+"""Tiny configs on a tiny procedural scene, for tests: importable, and a config file for train.py runs in a
+subprocess (the scene is passed as --config.data_dir):
+
+  python train.py --config=tests/tiny_configs.py --config.data_dir=CACHE --workdir=DIR
+  python train.py --config=tests/tiny_configs.py:ngp --config.data_dir=CACHE --workdir=DIR
+"""
+
+from configs import demo
+from jaxnerf.datasets import procedural
+
+TINY_SCENE = procedural.ProceduralSceneSpec(resolution=24, num_train=12, num_val=2, num_test=2,
+                                            supersampling=2)
+
+
+def tiny_config(scene_cache='', **train):
+  """The coarse-to-fine NeRF over a tiny hash grid (the demo's field), 20 steps of 128 rays."""
+  config = demo.get_config()
+  config.data_dir = str(scene_cache)
+  config.procedural.update(resolution=TINY_SCENE.resolution, num_train=TINY_SCENE.num_train,
+                           num_val=TINY_SCENE.num_val, num_test=TINY_SCENE.num_test,
+                           supersampling=TINY_SCENE.supersampling)
+  config.model.update(name='nerf', num_coarse_samples=16, num_fine_samples=16)
+  config.model.hash_grid.update(num_levels=6, log2_table_size=12, min_resolution=4, max_resolution=64,
+                                density_width=16, geo_features=7, color_depth=1, color_width=32,
+                                view_max_deg=2)
+  config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
+  config.train.update(train)
+  config.eval.update(every_steps=0, num_images=1, final_num_images=1, orbit_frames=0, chunk_size=256,
+                     orbit_min_size=32)
+  return config
+
+
+def tiny_ngp_config(scene_cache='', **train):
+  """The tiny scene with instant-ngp's renderer: marching through a 16^3 occupancy grid."""
+  config = tiny_config(scene_cache, **train)
+  config.model.name = 'occupancy_grid'
+  config.model.hash_grid.view_encoding = 'sh'
+  config.model.occupancy_grid.update(grid_resolution=16, step_size=0.04, march_samples_per_ray=64.0,
+                                     render_samples_per_ray=48.0, update_every=4, warmup_steps=16,
+                                     density_decay=0.8)  # Forgets the untrained field within 100 steps.
+  return config
+
+
+def get_config(preset: str = ''):
+  if preset not in ('', 'ngp'):
+    raise ValueError(f"Unknown preset {preset!r} for tests/tiny_configs.py: use '' or 'ngp'.")
+  return tiny_ngp_config() if preset == 'ngp' else tiny_config()
