@@ -1,14 +1,14 @@
 """Training batches of rays drawn from the pixels of a split.
 
-Batches are a pure function of (seed, process index, step), so a resumed run draws exactly the batches an
-uninterrupted one would have drawn.
+Batches are a pure function of (seed, step), so a resumed run draws exactly the batches an uninterrupted one
+would have drawn. Every process derives the same global batch and keeps its own contiguous share of the
+rows, so a run gives the same batches on one process or on several.
 """
 
 from typing import Dict
 
 import numpy as np
 
-from jaxnerf import camera
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import ConfigError
 
@@ -16,7 +16,7 @@ BATCHING_MODES = ('all_images', 'single_image')
 
 
 class RayBatcher:
-  """Draws batches of `batch_size` rays with their target colours.
+  """Draws this process's share of global batches of `batch_size` rays with their target colours.
 
   Modes:
     'all_images': the rays of every training image, shuffled together and visited once per epoch.
@@ -27,7 +27,7 @@ class RayBatcher:
   """
 
   def __init__(self, split: SceneSplit, batch_size: int, mode: str = 'all_images', precrop_steps: int = 0,
-               precrop_fraction: float = 0.5, seed: int = 0, process_index: int = 0):
+               precrop_fraction: float = 0.5, seed: int = 0, process_index: int = 0, process_count: int = 1):
     if mode not in BATCHING_MODES:
       raise ConfigError(f'config.batching.mode must be one of {BATCHING_MODES}, got {mode!r}.')
     if not 0 < precrop_fraction <= 1:
@@ -37,7 +37,9 @@ class RayBatcher:
     self.mode = mode
     self.precrop_steps = precrop_steps
     self.precrop_fraction = precrop_fraction
-    self._seed = (seed, process_index)
+    self._seed = (seed,)
+    rows = batch_size // process_count
+    self._rows = slice(process_index * rows, (process_index + 1) * rows)
     self._num_pixels = split.num_images * split.height * split.width
     self._epoch, self._permutation = None, None
 
@@ -53,7 +55,7 @@ class RayBatcher:
     return self._permutation
 
   def pixel_indices(self, step: int):
-    """(image, row, column) indices, each [batch_size], of the pixels of `step`'s batch."""
+    """(image, row, column) indices, each [batch_size], of the pixels of `step`'s global batch."""
     n, h, w = self.split.num_images, self.split.height, self.split.width
     if step < self.precrop_steps:
       rng = self._rng(1, step)
@@ -76,12 +78,10 @@ class RayBatcher:
     return image, pixel // w, pixel % w
 
   def batch(self, step: int) -> Dict[str, np.ndarray]:
-    """The batch of `step`: {'rays': camera.Rays with [batch_size, C] fields, 'rgb': [batch_size, 3] (on
-    the split's background), 'alpha': [batch_size, 1] (ones for images without alpha)}."""
-    image, row, col = self.pixel_indices(step)
+    """This process's rows of `step`'s batch: {'rays': camera.Rays with [rows, C] fields, 'rgb': [rows, 3]
+    (on the split's background), 'alpha': [rows, 1] (ones for images without alpha)}."""
+    image, row, col = (indices[self._rows] for indices in self.pixel_indices(step))
     split = self.split
-    rays = camera.pixels_to_rays(col, row, split.camtoworlds[image], split.focal,
-                                 (split.width / 2, split.height / 2), split.near, split.far)
-    alpha = (np.ones(self.batch_size, np.float32) if split.alphas is None
-             else split.alphas[image, row, col])
-    return {'rays': rays, 'rgb': split.images[image, row, col], 'alpha': alpha[:, None]}
+    alpha = np.ones(image.shape, np.float32) if split.alphas is None else split.alphas[image, row, col]
+    return {'rays': split.rays_of_pixels(image, row, col), 'rgb': split.images[image, row, col],
+            'alpha': alpha[:, None]}
