@@ -9,15 +9,16 @@ import numpy as np
 from jaxnerf import camera
 from jaxnerf import image_rendering
 from jaxnerf import metrics
+from jaxnerf import reporting
 from jaxnerf import visualization
 from jaxnerf.datasets.scene import SceneSplit
 
 
-def render_views(steps, variables, split: SceneSplit, indices: Sequence[int],
-                 chunk_size: int) -> List[Dict[str, np.ndarray]]:
+def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
+                 description: str = 'rendering') -> List[Dict[str, np.ndarray]]:
   """Renders the views `indices` of `split`: one {'rgb', 'depth', 'acc'} dict of [H, W, ...] per view."""
-  return [image_rendering.render_image(steps.render_rays, variables, split.rays_of_image(i), chunk_size,
-                                       steps.batch_sharding) for i in indices]
+  return [image_rendering.render_image(steps, variables, split.rays_of_image(i), chunk_size)
+          for i in reporting.progress(indices, description, unit='view')]
 
 
 def image_metrics(rendering: Dict[str, np.ndarray], target: np.ndarray) -> Dict[str, float]:
@@ -25,13 +26,14 @@ def image_metrics(rendering: Dict[str, np.ndarray], target: np.ndarray) -> Dict[
           'ssim': float(metrics.ssim(rendering['rgb'], target))}
 
 
-def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int):
+def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
+             description: str = 'evaluating'):
   """Renders views and scores them against the split's images.
 
   Returns:
     (per_image, renderings): per_image is a list of {'name', 'psnr', 'ssim'}; renderings as render_views.
   """
-  renderings = render_views(steps, variables, split, indices, chunk_size)
+  renderings = render_views(steps, variables, split, indices, chunk_size, description)
   per_image = [{'name': split.names[i] if split.names else str(i), **image_metrics(r, split.images[i])}
                for i, r in zip(indices, renderings)]
   return per_image, renderings
@@ -48,32 +50,46 @@ def visualize(rendering: Dict[str, np.ndarray], split: SceneSplit, background: f
                                                 background)}
 
 
-def write_split(out_dir, split: SceneSplit, per_image, renderings, background: float,
-                extra: Dict = None) -> Dict:
-  """Writes <name>.png and <name>_depth.png per view and metrics.json (per image and mean) to `out_dir`."""
+def split_summary(per_image: List[Dict], extra: Dict = None) -> Dict:
+  """What metrics.json holds: `extra`, the number of images, the mean and the per-image metrics."""
+  return {**(extra or {}), 'num_images': len(per_image), 'mean': mean_metrics(per_image),
+          'per_image': per_image}
+
+
+def write_split(out_dir, split: SceneSplit, summary: Dict, renderings, background: float):
+  """Writes <name>.png and <name>_depth.png per view and metrics.json (`summary`) to `out_dir`."""
   out_dir = pathlib.Path(out_dir)
-  for record, rendering in zip(per_image, renderings):
+  out_dir.mkdir(parents=True, exist_ok=True)
+  for record, rendering in zip(summary['per_image'], renderings):
     pictures = visualize(rendering, split, background)
     visualization.save_png(out_dir / f"{record['name']}.png", pictures['rgb'])
     visualization.save_png(out_dir / f"{record['name']}_depth.png", pictures['depth'])
-  summary = {**(extra or {}), 'num_images': len(per_image), 'mean': mean_metrics(per_image),
-             'per_image': per_image}
-  (out_dir / 'metrics.json').write_text(json.dumps(summary, indent=2))
-  return summary
+  tmp = out_dir / 'metrics.json.tmp'
+  tmp.write_text(json.dumps(summary, indent=2))
+  tmp.replace(out_dir / 'metrics.json')
 
 
-def render_orbit(steps, variables, split: SceneSplit, num_frames: int, chunk_size: int, background: float):
+def orbit_frame_size(split: SceneSplit, min_size: int):
+  """(width, height, focal) of orbit frames: the split's camera, scaled up so that the shorter side has at
+  least `min_size` pixels (small training images make small videos)."""
+  scale = max(1.0, min_size / min(split.width, split.height))
+  return round(split.width * scale), round(split.height * scale), split.focal * scale
+
+
+def render_orbit(steps, variables, split: SceneSplit, num_frames: int, chunk_size: int, background: float,
+                 min_size: int = 0):
   """Renders a 360-degree orbit around the origin at the cameras' median distance and elevation.
 
   Returns:
-    A list of {'rgb', 'depth'} pictures, [H, W, 3] each, at the split's resolution and focal length.
+    A list of {'rgb', 'depth'} pictures, [H, W, 3] each, with the split's field of view and at least
+    `min_size` pixels on the shorter side (`orbit_frame_size`).
   """
   poses = camera.orbit_like(split.camtoworlds, num_frames)
+  width, height, focal = orbit_frame_size(split, min_size)
   frames = []
-  for pose in poses:
-    rays = camera.image_rays(pose, split.width, split.height, split.focal, split.near, split.far)
-    rendering = image_rendering.render_image(steps.render_rays, variables, rays, chunk_size,
-                                             steps.batch_sharding)
+  for pose in reporting.progress(poses, f'rendering the orbit ({width}x{height})', unit='frame'):
+    rays = camera.image_rays(pose, width, height, focal, split.near, split.far)
+    rendering = image_rendering.render_image(steps, variables, rays, chunk_size)
     frames.append(visualize(rendering, split, background))
   return frames
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnerf import camera
+from jaxnerf import coord
 from jaxnerf import encoding
 from jaxnerf import hash_grid
 from jaxnerf import marching
@@ -147,8 +148,7 @@ class HashGridField(nn.Module):
   def density(self, points):
     """Raw density [...] (float32) at points [..., 3], and the geometry features [..., geo_features] that
     the colour network reads."""
-    box = jnp.asarray(self.scene_box, jnp.float32)
-    unit_points = (points - box[:3]) / (box[3:] - box[:3])
+    unit_points = coord.to_unit_cube(points, self.scene_box)
     features = hash_grid.encode(unit_points, self.tables, self.resolutions).astype(self.dtype)
     x = self.density_out(nn.relu(self.density_hidden(features)))
     return x[..., 0].astype(jnp.float32), x[..., 1:]
@@ -186,8 +186,7 @@ class NeRF(nn.Module):
       raw_density += self.density_noise_std * jax.random.normal(rng, raw_density.shape)
     density = density_activation(self.density_activation)(raw_density)
     if self.scene_box is not None:
-      box = jnp.asarray(self.scene_box, jnp.float32)
-      density = jnp.where(jnp.all((points >= box[:3]) & (points <= box[3:]), axis=-1), density, 0.0)
+      density = jnp.where(coord.inside_unit_cube(coord.to_unit_cube(points, self.scene_box)), density, 0.0)
     rgb = nn.sigmoid(raw_rgb) * (1 + 2 * self.rgb_padding) - self.rgb_padding
     # Inside a box the ray ends at its exit: the last sample's interval reaches it, not the paper's 1e10,
     # which would make the last sample opaque and hide the background behind haze.
@@ -264,6 +263,32 @@ class OccupancyGridNeRF(nn.Module):
   def _density(self, points):
     return self.activate_density(self.field.density(points)[0])
 
+  def _num_steps(self) -> int:
+    return marching.num_steps_for(math.dist(self.scene_box[:3], self.scene_box[3:]), self.step_size)
+
+  def _march(self, rays: Rays, offset):
+    """Steps along rays [...] through the box, starting `offset` [...] (in [0, 1)) of a step in.
+
+    Returns:
+      direction_norm [...]; s_near [...], the first step's distance along the unit viewdirs (t = s /
+      direction_norm is NeRF's depth); far [..., 1], the t where the ray leaves the box (or its far bound);
+      selected [..., num_steps], the steps before `far` that lie in occupied cells.
+    """
+    direction_norm = jnp.linalg.norm(rays.directions, axis=-1)
+    near, far = camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, self.scene_box)
+    s_near, s_far = near[..., 0] * direction_norm, far[..., 0] * direction_norm
+    s = marching.step_distances(s_near, offset, self.step_size, self._num_steps())
+    points = rays.origins[..., None, :] + s[..., None] * rays.viewdirs[..., None, :]
+    selected = (s < s_far[..., None]) & occupancy.is_occupied(
+        self.occupied.value, points, self.scene_box, self.grid_resolution)
+    return direction_norm, s_near, far, selected
+
+  def empty_rays(self, rays: Rays):
+    """Which rays [R] cross no occupied cell, as deterministic rendering marches them, and the depth they
+    are rendered at (their far t, in the box). Such a ray renders as the background, with no field call."""
+    _, _, far, selected = self._march(rays, jnp.full(rays.origins.shape[:-1], 0.5))
+    return ~jnp.any(selected, axis=-1), far[..., 0]
+
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background):
     """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
     grouped = rays.origins.ndim == 3
@@ -271,20 +296,12 @@ class OccupancyGridNeRF(nn.Module):
       rays = jax.tree.map(lambda x: x[None], rays)
     num_groups, num_rays = rays.origins.shape[:2]
     background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
-    num_steps = marching.num_steps_for(math.dist(self.scene_box[:3], self.scene_box[3:]), self.step_size)
+    num_steps = self._num_steps()
     march_capacity = max(int(num_rays * self.march_samples_per_ray), num_steps)
     render_capacity = max(int(num_rays * self.render_samples_per_ray), num_steps)
-
-    # Distances s along the unit viewdirs; t = s / |directions| is NeRF's depth.
-    direction_norm = jnp.linalg.norm(rays.directions, axis=-1)
-    near, far = camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, self.scene_box)
-    s_near, s_far = near[..., 0] * direction_norm, far[..., 0] * direction_norm
     offset = (jnp.full((num_groups, num_rays), 0.5) if rng is None
               else jax.random.uniform(rng, (num_groups, num_rays)))
-    s = marching.step_distances(s_near, offset, self.step_size, num_steps)
-    points = rays.origins[..., None, :] + s[..., None] * rays.viewdirs[..., None, :]
-    selected = (s < s_far[..., None]) & occupancy.is_occupied(
-        self.occupied.value, points, self.scene_box, self.grid_resolution)
+    direction_norm, s_near, far, selected = self._march(rays, offset)
 
     per_group = lambda fn, *args: jax.vmap(fn)(*args)
     def sample(packed):
@@ -359,12 +376,13 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
 
 
-def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
+def make_model(model_config, scene_box: Sequence[float] = (), for_rendering: bool = False) -> nn.Module:
   """Builds the renderer that `model_config` (config.model) describes, for a scene inside `scene_box`
   ((x_min, y_min, z_min, x_max, y_max, z_max); empty for unbounded sampling between near and far).
 
   config.model.name picks the renderer: 'nerf' (coarse-to-fine, `NeRF`) or 'occupancy_grid'
   (instant-ngp's marching, `OccupancyGridNeRF`, with its settings in config.model.occupancy_grid).
+  `for_rendering` gives the variant that renders images (the same variables; buffers sized for images).
   """
   if model_config.name not in ('nerf', 'occupancy_grid'):
     raise ConfigError(f"config.model.name: unknown model {model_config.name!r}; expected 'nerf' or "
@@ -387,9 +405,13 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     if model_config.field != 'hash_grid':
       raise ConfigError("config.model.name=occupancy_grid needs config.model.field='hash_grid': it measures "
                         'density on its own, which only the hash grid exposes.')
+    grid_config = dict(model_config.occupancy_grid)
+    eval_march, eval_render = (grid_config.pop(f'eval_{k}_samples_per_ray') for k in ('march', 'render'))
+    if for_rendering:
+      grid_config.update(march_samples_per_ray=eval_march, render_samples_per_ray=eval_render)
     return OccupancyGridNeRF(field=field(**field_kwargs), scene_box=scene_box,
                              density_activation=model_config.density_activation,
-                             rgb_padding=model_config.rgb_padding, **model_config.occupancy_grid)
+                             rgb_padding=model_config.rgb_padding, **grid_config)
   return NeRF(
       coarse_field=field(**field_kwargs),
       fine_field=field(**field_kwargs) if model_config.num_fine_samples > 0 else None,

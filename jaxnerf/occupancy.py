@@ -18,14 +18,15 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import coord
+
 UNMEASURED = -1.0  # The density estimate of a cell that was never measured.
 
 
 def cell_of(points, box: Sequence[float], resolution: int):
   """Cell coordinates [..., 3] int32 of points [..., 3], and whether each point is inside the box [...]."""
-  box = jnp.asarray(box, jnp.float32)
-  unit = (points - box[:3]) / (box[3:] - box[:3])
-  inside = jnp.all((unit >= 0.0) & (unit <= 1.0), axis=-1)
+  unit = coord.to_unit_cube(points, box)
+  inside = coord.inside_unit_cube(unit)
   cell = jnp.clip(jnp.floor(unit * resolution), 0, resolution - 1).astype(jnp.int32)
   return cell, inside
 
@@ -51,10 +52,8 @@ def is_occupied(occupied, points, box: Sequence[float], resolution: int):
 
 def random_points_in_cells(key, cell_index, box: Sequence[float], resolution: int):
   """One uniformly random point [..., 3] inside each cell of flat indices cell_index [...]."""
-  box = jnp.asarray(box, jnp.float32)
   offset = jax.random.uniform(key, cell_index.shape + (3,))
-  unit = (unflatten_index(cell_index, resolution) + offset) / resolution
-  return box[:3] + unit * (box[3:] - box[:3])
+  return coord.from_unit_cube((unflatten_index(cell_index, resolution) + offset) / resolution, box)
 
 
 def cells_to_update(key, occupied, num_uniform: int, num_occupied: int):

@@ -1,60 +1,117 @@
-"""Rendering from a training workdir (what render.py runs): restore, render, write files and metrics."""
+"""Rendering from a training workdir (what render.py runs): restore, render, write files and metrics.
 
+Outputs go to <workdir>/render/<scene>/<split>_<step>/ or .../orbit_<step>/, where <scene> names the scene
+directory rendered, so renders of other scenes (--data_dir) never overwrite those of the training scene.
+"""
+
+import hashlib
 import pathlib
 import time
 from typing import Dict, Optional
 
 import jax
 
+from jaxnerf import checkpoints
+from jaxnerf import config_checks
 from jaxnerf import datasets
 from jaxnerf import evaluation
-from jaxnerf import parallel
-from jaxnerf import trainer
+from jaxnerf import experiment as experiment_lib
+from jaxnerf import reporting
+from jaxnerf.errors import CheckpointError
+from jaxnerf.errors import ConfigError
+
+
+def newest_workdir(root='runs') -> pathlib.Path:
+  """The workdir under `root` whose newest checkpoint is the most recent."""
+  candidates = {}
+  for config_file in pathlib.Path(root).glob(f'*/{checkpoints.CONFIG_FILE}'):
+    steps = [p for p in (config_file.parent / checkpoints.CHECKPOINTS_DIR).glob('*') if p.name.isdigit()]
+    if steps:
+      candidates[config_file.parent] = max(p.stat().st_mtime for p in steps)
+  if not candidates:
+    raise CheckpointError(f'No trained workdir under {root}/ (none holds a checkpoint): train first '
+                          '(python train.py) or pass --workdir.')
+  return max(candidates, key=candidates.get)
 
 
 def _restore(workdir, chunk_size: Optional[int]):
-  config, experiment, state = trainer.restore_model(workdir)
+  config, experiment, state = experiment_lib.restore_model(workdir)
   chunk_size = chunk_size or config.eval.chunk_size
-  parallel.check_divisible(chunk_size, '--chunk_size')
+  if chunk_size <= 0:
+    raise ConfigError(f'--chunk_size={chunk_size}: expected a positive number of rays.')
+  config_checks.check_divisible(chunk_size, '--chunk_size')
   return config, experiment, state, chunk_size
 
 
-def render_split(workdir, split_name: str, data_dir: Optional[str] = None, limit: int = -1,
+def _scene_label(config, data_dir: Optional[str]) -> str:
+  """The scene directory's name; with the training scene's name but another directory, a hash of its path
+  is added, so that the two never share an output folder."""
+  training_dir = datasets.scene_directory(config, generate=False).resolve()
+  scene_dir = pathlib.Path(data_dir).resolve() if data_dir else training_dir
+  if scene_dir != training_dir and scene_dir.name == training_dir.name:
+    return f'{scene_dir.name}-{hashlib.sha256(str(scene_dir).encode()).hexdigest()[:6]}'
+  return scene_dir.name
+
+
+def _split_to_render(config, split_name: Optional[str], data_dir: Optional[str]) -> str:
+  """`split_name`, or by default 'test' where the scene has a test split and 'val' where it has not."""
+  if split_name:
+    return split_name
+  if datasets.has_split(config, 'test', data_dir):
+    return 'test'
+  reporting.message('The scene has no test split: rendering the val split.')
+  return 'val'
+
+
+def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[str] = None, limit: int = -1,
                  chunk_size: Optional[int] = None) -> Dict:
-  """Renders every image of a split to <workdir>/render/<split>_<step>/ and scores it.
+  """Renders every image of a split (default: test, else val) to <workdir>/render/<scene>/<split>_<step>/
+  and scores it.
 
   Returns:
-    The metrics written to metrics.json: {'step', 'split', 'mean': {'psnr', 'ssim'}, 'per_image': [...]}.
+    The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
+    without the per-image list, and 'out_dir'.
   """
   config, experiment, state, chunk_size = _restore(workdir, chunk_size)
+  split_name = _split_to_render(config, split_name, data_dir)
   split = datasets.load_split(config, split_name, data_dir)
   step = int(jax.device_get(state.step))
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
   start = time.perf_counter()
-  per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, split, indices, chunk_size)
+  per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, split, indices, chunk_size,
+                                              description=f'rendering the {split_name} split')
   seconds = time.perf_counter() - start
-  out_dir = pathlib.Path(workdir) / 'render' / f'{split_name}_{step}'
-  extra = {'step': step, 'split': split_name, 'seconds': seconds,
-           'rays_per_second': len(indices) * split.height * split.width / seconds}
-  summary = evaluation.write_split(out_dir, split, per_image, renderings, experiment.background,
-                                   extra)
+  out_dir = pathlib.Path(workdir) / 'render' / _scene_label(config, data_dir) / f'{split_name}_{step}'
+  summary = evaluation.split_summary(per_image, {
+      'step': step, 'split': split_name,
+      'scene_dir': str(pathlib.Path(data_dir) if data_dir else datasets.scene_directory(config)),
+      'seconds': seconds, 'rays_per_second': len(indices) * split.height * split.width / seconds})
+  if jax.process_index() == 0:
+    evaluation.write_split(out_dir, split, summary, renderings, experiment.background)
   return {k: v for k, v in summary.items() if k != 'per_image'} | {'out_dir': str(out_dir)}
 
 
 def render_orbit_video(workdir, num_frames: int, fps: int, data_dir: Optional[str] = None,
-                       chunk_size: Optional[int] = None) -> Dict:
-  """Renders a 360-degree orbit to <workdir>/render/orbit_<step>/orbit{,_depth}.{gif,mp4}.
+                       chunk_size: Optional[int] = None, min_size: Optional[int] = None) -> Dict:
+  """Renders a 360-degree orbit to <workdir>/render/<scene>/orbit_<step>/orbit{,_depth}.{gif,mp4}.
 
   The orbit circles the origin at the median distance and elevation of the training cameras, with the
-  training images' focal length and size.
+  training images' field of view, at least `min_size` pixels on the shorter side (default: the config's
+  eval.orbit_min_size).
   """
   config, experiment, state, chunk_size = _restore(workdir, chunk_size)
+  if num_frames <= 0 or fps <= 0:
+    raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
   train_split = datasets.load_split(config, 'train', data_dir)
   step = int(jax.device_get(state.step))
   start = time.perf_counter()
+  min_size = config.eval.orbit_min_size if min_size is None else min_size
   frames = evaluation.render_orbit(experiment.steps, state.variables, train_split, num_frames, chunk_size,
-                                   experiment.background)
+                                   experiment.background, min_size)
   seconds = time.perf_counter() - start
-  out_dir = pathlib.Path(workdir) / 'render' / f'orbit_{step}'
-  paths = evaluation.write_orbit(out_dir, frames, fps, formats=('gif', 'mp4'))
-  return {'step': step, 'frames': num_frames, 'seconds': seconds, 'files': [str(p) for p in paths]}
+  out_dir = pathlib.Path(workdir) / 'render' / _scene_label(config, data_dir) / f'orbit_{step}'
+  paths = []
+  if jax.process_index() == 0:
+    paths = evaluation.write_orbit(out_dir, frames, fps, formats=('gif', 'mp4'))
+  return {'step': step, 'frames': num_frames, 'size': list(frames[0]['rgb'].shape[1::-1]),
+          'seconds': seconds, 'files': [str(p) for p in paths]}

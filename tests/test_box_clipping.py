@@ -230,7 +230,9 @@ def test_trunc_exp():
   np.testing.assert_allclose(tangent, 2.0 * expected, rtol=1e-6)
   grad_composed = jax.grad(lambda y: jnp.sum(models.trunc_exp(3.0 * y)))(jnp.array([1.0, 10.0]))
   np.testing.assert_allclose(grad_composed, 3.0 * np.exp([3.0, 15.0]), rtol=1e-6)
-  assert models.DENSITY_ACTIVATIONS['trunc_exp'] is models.trunc_exp
+  # The config name 'trunc_exp' selects this activation: its gradient is truncated too.
+  activation = models.density_activation('trunc_exp')
+  np.testing.assert_allclose(jax.vmap(jax.grad(activation))(x), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize('name', ['nerf', 'occupancy_grid'])

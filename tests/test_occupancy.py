@@ -198,6 +198,14 @@ def test_grid_updates_every_n_steps_and_sweeps_all_cells_in_warm_up():
   assert bool(jnp.all(occupied[256:]))
 
 
+def _image_steps(model, mesh, probe: bool):
+  """What image_rendering.render_image needs of steps.CompiledSteps, for `model` on `mesh`."""
+  render_rays = jax.jit(steps.make_render_rays(model, jnp.ones(3), mesh.size))
+  probe_rays = jax.jit(steps.make_probe_rays(model, jnp.ones(3))) if probe else None
+  return steps.CompiledSteps(None, render_rays, probe_rays, parallel.batch_sharded(mesh),
+                             parallel.replicated(mesh))
+
+
 def test_image_renderer_re_renders_rays_that_overflowed():
   """Rendering with buffers too small for a chunk gives the same image as with ample buffers."""
   rays = jax.tree.map(lambda x: x.reshape((8, 8) + x.shape[1:]), _rays(64, seed=4))
@@ -208,8 +216,36 @@ def test_image_renderer_re_renders_rays_that_overflowed():
                                      march_samples_per_ray=samples_per_ray,
                                      render_samples_per_ray=samples_per_ray)
     variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
-    render_rays = jax.jit(steps.make_render_rays(model, jnp.ones(3), mesh.size))
-    images.append(image_rendering.render_image(render_rays, variables, rays, 16,
-                                               parallel.batch_sharded(mesh)))
+    images.append(image_rendering.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16))
   chex.assert_trees_all_close(images[1], images[0], atol=1e-5)
   assert images[0]['acc'].max() > 0.5 and images[0]['acc'].min() < 0.01  # Ball and empty space.
+
+
+def test_image_renderer_gives_rays_through_empty_cells_the_background_without_rendering_them():
+  resolution = 16
+  model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, step_size=0.02, grid_resolution=16,
+                                   march_samples_per_ray=400.0, render_samples_per_ray=400.0)
+  variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
+  # Only the cells near the ball are occupied.
+  centres = occupancy.random_points_in_cells(jax.random.key(0), jnp.arange(resolution**3), BOX, resolution)
+  near_ball = jnp.linalg.norm(centres - jnp.array([0.2, -0.3, 2.1]), axis=-1) < 0.5 + 0.4  # Cell diagonal: 0.375.
+  variables = {**variables, 'occupancy': {**variables['occupancy'], 'occupied': near_ball}}
+  # A 10x10 image from (0, 0, -2) spanning the box's far face: some rays pass far from the ball.
+  x, y = np.meshgrid(np.linspace(-0.95, 0.95, 10), np.linspace(-1.9, 1.9, 10))
+  targets = np.stack([x, y, np.full((10, 10), 4.0)], -1).astype(np.float32)
+  directions = (targets - [0.0, 0.0, -2.0]) / 6.0
+  rays = Rays(jnp.broadcast_to(jnp.array([0.0, 0.0, -2.0]), directions.shape), jnp.asarray(directions),
+              jnp.asarray(directions / np.linalg.norm(directions, axis=-1, keepdims=True)),
+              jnp.full((10, 10, 1), 1.0), jnp.full((10, 10, 1), 8.0))
+  mesh = parallel.make_mesh()
+  rendered_rays = []
+  with_probe = _image_steps(model, mesh, probe=True)
+  counting = with_probe._replace(render_rays=lambda v, r: rendered_rays.append(1) or with_probe.render_rays(v, r))
+  probed = image_rendering.render_image(counting, variables, rays, 16)
+  plain = image_rendering.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16)
+  chex.assert_trees_all_close(probed, plain, atol=1e-6)  # The same image, depth included...
+  empty, _ = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays), method=model.empty_rays)
+  empty = np.asarray(empty)
+  assert 10 < empty.sum() < 90, empty.sum()
+  np.testing.assert_array_equal(np.asarray(plain['acc']).reshape(-1)[empty], 0.0)
+  assert len(rendered_rays) == -(-int((~empty).sum()) // 16) < -(-100 // 16)  # ...from fewer chunks.
