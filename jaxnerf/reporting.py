@@ -1,32 +1,70 @@
-"""Reporting a run: metrics as JSON lines and TensorBoard events in the workdir, and a progress bar.
+"""Reporting a run: metrics as JSON lines and TensorBoard events in the workdir (and to Weights & Biases when
+asked), and progress bars.
 
-Only process 0 writes; the others get writers that do nothing.
+Only process 0 writes or shows anything; the others get writers and bars that do nothing.
 """
 
 import json
 import pathlib
+import sys
 import time
-from typing import Dict
+from typing import Dict, Iterable, Optional
 
 import jax
 import numpy as np
 
+from jaxnerf.errors import ConfigError
+
 METRICS_FILE = 'metrics.jsonl'
+WANDB_ID_FILE = 'wandb_run_id'
+
+
+def _parse_records(text: str):
+  """The complete JSON records of metrics.jsonl text; a line cut short by a crash is skipped."""
+  records = []
+  for line in text.splitlines():
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      continue
+  return records
+
+
+def read_metrics(workdir):
+  """All records of workdir/metrics.jsonl, oldest first."""
+  path = pathlib.Path(workdir) / METRICS_FILE
+  return _parse_records(path.read_text()) if path.exists() else []
 
 
 class MetricsWriter:
   """Appends {'step', 'split', 'wall_time', metrics...} records to workdir/metrics.jsonl and mirrors
-  scalars and images to TensorBoard event files in workdir/tensorboard."""
+  scalars and images to TensorBoard event files in workdir/tensorboard, and to Weights & Biases when
+  `wandb_project` is set.
 
-  def __init__(self, workdir, enable_tensorboard: bool = True):
+  A run that starts at `start_step` (0, or the step of the checkpoint it resumes from) first drops the
+  records of later steps, which came from training that no checkpoint kept, so that every step is recorded
+  once however often the run was interrupted.
+  """
+
+  def __init__(self, workdir, start_step: int = 0, enable_tensorboard: bool = True, wandb_project: str = '',
+               config=None):
     self._active = jax.process_index() == 0
     self._path = pathlib.Path(workdir) / METRICS_FILE
     self._tensorboard = None
-    if self._active:
-      self._path.parent.mkdir(parents=True, exist_ok=True)
-      if enable_tensorboard:
-        from tensorboardX import SummaryWriter  # Imported here: it is slow to import.
-        self._tensorboard = SummaryWriter(str(self._path.parent / 'tensorboard'))
+    self._wandb = None
+    if not self._active:
+      return
+    self._path.parent.mkdir(parents=True, exist_ok=True)
+    if self._path.exists():
+      kept = [r for r in _parse_records(self._path.read_text()) if r.get('step', 0) <= start_step]
+      tmp = self._path.with_suffix('.jsonl.tmp')
+      tmp.write_text(''.join(json.dumps(r) + '\n' for r in kept))
+      tmp.replace(self._path)
+    if enable_tensorboard:
+      from tensorboardX import SummaryWriter  # Imported here: it is slow to import.
+      self._tensorboard = SummaryWriter(str(self._path.parent / 'tensorboard'), purge_step=start_step + 1)
+    if wandb_project:
+      self._wandb = _start_wandb(wandb_project, self._path.parent, config)
 
   def write_scalars(self, step: int, split: str, scalars: Dict[str, float]):
     if not self._active:
@@ -38,60 +76,111 @@ class MetricsWriter:
     if self._tensorboard is not None:
       for name, value in scalars.items():
         self._tensorboard.add_scalar(f'{split}/{name}', value, step)
+    if self._wandb is not None:
+      self._wandb.log({f'{split}/{name}': value for name, value in scalars.items()}, step=int(step))
 
   def write_images(self, step: int, split: str, images: Dict[str, np.ndarray]):
-    """Images [H, W, 3] in [0, 1], to TensorBoard only."""
+    """Images [H, W, 3] in [0, 1], to TensorBoard and W&B only."""
+    images = {name: np.clip(image, 0, 1) for name, image in images.items()}
     if self._tensorboard is not None:
       for name, image in images.items():
-        self._tensorboard.add_image(f'{split}/{name}', np.clip(image, 0, 1), step, dataformats='HWC')
-
-  def flush(self):
-    if self._tensorboard is not None:
-      self._tensorboard.flush()
+        self._tensorboard.add_image(f'{split}/{name}', image, step, dataformats='HWC')
+    if self._wandb is not None:
+      import wandb
+      self._wandb.log({f'{split}/{name}': wandb.Image(image) for name, image in images.items()}, step=int(step))
 
   def close(self):
     if self._tensorboard is not None:
       self._tensorboard.close()
+    if self._wandb is not None:
+      self._wandb.finish()
 
 
-def read_metrics(workdir):
-  """All records of workdir/metrics.jsonl, oldest first."""
-  path = pathlib.Path(workdir) / METRICS_FILE
-  if not path.exists():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def check_wandb_available(project: str):
+  """Raises ConfigError if W&B logging is asked for but the wandb package is missing."""
+  if not project:
+    return
+  try:
+    import wandb  # pylint: disable=unused-import
+  except ImportError:
+    raise ConfigError(f'config.train.wandb_project={project!r} needs the wandb package: pip install wandb '
+                      '(set WANDB_MODE=offline to log without a network; `wandb sync` uploads later).') from None
+
+
+def _start_wandb(project: str, workdir: pathlib.Path, config):
+  """A W&B run for the workdir; a resumed workdir continues the same run (its id is kept in the workdir)."""
+  import wandb
+  id_file = workdir / WANDB_ID_FILE
+  run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+  id_file.write_text(run_id)
+  return wandb.init(project=project, id=run_id, resume='allow', dir=str(workdir), name=workdir.name,
+                    config=config.to_dict() if config is not None else None)
+
+
+def progress(iterable: Iterable, description: str, total: Optional[int] = None, unit: str = 'it'):
+  """`iterable`, with a progress bar on stderr in process 0 (for jobs that take more than a few seconds)."""
+  from tqdm import tqdm
+  return tqdm(iterable, desc=description, total=total, unit=unit, dynamic_ncols=True, file=sys.stderr,
+              disable=jax.process_index() != 0, mininterval=1.0, leave=False)
+
+
+def message(text: str):
+  """Prints a line in process 0 only, between progress bars."""
+  if jax.process_index() == 0:
+    from tqdm import tqdm
+    tqdm.write(text, file=sys.stderr)
 
 
 class ProgressBar:
-  """A tqdm bar over training steps showing loss, PSNR, rays/s and the ETA.
+  """A bar over training steps showing loss, PSNR, training rays/s, the learning rate and the time left.
 
-  `advance` moves it every step (tqdm redraws at most once a second); `update` also shows the metrics of a
-  log interval.
+  Rates and the time left come from training time alone (compilation, validation and checkpointing
+  excluded). `advance` moves the bar every step; `update` shows the metrics of a log interval.
   """
 
   def __init__(self, start_step: int, num_steps: int, rays_per_step: int):
     from tqdm import tqdm
-    self._bar = tqdm(total=num_steps, initial=start_step, unit='step', dynamic_ncols=True,
-                     disable=jax.process_index() != 0, mininterval=1.0, smoothing=0.1)
+    self._bar = tqdm(total=num_steps, initial=start_step, unit='step', dynamic_ncols=True, file=sys.stderr,
+                     disable=jax.process_index() != 0, mininterval=1.0,
+                     bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{postfix}]')
     self._rays_per_step = rays_per_step
-    self._last = (start_step, time.perf_counter())
+    self._last = None  # (step, train_seconds) at the last update.
 
   def advance(self):
     self._bar.update(1)
 
-  def update(self, step: int, metrics: Dict[str, float]):
-    last_step, last_time = self._last
-    now = time.perf_counter()
-    rays_per_second = (step - last_step) * self._rays_per_step / max(now - last_time, 1e-9)
-    self._last = (step, now)
-    self._bar.set_postfix(loss=f"{metrics['loss']:.4g}", psnr=f"{metrics['psnr']:.2f}",
-                          rays_per_s=f'{rays_per_second:,.0f}', refresh=False)
+  def set_total(self, num_steps: int):
+    """The step at which training is now expected to end (a time budget can move it)."""
+    if num_steps != self._bar.total:
+      self._bar.total = num_steps
+      self._bar.refresh()
+
+  def update(self, step: int, metrics: Dict[str, float], train_seconds: float,
+             seconds_left: Optional[float]) -> Optional[float]:
+    """Shows `metrics` at `step`; returns the training rays/s since the previous update (None at the first
+    update of a run, when there is no interval to measure)."""
+    rays_per_second = None
+    if self._last is not None and train_seconds > self._last[1]:
+      rays_per_second = (step - self._last[0]) * self._rays_per_step / (train_seconds - self._last[1])
+    self._last = (step, train_seconds)
+    postfix = {'loss': f"{metrics['loss']:.4g}", 'psnr': f"{metrics['psnr']:.2f}",
+               'lr': f"{metrics['learning_rate']:.2g}"}
+    if rays_per_second is not None:
+      postfix['rays/s'] = f'{rays_per_second:,.0f}'
+    if seconds_left is not None:
+      postfix['left'] = time.strftime('%H:%M:%S', time.gmtime(max(seconds_left, 0.0)))
+    self._bar.set_postfix(postfix, refresh=False)
     self._bar.update(step - self._bar.n)
     self._bar.refresh()
     return rays_per_second
 
-  def write(self, message: str):
-    self._bar.write(message)
+  def start(self, step: int, train_seconds: float):
+    """Starts measuring rates from `step` (after compilation)."""
+    self._last = (step, train_seconds)
+
+  def write(self, text: str):
+    if jax.process_index() == 0:
+      self._bar.write(text, file=sys.stderr)
 
   def close(self):
     self._bar.close()
