@@ -19,7 +19,7 @@ from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.tiny_configs import tiny_config
 
-NUM_STEPS = 80
+NUM_STEPS = 50
 TRAIN = dict(num_steps=NUM_STEPS, checkpoint_every=3, log_every=3)
 
 

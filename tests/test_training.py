@@ -245,7 +245,7 @@ def test_mixed_precision_keeps_float32_parameters_and_finite_loss(scene_cache, f
 def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path):
   """instant-ngp's renderer learns the tiny scene, empties the grid where the scene is empty, checkpoints
   the grid with the parameters, and render.py's functions reproduce the final evaluation."""
-  config = tiny_ngp_config(scene_cache, num_steps=300, log_every=10, checkpoint_every=1000, batch_size=256)
+  config = tiny_ngp_config(scene_cache, num_steps=200, log_every=10, checkpoint_every=1000, batch_size=256)
   # Validation after the first step gives the starting PSNR.
   config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, orbit_frames=0)
   summary = trainer.train_and_evaluate(config, tmp_path)
