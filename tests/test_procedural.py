@@ -8,65 +8,10 @@ from PIL import Image
 
 from jaxnerf import camera
 from jaxnerf.datasets import procedural
+from jaxnerf.datasets import raytracing as rt
 
 TINY = procedural.ProceduralSceneSpec(resolution=24, num_train=3, num_val=2, num_test=2, supersampling=2)
 VIEW = camera.spherical_pose(35.0, 40.0, 4.0)
-
-
-def _rays(origins, directions):
-  return np.atleast_2d(np.asarray(origins, float)), np.atleast_2d(np.asarray(directions, float))
-
-
-# Known answers for single rays against each primitive, in its local frame.
-
-
-@pytest.mark.parametrize('origin, direction, expected_t, expected_normal', [
-    ((0, 0, 5), (0, 0, -1), 4.5, (0, 0, 1)),  # Straight down onto the top.
-    ((0, 0, 5), (0, 0, -2), 2.25, (0, 0, 1)),  # t scales with 1 / |direction|.
-    ((3, 0.2, 0), (-1, 0, 0), 2.5, (1, 0, 0)),  # Hits the +x face.
-    ((0, 0, 0), (0, 1, 0), 0.5, (0, 1, 0)),  # From inside: the exit point.
-    ((3, 3, 0), (-1, 0, 0), np.inf, None),  # Passes beside it.
-])
-def test_intersect_box(origin, direction, expected_t, expected_normal):
-  hit = procedural.intersect_box(*_rays(origin, direction), (0.5, 0.5, 0.5), t_min=1e-6)
-  np.testing.assert_allclose(hit.t, [expected_t])
-  if expected_normal is not None:
-    np.testing.assert_allclose(hit.normal[0], expected_normal)
-
-
-@pytest.mark.parametrize('origin, direction, expected_t, expected_normal', [
-    ((0, 0, 5), (0, 0, -1), 4.0, (0, 0, 1)),  # Top cap.
-    ((0, 0, -5), (0, 0, 1), 4.0, (0, 0, -1)),  # Bottom cap.
-    ((3, 0, 0.5), (-1, 0, 0), 2.5, (1, 0, 0)),  # Side wall.
-    ((3, 0, 1.5), (-1, 0, 0), np.inf, None),  # Above the top.
-    ((0.6, 0, 5), (0, 0, -1), np.inf, None),  # Parallel to the axis, outside.
-])
-def test_intersect_cylinder(origin, direction, expected_t, expected_normal):
-  hit = procedural.intersect_cylinder(*_rays(origin, direction), 0.5, 1.0, t_min=1e-6)
-  np.testing.assert_allclose(hit.t, [expected_t])
-  if expected_normal is not None:
-    np.testing.assert_allclose(hit.normal[0], expected_normal, atol=1e-12)
-
-
-@pytest.mark.parametrize('origin, direction, expected_t, expected_normal', [
-    ((1.0, 0, 5), (0, 0, -1), 4.75, (0, 0, 1)),  # Onto the top of the tube.
-    ((0, 0, 5), (0, 0, -1), np.inf, None),  # Down the hole.
-    ((-5, 0, 0), (1, 0, 0), 3.75, (-1, 0, 0)),  # Side on: the outer rim, not the far side.
-    ((0, 0, 0), (1, 0, 0), 0.75, (-1, 0, 0)),  # From the hole: the inner rim.
-    ((-5, 0, 0.3), (1, 0, 0), np.inf, None),  # Above the ring.
-])
-def test_intersect_torus(origin, direction, expected_t, expected_normal):
-  hit = procedural.intersect_torus(*_rays(origin, direction), 1.0, 0.25, t_min=1e-6)
-  np.testing.assert_allclose(hit.t, [expected_t], rtol=1e-9)
-  if expected_normal is not None:
-    np.testing.assert_allclose(hit.normal[0], expected_normal, atol=1e-9)
-
-
-def test_intersect_sphere_from_outside_and_inside():
-  origins, directions = _rays([(0, 0, 3), (0, 0, 0)], [(0, 0, -1), (1, 0, 0)])
-  hit = procedural.intersect_sphere(origins, directions, 0.5, t_min=1e-6)
-  np.testing.assert_allclose(hit.t, [2.5, 0.5])
-  np.testing.assert_allclose(hit.normal, [(0, 0, 1), (1, 0, 0)])
 
 
 # Depth and alpha of rendered views, checked against a brute-force march written independently.
@@ -78,14 +23,14 @@ def _surface_residuals(points):
   for obj in procedural.DEFAULT_OBJECTS:
     p = obj.to_local(points)
     shape = obj.shape
-    if isinstance(shape, procedural.Sphere):
+    if isinstance(shape, rt.Sphere):
       residuals.append(np.linalg.norm(p, axis=-1) - shape.radius)
-    elif isinstance(shape, procedural.Box):
+    elif isinstance(shape, rt.Box):
       residuals.append(np.max(np.abs(p) - np.asarray(shape.half_extents), axis=-1))
-    elif isinstance(shape, procedural.Cylinder):
+    elif isinstance(shape, rt.Cylinder):
       residuals.append(np.maximum(np.hypot(p[:, 0], p[:, 1]) - shape.radius,
                                   np.abs(p[:, 2]) - shape.half_height))
-    elif isinstance(shape, procedural.Torus):
+    elif isinstance(shape, rt.Torus):
       tube = np.hypot(np.hypot(p[:, 0], p[:, 1]) - shape.major_radius, p[:, 2])
       residuals.append(tube - shape.minor_radius)
     else:
@@ -159,28 +104,13 @@ def test_alpha_is_coverage(tiny_view):
 # View dependence.
 
 
-def test_shade_is_view_dependent_only_when_specular():
-  albedo, normal = np.array([[0.8, 0.1, 0.1]]), np.array([[0.0, 0.0, 1.0]])
-  key = np.asarray(procedural.LIGHTING.key_direction)
-  mirror_view = key * [1, 1, -1]  # Looking along the key light's reflection: the highlight's peak.
-  other_view = np.array([0.6, 0.0, -0.8])
-  views = [mirror_view[None], other_view[None]]
-  glossy = [procedural.shade(albedo, normal, v, np.ones(1), 0.8, 60.0) for v in views]
-  matte = [procedural.shade(albedo, normal, v, np.ones(1), 0.0, 60.0) for v in views]
-  assert np.max(np.abs(glossy[0] - glossy[1])) > 0.1
-  np.testing.assert_allclose(matte[0], matte[1])
-  # In shadow, there is no highlight.
-  np.testing.assert_allclose(procedural.shade(albedo, normal, views[0], np.zeros(1), 0.8, 60.0),
-                             procedural.shade(albedo, normal, views[0], np.zeros(1), 0.0, 60.0))
-
-
 def _colours_of_point_from(point, azimuths_deg, elevation_deg=70.0):
   """Traces rays from two directions at one world point; returns colours and the hit objects' names."""
   az, el = np.deg2rad(azimuths_deg), np.deg2rad(elevation_deg)
   towards_camera = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
                              np.full_like(az, np.sin(el))], axis=-1)
   origins = point + 3.0 * towards_camera
-  colours, t = procedural.trace_colours(procedural.DEFAULT_OBJECTS, origins, -towards_camera)
+  colours, t = rt.trace_colours(procedural.DEFAULT_OBJECTS, origins, -towards_camera)
   np.testing.assert_allclose(t, 3.0, atol=1e-9)
   return colours
 
@@ -191,8 +121,8 @@ def _top_of(name):
 
 
 def test_glossy_ball_colour_depends_on_view_and_matte_does_not():
-  key_azimuth = np.rad2deg(np.arctan2(procedural.LIGHTING.key_direction[1],
-                                      procedural.LIGHTING.key_direction[0]))
+  key_azimuth = np.rad2deg(np.arctan2(rt.LIGHTING.key_direction[1],
+                                      rt.LIGHTING.key_direction[0]))
   azimuths = np.array([key_azimuth + 180.0, key_azimuth])  # Seeing the highlight, then not.
   glossy = _colours_of_point_from(_top_of('glossy_ball'), azimuths)
   assert np.max(np.abs(glossy[0] - glossy[1])) > 0.1
