@@ -24,7 +24,6 @@ class Experiment:
 
   model: models.NeRF
   optimizer: object
-  mesh: jax.sharding.Mesh
   steps: steps_lib.CompiledSteps
   background: float  # Grey level behind the scene (1 white, 0 black).
   num_steps: int  # The length of training that the learning-rate schedule is laid over at first.
@@ -33,15 +32,13 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
   model = models.make_model(config.model, config.scene_box)
-  render_model = models.make_model(config.model, config.scene_box, for_rendering=True)
   schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
   optimizer = train_state_lib.make_optimizer(config.optim)
   mesh = parallel.make_mesh(devices)
   background = 1.0 if config.white_background else 0.0
   steps = steps_lib.compile_steps(model, optimizer, schedule, mesh, jnp.full(3, background),
-                                  config.optim.coarse_loss_weight, config.train.random_background,
-                                  render_model)
-  return Experiment(model, optimizer, mesh, steps, background, config.train.num_steps)
+                                  config.optim.coarse_loss_weight, config.train.random_background)
+  return Experiment(model, optimizer, steps, background, config.train.num_steps)
 
 
 def _example_rays(batch_size: int = 1) -> camera.Rays:

@@ -241,6 +241,10 @@ class OccupancyGridNeRF(nn.Module):
   step_size: float = 0.01
   march_samples_per_ray: float = 64.0
   render_samples_per_ray: float = 24.0
+  # The same when rendering images (rng None; None: as in training). Rays that cross only empty cells are
+  # not rendered there, so the rays that are need more slots than a training batch's average.
+  eval_march_samples_per_ray: Optional[float] = None
+  eval_render_samples_per_ray: Optional[float] = None
   min_transmittance: float = 1e-4
   density_activation: str = 'trunc_exp'
   rgb_padding: float = 0.0
@@ -297,8 +301,12 @@ class OccupancyGridNeRF(nn.Module):
     num_groups, num_rays = rays.origins.shape[:2]
     background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
     num_steps = self._num_steps()
-    march_capacity = max(int(num_rays * self.march_samples_per_ray), num_steps)
-    render_capacity = max(int(num_rays * self.render_samples_per_ray), num_steps)
+    march_per_ray, render_per_ray = self.march_samples_per_ray, self.render_samples_per_ray
+    if rng is None:  # Rendering images.
+      march_per_ray = self.eval_march_samples_per_ray or march_per_ray
+      render_per_ray = self.eval_render_samples_per_ray or render_per_ray
+    march_capacity = max(int(num_rays * march_per_ray), num_steps)
+    render_capacity = max(int(num_rays * render_per_ray), num_steps)
     offset = (jnp.full((num_groups, num_rays), 0.5) if rng is None
               else jax.random.uniform(rng, (num_groups, num_rays)))
     direction_norm, s_near, far, selected = self._march(rays, offset)
@@ -376,13 +384,12 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
 
 
-def make_model(model_config, scene_box: Sequence[float] = (), for_rendering: bool = False) -> nn.Module:
+def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
   """Builds the renderer that `model_config` (config.model) describes, for a scene inside `scene_box`
   ((x_min, y_min, z_min, x_max, y_max, z_max); empty for unbounded sampling between near and far).
 
   config.model.name picks the renderer: 'nerf' (coarse-to-fine, `NeRF`) or 'occupancy_grid'
   (instant-ngp's marching, `OccupancyGridNeRF`, with its settings in config.model.occupancy_grid).
-  `for_rendering` gives the variant that renders images (the same variables; buffers sized for images).
   """
   if model_config.name not in ('nerf', 'occupancy_grid'):
     raise ConfigError(f"config.model.name: unknown model {model_config.name!r}; expected 'nerf' or "
@@ -405,13 +412,9 @@ def make_model(model_config, scene_box: Sequence[float] = (), for_rendering: boo
     if model_config.field != 'hash_grid':
       raise ConfigError("config.model.name=occupancy_grid needs config.model.field='hash_grid': it measures "
                         'density on its own, which only the hash grid exposes.')
-    grid_config = dict(model_config.occupancy_grid)
-    eval_march, eval_render = (grid_config.pop(f'eval_{k}_samples_per_ray') for k in ('march', 'render'))
-    if for_rendering:
-      grid_config.update(march_samples_per_ray=eval_march, render_samples_per_ray=eval_render)
     return OccupancyGridNeRF(field=field(**field_kwargs), scene_box=scene_box,
                              density_activation=model_config.density_activation,
-                             rgb_padding=model_config.rgb_padding, **grid_config)
+                             rgb_padding=model_config.rgb_padding, **model_config.occupancy_grid)
   return NeRF(
       coarse_field=field(**field_kwargs),
       fine_field=field(**field_kwargs) if model_config.num_fine_samples > 0 else None,

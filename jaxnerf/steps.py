@@ -144,12 +144,8 @@ class CompiledSteps(NamedTuple):
 
 
 def compile_steps(model, optimizer, schedule, mesh, background, coarse_loss_weight: float,
-                  random_background: bool = False, render_model=None) -> CompiledSteps:
-  """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'.
-
-  Images are rendered with `render_model` (default: `model`), a variant with the same variables.
-  """
-  render_model = render_model or model
+                  random_background: bool = False) -> CompiledSteps:
+  """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'."""
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharded(mesh)
   background = jnp.asarray(background, jnp.float32)
@@ -158,10 +154,10 @@ def compile_steps(model, optimizer, schedule, mesh, background, coarse_loss_weig
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,))
-  render_rays = jax.jit(make_render_rays(render_model, background, mesh.size),
+  render_rays = jax.jit(make_render_rays(model, background, mesh.size),
                         in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
   probe_rays = None
-  if hasattr(render_model, 'empty_rays'):
-    probe_rays = jax.jit(make_probe_rays(render_model, background), in_shardings=(replicated, batch_sharding),
+  if hasattr(model, 'empty_rays'):
+    probe_rays = jax.jit(make_probe_rays(model, background), in_shardings=(replicated, batch_sharding),
                          out_shardings=batch_sharding)
   return CompiledSteps(train_step, render_rays, probe_rays, batch_sharding, replicated)
