@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxnerf import reporting
 from jaxnerf.errors import CheckpointError
 
 CONFIG_FILE = 'config.json'
@@ -77,8 +78,9 @@ class Restored(NamedTuple):
 
 
 def save(manager: ocp.CheckpointManager, state, train_seconds: float) -> None:
-  """Starts saving `state` under its step (asynchronously; `manager.wait_until_finished()` to join), with
-  the run's training seconds and the state's fingerprint."""
+  """Saves `state` under its step with the run's training seconds and the state's fingerprint: the
+  fingerprint is computed now (one pass over the state), the files are written asynchronously
+  (`manager.wait_until_finished()` to join)."""
   record = {'train_seconds': float(train_seconds), 'fingerprint': state_fingerprint(state)}
   manager.save(int(jax.device_get(state.step)), force=True,
                args=ocp.args.Composite(state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(record)))
@@ -156,7 +158,8 @@ def _drop_leftovers_of_failed_reads():
 
 
 def _newest_restorable(manager, abstract_state):
-  """(Restored or None, {step: why it failed}) for the newest checkpoint that restores intact."""
+  """(Restored or None, {step: why it failed}, its step or None) for the newest checkpoint that restores
+  intact."""
   failures: Dict[int, str] = {}
   for step in sorted(manager.all_steps(), reverse=True):
     try:
@@ -195,9 +198,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state) -> Opt
 def save_config(workdir, config: ml_collections.ConfigDict) -> None:
   path = pathlib.Path(workdir) / CONFIG_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix('.json.tmp')
-  tmp.write_text(config.to_json(indent=2))
-  tmp.replace(path)
+  reporting.write_text_atomically(path, config.to_json(indent=2))
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:

@@ -124,9 +124,9 @@ def check_values(config: ml_collections.ConfigDict):
                       'z_max) with each min below its max.')
 
 
-def check_divisible(size: int, key: str, count: int = None):
-  """Raises if `size` rows cannot be split evenly over `count` devices (default: all devices)."""
-  count = jax.device_count() if count is None else count
+def check_divisible(size: int, key: str):
+  """Raises if `size` rows cannot be split evenly over all devices."""
+  count = jax.device_count()
   if size % count:
     raise ConfigError(f'{key}={size} must be divisible by the number of devices ({count}).')
 

@@ -64,9 +64,7 @@ def write_split(out_dir, split: SceneSplit, summary: Dict, renderings, backgroun
     pictures = visualize(rendering, split, background)
     visualization.save_png(out_dir / f"{record['name']}.png", pictures['rgb'])
     visualization.save_png(out_dir / f"{record['name']}_depth.png", pictures['depth'])
-  tmp = out_dir / 'metrics.json.tmp'
-  tmp.write_text(json.dumps(summary, indent=2))
-  tmp.replace(out_dir / 'metrics.json')
+  reporting.write_text_atomically(out_dir / 'metrics.json', json.dumps(summary, indent=2))
 
 
 def orbit_frame_size(split: SceneSplit, min_size: int):

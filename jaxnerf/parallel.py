@@ -32,11 +32,6 @@ def batch_sharded(mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def local_batch_size(global_batch_size: int) -> int:
-  """Rows of a global batch that this process supplies."""
-  return global_batch_size // jax.process_count()
-
-
 def shard_local_batch(local_batch, sharding):
   """Assembles global arrays from each process's rows of a batch (a pytree of [local_rows, ...] arrays)."""
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),

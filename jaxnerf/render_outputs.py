@@ -99,9 +99,9 @@ def render_orbit_video(workdir, num_frames: int, fps: int, data_dir: Optional[st
   training images' field of view, at least `min_size` pixels on the shorter side (default: the config's
   eval.orbit_min_size).
   """
-  config, experiment, state, chunk_size = _restore(workdir, chunk_size)
-  if num_frames <= 0 or fps <= 0:
+  if num_frames <= 0 or fps <= 0:  # Before the checkpoint's restore, which takes a while.
     raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
+  config, experiment, state, chunk_size = _restore(workdir, chunk_size)
   train_split = datasets.load_split(config, 'train', data_dir)
   step = int(jax.device_get(state.step))
   start = time.perf_counter()

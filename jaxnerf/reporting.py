@@ -55,11 +55,12 @@ class MetricsWriter:
     if not self._active:
       return
     self._path.parent.mkdir(parents=True, exist_ok=True)
-    if self._path.exists():
-      kept = [r for r in _parse_records(self._path.read_text()) if r.get('step', 0) <= start_step]
-      tmp = self._path.with_suffix('.jsonl.tmp')
-      tmp.write_text(''.join(json.dumps(r) + '\n' for r in kept))
-      tmp.replace(self._path)
+    if self._path.exists():  # Drop what a run that resumed from an older checkpoint would write again.
+      text = self._path.read_text()
+      kept = [r for r in _parse_records(text) if r.get('step', 0) <= start_step]
+      kept_text = ''.join(json.dumps(r) + '\n' for r in kept)
+      if kept_text != text:
+        write_text_atomically(self._path, kept_text)
     if enable_tensorboard:
       from tensorboardX import SummaryWriter  # Imported here: it is slow to import.
       self._tensorboard = SummaryWriter(str(self._path.parent / 'tensorboard'), purge_step=start_step + 1)
@@ -115,6 +116,14 @@ def _start_wandb(project: str, workdir: pathlib.Path, config):
   id_file.write_text(run_id)
   return wandb.init(project=project, id=run_id, resume='allow', dir=str(workdir), name=workdir.name,
                     config=config.to_dict() if config is not None else None)
+
+
+def write_text_atomically(path, text: str) -> None:
+  """Writes `path` through a temporary file renamed over it, so that a crash never leaves half a file."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(path.name + '.tmp')
+  tmp.write_text(text)
+  tmp.replace(path)
 
 
 def progress(iterable: Iterable, description: str, total: Optional[int] = None, unit: str = 'it'):
@@ -179,8 +188,7 @@ class ProgressBar:
     self._last = (step, train_seconds)
 
   def write(self, text: str):
-    if jax.process_index() == 0:
-      self._bar.write(text, file=sys.stderr)
+    message(text)
 
   def close(self):
     self._bar.close()

@@ -86,11 +86,6 @@ def with_learning_rate(opt_state, learning_rate):
   return opt_state._replace(hyperparams={**opt_state.hyperparams, 'learning_rate': learning_rate})
 
 
-def learning_rate(opt_state):
-  """The learning rate of the last update (as `with_learning_rate` set it)."""
-  return opt_state.hyperparams['learning_rate']
-
-
 def init_train_state(model, optimizer, seed: int, example_rays, background, num_steps: int) -> TrainState:
   """Initialises parameters and optimizer state (call under jax.jit: eager init is slow), with the
   schedule laid over `num_steps` steps."""

@@ -359,7 +359,5 @@ def run_training(config: ml_collections.ConfigDict, workdir) -> TrainingResult:
     writer.close()
   if jax.process_index() == 0:
     (workdir / 'final').mkdir(parents=True, exist_ok=True)
-    tmp = workdir / 'final' / 'summary.json.tmp'
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(workdir / 'final' / 'summary.json')
+    reporting.write_text_atomically(workdir / 'final' / 'summary.json', json.dumps(summary, indent=2))
   return TrainingResult(state, summary)
