@@ -12,6 +12,7 @@ import pytest
 
 from jaxnerf import checkpoints
 from jaxnerf import experiment as experiment_lib
+from jaxnerf import reporting
 from jaxnerf import trainer
 from jaxnerf.errors import CheckpointError
 from tests.tiny_configs import tiny_config
@@ -160,15 +161,23 @@ def test_leftover_of_an_interrupted_save_is_ignored_and_removed(saved, tmp_path)
   assert not partial.exists()
 
 
-def test_run_resumes_past_a_damaged_checkpoint_to_the_same_result(scene_cache, tmp_path):
+def test_resumed_run_equals_uninterrupted_run_past_a_damaged_checkpoint(scene_cache, tmp_path):
+  """A run that died after step 20 with that checkpoint damaged afterwards and the last metrics line cut
+  short resumes from step 10 and ends with the parameters, and one metrics record per step, of a run that
+  never stopped."""
   config = tiny_config(scene_cache)
   full = tmp_path / 'full'
-  expected = trainer.run_training(config, full).state
+  result = trainer.run_training(config, full)
+  assert result.summary['step'] == 20 and result.summary['resumed_from'] is None
   damaged = tmp_path / 'damaged'
   shutil.copytree(full, damaged)
   _flip_bytes(damaged / 'checkpoints' / '20')
+  with open(damaged / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 25, "split": "tra')
   summary = trainer.train_and_evaluate(config, damaged)
   assert summary['resumed_from'] == 10 and summary['step'] == 20
   _, _, state = experiment_lib.restore_model(damaged)
-  chex.assert_trees_all_close(jax.device_get(state.params), jax.device_get(expected.params), rtol=1e-5,
+  chex.assert_trees_all_close(jax.device_get(state.params), jax.device_get(result.state.params), rtol=1e-5,
                               atol=1e-7)
+  keys = [(r['step'], r['split']) for r in reporting.read_metrics(damaged)]
+  assert keys == [(5, 'train'), (10, 'train'), (15, 'train'), (20, 'train'), (20, 'final_val')], keys

@@ -71,7 +71,7 @@ def test_optimizer_updates_with_the_rate_the_step_sets(grad_clip_norm):
     updates, _ = optimizer.update(grads, train_state.with_learning_rate(state, lr), params)
     # Adam's first update is -lr * g / (|g| + eps): -lr * sign(g), clipped or not.
     np.testing.assert_allclose(updates['w'], -lr * np.sign(grads['w']), rtol=1e-5)
-  assert float(train_state.learning_rate(train_state.with_learning_rate(state, 7e-4))) == pytest.approx(7e-4)
+  assert float(train_state.with_learning_rate(state, 7e-4).hyperparams['learning_rate']) == pytest.approx(7e-4)
   # The optimizer is optax's Adam with the rate injected: same updates over several steps.
   reference = optax.adam(1e-2, b1=0.9, b2=0.999, eps=1e-8)
   if grad_clip_norm:

@@ -2,7 +2,6 @@
 and short end-to-end runs on a tiny procedural scene."""
 
 import pathlib
-import shutil
 
 import chex
 import jax
@@ -124,27 +123,6 @@ def test_checkpoint_round_trip(scene_cache, tmp_path):
   chex.assert_trees_all_equal(jax.device_get(restored.state), jax.device_get(state))
   assert restored.train_seconds == 12.5
   assert restored.state.params['coarse_field']['table_0'].sharding == experiment.steps.replicated
-
-
-def test_resumed_run_equals_uninterrupted_run(scene_cache, tmp_path):
-  """Stopping at step 10 and resuming gives the same parameters at step 20 as never stopping."""
-  config = tiny_config(scene_cache)
-  full = tmp_path / 'full'
-  summary = trainer.train_and_evaluate(config, full)
-  assert summary['step'] == 20 and summary['resumed_from'] is None
-  # A workdir as an interrupted run leaves it: the step-10 checkpoint and the config.
-  resumed = tmp_path / 'resumed'
-  (resumed / 'checkpoints').mkdir(parents=True)
-  shutil.copytree(full / 'checkpoints' / '10', resumed / 'checkpoints' / '10')
-  shutil.copy(full / 'config.json', resumed / 'config.json')
-  summary = trainer.train_and_evaluate(config, resumed)
-  assert summary['resumed_from'] == 10 and summary['step'] == 20
-  _, _, final_full = experiment_lib.restore_model(full)
-  _, _, final_resumed = experiment_lib.restore_model(resumed)
-  chex.assert_trees_all_close(jax.device_get(final_resumed.params), jax.device_get(final_full.params),
-                              rtol=1e-5, atol=1e-7)
-  train_steps = [r['step'] for r in reporting.read_metrics(resumed) if r['split'] == 'train']
-  assert train_steps == [15, 20]
 
 
 def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
@@ -305,19 +283,6 @@ def test_step_limited_run_keeps_the_schedule_over_num_steps(scene_cache, tmp_pat
   lr_init, lr_final = config.optim.lr_init, config.optim.lr_final
   expected = np.mean([lr_init * (lr_final / lr_init) ** (step / 20) for step in range(15, 20)])
   assert records[-1]['learning_rate'] == pytest.approx(expected, rel=1e-4)
-
-
-def test_metrics_stay_one_record_per_step_across_resumes(scene_cache, tmp_path):
-  config = tiny_config(scene_cache)
-  trainer.train_and_evaluate(config, tmp_path)
-  # Back to the checkpoint of step 10, as if the run had died there; a crash also cut a line short.
-  shutil.rmtree(tmp_path / 'checkpoints' / '20')
-  with open(tmp_path / 'metrics.jsonl', 'a') as f:
-    f.write('{"step": 25, "split": "tra')
-  summary = trainer.train_and_evaluate(config, tmp_path)
-  assert summary['resumed_from'] == 10
-  keys = [(r['step'], r['split']) for r in reporting.read_metrics(tmp_path)]
-  assert keys == [(5, 'train'), (10, 'train'), (15, 'train'), (20, 'train'), (20, 'final_val')], keys
 
 
 def test_stall_watch_warns_once_after_patience_steps_of_zero_gradient():

@@ -5,6 +5,8 @@ subprocess (the scene is passed as --config.data_dir):
   python train.py --config=tests/tiny_configs.py:ngp --config.data_dir=CACHE --workdir=DIR
 """
 
+import dataclasses
+
 from configs import demo
 from jaxnerf.datasets import procedural
 
@@ -16,9 +18,7 @@ def tiny_config(scene_cache='', **train):
   """The coarse-to-fine NeRF over a tiny hash grid (the demo's field), 20 steps of 128 rays."""
   config = demo.get_config()
   config.data_dir = str(scene_cache)
-  config.procedural.update(resolution=TINY_SCENE.resolution, num_train=TINY_SCENE.num_train,
-                           num_val=TINY_SCENE.num_val, num_test=TINY_SCENE.num_test,
-                           supersampling=TINY_SCENE.supersampling)
+  config.procedural.update(dataclasses.asdict(TINY_SCENE))
   config.model.update(name='nerf', num_coarse_samples=16, num_fine_samples=16)
   config.model.hash_grid.update(num_levels=6, log2_table_size=12, min_resolution=4, max_resolution=64,
                                 density_width=16, geo_features=7, color_depth=1, color_width=32,
