@@ -7,8 +7,9 @@ Trains the config with `train_and_evaluate` for the largest of --seconds of trai
 whenever the training time passes one of --seconds. Training time excludes compilation and evaluation (as
 instant-ngp's figures do). Intermediate points score the first --eval_images val views; the last point
 scores config.eval.final_num_images views (all by default in the *_ngp configs). Prints one JSON line per
-point: training time, step, val PSNR/SSIM, training rays/s (from the start to that point), compile time,
-and the run's peak memory (host RSS, and device memory where the backend reports it).
+point: training time, step, val PSNR/SSIM, training rays/s (rays that reached the loss, from the start to
+that point), compile time, and the run's peak memory (host RSS, and device memory where the backend reports
+it).
 """
 
 import json
@@ -17,6 +18,7 @@ import sys
 import tempfile
 
 import jax
+import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
@@ -66,8 +68,12 @@ def run(config, workdir):
     points.append({'train_seconds': summary['train_seconds'], 'step': summary['step'],
                    'val_psnr': summary['val_psnr'], 'val_ssim': summary['val_ssim'],
                    'val_images': summary['val_images']})
+  train_records = [r for r in records if r['split'] == 'train']
   for point in points:
-    point['train_rays_per_second'] = point['step'] * config.train.batch_size / point['train_seconds']
+    # Rays that reached the loss: packed models leave out those whose samples did not fit.
+    complete = [r.get('complete_rays', 1.0) for r in train_records if r['step'] <= point['step']] or [1.0]
+    point['train_rays_per_second'] = (point['step'] * config.train.batch_size * float(np.mean(complete))
+                                      / point['train_seconds'])
   return [{**common, **{k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()},
            **_peak_memory()} for p in points]
 

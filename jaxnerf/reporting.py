@@ -167,10 +167,12 @@ class ProgressBar:
   def update(self, step: int, metrics: Dict[str, float], train_seconds: float,
              seconds_left: Optional[float]) -> Optional[float]:
     """Shows `metrics` at `step`; returns the training rays/s since the previous update (None at the first
-    update of a run, when there is no interval to measure)."""
+    update of a run, when there is no interval to measure). Only rays that reached the loss count: models
+    with packed samples leave out the rays that did not fit (metrics['complete_rays'])."""
     rays_per_second = None
     if self._last is not None and train_seconds > self._last[1]:
-      rays_per_second = (step - self._last[0]) * self._rays_per_step / (train_seconds - self._last[1])
+      trained_per_step = self._rays_per_step * metrics.get('complete_rays', 1.0)
+      rays_per_second = (step - self._last[0]) * trained_per_step / (train_seconds - self._last[1])
     self._last = (step, train_seconds)
     postfix = {'loss': f"{metrics['loss']:.4g}", 'psnr': f"{metrics['psnr']:.2f}",
                'lr': f"{metrics['learning_rate']:.2g}"}

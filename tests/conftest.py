@@ -1,6 +1,7 @@
 """Test set-up: two fake CPU devices, so every test of training runs data-parallel; a compilation cache for
-the session, so that the many tests that build the same tiny experiment compile it once; and the tiny
-procedural scene, generated once for all tests."""
+the session, so that the many tests that build the same tiny experiment compile it once (shared by the
+pytest-xdist workers of `pytest -n`, and by the training processes the tests start); and the tiny
+procedural scene, generated once per worker."""
 
 import atexit
 import os
@@ -13,8 +14,12 @@ import pytest
 
 chex.set_n_cpu_devices(2)  # Must run before JAX initialises its backends.
 
-COMPILATION_CACHE_DIR = tempfile.mkdtemp(prefix='jaxnerf-test-compilation-cache-')
-atexit.register(shutil.rmtree, COMPILATION_CACHE_DIR, ignore_errors=True)
+# The main pytest process makes the cache; xdist workers, started later from it, inherit its environment.
+_CACHE_VARIABLE = 'JAXNERF_TEST_COMPILATION_CACHE'
+if _CACHE_VARIABLE not in os.environ:
+  os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix='jaxnerf-test-compilation-cache-')
+  atexit.register(shutil.rmtree, os.environ[_CACHE_VARIABLE], ignore_errors=True)
+COMPILATION_CACHE_DIR = os.environ[_CACHE_VARIABLE]
 jax.config.update('jax_compilation_cache_dir', COMPILATION_CACHE_DIR)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 

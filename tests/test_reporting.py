@@ -34,6 +34,9 @@ def test_progress_rate_counts_training_time_only():
   # 50 steps in 10 s of training, however long the wall clock took (validation, compilation).
   assert bar.update(150, metrics, train_seconds=60.0, seconds_left=None) == pytest.approx(50 * 4096 / 10)
   assert bar.update(200, metrics, train_seconds=65.0, seconds_left=12.0) == pytest.approx(50 * 4096 / 5)
+  # Rays left out of the loss (packed samples that did not fit) are not counted.
+  assert bar.update(250, {**metrics, 'complete_rays': 0.25}, train_seconds=75.0,
+                    seconds_left=1.0) == pytest.approx(50 * 1024 / 10)
   bar.set_total(400)  # The schedule's length, re-estimated under a time budget.
   assert bar._bar.total == 400  # pylint: disable=protected-access
   bar.close()
