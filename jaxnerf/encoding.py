@@ -29,6 +29,28 @@ def positional_encoding(x, min_deg: int, max_deg: int, include_input: bool = Tru
   return jnp.concatenate([x, features], axis=-1) if include_input else features
 
 
+def integrated_positional_encoding(mean, variance, min_deg: int, max_deg: int):
+  """mip-NeRF's integrated positional encoding (Barron et al. 2021, Eq. 14): the expected value of
+  `positional_encoding` (without the input) over a Gaussian with diagonal covariance.
+
+  For y ~ N(mu, s^2), E[sin(y)] = sin(mu) exp(-s^2 / 2), and likewise for cos: frequencies whose period is
+  small against the Gaussian's extent fade to zero instead of aliasing.
+
+  Args:
+    mean: [..., D] Gaussian means.
+    variance: [..., D] the diagonal of their covariances.
+    min_deg, max_deg: the octaves k run over [min_deg, max_deg).
+
+  Returns:
+    [..., 2 * D * (max_deg - min_deg)], laid out as `positional_encoding`'s features.
+  """
+  scales = 2.0 ** jnp.arange(min_deg, max_deg, dtype=mean.dtype)
+  scaled_mean = (mean[..., None, :] * scales[:, None]).reshape(mean.shape[:-1] + (-1,))
+  scaled_variance = (variance[..., None, :] * scales[:, None]**2).reshape(variance.shape[:-1] + (-1,))
+  damping = jnp.exp(-0.5 * jnp.concatenate([scaled_variance, scaled_variance], axis=-1))
+  return damping * jnp.sin(jnp.concatenate([scaled_mean, scaled_mean + 0.5 * jnp.pi], axis=-1))
+
+
 def encoded_size(num_dims: int, min_deg: int, max_deg: int, include_input: bool = True) -> int:
   """Length of the last axis of `positional_encoding` for [..., num_dims] inputs."""
   return num_dims * (2 * (max_deg - min_deg) + int(include_input))

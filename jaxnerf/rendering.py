@@ -9,6 +9,10 @@ Naming conventions:
 - `alpha`: opacity of each sample's interval, 1 - exp(-density * delta).
 - `w`: weights alpha_i * T_i, where T_i = prod_{j<i} (1 - alpha_j) is the transmittance, [..., num_samples].
 - `acc`: accumulated opacity, sum of `w`, [...].
+- `t0`, `t1`: the near and far ends of intervals along rays, [..., num_samples] (interval edges t[..., :-1]
+  and t[..., 1:]).
+- `mean`, `cov` / `cov_diag`: Gaussians standing in for the conical frustums of intervals (mip-NeRF),
+  [..., num_samples, 3] and [..., num_samples, 3, 3] / [..., num_samples, 3].
 Packed samples (marching.py) hold the samples of many rays in one flat buffer of C slots, ray by ray:
 `ray_index` [C] names each slot's ray (num_rays for unused slots), and per-sample arrays are [C, ...].
 """
@@ -132,3 +136,52 @@ def volume_render_packed(rgb, density, t, delta, ray_index, num_rays: int, backg
   expected_t = per_ray(w * t) / jnp.maximum(acc, 1e-10)
   depth = jnp.where(acc > 1e-10, expected_t, empty_depth)
   return RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
+
+
+def conical_frustum_to_gaussian(directions, t0, t1, radii, diagonal: bool = True):
+  """Mean and covariance of the conical frustums between t0 and t1 along cones (mip-NeRF, Sec. 3.1).
+
+  A cone with apex at the origin follows directions [..., 3], with radius `radii` [..., 1] per unit of t.
+  The frustum's moments along the axis and across it are computed in mip-NeRF's numerically stable form
+  (Eq. 7), with t_mu = (t0 + t1) / 2 and t_delta = (t1 - t0) / 2:
+
+    mu_t      = t_mu + 2 t_mu t_delta^2 / (3 t_mu^2 + t_delta^2)
+    sigma_t^2 = t_delta^2 / 3 - 4/15 t_delta^4 (12 t_mu^2 - t_delta^2) / (3 t_mu^2 + t_delta^2)^2
+    sigma_r^2 = radii^2 (t_mu^2 / 4 + 5/12 t_delta^2 - 4/15 t_delta^4 / (3 t_mu^2 + t_delta^2))
+
+  and lifted to world space (Eq. 8): mean = mu_t d, cov = sigma_t^2 d d^T + sigma_r^2 (I - d d^T / |d|^2).
+
+  Args:
+    directions: [..., 3] cone axes (t is measured along them; they need not be unit length).
+    t0, t1: [..., num_samples] interval ends, 0 <= t0 <= t1.
+    radii: [..., 1] cone radius per unit of t.
+    diagonal: return only the diagonal of the covariance.
+
+  Returns:
+    mean [..., num_samples, 3] (relative to the cone's apex: add the ray origin), and the covariance
+    [..., num_samples, 3] (diagonal) or [..., num_samples, 3, 3].
+  """
+  t_mu, t_delta = 0.5 * (t0 + t1), 0.5 * (t1 - t0)
+  # Written with the ratio t_delta^2 / (3 t_mu^2 + t_delta^2), in [0, 1], so that no power of t beyond the
+  # square is formed: t_delta^4 and the squared denominator under- or overflow float32 at extreme distances.
+  # The ratio does not change when t is scaled, so it is computed on t / t1 (t1 held constant), whose
+  # gradient (1 / denominator^2) stays finite too.
+  scale = jax.lax.stop_gradient(jnp.where(t1 > 0, t1, 1.0))
+  scaled_mu, scaled_delta = t_mu / scale, t_delta / scale
+  denominator = 3.0 * scaled_mu**2 + scaled_delta**2
+  positive = denominator > 0
+  ratio = jnp.where(positive, scaled_delta**2 / jnp.where(positive, denominator, 1.0), 0.0)
+  mean_t = t_mu + 2.0 * t_mu * ratio
+  variance_t = t_delta**2 / 3.0 - (4.0 / 15.0) * ratio**2 * (12.0 * t_mu**2 - t_delta**2)
+  variance_r = radii**2 * (t_mu**2 / 4.0 + (5.0 / 12.0) * t_delta**2 - (4.0 / 15.0) * t_delta**2 * ratio)
+  d = directions[..., None, :]
+  mean = mean_t[..., None] * d
+  squared_norm = jnp.maximum(jnp.sum(directions**2, axis=-1), 1e-10)[..., None, None]
+  if diagonal:
+    axis_share = d**2 / squared_norm  # The diagonal of d d^T / |d|^2.
+    cov_diag = variance_t[..., None] * d**2 + variance_r[..., None] * (1.0 - axis_share)
+    return mean, cov_diag
+  outer = d[..., :, None] * d[..., None, :]
+  across = jnp.eye(3) - outer / squared_norm[..., None]
+  cov = variance_t[..., None, None] * outer + variance_r[..., None, None] * across
+  return mean, cov

@@ -141,3 +141,23 @@ def test_spherical_harmonics_known_values_and_bad_degree():
   np.testing.assert_allclose(y, [c0, 0.0, c1, 0.0], atol=1e-6)
   with pytest.raises(ValueError, match='degrees 1 to 5'):
     encoding.spherical_harmonics(jnp.ones((1, 3)), 6)
+
+
+def test_integrated_encoding_is_the_expected_encoding_over_the_gaussian():
+  """Monte Carlo: the mean of positional_encoding over Gaussian samples equals IPE (Eq. 14)."""
+  rng = np.random.default_rng(0)
+  mean, variance = np.array([0.3, -1.2, 2.0]), np.array([1e-4, 0.01, 0.3])
+  samples = mean + np.sqrt(variance) * rng.standard_normal((400_000, 3))
+  monte_carlo = np.mean(np.asarray(encoding.positional_encoding(jnp.asarray(samples, jnp.float32), 0, 5,
+                                                                 include_input=False)), axis=0)
+  ipe = encoding.integrated_positional_encoding(jnp.asarray(mean, jnp.float32),
+                                                jnp.asarray(variance, jnp.float32), 0, 5)
+  np.testing.assert_allclose(ipe, monte_carlo, atol=5e-3)
+
+
+def test_integrated_encoding_of_a_point_is_the_positional_encoding_and_wide_gaussians_fade():
+  x = jnp.array([[0.1, 0.7, -3.0]])
+  chex.assert_trees_all_close(encoding.integrated_positional_encoding(x, jnp.zeros_like(x), 0, 6),
+                              encoding.positional_encoding(x, 0, 6, include_input=False), atol=1e-6)
+  wide = encoding.integrated_positional_encoding(x, jnp.full_like(x, 100.0), 0, 6)
+  chex.assert_trees_all_close(wide, jnp.zeros_like(wide), atol=1e-6)

@@ -239,3 +239,47 @@ def test_density_gradient_matches_finite_differences():
     e = np.eye(6)[i][None] * h
     numeric = (acc_rgb(jnp.asarray(density + e, jnp.float32)) - acc_rgb(jnp.asarray(density - e, jnp.float32)))
     np.testing.assert_allclose(grad[0, i], numeric / (2 * h), rtol=2e-2, atol=1e-4)
+
+
+def _frustum_points(rng, direction, t0, t1, radius, num):
+  """Points drawn uniformly from the volume of the conical frustum t0 <= t <= t1 (apex at the origin,
+  radius * t across at t, measured perpendicular to `direction`)."""
+  # The cross-section grows as t^2: draw t by inverting its CDF (t^3 - t0^3) / (t1^3 - t0^3).
+  t = np.cbrt(t0**3 + rng.random(num) * (t1**3 - t0**3))
+  d = np.asarray(direction, np.float64)
+  unit = d / np.linalg.norm(d)
+  helper = np.array([1.0, 0.0, 0.0]) if abs(unit[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+  across_1 = np.cross(unit, helper)
+  across_1 /= np.linalg.norm(across_1)
+  across_2 = np.cross(unit, across_1)
+  rho = radius * t * np.sqrt(rng.random(num))  # Uniform over the disc.
+  phi = rng.uniform(0, 2 * np.pi, num)
+  return (t[:, None] * d + rho[:, None] * (np.cos(phi)[:, None] * across_1 + np.sin(phi)[:, None] * across_2))
+
+
+@pytest.mark.parametrize('t0, t1, radius', [(2.0, 2.5, 0.01), (0.5, 3.0, 0.2), (0.0, 1.0, 0.5)])
+def test_frustum_gaussians_have_the_moments_of_points_sampled_in_the_frustum(t0, t1, radius):
+  rng = np.random.default_rng(0)
+  direction = np.array([0.3, -0.5, 0.8])  # Not unit length: t is measured along it.
+  points = _frustum_points(rng, direction, t0, t1, radius, 1_000_000)
+  mean, cov = rendering.conical_frustum_to_gaussian(jnp.asarray(direction, jnp.float32), jnp.array([t0]),
+                                                    jnp.array([t1]), jnp.array([radius]), diagonal=False)
+  _, cov_diag = rendering.conical_frustum_to_gaussian(jnp.asarray(direction, jnp.float32), jnp.array([t0]),
+                                                      jnp.array([t1]), jnp.array([radius]))
+  scale = np.linalg.norm(direction) * (t1 - t0) + radius * t1  # The frustum's size.
+  np.testing.assert_allclose(mean[0], points.mean(0), atol=3e-3 * scale)
+  np.testing.assert_allclose(cov[0], np.cov(points.T), atol=3e-3 * scale**2)
+  np.testing.assert_allclose(cov_diag[0], np.diag(cov[0]), rtol=1e-5, atol=1e-9)
+
+
+def test_frustum_gaussians_stay_finite_with_finite_gradients_at_extreme_distances():
+  directions = jnp.array([[0.0, 0.0, 1.0], [1e-3, 2.0, -0.5]])
+  for scale in (1e-6, 1.0, 1e6):
+    t = scale * jnp.array([[0.0, 1e-7, 1.0, 1.0, 2.0], [1.0, 1.5, 2.0, 2.5, 100.0]])
+    def total(t):
+      mean, cov = rendering.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:],
+                                                        jnp.full((2, 1), 1e-3))
+      return jnp.sum(mean) / scale + jnp.sum(cov) / scale**2
+    chex.assert_tree_all_finite(jax.grad(total)(t))
+    _, cov = rendering.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:], jnp.full((2, 1), 1e-3))
+    assert np.all(np.asarray(cov) >= -1e-6 * scale**2)
