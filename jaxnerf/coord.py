@@ -1,9 +1,14 @@
-"""Coordinates of scene space: the axis-aligned scene box and the unit cube that grids index.
+"""Coordinates of scene space: the axis-aligned scene box and the unit cube that grids index; the contraction
+of unbounded scenes into a ball; warps of distances along rays.
 
 Naming conventions:
 - `box`: (x_min, y_min, z_min, x_max, y_max, z_max), a sequence of 6 numbers.
 - `points`: world-space points [..., 3]; `unit`: the same points in box coordinates, the box mapped onto
   [0, 1]^3.
+- `x`: points [..., 3] of an unbounded scene; `mean`, `cov` ([..., 3, 3]) or `cov_diag` ([..., 3]):
+  Gaussians in it.
+- `t`: metric distances along rays; `s`: the same distances normalised to [0, 1] between near and far
+  through a warp (mip-NeRF 360's s-distances).
 """
 
 from typing import Sequence
@@ -26,3 +31,46 @@ def from_unit_cube(unit, box: Sequence[float]):
 def inside_unit_cube(unit):
   """Whether box coordinates [..., 3] lie in the box (its faces included), [...] bool."""
   return jnp.all((unit >= 0.0) & (unit <= 1.0), axis=-1)
+
+
+def contract(x):
+  """mip-NeRF 360's contraction (Barron et al. 2022, Eq. 10): the identity inside the unit ball, and
+  (2 - 1 / |x|) x / |x| outside it, which maps all of space into the ball of radius 2. [..., 3]."""
+  squared_norm = jnp.maximum(jnp.sum(x**2, axis=-1, keepdims=True), 1.0)  # 1 inside: leaves x alone.
+  norm = jnp.sqrt(squared_norm)
+  return (2.0 * norm - 1.0) / squared_norm * x
+
+
+def contract_jacobian(x):
+  """The Jacobian [..., 3, 3] of `contract` at x [..., 3]: the identity inside the unit ball, and with
+  r = |x| outside it, (2r - 1) / r^2 I + 2 (1 - r) / r^4 x x^T (which is I on the sphere r = 1)."""
+  squared_norm = jnp.maximum(jnp.sum(x**2, axis=-1), 1.0)[..., None, None]
+  norm = jnp.sqrt(squared_norm)
+  outside = jnp.sum(x**2, axis=-1)[..., None, None] > 1.0
+  across = (2.0 * norm - 1.0) / squared_norm * jnp.eye(3)
+  along = jnp.where(outside, 2.0 * (1.0 - norm) / squared_norm**2, 0.0) * x[..., :, None] * x[..., None, :]
+  return across + along
+
+
+def contract_gaussian(mean, cov):
+  """Gaussians [..., 3] with covariances `cov` pushed through `contract` by linearising it at their means
+  (mip-NeRF 360, Eq. 9): mean -> contract(mean), cov -> J cov J^T.
+
+  `cov` is full, [..., 3, 3], or a diagonal [..., 3]; for a diagonal the result is the diagonal of J cov J^T
+  (the contracted covariance is no longer diagonal; its diagonal is what the integrated encoding reads).
+  """
+  jacobian = contract_jacobian(mean)
+  if cov.shape[-1:] == mean.shape[-1:] and cov.ndim == mean.ndim:
+    return contract(mean), jnp.sum(jacobian**2 * cov[..., None, :], axis=-1)
+  return contract(mean), jacobian @ cov @ jnp.swapaxes(jacobian, -1, -2)
+
+
+def disparity_to_s(t, near, far):
+  """Distances t in [near, far] -> s in [0, 1], spaced evenly in disparity (mip-NeRF 360, Sec. 2.2 with
+  g(t) = 1 / t): s = (1 / t - 1 / near) / (1 / far - 1 / near). near, far: [..., 1], broadcast against t."""
+  return (1.0 / t - 1.0 / near) / (1.0 / far - 1.0 / near)
+
+
+def s_to_disparity(s, near, far):
+  """The inverse of `disparity_to_s`: t = 1 / (s / far + (1 - s) / near)."""
+  return 1.0 / (s / far + (1.0 - s) / near)
