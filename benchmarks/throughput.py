@@ -51,7 +51,7 @@ def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> cam
   viewdirs = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
   ones = np.ones((num_rays, 1), np.float32)
   return camera.Rays(pose[:, :, 3].astype(np.float32), direction.astype(np.float32),
-                     viewdirs.astype(np.float32), near * ones, far * ones)
+                     viewdirs.astype(np.float32), near * ones, far * ones, 1e-3 * ones)
 
 
 def _median_seconds(fn, repeats):

@@ -27,6 +27,9 @@ class Rays(NamedTuple):
   viewdirs: np.ndarray  # [..., 3], unit length.
   near: np.ndarray  # [..., 1]
   far: np.ndarray  # [..., 1]
+  # [..., 1] mip-NeRF's cone radius per unit of t: the cone through a pixel has radius radii * t at depth t,
+  # with the pixel's area (its width 1 / focal at t = 1 times 2 / sqrt(12), Barron et al. 2021, Sec. 3.1).
+  radii: np.ndarray
 
 
 def pixel_grid(width: int, height: int, xnp=np):
@@ -46,7 +49,7 @@ def pixels_to_rays(pix_x, pix_y, camtoworld, focal, principal_point, near, far, 
     xnp: numpy or jax.numpy.
 
   Returns:
-    Rays with fields of shape [..., 3] (origins, directions, viewdirs) and [..., 1] (near, far).
+    Rays with fields of shape [..., 3] (origins, directions, viewdirs) and [..., 1] (near, far, radii).
   """
   cx, cy = principal_point
   # Camera-space direction of each pixel centre; y and z flip from image to OpenGL convention.
@@ -61,7 +64,9 @@ def pixels_to_rays(pix_x, pix_y, camtoworld, focal, principal_point, near, far, 
   ones = xnp.ones(directions.shape[:-1] + (1,), dtype=xnp.float32)
   near = ones * xnp.asarray(near, dtype=xnp.float32).reshape(xnp.shape(near) + (1,))
   far = ones * xnp.asarray(far, dtype=xnp.float32).reshape(xnp.shape(far) + (1,))
-  return Rays(origins, directions, viewdirs, near, far)
+  # Neighbouring pixels' directions differ by 1 / focal (directions have unit depth), everywhere in the image.
+  radii = ones * (2.0 / np.sqrt(12.0) / xnp.asarray(focal, dtype=xnp.float32).reshape(xnp.shape(focal) + (1,)))
+  return Rays(origins, directions, viewdirs, near, far, radii)
 
 
 def image_center(width: int, height: int):

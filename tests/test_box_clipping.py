@@ -160,7 +160,7 @@ def _rays(origins, directions, near, far):
   origins, directions = jnp.asarray(origins, jnp.float32), jnp.asarray(directions, jnp.float32)
   viewdirs = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
   return Rays(origins, directions, viewdirs, jnp.full(origins.shape[:-1] + (1,), near, jnp.float32),
-              jnp.full(origins.shape[:-1] + (1,), far, jnp.float32))
+              jnp.full(origins.shape[:-1] + (1,), far, jnp.float32), jnp.full(origins.shape[:-1] + (1,), 1e-3))
 
 
 @pytest.mark.parametrize('stochastic', [False, True])

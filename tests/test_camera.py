@@ -253,3 +253,15 @@ def test_orbit_like_takes_medians():
   _, el, r = _azimuth_elevation_radius(camera.orbit_like(cams, 3))
   np.testing.assert_allclose(r, 3.0, rtol=1e-5)
   np.testing.assert_allclose(el, 20.0, atol=1e-3)
+
+
+def test_radii_are_the_pixel_footprint_of_mip_nerf_cones():
+  """mip-NeRF's radius: the distance between neighbouring pixels' directions times 2 / sqrt(12)."""
+  rng = np.random.default_rng(4)
+  pose, focal = _random_pose(rng), 7.5
+  rays = camera.image_rays(pose, 9, 6, focal, 0.1, 5.0)
+  chex.assert_shape(rays.radii, (6, 9, 1))
+  neighbour_distance = np.linalg.norm(rays.directions[:, 1:] - rays.directions[:, :-1], axis=-1)
+  np.testing.assert_allclose(rays.radii[:, 1:, 0], neighbour_distance * 2 / np.sqrt(12), rtol=1e-5)
+  neighbour_distance = np.linalg.norm(rays.directions[1:] - rays.directions[:-1], axis=-1)
+  np.testing.assert_allclose(rays.radii[1:, :, 0], neighbour_distance * 2 / np.sqrt(12), rtol=1e-5)

@@ -107,7 +107,7 @@ def _rays(num_rays, seed=0):
   directions = (targets - origins) / 4.0  # Unit length along z: t is depth.
   viewdirs = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
   return Rays(jnp.asarray(origins), jnp.asarray(directions), jnp.asarray(viewdirs),
-              jnp.full((num_rays, 1), 1.0), jnp.full((num_rays, 1), 8.0))
+              jnp.full((num_rays, 1), 1.0), jnp.full((num_rays, 1), 8.0), jnp.full((num_rays, 1), 1e-3))
 
 
 def _dense_reference(field_vars, occupied, resolution, rays, step_size):
@@ -236,7 +236,7 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   directions = (targets - [0.0, 0.0, -2.0]) / 6.0
   rays = Rays(jnp.broadcast_to(jnp.array([0.0, 0.0, -2.0]), directions.shape), jnp.asarray(directions),
               jnp.asarray(directions / np.linalg.norm(directions, axis=-1, keepdims=True)),
-              jnp.full((10, 10, 1), 1.0), jnp.full((10, 10, 1), 8.0))
+              jnp.full((10, 10, 1), 1.0), jnp.full((10, 10, 1), 8.0), jnp.full((10, 10, 1), 1e-3))
   mesh = parallel.make_mesh()
   rendered_rays = []
   with_probe = _image_steps(model, mesh, probe=True)
