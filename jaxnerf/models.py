@@ -67,8 +67,9 @@ def _dense(units, dtype, name):
 
 
 class MLPField(nn.Module):
-  """NeRF's field: positional encodings (Eq. 4), then a trunk of `depth` ReLU layers of `width` units that
-  re-reads the encoded point after every `skip_every` layers; density from the trunk; colour from a
+  """NeRF's field: positional encodings (Eq. 4), then a trunk of `depth` ReLU layers of `width` units; the
+  output of trunk layer k * skip_every (counting from 0: the 5th layer with the paper's 4) is concatenated
+  with the encoded point, so the next layer (the 6th) reads it again; density from the trunk; colour from a
   `width_view`-unit layer that also sees the encoded view direction."""
 
   point_min_deg: int = 0
@@ -93,9 +94,9 @@ class MLPField(nn.Module):
     inputs = point_features.astype(self.dtype)
     x = inputs
     for i in range(self.depth):
-      if i > 0 and i % self.skip_every == 0:
-        x = jnp.concatenate([x, inputs], axis=-1)
       x = nn.relu(_dense(self.width, self.dtype, f'trunk_{i}')(x))
+      if i > 0 and i % self.skip_every == 0:  # The paper's code, JaxNeRF and multinerf skip here.
+        x = jnp.concatenate([x, inputs], axis=-1)
     raw_density = _dense(1, self.dtype, 'density')(x)[..., 0]
     bottleneck = _dense(self.width, self.dtype, 'bottleneck')(x)
     x = jnp.concatenate([bottleneck, view_features.astype(self.dtype)], axis=-1)
