@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import optax
 
 from jaxnerf import metrics
-from jaxnerf import models
 from jaxnerf import parallel
 from jaxnerf import train_state as train_state_lib
 from jaxnerf.train_state import TrainState
@@ -63,7 +62,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   (train_state.scheduled_learning_rate).
 
   The batch's rays are split into `num_groups` groups (one per device), which models render
-  independently. Models with state (an occupancy grid) update it first (models.update_model_state).
+  independently. Models with state (an occupancy grid) update it first (the renderer's `update_state`).
 
   With `random_background`, every ray is composited on a random colour, in the target and in the rendering
   alike (instant-ngp's trick): a constant background would let the model paint it with density, leaving
@@ -88,7 +87,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     rng, update_key = jax.random.split(rng)
-    model_state = models.update_model_state(model, state.params, state.model_state, update_key, state.step)
+    model_state = model.update_state(state.params, state.model_state, update_key, state.step)
     batch = _split_groups(batch, num_groups)
     (loss, (mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, model_state, batch, rng)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnerf import camera
 from jaxnerf import image_rendering
 from jaxnerf import marching
 from jaxnerf import models
@@ -114,7 +115,7 @@ def _dense_reference(field_vars, occupied, resolution, rays, step_size):
   """Every marching step evaluated, with no density in the grid's empty cells, composited with
   volume_render: what marching renders, bar early termination."""
   num_steps = marching.num_steps_for(float(np.linalg.norm(np.subtract(BOX[3:], BOX[:3]))), step_size)
-  near, far = models.camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, BOX)
+  near, far = camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, BOX)
   norm = jnp.linalg.norm(rays.directions, axis=-1)
   s = marching.step_distances(near[:, 0] * norm, jnp.full(norm.shape, 0.5), step_size, num_steps)
   points = rays.origins[:, None] + s[..., None] * rays.viewdirs[:, None]
@@ -137,7 +138,7 @@ def test_occupancy_grid_nerf_matches_dense_marching(groups):
   params, state = variables['params'], {'occupancy': variables['occupancy']}
   assert bool(jnp.all(state['occupancy']['occupied']))  # Nothing is skipped before the first update.
   assert bool(jnp.all(state['occupancy']['density_ema'] == occupancy.UNMEASURED))
-  state = jax.jit(models.update_model_state, static_argnums=0)(model, params, state, jax.random.key(1), 0)
+  state = jax.jit(model.update_state)(params, state, jax.random.key(1), 0)
   occupied = state['occupancy']['occupied']
   # The ball's cells: all those deep inside it, none far from it (a cell that the ball only grazes is found
   # when its random point falls inside the ball).
@@ -182,19 +183,19 @@ def test_grid_updates_every_n_steps_and_sweeps_all_cells_in_warm_up():
                                    warmup_steps=8, update_fraction=0.25)
   variables = jax.jit(model.init)(jax.random.key(0), None, rays, jnp.ones(3))
   params, state = variables['params'], {'occupancy': variables['occupancy']}
-  update = jax.jit(models.update_model_state, static_argnums=0)
-  unchanged = update(model, params, state, jax.random.key(1), 3)
+  update = jax.jit(model.update_state)
+  unchanged = update(params, state, jax.random.key(1), 3)
   chex.assert_trees_all_equal(unchanged, state)
   # Warm-up: each update measures the next half of the cells, so two updates measure them all once.
-  first = update(model, params, state, jax.random.key(1), 0)['occupancy']['density_ema']
-  second = update(model, params, {'occupancy': {**state['occupancy'], 'density_ema': first}},
+  first = update(params, state, jax.random.key(1), 0)['occupancy']['density_ema']
+  second = update(params, {'occupancy': {**state['occupancy'], 'density_ema': first}},
                   jax.random.key(2), 4)['occupancy']['density_ema']
   first, second = np.asarray(first), np.asarray(second)
   assert np.all(first[:256] >= 0) and np.all(first[256:] == occupancy.UNMEASURED)
   assert np.all(second > 0)  # trunc_exp densities are positive.
   np.testing.assert_array_equal(second[:256], first[:256])
   # Cells not yet measured stay occupied, so the first updates never hide anything.
-  occupied = update(model, params, state, jax.random.key(1), 0)['occupancy']['occupied']
+  occupied = update(params, state, jax.random.key(1), 0)['occupancy']['occupied']
   assert bool(jnp.all(occupied[256:]))
 
 

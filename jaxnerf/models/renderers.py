@@ -1,23 +1,18 @@
-"""Flax models. They wire the pure functions of encoding.py, hash_grid.py, sampling.py and rendering.py.
+"""Renderers: how rays are sampled, which field is asked where, and how samples are composited.
 
-A *field* maps points and view directions along rays to raw colour and raw density:
-- `MLPField`: the NeRF paper's (Mildenhall et al. 2020, Fig. 7): positional encoding and an 8x256 MLP.
-- `HashGridField`: instant-ngp's (Mueller et al. 2022): a multiresolution hash encoding of the point, a tiny
-  density MLP, and a tiny colour MLP that also sees the encoded view direction.
-`NeRF` renders rays coarse-to-fine with one field per level: stratified samples for the coarse level, then
-samples drawn from the coarse weights for the fine level (paper, Sec. 5.2). `OccupancyGridNeRF` renders
-rays as instant-ngp does: fixed steps, skipping empty space by an occupancy grid, with packed samples.
+- `NeRF` renders rays coarse-to-fine with one field per level: stratified samples for the coarse level, then
+  samples drawn from the coarse weights for the fine level (paper, Sec. 5.2).
+- `OccupancyGridNeRF` renders rays as instant-ngp does: fixed steps, skipping empty space by an occupancy
+  grid, with packed samples.
 
 Renderers are called as model.apply(variables, rng, rays, background) and return a list of RenderedRays,
 the finest last. Rays may carry one leading *group* axis, [G, R]: groups are rendered independently (the
-train step makes one group per device, so packing never crosses devices).
-
-Compute runs in `dtype` (bfloat16 for mixed precision); parameters, encodings, and everything after the
-last layer stay float32.
+train step makes one group per device, so packing never crosses devices). Each renderer also owns the update
+of its non-trained variables between steps, `update_state` (plain Python, called outside `apply`).
 """
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,146 +20,12 @@ import jax.numpy as jnp
 
 from jaxnerf import camera
 from jaxnerf import coord
-from jaxnerf import encoding
-from jaxnerf import hash_grid
 from jaxnerf import marching
 from jaxnerf import occupancy
 from jaxnerf import rendering
 from jaxnerf import sampling
 from jaxnerf.camera import Rays
-from jaxnerf.errors import ConfigError
-
-
-@jax.custom_jvp
-def trunc_exp(x):
-  """exp(x), with its gradient computed from exp(min(x, 15)) so that it cannot overflow (instant-ngp)."""
-  return jnp.exp(x)
-
-
-@trunc_exp.defjvp
-def _trunc_exp_jvp(primals, tangents):
-  (x,), (dx,) = primals, tangents
-  return jnp.exp(x), jnp.exp(jnp.minimum(x, 15.0)) * dx
-
-
-DENSITY_ACTIVATIONS = {
-    'relu': nn.relu,  # The paper's.
-    'softplus': lambda x: nn.softplus(x - 1.0),  # mip-NeRF's shifted softplus: smooth, starts near zero.
-    'trunc_exp': trunc_exp,  # instant-ngp's.
-}
-
-
-def density_activation(name: str):
-  """The activation called `name` in DENSITY_ACTIVATIONS; a ConfigError naming the choices otherwise."""
-  if name not in DENSITY_ACTIVATIONS:
-    raise ConfigError(f'config.model.density_activation must be one of {sorted(DENSITY_ACTIVATIONS)}, '
-                      f'got {name!r}.')
-  return DENSITY_ACTIVATIONS[name]
-
-
-def _dense(units, dtype, name):
-  return nn.Dense(units, dtype=dtype, param_dtype=jnp.float32, name=name)
-
-
-class MLPField(nn.Module):
-  """NeRF's field: positional encodings (Eq. 4), then a trunk of `depth` ReLU layers of `width` units; the
-  output of trunk layer k * skip_every (counting from 0: the 5th layer with the paper's 4) is concatenated
-  with the encoded point, so the next layer (the 6th) reads it again; density from the trunk; colour from a
-  `width_view`-unit layer that also sees the encoded view direction."""
-
-  point_min_deg: int = 0
-  point_max_deg: int = 10
-  view_min_deg: int = 0
-  view_max_deg: int = 4
-  depth: int = 8
-  width: int = 256
-  skip_every: int = 4
-  width_view: int = 128
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, points, viewdirs):
-    """Raw outputs at points [..., 3] seen along unit viewdirs [..., 3] (one per point).
-
-    Returns:
-      raw_rgb: [..., 3] (pre-sigmoid); raw_density: [...] (pre-activation); both float32.
-    """
-    point_features = encoding.positional_encoding(points, self.point_min_deg, self.point_max_deg)
-    view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
-    inputs = point_features.astype(self.dtype)
-    x = inputs
-    for i in range(self.depth):
-      x = nn.relu(_dense(self.width, self.dtype, f'trunk_{i}')(x))
-      if i > 0 and i % self.skip_every == 0:  # The paper's code, JaxNeRF and multinerf skip here.
-        x = jnp.concatenate([x, inputs], axis=-1)
-    raw_density = _dense(1, self.dtype, 'density')(x)[..., 0]
-    bottleneck = _dense(self.width, self.dtype, 'bottleneck')(x)
-    x = jnp.concatenate([bottleneck, view_features.astype(self.dtype)], axis=-1)
-    x = nn.relu(_dense(self.width_view, self.dtype, 'view')(x))
-    raw_rgb = _dense(3, self.dtype, 'rgb')(x)
-    return raw_rgb.astype(jnp.float32), raw_density.astype(jnp.float32)
-
-
-class HashGridField(nn.Module):
-  """instant-ngp's field: hash-encoded point -> `density_width` hidden units -> raw density and
-  `geo_features` features; those and the encoded view direction -> `color_depth` hidden layers of
-  `color_width` units -> raw colour. Points are mapped from `scene_box` onto the unit cube.
-
-  View directions are encoded with spherical harmonics of `sh_degree` bands (instant-ngp's choice) when
-  `view_encoding` is 'sh', or positionally with `view_max_deg` octaves when it is 'positional'.
-  """
-
-  scene_box: Sequence[float] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # (x_min, y_min, z_min, x_max, ...).
-  num_levels: int = 16
-  features_per_level: int = 2
-  log2_table_size: int = 15
-  min_resolution: int = 16
-  max_resolution: int = 512
-  density_width: int = 64
-  geo_features: int = 15
-  color_depth: int = 2
-  color_width: int = 64
-  view_encoding: str = 'positional'
-  view_max_deg: int = 4
-  sh_degree: int = 4
-  dtype: Any = jnp.float32
-
-  def setup(self):
-    if self.view_encoding not in ('sh', 'positional'):
-      raise ConfigError("config.model.hash_grid.view_encoding must be 'sh' or 'positional', "
-                        f'got {self.view_encoding!r}.')
-    self.resolutions = hash_grid.level_resolutions(self.num_levels, self.min_resolution,
-                                                   self.max_resolution)
-    sizes = hash_grid.level_table_sizes(self.resolutions, 2**self.log2_table_size)
-    # The paper initialises entries uniformly in [-1e-4, 1e-4].
-    init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1e-4, 1e-4)
-    self.tables = [self.param(f'table_{level}', init, (size, self.features_per_level))
-                   for level, size in enumerate(sizes)]
-    self.density_hidden = _dense(self.density_width, self.dtype, 'density_hidden')
-    self.density_out = _dense(1 + self.geo_features, self.dtype, 'density_out')
-    self.color_hidden = [_dense(self.color_width, self.dtype, f'color_hidden_{i}')
-                         for i in range(self.color_depth)]
-    self.color_out = _dense(3, self.dtype, 'color_out')
-
-  def density(self, points):
-    """Raw density [...] (float32) at points [..., 3], and the geometry features [..., geo_features] that
-    the colour network reads."""
-    unit_points = coord.to_unit_cube(points, self.scene_box)
-    features = hash_grid.encode(unit_points, self.tables, self.resolutions).astype(self.dtype)
-    x = self.density_out(nn.relu(self.density_hidden(features)))
-    return x[..., 0].astype(jnp.float32), x[..., 1:]
-
-  def __call__(self, points, viewdirs):
-    """Raw outputs at points [..., 3] seen along unit viewdirs [..., 3]; as MLPField."""
-    raw_density, geometry = self.density(points)
-    if self.view_encoding == 'sh':
-      view_features = encoding.spherical_harmonics(viewdirs, self.sh_degree)
-    else:
-      view_features = encoding.positional_encoding(viewdirs, 0, self.view_max_deg)
-    x = jnp.concatenate([geometry, view_features.astype(self.dtype)], axis=-1)
-    for layer in self.color_hidden:
-      x = nn.relu(layer(x))
-    return self.color_out(x).astype(jnp.float32), raw_density
+from jaxnerf.models.activations import density_activation
 
 
 class NeRF(nn.Module):
@@ -217,6 +78,11 @@ class NeRF(nn.Module):
       t = sampling.hierarchical_samples(keys[2], t, renderings[0].w, self.num_fine_samples)
       renderings.append(self._render_samples(self.fine_field, keys[3], rays, t, far, background))
     return renderings
+
+  def update_state(self, params, model_state, rng: jax.Array, step):
+    """NeRF has no variables besides its parameters: `model_state` comes back as it is."""
+    del params, rng, step
+    return model_state
 
 
 class OccupancyGridNeRF(nn.Module):
@@ -364,65 +230,13 @@ class OccupancyGridNeRF(nn.Module):
     self.density_ema.value = density_ema
     self.occupied.value = occupancy.threshold_occupied(density_ema, self.opacity_threshold / self.step_size)
 
+  def update_state(self, params, model_state, rng: jax.Array, step):
+    """The model's 'occupancy' variables for training step `step` (a traced int): `update_occupancy` every
+    `update_every` steps, else unchanged. Called on the unbound module, outside `apply`."""
 
-def update_model_state(model: nn.Module, params, model_state, rng: jax.Array, step):
-  """The model's non-trained variables (e.g. an occupancy grid) for training step `step` (a traced int).
+    def update(_):
+      _, updated = self.apply({'params': params, **model_state}, rng, step,
+                              method=OccupancyGridNeRF.update_occupancy, mutable=['occupancy'])
+      return updated
 
-  Models without such variables get them back unchanged.
-  """
-  if not isinstance(model, OccupancyGridNeRF):
-    return model_state
-
-  def update(_):
-    _, updated = model.apply({'params': params, **model_state}, rng, step,
-                             method=OccupancyGridNeRF.update_occupancy, mutable=['occupancy'])
-    return updated
-
-  return jax.lax.cond(step % model.update_every == 0, update, lambda _: model_state, None)
-
-
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
-FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
-
-
-def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
-  """Builds the renderer that `model_config` (config.model) describes, for a scene inside `scene_box`
-  ((x_min, y_min, z_min, x_max, y_max, z_max); empty for unbounded sampling between near and far).
-
-  config.model.name picks the renderer: 'nerf' (coarse-to-fine, `NeRF`) or 'occupancy_grid'
-  (instant-ngp's marching, `OccupancyGridNeRF`, with its settings in config.model.occupancy_grid).
-  """
-  if model_config.name not in ('nerf', 'occupancy_grid'):
-    raise ConfigError(f"config.model.name: unknown model {model_config.name!r}; expected 'nerf' or "
-                      "'occupancy_grid'.")
-  if model_config.dtype not in DTYPES:
-    raise ConfigError(f'config.model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}.')
-  if model_config.field not in FIELDS:
-    raise ConfigError(f'config.model.field must be one of {sorted(FIELDS)}, got {model_config.field!r}.')
-  density_activation(model_config.density_activation)
-  scene_box = tuple(float(v) for v in scene_box) or None
-  if scene_box is not None and len(scene_box) != 6:
-    raise ConfigError(f'config.scene_box must hold 6 numbers (min x, y, z, then max x, y, z), got {scene_box}.')
-  if model_config.field == 'hash_grid' and scene_box is None:
-    raise ConfigError('config.model.field=hash_grid needs config.scene_box: the hash grid covers that box.')
-  field_kwargs = dict(model_config[model_config.field], dtype=DTYPES[model_config.dtype])
-  if model_config.field == 'hash_grid':
-    field_kwargs['scene_box'] = scene_box
-  field = FIELDS[model_config.field]
-  if model_config.name == 'occupancy_grid':
-    if model_config.field != 'hash_grid':
-      raise ConfigError("config.model.name=occupancy_grid needs config.model.field='hash_grid': it measures "
-                        'density on its own, which only the hash grid exposes.')
-    return OccupancyGridNeRF(field=field(**field_kwargs), scene_box=scene_box,
-                             density_activation=model_config.density_activation,
-                             rgb_padding=model_config.rgb_padding, **model_config.occupancy_grid)
-  return NeRF(
-      coarse_field=field(**field_kwargs),
-      fine_field=field(**field_kwargs) if model_config.num_fine_samples > 0 else None,
-      num_coarse_samples=model_config.num_coarse_samples,
-      num_fine_samples=model_config.num_fine_samples,
-      lindisp=model_config.lindisp,
-      scene_box=scene_box,
-      density_activation=model_config.density_activation,
-      density_noise_std=model_config.density_noise_std,
-      rgb_padding=model_config.rgb_padding)
+    return jax.lax.cond(step % self.update_every == 0, update, lambda _: model_state, None)
