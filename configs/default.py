@@ -86,7 +86,13 @@ def get_config() -> ml_collections.ConfigDict:
       lr_delay_mult=1.0,
       adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
       grad_clip_norm=0.0,  # Clip gradients to this global norm (0: no clipping).
-      coarse_loss_weight=1.0,  # Weight of the coarse network's loss (the paper sums both).
+  ))
+
+  # The loss (losses.py): named terms, summed.
+  config.loss = ml_collections.ConfigDict(dict(
+      data='mse',  # Penalty of the colour residual: 'mse' (the paper's) or 'charbonnier' (mip-NeRF 360's).
+      charbonnier_eps=1e-3,
+      coarse_weight=1.0,  # Weight of the data term of every level but the finest (the paper sums them).
   ))
 
   # The training loop (trainer.py).

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence, Tuple
 import jax
 import ml_collections
 
+from jaxnerf import losses
 from jaxnerf.errors import ConfigError
 
 
@@ -78,7 +79,9 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('optim.adam_b2', (_probability, 'a number in [0, 1)')),
     ('optim.adam_eps', NON_NEGATIVE),
     ('optim.grad_clip_norm', NON_NEGATIVE),
-    ('optim.coarse_loss_weight', NON_NEGATIVE),
+    ('loss.data', (lambda v: v in losses.DATA_PENALTIES, f'one of {sorted(losses.DATA_PENALTIES)}')),
+    ('loss.charbonnier_eps', POSITIVE),
+    ('loss.coarse_weight', NON_NEGATIVE),
     ('train.batch_size', POSITIVE_INT),
     ('train.num_steps', POSITIVE_INT),
     ('train.max_seconds', NON_NEGATIVE),

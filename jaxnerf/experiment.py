@@ -37,7 +37,7 @@ def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experim
   mesh = parallel.make_mesh(devices)
   background = 1.0 if config.white_background else 0.0
   steps = steps_lib.compile_steps(model, optimizer, schedule, mesh, jnp.full(3, background),
-                                  config.optim.coarse_loss_weight, config.train.random_background)
+                                  config.loss, config.train.random_background)
   return Experiment(model, optimizer, steps, background, config.train.num_steps)
 
 

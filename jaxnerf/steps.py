@@ -10,33 +10,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnerf import losses
 from jaxnerf import metrics
 from jaxnerf import parallel
 from jaxnerf import train_state as train_state_lib
 from jaxnerf.train_state import TrainState
-
-
-def reconstruction_loss(renderings, rgb, coarse_loss_weight: float):
-  """NeRF's loss (paper, Eq. 6): squared error of the coarse and fine renderings, [..., 3] each.
-
-  Rays that a rendering marks incomplete (RenderedRays.complete) are left out of its mean.
-
-  Returns:
-    loss: scalar, coarse_loss_weight * mse_coarse + mse_fine (just the coarse MSE without a fine level).
-    mses: [num_levels] the mean squared error of each level.
-  """
-  def mse(rendering):
-    squared_error = (rendering.rgb - rgb) ** 2
-    if rendering.complete is None:
-      return jnp.mean(squared_error)
-    mask = rendering.complete[..., None].astype(squared_error.dtype)
-    return jnp.sum(mask * squared_error) / jnp.maximum(3.0 * jnp.sum(mask), 1.0)
-
-  mses = jnp.stack([mse(r) for r in renderings])
-  weights = jnp.ones(len(renderings))
-  if len(renderings) > 1:
-    weights = weights.at[0].set(coarse_loss_weight)
-  return jnp.sum(weights * mses), mses
 
 
 def recomposite(rgb, alpha, old_background, new_background):
@@ -55,11 +33,12 @@ def _merge_groups(tree):
 
 
 def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule, background,
-                    coarse_loss_weight, random_background: bool = False, num_groups: int = 1):
+                    loss_config, random_background: bool = False, num_groups: int = 1):
   """A train step (state, batch) -> (state, metrics), to be compiled by `compile_steps`.
 
   The learning rate is `schedule`, a function of training progress, laid over the state's schedule_steps
-  (train_state.scheduled_learning_rate).
+  (train_state.scheduled_learning_rate). The loss is the sum of the terms `loss_config` (config.loss) names
+  (losses.total_loss); each term is also reported, and MSE and PSNR per level are computed apart.
 
   The batch's rays are split into `num_groups` groups (one per device), which models render
   independently. Models with state (an occupancy grid) update it first (the renderer's `update_state`).
@@ -80,16 +59,16 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
       target = recomposite(target, batch['alpha'], background, ray_background)
     renderings, sown = model.apply({'params': params, **model_state}, rng, batch['rays'], ray_background,
                                    mutable=['diagnostics'])
-    loss, mses = reconstruction_loss(renderings, target, coarse_loss_weight)
+    terms = losses.total_loss(renderings, target, loss_config)
     diagnostics = {name: values[0] for name, values in sown.get('diagnostics', {}).items()}
-    return loss, (mses, diagnostics)
+    return terms['loss'], (terms, losses.level_mses(renderings, target), diagnostics)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     rng, update_key = jax.random.split(rng)
     model_state = model.update_state(state.params, state.model_state, update_key, state.step)
     batch = _split_groups(batch, num_groups)
-    (loss, (mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, (terms, mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, model_state, batch, rng)
     learning_rate = train_state_lib.scheduled_learning_rate(schedule, state.step, state.schedule_steps)
     opt_state = train_state_lib.with_learning_rate(state.opt_state, learning_rate)
@@ -99,7 +78,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     updated = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             opt_state=opt_state, model_state=model_state)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
-    step_metrics = {'loss': loss, 'mse': mses[-1], 'psnr': metrics.mse_to_psnr(mses[-1]),
+    step_metrics = {**terms, 'mse': mses[-1], 'psnr': metrics.mse_to_psnr(mses[-1]),
                     'psnr_coarse': metrics.mse_to_psnr(mses[0]), 'grad_norm': grad_norm,
                     'learning_rate': learning_rate, 'finite': finite, **diagnostics}
     return new_state, step_metrics
@@ -142,13 +121,13 @@ class CompiledSteps(NamedTuple):
   replicated: jax.sharding.NamedSharding
 
 
-def compile_steps(model, optimizer, schedule, mesh, background, coarse_loss_weight: float,
+def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
                   random_background: bool = False) -> CompiledSteps:
   """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'."""
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharded(mesh)
   background = jnp.asarray(background, jnp.float32)
-  train_step = jax.jit(make_train_step(model, optimizer, schedule, background, coarse_loss_weight,
+  train_step = jax.jit(make_train_step(model, optimizer, schedule, background, loss_config,
                                        random_background, mesh.size),
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated),

@@ -25,6 +25,8 @@ from jaxnerf.errors import ConfigError
     ('batching.precrop_fraction', 1.5, 'config.batching.precrop_fraction=1.5: expected a fraction in (0, 1]'),
     ('model.occupancy_grid.step_size', 0.0, 'config.model.occupancy_grid.step_size=0.0: expected a finite'),
     ('procedural.resolution', 4, 'config.procedural.resolution=4: expected an integer >= 8'),
+    ('loss.data', 'l1', "config.loss.data='l1': expected one of ['charbonnier', 'mse']"),
+    ('loss.coarse_weight', -0.1, 'config.loss.coarse_weight=-0.1: expected a finite number >= 0'),
 ])
 def test_out_of_range_values_name_the_key(key, value, message):
   config = demo.get_config()

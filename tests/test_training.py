@@ -19,7 +19,6 @@ from jaxnerf import trainer
 from jaxnerf.datasets import batching
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
-from jaxnerf.rendering import RenderedRays
 from tests.tiny_configs import TINY_SCENE
 from tests.tiny_configs import tiny_config
 from tests.tiny_configs import tiny_ngp_config
@@ -89,20 +88,6 @@ def test_recomposite_moves_colours_to_another_background():
   on_old = colour * alpha + old * (1 - alpha)
   np.testing.assert_allclose(steps_lib.recomposite(on_old, alpha, old, new), colour * alpha + new * (1 - alpha),
                              atol=1e-12)
-
-
-def test_loss_leaves_out_incomplete_rays():
-  rng = np.random.default_rng(1)
-  target, rendered = rng.random((2, 5, 3)), rng.random((2, 5, 3))
-  complete = np.array([[True, False, True, True, False], [False, False, False, False, False]])
-  rendering = RenderedRays(rgb=jnp.asarray(rendered), depth=None, acc=None, w=None,
-                           complete=jnp.asarray(complete))
-  loss, mses = steps_lib.reconstruction_loss([rendering], jnp.asarray(target), 0.1)
-  expected = np.mean((rendered[complete] - target[complete]) ** 2)
-  np.testing.assert_allclose([loss, mses[0]], [expected, expected], rtol=1e-6)
-  # Without completeness flags every ray counts.
-  loss, _ = steps_lib.reconstruction_loss([rendering._replace(complete=None)], jnp.asarray(target), 0.1)
-  np.testing.assert_allclose(loss, np.mean((rendered - target) ** 2), rtol=1e-6)
 
 
 def test_batches_carry_the_alpha_that_random_backgrounds_need(scene_cache):

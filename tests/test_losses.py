@@ -1,0 +1,67 @@
+"""The loss terms: brute-force references, masks, and finite gradients at extreme residuals."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxnerf import losses
+from jaxnerf.errors import ConfigError
+from jaxnerf.rendering import RenderedRays
+
+
+def _renderings(rng, num_levels=2, complete=None):
+  return [RenderedRays(rgb=jnp.asarray(rng.random((5, 3))), depth=None, acc=None, w=None, complete=complete)
+          for _ in range(num_levels)]
+
+
+def test_data_term_leaves_out_incomplete_rays_and_weights_the_coarse_levels():
+  rng = np.random.default_rng(1)
+  target = rng.random((5, 3))
+  complete = np.array([True, False, True, True, False])
+  coarse, fine = _renderings(rng, complete=jnp.asarray(complete))
+  mse = lambda r: np.mean((np.asarray(r.rgb)[complete] - target[complete]) ** 2)
+  np.testing.assert_allclose(losses.data_term([coarse, fine], jnp.asarray(target), 'mse', coarse_weight=0.1),
+                             0.1 * mse(coarse) + mse(fine), rtol=1e-6)
+  np.testing.assert_allclose(losses.level_mses([coarse, fine], jnp.asarray(target)), [mse(coarse), mse(fine)],
+                             rtol=1e-6)
+  # Without completeness flags every ray counts; with none complete the term is 0, not NaN.
+  everything = fine._replace(complete=None)
+  np.testing.assert_allclose(losses.data_term([everything], jnp.asarray(target)),
+                             np.mean((np.asarray(everything.rgb) - target) ** 2), rtol=1e-6)
+  nothing = fine._replace(complete=jnp.zeros(5, bool))
+  assert float(losses.data_term([nothing], jnp.asarray(target))) == 0.0
+
+
+def test_charbonnier_term_is_a_smooth_l1():
+  rng = np.random.default_rng(2)
+  target = rng.random((5, 3))
+  (rendering,) = _renderings(rng, 1)
+  residual = np.asarray(rendering.rgb) - target
+  np.testing.assert_allclose(losses.data_term([rendering], jnp.asarray(target), 'charbonnier', eps=1e-3),
+                             np.mean(np.sqrt(residual**2 + 1e-6)), rtol=1e-6)
+  # Near |r| = 0 it is quadratic and bounded below by eps; far from it, |r|.
+  np.testing.assert_allclose(losses.charbonnier(jnp.array([0.0, 1e-5, 10.0]), 1e-3), [1e-3, 1e-3, 10.0],
+                             rtol=1e-4)
+
+
+@pytest.mark.parametrize('penalty', ['mse', 'charbonnier'])
+def test_gradients_stay_finite_from_tiny_to_huge_residuals(penalty):
+  target = jnp.zeros((4, 3))
+  rgb = jnp.array([[0.0] * 3, [1e-12] * 3, [1.0] * 3, [1e6] * 3])
+  grad = jax.grad(lambda rgb: losses.data_term([RenderedRays(rgb, None, None, None)], target, penalty))(rgb)
+  chex.assert_tree_all_finite(grad)
+
+
+def test_total_loss_names_its_terms_and_rejects_unknown_penalties():
+  rng = np.random.default_rng(3)
+  renderings, target = _renderings(rng), jnp.asarray(rng.random((5, 3)))
+  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0))
+  terms = losses.total_loss(renderings, target, config)
+  assert sorted(terms) == ['loss', 'loss_data']
+  np.testing.assert_allclose(terms['loss'], jnp.sum(losses.level_mses(renderings, target)), rtol=1e-6)
+  config.data = 'l1'
+  with pytest.raises(ConfigError, match=r"config.loss.data must be one of \['charbonnier', 'mse'\]"):
+    losses.total_loss(renderings, target, config)
