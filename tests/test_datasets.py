@@ -1,0 +1,30 @@
+"""Dataset lookup by config.dataset."""
+
+import pathlib
+
+import ml_collections
+import pytest
+
+from jaxnerf import datasets
+from jaxnerf.errors import DatasetError
+
+
+def test_unknown_dataset_names_the_key_and_the_choices():
+  config = ml_collections.ConfigDict(dict(dataset='llff_typo', data_dir='/nowhere'))
+  with pytest.raises(DatasetError, match=r"config.dataset: unknown dataset 'llff_typo'; expected one of "
+                                         r"\('blender', 'procedural'\)"):
+    datasets.load_split(config, 'train')
+
+
+def test_splits_are_read_by_the_dataset_the_config_names(monkeypatch, tmp_path):
+  calls = []
+  fake = datasets.Dataset(directory=lambda config, generate: tmp_path / config.data_dir,
+                          read_split=lambda directory, split, config: calls.append((directory, split)) or 'split',
+                          has_split=lambda directory, split: split == 'train')
+  monkeypatch.setitem(datasets.DATASETS, 'fake', fake)
+  config = ml_collections.ConfigDict(dict(dataset='fake', data_dir='scene'))
+  assert datasets.load_split(config, 'val') == 'split'
+  assert datasets.load_split(config, 'test', data_dir='/elsewhere') == 'split'
+  assert calls == [(tmp_path / 'scene', 'val'), (pathlib.Path('/elsewhere'), 'test')]
+  assert datasets.has_split(config, 'train') and not datasets.has_split(config, 'test')
+  assert datasets.scene_directory(config) == tmp_path / 'scene'
