@@ -44,11 +44,10 @@ def contract(x):
 def contract_jacobian(x):
   """The Jacobian [..., 3, 3] of `contract` at x [..., 3]: the identity inside the unit ball, and with
   r = |x| outside it, (2r - 1) / r^2 I + 2 (1 - r) / r^4 x x^T (which is I on the sphere r = 1)."""
-  squared_norm = jnp.maximum(jnp.sum(x**2, axis=-1), 1.0)[..., None, None]
+  squared_norm = jnp.maximum(jnp.sum(x**2, axis=-1), 1.0)[..., None, None]  # 1 inside: I and 0 below.
   norm = jnp.sqrt(squared_norm)
-  outside = jnp.sum(x**2, axis=-1)[..., None, None] > 1.0
   across = (2.0 * norm - 1.0) / squared_norm * jnp.eye(3)
-  along = jnp.where(outside, 2.0 * (1.0 - norm) / squared_norm**2, 0.0) * x[..., :, None] * x[..., None, :]
+  along = 2.0 * (1.0 - norm) / squared_norm**2 * x[..., :, None] * x[..., None, :]
   return across + along
 
 

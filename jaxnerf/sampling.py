@@ -11,6 +11,8 @@ Naming conventions:
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import stepfun
+
 
 def stratified_samples(rng, near, far, num_samples: int, lindisp: bool = False):
   """One sample in each of `num_samples` equal bins between near and far (NeRF, Eq. 2).
@@ -55,31 +57,14 @@ def inverse_cdf_samples(rng, bins, w, num_samples: int, eps: float = 1e-5):
   """
   bins, w = jax.lax.stop_gradient(bins), jax.lax.stop_gradient(w)
   w = w + eps
-  pdf = w / jnp.sum(w, axis=-1, keepdims=True)
-  cdf = jnp.minimum(1.0, jnp.cumsum(pdf[..., :-1], axis=-1))
-  zeros, ones = jnp.zeros_like(cdf[..., :1]), jnp.ones_like(cdf[..., :1])
-  cdf = jnp.concatenate([zeros, cdf, ones], axis=-1)  # [..., num_bins + 1]
+  cdf = stepfun.integrate_weights(w / jnp.sum(w, axis=-1, keepdims=True))  # [..., num_bins + 1]
   batch_shape = cdf.shape[:-1]
   if rng is None:
     u = (jnp.arange(num_samples, dtype=w.dtype) + 0.5) / num_samples
     u = jnp.broadcast_to(u, batch_shape + (num_samples,))
   else:
     u = jnp.sort(jax.random.uniform(rng, batch_shape + (num_samples,), dtype=w.dtype), axis=-1)
-  return _interp_batched(u, cdf, bins)
-
-
-def _interp_batched(x, xp, fp):
-  """jnp.interp over the last axis for [..., n] queries `x` and [..., m] increasing `xp` -> `fp`."""
-  # Index of the interval of each query: the count of cdf values <= u, minus one.
-  index = jnp.sum(x[..., :, None] >= xp[..., None, :], axis=-1) - 1
-  index = jnp.clip(index, 0, xp.shape[-1] - 2)
-  x0 = jnp.take_along_axis(xp, index, axis=-1)
-  x1 = jnp.take_along_axis(xp, index + 1, axis=-1)
-  y0 = jnp.take_along_axis(fp, index, axis=-1)
-  y1 = jnp.take_along_axis(fp, index + 1, axis=-1)
-  # Zero-width intervals (bins of zero weight) have no mass; map them to their left edge.
-  fraction = jnp.where(x1 > x0, (x - x0) / jnp.where(x1 > x0, x1 - x0, 1.0), 0.0)
-  return y0 + jnp.clip(fraction, 0.0, 1.0) * (y1 - y0)
+  return stepfun.interpolate(u, cdf, bins)
 
 
 def hierarchical_samples(rng, t_coarse, w_coarse, num_samples: int):

@@ -202,35 +202,6 @@ def test_inverse_cdf_extreme_weights_finite():
   assert np.all(t[2] <= bins[2, 1] * (1 + 1e-6))  # All of it in the first bin.
 
 
-# _interp_batched.
-
-
-def test_interp_batched_matches_np_interp():
-  rng = np.random.default_rng(12)
-  xp = np.cumsum(rng.uniform(0.01, 1.0, (2, 3, 9)), axis=-1).astype(np.float32)
-  fp = rng.normal(size=(2, 3, 9)).astype(np.float32)
-  # Queries inside and beyond both ends, exactly on knots, and unsorted.
-  x = rng.uniform(xp[..., :1] - 1.0, xp[..., -1:] + 1.0, (2, 3, 40)).astype(np.float32)
-  x[..., :9] = xp
-  actual = np.asarray(jax.jit(sampling._interp_batched)(x, xp, fp))
-  chex.assert_shape(actual, x.shape)
-  for index in np.ndindex(2, 3):
-    np.testing.assert_allclose(actual[index], np.interp(x[index], xp[index], fp[index]), rtol=1e-5, atol=1e-5)
-
-
-def test_interp_batched_repeated_knots():
-  # Repeated knots are zero-width intervals, as the CDF has over empty bins without eps.
-  xp = np.array([0.0, 0.0, 1.0, 1.0, 2.0], np.float32)
-  fp = np.arange(5.0, dtype=np.float32)
-  x = np.array([-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0], np.float32)
-  np.testing.assert_allclose(sampling._interp_batched(x, xp, fp), np.interp(x, xp, fp), atol=1e-6)
-  # Repeated last knots: finite, and on one side of the jump (np.interp and jnp.interp disagree here).
-  xp, fp = np.array([0.0, 0.5, 1.0, 1.0], np.float32), np.arange(4.0, dtype=np.float32)
-  out = np.asarray(sampling._interp_batched(np.array([1.0, 2.0], np.float32), xp, fp))
-  chex.assert_tree_all_finite(out)
-  assert np.all((out == 2.0) | (out == 3.0)), out
-
-
 # Hierarchical samples.
 
 
