@@ -37,21 +37,44 @@ def get_config() -> ml_collections.ConfigDict:
       precrop_fraction=0.5,  # Side of the central crop, as a fraction of the image.
   ))
 
-  # The model (models.py): a coarse and a fine field of kind `field`, configured by its sub-config.
+  # The model (jaxnerf/models/): a renderer `name` over fields of kind `field`, each configured by its group.
   config.model = ml_collections.ConfigDict(dict(
-      name='nerf',  # 'nerf' (coarse-to-fine sampling) or 'occupancy_grid' (instant-ngp's ray marching).
+      # 'nerf' (coarse-to-fine point samples), 'mipnerf' (coarse-to-fine frustums, one shared field),
+      # 'proposal' (mip-NeRF 360's proposal sampling) or 'occupancy_grid' (instant-ngp's ray marching).
+      name='nerf',
       field='mlp',  # 'mlp' (the paper's MLPField) or 'hash_grid' (instant-ngp's HashGridField).
-      num_coarse_samples=64,
-      num_fine_samples=128,  # 0: no fine level.
-      lindisp=False,  # Sample linearly in disparity rather than depth.
+      num_coarse_samples=64,  # name='nerf': samples of the coarse level...
+      num_fine_samples=128,  # ...and those added for the fine level (0: no fine level).
+      lindisp=False,  # 'nerf', 'mipnerf': sample linearly in disparity rather than depth.
       density_activation='relu',  # 'relu' (paper), 'softplus' (mip-NeRF) or 'trunc_exp' (instant-ngp).
       density_noise_std=0.0,  # Std of noise added to raw density while training (paper: 1 for LLFF).
       rgb_padding=0.0,  # Widened sigmoid for colour (mip-NeRF uses 0.001).
+      # How fields map positions before encoding them: 'none', or 'contract' (mip-NeRF 360's contraction of
+      # everything beyond contract_radius into a ball of twice that radius; for unbounded scenes).
+      warp='none',
+      contract_radius=1.0,
       dtype='float32',  # Compute dtype: 'bfloat16' for mixed precision (parameters and loss stay float32).
       mlp=dict(
           point_min_deg=0, point_max_deg=10,  # Positional encoding octaves of points...
           view_min_deg=0, view_max_deg=4,  # ...and of view directions.
-          depth=8, width=256, skip_every=4, width_view=128),
+          depth=8, width=256, skip_every=4, width_view=128,
+          encoding='positional'),  # 'positional' (NeRF) or 'integrated' (mip-NeRF's IPE of Gaussians).
+      # name='mipnerf' (models.MipNeRF): levels of intervals, each resampled from the blurred weights before.
+      mipnerf=dict(num_samples=128, num_levels=2, resample_padding=0.01),
+      # name='proposal' (models.ProposalNeRF): density-only proposal fields of kind `field`, configured by
+      # config.model.<field> updated by proposal.<field>, place the final field's samples.
+      proposal=dict(
+          field='mlp',
+          num_proposal_samples=(64, 64),  # Intervals of each proposal level...
+          num_nerf_samples=32,  # ...and of the final level.
+          spacing='disparity',  # 'disparity' (unbounded scenes) or 'linear' (bounded ones).
+          anneal_slope=10.0,  # Proposal weights anneal from uniform early in training (0: never).
+          resample_padding=0.0,  # Added to the weights before resampling.
+          single_jitter=True,  # One jitter per ray when resampling (mip-NeRF 360).
+          mlp=dict(depth=4, width=256),  # mip-NeRF 360's proposal MLP.
+          # nerfacto's proposal grids: small and coarse, one 16-unit hidden layer.
+          hash_grid=dict(num_levels=5, features_per_level=2, log2_table_size=17, min_resolution=16,
+                         max_resolution=128, density_width=16, geo_features=0)),
       hash_grid=dict(
           num_levels=16, features_per_level=2, log2_table_size=19,  # Tables of up to 2^19 entries a level.
           min_resolution=16, max_resolution=2048,  # Cells per side of the coarsest and finest levels.
@@ -93,6 +116,8 @@ def get_config() -> ml_collections.ConfigDict:
       data='mse',  # Penalty of the colour residual: 'mse' (the paper's) or 'charbonnier' (mip-NeRF 360's).
       charbonnier_eps=1e-3,
       coarse_weight=1.0,  # Weight of the data term of every level but the finest (the paper sums them).
+      interlevel_weight=0.0,  # mip-NeRF 360's proposal loss (its weight 1), which alone trains proposals.
+      distortion_weight=0.0,  # mip-NeRF 360's distortion regulariser on the final level (its 0.01).
   ))
 
   # The training loop (trainer.py).

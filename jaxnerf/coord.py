@@ -73,3 +73,21 @@ def disparity_to_s(t, near, far):
 def s_to_disparity(s, near, far):
   """The inverse of `disparity_to_s`: t = 1 / (s / far + (1 - s) / near)."""
   return 1.0 / (s / far + (1.0 - s) / near)
+
+
+# Spacings of samples along rays: t in [near, far] <-> normalised s in [0, 1].
+SPACINGS = ('linear', 'disparity')
+
+
+def t_to_s(t, near, far, spacing: str = 'linear'):
+  """Distances t [...] -> s in [0, 1], spaced linearly in t or evenly in disparity (`disparity_to_s`)."""
+  if spacing == 'disparity':
+    return disparity_to_s(t, near, far)
+  return (t - near) / (far - near)
+
+
+def s_to_t(s, near, far, spacing: str = 'linear'):
+  """The inverse of `t_to_s`."""
+  if spacing == 'disparity':
+    return s_to_disparity(s, near, far)
+  return near + s * (far - near)

@@ -22,17 +22,26 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import stepfun
+
 FAR_DELTA = 1e10
 
 
 class RenderedRays(NamedTuple):
-  rgb: jnp.ndarray  # [..., 3]
+  """One level of a renderer's ray history (renderers return one per level, the final output last)."""
+
+  rgb: Optional[jnp.ndarray]  # [..., 3]; None for levels that render density only (proposals).
   depth: jnp.ndarray  # [...], expected termination distance given that the ray terminates.
   acc: jnp.ndarray  # [...], accumulated opacity.
   w: jnp.ndarray  # [..., num_samples], volume-rendering weights ([..., C] for packed samples).
   # [...] bool: whether the ray was rendered with all its samples (packed renderers can run out of slots);
   # None means all rays were.
   complete: Optional[jnp.ndarray] = None
+  # [..., num_samples + 1]: the intervals' edges in the renderer's normalised sampling space, [0, 1] from
+  # near to far (linear or in disparity), which the interlevel and distortion losses read; None for
+  # packed samples.
+  s_edges: Optional[jnp.ndarray] = None
+  median_depth: Optional[jnp.ndarray] = None  # [...], where half of the ray's weight lies in front.
 
 
 def sample_deltas(t, directions, far_delta: float = FAR_DELTA):
@@ -82,6 +91,35 @@ def volume_render(rgb, density, t, directions, background, far_delta: float = FA
   depth = jnp.where(acc > 1e-10, expected_t, t[..., -1])
   depth = jnp.clip(depth, t[..., 0], t[..., -1])
   return RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
+
+
+def render_intervals(rgb, density, t_edges, directions, background) -> RenderedRays:
+  """Composites intervals along rays (mip-NeRF's form of Eq. 3: each sample stands for its interval).
+
+  Args:
+    rgb: [..., num_samples, 3] colours, or None (a density-only level: rgb comes back None).
+    density: [..., num_samples] densities.
+    t_edges: [..., num_samples + 1] increasing interval edges along `directions` [..., 3].
+    background: [3] or [..., 3].
+
+  Returns:
+    RenderedRays with depth the expected distance of the intervals' midpoints (given that the ray
+    terminates) and median_depth the distance in front of which half of its weight lies; both are t_edges'
+    last where the ray is empty.
+  """
+  delta = (t_edges[..., 1:] - t_edges[..., :-1]) * jnp.linalg.norm(directions, axis=-1, keepdims=True)
+  w = compute_weights(density, delta)
+  acc = jnp.sum(w, axis=-1)
+  color = None
+  if rgb is not None:
+    color = jnp.sum(w[..., None] * rgb, axis=-2) + (1.0 - acc[..., None]) * background
+  middle = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1])
+  empty = acc <= 1e-10
+  expected_t = jnp.sum(w * middle, axis=-1) / jnp.where(empty, 1.0, acc)
+  depth = jnp.where(empty, t_edges[..., -1], jnp.clip(expected_t, t_edges[..., 0], t_edges[..., -1]))
+  median = stepfun.weighted_percentile(jax.lax.stop_gradient(t_edges), jax.lax.stop_gradient(w), [50.0])
+  median_depth = jnp.where(empty, t_edges[..., -1], median[..., 0])
+  return RenderedRays(rgb=color, depth=depth, acc=acc, w=w, median_depth=median_depth)
 
 
 def _segmented_cumsum(values, segment_start):

@@ -42,6 +42,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
 
   The batch's rays are split into `num_groups` groups (one per device), which models render
   independently. Models with state (an occupancy grid) update it first (the renderer's `update_state`).
+  The model is told the training progress, step / schedule_steps (mip-NeRF 360's annealing reads it).
 
   With `random_background`, every ray is composited on a random colour, in the target and in the rendering
   alike (instant-ngp's trick): a constant background would let the model paint it with density, leaving
@@ -51,14 +52,14 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   host can stop the run and no checkpoint ever holds NaNs.
   """
 
-  def loss_fn(params, model_state, batch, rng):
+  def loss_fn(params, model_state, batch, rng, progress):
     target, ray_background = batch['rgb'], background
     if random_background:
       rng, key = jax.random.split(rng)
       ray_background = jax.random.uniform(key, target.shape, target.dtype)
       target = recomposite(target, batch['alpha'], background, ray_background)
     renderings, sown = model.apply({'params': params, **model_state}, rng, batch['rays'], ray_background,
-                                   mutable=['diagnostics'])
+                                   progress, mutable=['diagnostics'])
     terms = losses.total_loss(renderings, target, loss_config)
     diagnostics = {name: values[0] for name, values in sown.get('diagnostics', {}).items()}
     return terms['loss'], (terms, losses.level_mses(renderings, target), diagnostics)
@@ -68,8 +69,9 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     rng, update_key = jax.random.split(rng)
     model_state = model.update_state(state.params, state.model_state, update_key, state.step)
     batch = _split_groups(batch, num_groups)
+    progress = train_state_lib.training_progress(state.step, state.schedule_steps)
     (loss, (terms, mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, model_state, batch, rng)
+        state.params, model_state, batch, rng, progress)
     learning_rate = train_state_lib.scheduled_learning_rate(schedule, state.step, state.schedule_steps)
     opt_state = train_state_lib.with_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = optimizer.update(grads, opt_state, state.params)
@@ -87,35 +89,38 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
 
 
 def make_render_rays(model, background, num_groups: int = 1):
-  """Deterministic rendering (variables, rays) -> {'rgb', 'depth', 'acc', 'complete'} of the finest level,
-  for [B] rays split into `num_groups` groups. `complete` is False for rays to render again (packed models
-  can run out of slots; see image_rendering.render_image)."""
+  """Deterministic rendering (variables, rays) -> {'rgb', 'depth', 'median_depth', 'acc', 'complete'} of
+  the final level, for [B] rays split into `num_groups` groups. `complete` is False for rays to render
+  again (packed models can run out of slots; see image_rendering.render_image). `median_depth` is the
+  expected depth where the renderer gives none."""
 
   def render_rays(variables, rays):
     final = model.apply(variables, None, _split_groups(rays, num_groups), background)[-1]
     complete = jnp.ones(final.acc.shape, bool) if final.complete is None else final.complete
-    return _merge_groups({'rgb': final.rgb, 'depth': final.depth, 'acc': final.acc, 'complete': complete})
+    median_depth = final.depth if final.median_depth is None else final.median_depth
+    return _merge_groups({'rgb': final.rgb, 'depth': final.depth, 'median_depth': median_depth,
+                          'acc': final.acc, 'complete': complete})
 
   return render_rays
 
 
 def make_probe_rays(model, background):
   """For models that can tell which rays cross only empty space (OccupancyGridNeRF.empty_rays): (variables,
-  rays) -> {'empty', 'rgb', 'depth', 'acc'} of [B] rays, the last three as `render_rays` gives them for the
+  rays) -> {'empty', 'rgb', 'depth', 'median_depth', 'acc'} of [B] rays, the last four as `render_rays` gives them for the
   empty rays (the background at the far depth), with no call of the field."""
 
   def probe_rays(variables, rays):
     empty, depth = model.apply(variables, rays, method=model.empty_rays)
     return {'empty': empty, 'rgb': jnp.broadcast_to(background, rays.origins.shape), 'depth': depth,
-            'acc': jnp.zeros_like(depth)}
+            'median_depth': depth, 'acc': jnp.zeros_like(depth)}
 
   return probe_rays
 
 
 class CompiledSteps(NamedTuple):
   train_step: Callable  # (state, batch) -> (state, metrics); donates the state.
-  render_rays: Callable  # (variables, rays) -> {'rgb', 'depth', 'acc', 'complete'}.
-  # (variables, rays) -> {'empty', 'rgb', 'depth', 'acc'}, for models that find empty rays; else None.
+  render_rays: Callable  # (variables, rays) -> {'rgb', 'depth', 'median_depth', 'acc', 'complete'}.
+  # (variables, rays) -> {'empty', 'rgb', 'depth', 'median_depth', 'acc'}, for models that find empty rays; else None.
   probe_rays: Optional[Callable]
   batch_sharding: jax.sharding.NamedSharding
   replicated: jax.sharding.NamedSharding

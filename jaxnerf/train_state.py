@@ -62,6 +62,11 @@ def make_schedule(optim_config, num_steps: int) -> optax.Schedule:
   return schedule
 
 
+def training_progress(step, schedule_steps):
+  """The fraction of a run of `schedule_steps` steps done at `step`, in [0, 1]."""
+  return jnp.clip(step / jnp.maximum(schedule_steps, 1).astype(jnp.float32), 0.0, 1.0)
+
+
 def scheduled_learning_rate(schedule: optax.Schedule, step, schedule_steps):
   """The learning rate at `step` of a run that lays `schedule` (of progress) over `schedule_steps` steps."""
   return schedule(step / jnp.maximum(schedule_steps, 1).astype(jnp.float32))

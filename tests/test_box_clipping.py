@@ -148,12 +148,14 @@ class _ConstantField(nn.Module):
 
   raw_rgb: tuple = (2.0, -1.0, 0.5)
   raw_density: float = 1e3
+  density_activation: str = 'relu'
 
   @nn.compact
-  def __call__(self, points, viewdirs):
+  def __call__(self, points, viewdirs, rng=None):
     self.sow('intermediates', 'points', points)
-    raw_rgb = jnp.broadcast_to(jnp.asarray(self.raw_rgb, jnp.float32), points.shape)
-    return raw_rgb, jnp.full(points.shape[:-1], self.raw_density, jnp.float32)
+    rgb = nn.sigmoid(jnp.broadcast_to(jnp.asarray(self.raw_rgb, jnp.float32), points.shape))
+    raw_density = jnp.full(points.shape[:-1], self.raw_density, jnp.float32)
+    return models.FieldOutputs(models.density_activation(self.density_activation)(raw_density), rgb)
 
 
 def _rays(origins, directions, near, far):
@@ -248,8 +250,8 @@ def test_thin_medium_in_a_box_stays_transparent_up_to_the_box_exit():
   first sample (half a bin past the entry) to the box's exit. With the paper's 1e10 last interval the
   last sample would make every such ray opaque and hide the background."""
   raw_density = -2.0  # trunc_exp: sigma = exp(-2).
-  model = models.NeRF(coarse_field=_ConstantField(raw_density=raw_density), fine_field=None,
-                      num_coarse_samples=32, scene_box=BOX, density_activation='trunc_exp')
+  model = models.NeRF(coarse_field=_ConstantField(raw_density=raw_density, density_activation='trunc_exp'),
+                      fine_field=None, num_coarse_samples=32, scene_box=BOX)
   rays = _rays([[-3.0, 0.2, 0.1]], [[2.0, 0.0, 0.0]], 0.0, 8.0)  # Along x with |d| = 2.
   (rendered,) = jax.jit(lambda r: model.apply({}, None, r, jnp.zeros(3)))(rays)
   near, far = (float(np.asarray(a)[0, 0]) for a in _clip(rays.origins, rays.directions, rays.near, rays.far,

@@ -272,11 +272,12 @@ def test_hash_grid_field_shapes_and_initialisation():
   viewdirs /= jnp.linalg.norm(viewdirs, axis=-1, keepdims=True)
   variables = jax.jit(field.init)(jax.random.PRNGKey(0), points, viewdirs)
   apply = jax.jit(field.apply)
-  raw_rgb, raw_density = apply(variables, points, viewdirs)
-  chex.assert_shape(raw_rgb, (2, 3, 5, 3))
-  chex.assert_shape(raw_density, (2, 3, 5))
-  chex.assert_type([raw_rgb, raw_density], jnp.float32)
-  chex.assert_tree_all_finite((raw_rgb, raw_density))
+  out = apply(variables, points, viewdirs)
+  chex.assert_shape(out.rgb, (2, 3, 5, 3))
+  chex.assert_shape(out.density, (2, 3, 5))
+  chex.assert_type([out.rgb, out.density], jnp.float32)
+  chex.assert_tree_all_finite(out)
+  assert float(out.density.min()) > 0 and 0 < float(out.rgb.min()) and float(out.rgb.max()) < 1
 
   resolutions = hash_grid.level_resolutions(4, 2, 16)
   assert resolutions == [2, 4, 8, 16]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxnerf import losses
+from jaxnerf import stepfun
 from jaxnerf.errors import ConfigError
 from jaxnerf.rendering import RenderedRays
 
@@ -58,10 +59,54 @@ def test_gradients_stay_finite_from_tiny_to_huge_residuals(penalty):
 def test_total_loss_names_its_terms_and_rejects_unknown_penalties():
   rng = np.random.default_rng(3)
   renderings, target = _renderings(rng), jnp.asarray(rng.random((5, 3)))
-  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0))
+  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0,
+                                           interlevel_weight=0.0, distortion_weight=0.0))
   terms = losses.total_loss(renderings, target, config)
   assert sorted(terms) == ['loss', 'loss_data']
   np.testing.assert_allclose(terms['loss'], jnp.sum(losses.level_mses(renderings, target)), rtol=1e-6)
   config.data = 'l1'
   with pytest.raises(ConfigError, match=r"config.loss.data must be one of \['charbonnier', 'mse'\]"):
     losses.total_loss(renderings, target, config)
+
+
+def _interval_level(rng, num_samples, rgb=True):
+  s_edges = np.sort(rng.random((5, num_samples + 1)), axis=-1)
+  s_edges[:, 0], s_edges[:, -1] = 0.0, 1.0
+  w = rng.random((5, num_samples)) / num_samples
+  return RenderedRays(rgb=jnp.asarray(rng.random((5, 3))) if rgb else None, depth=None, acc=None,
+                      w=jnp.asarray(w), s_edges=jnp.asarray(s_edges))
+
+
+def test_interlevel_and_distortion_terms_read_the_ray_history():
+  rng = np.random.default_rng(4)
+  proposal, final = _interval_level(rng, 6, rgb=False), _interval_level(rng, 9)
+  target = jnp.asarray(rng.random((5, 3)))
+  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0,
+                                          interlevel_weight=0.5, distortion_weight=0.01))
+  terms = losses.total_loss([proposal, final], target, config)
+  assert sorted(terms) == ['loss', 'loss_data', 'loss_distortion', 'loss_interlevel']
+  # The proposal level has no colour: only the final level's data term counts.
+  np.testing.assert_allclose(terms['loss_data'], np.mean((np.asarray(final.rgb) - target)**2), rtol=1e-6)
+  np.testing.assert_allclose(terms['loss_interlevel'], 0.5 * stepfun.interlevel_loss(
+      final.s_edges, final.w, proposal.s_edges, proposal.w), rtol=1e-6)
+  # The distortion term against the brute-force double integral's closed form per ray (Eq. 15).
+  edges, w = np.asarray(final.s_edges, np.float64), np.asarray(final.w, np.float64)
+  middle = 0.5 * (edges[:, 1:] + edges[:, :-1])
+  brute = [np.sum(w[r, :, None] * w[r, None, :] * np.abs(middle[r, :, None] - middle[r, None, :])) +
+           np.sum(w[r]**2 * np.diff(edges[r])) / 3 for r in range(5)]
+  np.testing.assert_allclose(terms['loss_distortion'], 0.01 * np.mean(brute), rtol=1e-5)
+  np.testing.assert_allclose(terms['loss'], terms['loss_data'] + terms['loss_interlevel'] +
+                             terms['loss_distortion'], rtol=1e-6)
+  # Only the proposal learns from the interlevel term.
+  grads = jax.grad(lambda p, f: losses.interlevel_term([proposal._replace(w=p), final._replace(w=f)]),
+                   argnums=(0, 1))(proposal.w, final.w)
+  assert float(jnp.abs(grads[0]).sum()) > 0 and float(jnp.abs(grads[1]).sum()) == 0
+
+
+def test_interval_terms_need_interval_edges():
+  rng = np.random.default_rng(5)
+  packed = _renderings(rng, 1)
+  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0,
+                                          interlevel_weight=0.0, distortion_weight=0.01))
+  with pytest.raises(ConfigError, match=r'config.loss.distortion_weight needs a renderer that samples intervals'):
+    losses.total_loss(packed, jnp.asarray(rng.random((5, 3))), config)

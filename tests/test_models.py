@@ -1,9 +1,15 @@
 """Fields and renderers: the architectures the papers describe."""
 
+import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from jaxnerf import models
+from jaxnerf.camera import Rays
+from jaxnerf.models.proposal import anneal_power
 
 
 def test_the_paper_mlp_feeds_the_encoded_point_again_to_its_sixth_layer():
@@ -15,3 +21,112 @@ def test_the_paper_mlp_feeds_the_encoded_point_again_to_its_sixth_layer():
   input_sizes = {name: shapes[name]['kernel'].shape[0] for name in shapes if name.startswith('trunk_')}
   assert input_sizes == {'trunk_0': 63, 'trunk_1': 256, 'trunk_2': 256, 'trunk_3': 256, 'trunk_4': 256,
                          'trunk_5': 256 + 63, 'trunk_6': 256, 'trunk_7': 256}
+
+
+class _SphereField(nn.Module):
+  """An opaque grey unit sphere at the origin in empty space (analytic); reads points or Gaussians."""
+
+  @nn.compact
+  def density(self, inputs, rng=None):
+    points = inputs.mean if isinstance(inputs, models.Gaussians) else inputs
+    return jnp.where(jnp.linalg.norm(points, axis=-1) < 1.0, 1e6, 0.0), None
+
+  def __call__(self, inputs, viewdirs, rng=None):
+    density, _ = self.density(inputs)
+    return models.FieldOutputs(density, jnp.full(density.shape + (3,), 0.25))
+
+
+def _rays_at_sphere(num_rays=16):
+  """Rays from (0, 0, -4) along +z (unit directions, so t is depth) with offsets b < 1 from the axis: they
+  hit the unit sphere at t = 4 - sqrt(1 - b^2)."""
+  offsets = np.linspace(0.0, 0.9, num_rays)
+  origins = np.stack([offsets, np.zeros(num_rays), np.full(num_rays, -4.0)], -1)
+  directions = np.tile([[0.0, 0.0, 1.0]], (num_rays, 1))
+  rays = Rays(jnp.asarray(origins, jnp.float32), jnp.asarray(directions, jnp.float32),
+              jnp.asarray(directions, jnp.float32), jnp.full((num_rays, 1), 2.0), jnp.full((num_rays, 1), 6.0),
+              jnp.full((num_rays, 1), 1e-3))
+  return rays, 4.0 - np.sqrt(1.0 - offsets**2)
+
+
+@pytest.mark.parametrize('renderer', ['nerf', 'mipnerf', 'proposal'])
+@pytest.mark.parametrize('rng', [None, 0])
+def test_each_renderer_finds_the_depth_of_an_analytic_sphere(renderer, rng):
+  model = {
+      'nerf': lambda: models.NeRF(coarse_field=_SphereField(), fine_field=_SphereField(),
+                                  num_coarse_samples=64, num_fine_samples=64),
+      'mipnerf': lambda: models.MipNeRF(field=_SphereField(), num_samples=64),
+      'proposal': lambda: models.ProposalNeRF(field=_SphereField(), proposal_fields=[_SphereField()] * 2,
+                                              num_proposal_samples=(32, 32), num_samples=16),
+  }[renderer]()
+  rays, hit_depth = _rays_at_sphere()
+  key = None if rng is None else jax.random.key(rng)
+  renderings = jax.jit(lambda r: model.apply({}, key, r, jnp.ones(3), 1.0))(rays)
+  final = renderings[-1]
+  np.testing.assert_allclose(final.acc, 1.0, atol=1e-5)
+  np.testing.assert_allclose(final.rgb, 0.25, atol=1e-5)
+  # Within one first-level interval (4 / 64: the surface can fall anywhere in it, and a frustum is dense
+  # only where its mean is), and far closer for most rays: resampling concentrates samples at the surface.
+  for depth in (final.depth, final.median_depth):
+    error = np.abs(np.asarray(depth) - hit_depth)
+    assert error.max() < 4.0 / 64 and np.median(error) < 0.02, error
+  for level in renderings:  # The ray history: increasing edges in [0, 1], a weight per interval.
+    edges = np.asarray(level.s_edges)
+    assert edges.shape[-1] == level.w.shape[-1] + 1 and np.all(np.diff(edges, axis=-1) >= 0)
+    assert edges.min() >= 0.0 and edges.max() <= 1.0
+  # The first level spans the ray but for the jitter of its end samples.
+  first = np.asarray(renderings[0].s_edges)
+  assert np.all(first[:, 0] < 2.0 / first.shape[-1]) and np.all(first[:, -1] > 1.0 - 2.0 / first.shape[-1])
+  if renderer == 'proposal':
+    assert [r.rgb is None for r in renderings] == [True, True, False]
+    widths = lambda level: np.diff(np.asarray(level.s_edges), axis=-1)
+    # Each level's intervals near the surface are narrower than a uniform split: the sampler focused.
+    assert np.median(np.min(widths(renderings[-1]), axis=-1)) < 0.1 / 16
+
+
+def test_proposal_annealing_rises_from_uniform_to_the_weights():
+  power = [float(anneal_power(p, 10.0)) for p in (0.0, 0.1, 0.5, 1.0, 2.0)]
+  assert power[0] == 0.0 and power[-2] == power[-1] == pytest.approx(1.0)
+  assert np.all(np.diff(power) >= 0) and power[1] > 0.5  # Steep: half way within a tenth of the run.
+  assert anneal_power(0.3, 0.0) == 1.0
+
+
+def test_integrated_encoding_of_points_is_the_positional_one_and_wide_gaussians_fade():
+  field = models.MLPField(depth=2, width=16, width_view=8, point_max_deg=6, encoding='integrated')
+  positional = models.MLPField(depth=2, width=16, width_view=8, point_max_deg=6)
+  rng = np.random.default_rng(0)
+  points = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+  viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
+  variables = field.init(jax.random.key(0), points, viewdirs)
+  # Positional encoding includes the input (3 more inputs): compare the integrated one on points with its
+  # own Gaussians of zero extent, and with very wide Gaussians (every frequency fades: constant output).
+  as_points = field.apply(variables, points, viewdirs)
+  as_gaussians = field.apply(variables, models.Gaussians(points, jnp.zeros_like(points)), viewdirs)
+  chex.assert_trees_all_close(as_points, as_gaussians)
+  wide = [field.apply(variables, models.Gaussians(points + shift, jnp.full_like(points, 1e4)), viewdirs)
+          for shift in (0.0, 5.0)]
+  chex.assert_trees_all_close(wide[0].density, wide[1].density, atol=1e-6)
+  assert positional.init(jax.random.key(0), points, viewdirs)['params']['trunk_0']['kernel'].shape[0] == 39
+
+
+@pytest.mark.parametrize('field_name', ['mlp', 'hash_grid'])
+def test_contracted_fields_stay_finite_with_gradients_at_extreme_distances(field_name):
+  if field_name == 'mlp':
+    field = models.MLPField(depth=2, width=16, width_view=8, encoding='integrated', warp='contract',
+                            contract_radius=2.0, density_activation='softplus')
+  else:
+    field = models.HashGridField(num_levels=4, log2_table_size=8, max_resolution=32, density_width=8,
+                                 geo_features=3, color_depth=1, color_width=8, warp='contract',
+                                 contract_radius=2.0)
+  distances = jnp.array([1e-3, 1.0, 1e2, 1e4, 1e6, 1e8])
+  direction = jnp.array([0.6, 0.0, 0.8])
+  gaussians = models.Gaussians(distances[:, None] * direction, (1e-3 * distances[:, None])**2 * jnp.ones(3))
+  viewdirs = jnp.broadcast_to(direction, gaussians.mean.shape)
+  variables = field.init(jax.random.key(0), gaussians, viewdirs)
+  out = field.apply(variables, gaussians, viewdirs)
+  chex.assert_tree_all_finite(out)
+  grads = jax.grad(lambda v, g: jnp.sum(field.apply(v, g, viewdirs).density), argnums=(0, 1))(variables,
+                                                                                                gaussians)
+  chex.assert_tree_all_finite(grads)
+  # All of space lands inside the ball of radius 2 * contract_radius.
+  warped = models.fields.warp_inputs(gaussians, 'contract', 2.0)
+  assert float(jnp.max(jnp.linalg.norm(warped.mean, axis=-1))) <= 4.0 + 1e-5

@@ -91,13 +91,13 @@ class _BallField(nn.Module):
   def density(self, points):
     scale = self.param('scale', nn.initializers.ones, ())
     distance = jnp.linalg.norm(points - jnp.array([0.2, -0.3, 2.1]), axis=-1)
-    raw = jnp.where(distance < 0.5, 3.0, -20.0) * scale  # trunc_exp: density e^3 inside, ~0 outside.
-    return raw, jnp.stack([points[..., 0], points[..., 1]], axis=-1)
+    raw = jnp.where(distance < 0.5, 3.0, -20.0) * scale  # Density e^3 inside, ~0 outside.
+    return models.trunc_exp(raw), jnp.stack([points[..., 0], points[..., 1]], axis=-1)
 
-  def __call__(self, points, viewdirs):
-    raw_density, features = self.density(points)
+  def __call__(self, points, viewdirs, rng=None):
+    density, features = self.density(points)
     raw_rgb = jnp.concatenate([features, viewdirs[..., :1]], axis=-1)
-    return raw_rgb, raw_density
+    return models.FieldOutputs(density, nn.sigmoid(raw_rgb))
 
 
 def _rays(num_rays, seed=0):
@@ -119,12 +119,11 @@ def _dense_reference(field_vars, occupied, resolution, rays, step_size):
   norm = jnp.linalg.norm(rays.directions, axis=-1)
   s = marching.step_distances(near[:, 0] * norm, jnp.full(norm.shape, 0.5), step_size, num_steps)
   points = rays.origins[:, None] + s[..., None] * rays.viewdirs[:, None]
-  raw_rgb, raw_density = _BallField().apply(field_vars, points,
-                                             jnp.broadcast_to(rays.viewdirs[:, None], points.shape))
+  field_out = _BallField().apply(field_vars, points, jnp.broadcast_to(rays.viewdirs[:, None], points.shape))
   density = jnp.where((s < (far[:, 0] * norm)[:, None]) & occupancy.is_occupied(occupied, points, BOX, resolution),
-                      models.trunc_exp(raw_density), 0.0)
+                      field_out.density, 0.0)
   # Distances s along unit view directions, so every sample's interval is one step; depth is s / |d|.
-  out = rendering.volume_render(nn.sigmoid(raw_rgb), density, s, rays.viewdirs, jnp.ones(3), step_size)
+  out = rendering.volume_render(field_out.rgb, density, s, rays.viewdirs, jnp.ones(3), step_size)
   return out._replace(depth=out.depth / norm)
 
 

@@ -2,9 +2,16 @@
 
 They wire the pure functions of encoding.py, hash_grid.py, sampling.py, marching.py and rendering.py:
 - activations.py: density activations;
-- fields.py: networks from points (and view directions) to raw colour and density (`FIELDS`);
-- renderers.py: sampling, field calls and compositing along rays, and the update of a renderer's
-  non-trained state (`RENDERERS`).
+- fields.py: networks from points or Gaussians (and view directions) to density and colour (`FIELDS`);
+- renderers (`RENDERERS`): sampling, field calls and compositing along rays, and the update of a renderer's
+  non-trained state: coarse_to_fine.py (NeRF, mip-NeRF), proposal.py (mip-NeRF 360's proposal sampling),
+  occupancy_grid.py (instant-ngp's marching).
+
+The renderer contract: model.apply(variables, rng, rays, background, progress) returns the ray history, a list
+of rendering.RenderedRays, one per level, the final output last (rgb None on density-only levels; s_edges and
+w are what the interlevel and distortion losses read); rng is None when rendering images, and progress is the
+fraction of training done (1 when rendering). `model.update_state(params, model_state, rng, step)` returns the
+non-trained variables for a training step.
 `make_model(config.model, scene_box)` builds the renderer a config names.
 """
 
@@ -13,14 +20,20 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxnerf import coord
 from jaxnerf.errors import ConfigError
 from jaxnerf.models.activations import DENSITY_ACTIVATIONS
 from jaxnerf.models.activations import density_activation
 from jaxnerf.models.activations import trunc_exp
 from jaxnerf.models.fields import HashGridField
 from jaxnerf.models.fields import MLPField
-from jaxnerf.models.renderers import NeRF
-from jaxnerf.models.renderers import OccupancyGridNeRF
+from jaxnerf.models.coarse_to_fine import MipNeRF
+from jaxnerf.models.coarse_to_fine import NeRF
+from jaxnerf.models.fields import FieldOutputs
+from jaxnerf.models.fields import Gaussians
+from jaxnerf.models.fields import WARPS
+from jaxnerf.models.occupancy_grid import OccupancyGridNeRF
+from jaxnerf.models.proposal import ProposalNeRF
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
@@ -30,9 +43,9 @@ def _occupancy_grid(model_config, make_field, scene_box) -> nn.Module:
   if model_config.field != 'hash_grid':
     raise ConfigError("config.model.name=occupancy_grid needs config.model.field='hash_grid': it measures "
                       'density on its own, which only the hash grid exposes.')
-  return OccupancyGridNeRF(field=make_field(), scene_box=scene_box,
-                           density_activation=model_config.density_activation,
-                           rgb_padding=model_config.rgb_padding, **model_config.occupancy_grid)
+  if scene_box is None:
+    raise ConfigError('config.model.name=occupancy_grid needs config.scene_box: the grid covers that box.')
+  return OccupancyGridNeRF(field=make_field(), scene_box=scene_box, **model_config.occupancy_grid)
 
 
 def _nerf(model_config, make_field, scene_box) -> nn.Module:
@@ -42,23 +55,44 @@ def _nerf(model_config, make_field, scene_box) -> nn.Module:
       num_coarse_samples=model_config.num_coarse_samples,
       num_fine_samples=model_config.num_fine_samples,
       lindisp=model_config.lindisp,
-      scene_box=scene_box,
-      density_activation=model_config.density_activation,
-      density_noise_std=model_config.density_noise_std,
-      rgb_padding=model_config.rgb_padding)
+      scene_box=scene_box)
 
 
-# config.model.name -> (model_config, make_field, scene_box) -> renderer.
-RENDERERS = {'nerf': _nerf, 'occupancy_grid': _occupancy_grid}
+def _mipnerf(model_config, make_field, scene_box) -> nn.Module:
+  return MipNeRF(field=make_field(), lindisp=model_config.lindisp, scene_box=scene_box,
+                 **model_config.mipnerf)
+
+
+def _proposal(model_config, make_field, scene_box) -> nn.Module:
+  proposal = model_config.proposal
+  if proposal.field not in FIELDS:
+    raise ConfigError(f'config.model.proposal.field must be one of {sorted(FIELDS)}, got {proposal.field!r}.')
+  if proposal.spacing not in coord.SPACINGS:
+    raise ConfigError(f'config.model.proposal.spacing must be one of {list(coord.SPACINGS)}, '
+                      f'got {proposal.spacing!r}.')
+  proposal_fields = [make_field(proposal.field, proposal[proposal.field]) for _ in proposal.num_proposal_samples]
+  return ProposalNeRF(field=make_field(), proposal_fields=proposal_fields,
+                      num_proposal_samples=tuple(proposal.num_proposal_samples),
+                      num_samples=proposal.num_nerf_samples, spacing=proposal.spacing,
+                      anneal_slope=proposal.anneal_slope, resample_padding=proposal.resample_padding,
+                      single_jitter=proposal.single_jitter, scene_box=scene_box)
+
+
+# config.model.name -> (model_config, make_field, scene_box) -> renderer, where make_field(kind=None,
+# overrides=None) builds a field of config.model.field (or `kind`) from its config group, updated by
+# `overrides`.
+RENDERERS = {'nerf': _nerf, 'mipnerf': _mipnerf, 'proposal': _proposal, 'occupancy_grid': _occupancy_grid}
 
 
 def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
   """Builds the renderer that `model_config` (config.model) describes, for a scene inside `scene_box`
   ((x_min, y_min, z_min, x_max, y_max, z_max); empty for unbounded sampling between near and far).
 
-  config.model.name picks the renderer in RENDERERS: 'nerf' (coarse-to-fine, `NeRF`) or 'occupancy_grid'
-  (instant-ngp's marching, `OccupancyGridNeRF`, with its settings in config.model.occupancy_grid);
-  config.model.field picks its field in FIELDS, with its settings in config.model.<field>.
+  config.model.name picks the renderer in RENDERERS: 'nerf' (coarse-to-fine, `NeRF`), 'mipnerf'
+  (`MipNeRF`, settings in config.model.mipnerf), 'proposal' (mip-NeRF 360's proposal sampling,
+  `ProposalNeRF`, settings in config.model.proposal) or 'occupancy_grid' (instant-ngp's marching,
+  `OccupancyGridNeRF`, settings in config.model.occupancy_grid); config.model.field picks its field in
+  FIELDS, with its settings in config.model.<field>, and the activations and warp in config.model.
   """
   if model_config.name not in RENDERERS:
     raise ConfigError(f'config.model.name: unknown model {model_config.name!r}; expected one of '
@@ -67,14 +101,24 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     raise ConfigError(f'config.model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}.')
   if model_config.field not in FIELDS:
     raise ConfigError(f'config.model.field must be one of {sorted(FIELDS)}, got {model_config.field!r}.')
+  if model_config.warp not in WARPS:
+    raise ConfigError(f'config.model.warp must be one of {list(WARPS)}, got {model_config.warp!r}.')
   density_activation(model_config.density_activation)
   scene_box = tuple(float(v) for v in scene_box) or None
   if scene_box is not None and len(scene_box) != 6:
     raise ConfigError(f'config.scene_box must hold 6 numbers (min x, y, z, then max x, y, z), got {scene_box}.')
-  if model_config.field == 'hash_grid' and scene_box is None:
-    raise ConfigError('config.model.field=hash_grid needs config.scene_box: the hash grid covers that box.')
-  field_kwargs = dict(model_config[model_config.field], dtype=DTYPES[model_config.dtype])
-  if model_config.field == 'hash_grid':
-    field_kwargs['scene_box'] = scene_box
-  make_field = lambda: FIELDS[model_config.field](**field_kwargs)
+  shared = dict(dtype=DTYPES[model_config.dtype], density_activation=model_config.density_activation,
+                density_noise_std=model_config.density_noise_std, rgb_padding=model_config.rgb_padding,
+                warp=model_config.warp, contract_radius=model_config.contract_radius)
+
+  def make_field(kind=None, overrides=None):
+    kind = kind or model_config.field
+    if kind == 'hash_grid' and scene_box is None and model_config.warp != 'contract':
+      raise ConfigError('config.model.field=hash_grid needs config.scene_box (the grid covers that box) or '
+                        "config.model.warp='contract' (the grid covers the contracted space).")
+    kwargs = dict(model_config[kind], **shared, **(overrides or {}))
+    if kind == 'hash_grid' and scene_box is not None:
+      kwargs['scene_box'] = scene_box
+    return FIELDS[kind](**kwargs)
+
   return RENDERERS[model_config.name](model_config, make_field, scene_box)

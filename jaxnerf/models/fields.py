@@ -1,14 +1,26 @@
-"""Fields: networks that map points (and view directions) along rays to raw colour and raw density.
+"""Fields: networks from positions along rays (and view directions) to density and colour.
 
-- `MLPField`: the NeRF paper's (Mildenhall et al. 2020, Fig. 7): positional encoding and an 8x256 MLP.
+- `MLPField`: the NeRF paper's (Mildenhall et al. 2020, Fig. 7): positional encoding and an 8x256 MLP; with
+  `encoding='integrated'` it reads Gaussians through mip-NeRF's integrated encoding (Barron et al. 2021).
 - `HashGridField`: instant-ngp's (Mueller et al. 2022): a multiresolution hash encoding of the point, a tiny
   density MLP, and a tiny colour MLP that also sees the encoded view direction.
+
+The contract every field keeps (renderers rely on nothing else):
+- inputs are points [..., 3] or `Gaussians` (mean [..., 3] and the diagonal of the covariance [..., 3], a
+  conical frustum's stand-in); a field reads what it needs (the hash grid reads the means);
+- `density(inputs)` -> (density [...], features): the activated density alone (occupancy grids, proposal
+  levels and normals call it) and whatever the colour network reads;
+- `field(inputs, viewdirs, rng=None)` -> FieldOutputs(density [...], rgb [..., 3]), activations applied. With
+  `rng` (training) Gaussian noise of std `density_noise_std` is added to the raw density (the paper's
+  regulariser for real scenes).
+- `warp` maps positions before encoding: 'none', or 'contract' (mip-NeRF 360's contraction of space beyond
+  `contract_radius` into a ball of twice that radius, Eq. 10; Gaussians go through its linearisation, Eq. 9).
 
 Compute runs in `dtype` (bfloat16 for mixed precision); parameters, encodings, and everything after the
 last layer stay float32.
 """
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -18,17 +30,62 @@ from jaxnerf import coord
 from jaxnerf import encoding
 from jaxnerf import hash_grid
 from jaxnerf.errors import ConfigError
+from jaxnerf.models.activations import density_activation
+
+
+class Gaussians(NamedTuple):
+  mean: jnp.ndarray  # [..., 3]
+  cov_diag: jnp.ndarray  # [..., 3], the diagonal of the covariance.
+
+
+class FieldOutputs(NamedTuple):
+  density: jnp.ndarray  # [...], activated, float32.
+  rgb: jnp.ndarray  # [..., 3], in [-rgb_padding, 1 + rgb_padding], float32.
+
+
+WARPS = ('none', 'contract')
+
+
+def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
+  """Points [..., 3] or Gaussians, mapped by `warp` (see the module's docstring); of the same kind."""
+  if warp not in WARPS:
+    raise ConfigError(f'config.model.warp must be one of {list(WARPS)}, got {warp!r}.')
+  if warp == 'none':
+    return inputs
+  if isinstance(inputs, Gaussians):
+    mean, cov_diag = coord.contract_gaussian(inputs.mean / contract_radius,
+                                             inputs.cov_diag / contract_radius**2)
+    return Gaussians(mean * contract_radius, cov_diag * contract_radius**2)
+  return coord.contract(inputs / contract_radius) * contract_radius
 
 
 def _dense(units, dtype, name):
   return nn.Dense(units, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
+def _activate_rgb(raw_rgb, padding: float):
+  """mip-NeRF's widened sigmoid (padding 0.001 there): keeps colour gradients alive near 0 and 1."""
+  return nn.sigmoid(raw_rgb.astype(jnp.float32)) * (1 + 2 * padding) - padding
+
+
+def _activate_density(field, raw_density, rng: Optional[jax.Array]):
+  """The field's density activation of raw_density [...], after the field's noise when rng is given."""
+  raw_density = raw_density.astype(jnp.float32)
+  if rng is not None and field.density_noise_std > 0:
+    raw_density += field.density_noise_std * jax.random.normal(rng, raw_density.shape)
+  return density_activation(field.density_activation)(raw_density)
+
+
 class MLPField(nn.Module):
-  """NeRF's field: positional encodings (Eq. 4), then a trunk of `depth` ReLU layers of `width` units; the
-  output of trunk layer k * skip_every (counting from 0: the 5th layer with the paper's 4) is concatenated
-  with the encoded point, so the next layer (the 6th) reads it again; density from the trunk; colour from a
-  `width_view`-unit layer that also sees the encoded view direction."""
+  """NeRF's field: encoded positions, then a trunk of `depth` ReLU layers of `width` units; the output of
+  trunk layer k * skip_every (counting from 0: the 5th layer with the paper's 4) is concatenated with the
+  encoded position, so the next layer (the 6th) reads it again; density from the trunk; colour from a
+  `width_view`-unit layer that also sees the encoded view direction.
+
+  `encoding` 'positional' (NeRF, Eq. 4; of Gaussians, their means) or 'integrated' (mip-NeRF's IPE, Eq. 14;
+  points count as Gaussians of zero extent). mip-NeRF 360's proposal MLP is this field, narrower, asked
+  only for density.
+  """
 
   point_min_deg: int = 0
   point_max_deg: int = 10
@@ -38,38 +95,69 @@ class MLPField(nn.Module):
   width: int = 256
   skip_every: int = 4
   width_view: int = 128
+  encoding: str = 'positional'
+  warp: str = 'none'
+  contract_radius: float = 1.0
+  density_activation: str = 'relu'
+  density_noise_std: float = 0.0
+  rgb_padding: float = 0.0
   dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, points, viewdirs):
-    """Raw outputs at points [..., 3] seen along unit viewdirs [..., 3] (one per point).
+  def setup(self):
+    if self.encoding not in ('positional', 'integrated'):
+      raise ConfigError("config.model.mlp.encoding must be 'positional' or 'integrated', "
+                        f'got {self.encoding!r}.')
+    density_activation(self.density_activation)
+    self.trunk = [_dense(self.width, self.dtype, f'trunk_{i}') for i in range(self.depth)]
+    self.density_out = _dense(1, self.dtype, 'density')
+    self.bottleneck = _dense(self.width, self.dtype, 'bottleneck')
+    self.view_hidden = _dense(self.width_view, self.dtype, 'view')
+    self.rgb_out = _dense(3, self.dtype, 'rgb')
 
-    Returns:
-      raw_rgb: [..., 3] (pre-sigmoid); raw_density: [...] (pre-activation); both float32.
-    """
-    point_features = encoding.positional_encoding(points, self.point_min_deg, self.point_max_deg)
-    view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
-    inputs = point_features.astype(self.dtype)
-    x = inputs
-    for i in range(self.depth):
-      x = nn.relu(_dense(self.width, self.dtype, f'trunk_{i}')(x))
+  def _encode(self, inputs):
+    inputs = warp_inputs(inputs, self.warp, self.contract_radius)
+    if self.encoding == 'integrated':
+      if not isinstance(inputs, Gaussians):
+        inputs = Gaussians(inputs, jnp.zeros_like(inputs))
+      return encoding.integrated_positional_encoding(inputs.mean, inputs.cov_diag, self.point_min_deg,
+                                                     self.point_max_deg)
+    points = inputs.mean if isinstance(inputs, Gaussians) else inputs
+    return encoding.positional_encoding(points, self.point_min_deg, self.point_max_deg)
+
+  def _trunk(self, inputs):
+    encoded = self._encode(inputs).astype(self.dtype)
+    x = encoded
+    for i, layer in enumerate(self.trunk):
+      x = nn.relu(layer(x))
       if i > 0 and i % self.skip_every == 0:  # The paper's code, JaxNeRF and multinerf skip here.
-        x = jnp.concatenate([x, inputs], axis=-1)
-    raw_density = _dense(1, self.dtype, 'density')(x)[..., 0]
-    bottleneck = _dense(self.width, self.dtype, 'bottleneck')(x)
-    x = jnp.concatenate([bottleneck, view_features.astype(self.dtype)], axis=-1)
-    x = nn.relu(_dense(self.width_view, self.dtype, 'view')(x))
-    raw_rgb = _dense(3, self.dtype, 'rgb')(x)
-    return raw_rgb.astype(jnp.float32), raw_density.astype(jnp.float32)
+        x = jnp.concatenate([x, encoded], axis=-1)
+    return x, self.density_out(x)[..., 0]
+
+  def density(self, inputs, rng: Optional[jax.Array] = None):
+    """Density [...] at points [..., 3] or Gaussians, and the trunk's features."""
+    features, raw_density = self._trunk(inputs)
+    return _activate_density(self, raw_density, rng), features
+
+  def __call__(self, inputs, viewdirs, rng: Optional[jax.Array] = None) -> FieldOutputs:
+    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3]."""
+    density, features = self.density(inputs, rng)
+    view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
+    x = jnp.concatenate([self.bottleneck(features), view_features.astype(self.dtype)], axis=-1)
+    raw_rgb = self.rgb_out(nn.relu(self.view_hidden(x)))
+    return FieldOutputs(density, _activate_rgb(raw_rgb, self.rgb_padding))
 
 
 class HashGridField(nn.Module):
   """instant-ngp's field: hash-encoded point -> `density_width` hidden units -> raw density and
   `geo_features` features; those and the encoded view direction -> `color_depth` hidden layers of
-  `color_width` units -> raw colour. Points are mapped from `scene_box` onto the unit cube.
+  `color_width` units -> raw colour.
 
-  View directions are encoded with spherical harmonics of `sh_degree` bands (instant-ngp's choice) when
-  `view_encoding` is 'sh', or positionally with `view_max_deg` octaves when it is 'positional'.
+  The grid covers `scene_box`: with warp 'none' points are mapped from it onto the unit cube; with warp
+  'contract' all of space is contracted into the ball of radius 2 * contract_radius, and the grid covers
+  that ball's cube (scene_box is then unused). View directions are encoded with spherical harmonics of
+  `sh_degree` bands (instant-ngp's choice) when `view_encoding` is 'sh', or positionally with
+  `view_max_deg` octaves when it is 'positional'. With `color_depth` 0 the field has no colour network
+  (nerfacto's proposal grids: density only).
   """
 
   scene_box: Sequence[float] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # (x_min, y_min, z_min, x_max, ...).
@@ -85,12 +173,18 @@ class HashGridField(nn.Module):
   view_encoding: str = 'positional'
   view_max_deg: int = 4
   sh_degree: int = 4
+  warp: str = 'none'
+  contract_radius: float = 1.0
+  density_activation: str = 'trunc_exp'
+  density_noise_std: float = 0.0
+  rgb_padding: float = 0.0
   dtype: Any = jnp.float32
 
   def setup(self):
     if self.view_encoding not in ('sh', 'positional'):
       raise ConfigError("config.model.hash_grid.view_encoding must be 'sh' or 'positional', "
                         f'got {self.view_encoding!r}.')
+    density_activation(self.density_activation)
     self.resolutions = hash_grid.level_resolutions(self.num_levels, self.min_resolution,
                                                    self.max_resolution)
     sizes = hash_grid.level_table_sizes(self.resolutions, 2**self.log2_table_size)
@@ -104,17 +198,25 @@ class HashGridField(nn.Module):
                          for i in range(self.color_depth)]
     self.color_out = _dense(3, self.dtype, 'color_out')
 
-  def density(self, points):
-    """Raw density [...] (float32) at points [..., 3], and the geometry features [..., geo_features] that
-    the colour network reads."""
-    unit_points = coord.to_unit_cube(points, self.scene_box)
+  def _grid_box(self):
+    if self.warp == 'contract':
+      return (-2.0 * self.contract_radius,) * 3 + (2.0 * self.contract_radius,) * 3
+    return self.scene_box
+
+  def density(self, inputs, rng: Optional[jax.Array] = None):
+    """Density [...] at points [..., 3] (or Gaussians: at their means), and the geometry features
+    [..., geo_features] that the colour network reads."""
+    points = inputs.mean if isinstance(inputs, Gaussians) else inputs
+    unit_points = coord.to_unit_cube(warp_inputs(points, self.warp, self.contract_radius), self._grid_box())
     features = hash_grid.encode(unit_points, self.tables, self.resolutions).astype(self.dtype)
     x = self.density_out(nn.relu(self.density_hidden(features)))
-    return x[..., 0].astype(jnp.float32), x[..., 1:]
+    return _activate_density(self, x[..., 0], rng), x[..., 1:]
 
-  def __call__(self, points, viewdirs):
-    """Raw outputs at points [..., 3] seen along unit viewdirs [..., 3]; as MLPField."""
-    raw_density, geometry = self.density(points)
+  def __call__(self, inputs, viewdirs, rng: Optional[jax.Array] = None) -> FieldOutputs:
+    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3]."""
+    if self.color_depth == 0:
+      raise ConfigError('A hash grid with color_depth=0 has no colour network: only its density can be asked.')
+    density, geometry = self.density(inputs, rng)
     if self.view_encoding == 'sh':
       view_features = encoding.spherical_harmonics(viewdirs, self.sh_degree)
     else:
@@ -122,4 +224,4 @@ class HashGridField(nn.Module):
     x = jnp.concatenate([geometry, view_features.astype(self.dtype)], axis=-1)
     for layer in self.color_hidden:
       x = nn.relu(layer(x))
-    return self.color_out(x).astype(jnp.float32), raw_density
+    return FieldOutputs(density, _activate_rgb(self.color_out(x), self.rgb_padding))

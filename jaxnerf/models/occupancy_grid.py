@@ -1,14 +1,9 @@
-"""Renderers: how rays are sampled, which field is asked where, and how samples are composited.
+"""instant-ngp's renderer: fixed steps along rays, skipping empty space by an occupancy grid, with the
+surviving samples packed into fixed-size buffers (Mueller et al. 2022, Sec. 5.3 and App. E).
 
-- `NeRF` renders rays coarse-to-fine with one field per level: stratified samples for the coarse level, then
-  samples drawn from the coarse weights for the fine level (paper, Sec. 5.2).
-- `OccupancyGridNeRF` renders rays as instant-ngp does: fixed steps, skipping empty space by an occupancy
-  grid, with packed samples.
-
-Renderers are called as model.apply(variables, rng, rays, background) and return a list of RenderedRays,
-the finest last. Rays may carry one leading *group* axis, [G, R]: groups are rendered independently (the
-train step makes one group per device, so packing never crosses devices). Each renderer also owns the update
-of its non-trained variables between steps, `update_state` (plain Python, called outside `apply`).
+Rays may carry one leading *group* axis, [G, R]: groups are rendered independently (the train step makes one
+group per device, so packing never crosses devices). The renderer owns the update of its grid between steps,
+`update_state` (plain Python, called outside `apply`).
 """
 
 import math
@@ -19,70 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxnerf import camera
-from jaxnerf import coord
 from jaxnerf import marching
 from jaxnerf import occupancy
 from jaxnerf import rendering
-from jaxnerf import sampling
 from jaxnerf.camera import Rays
-from jaxnerf.models.activations import density_activation
-
-
-class NeRF(nn.Module):
-  """Coarse-to-fine NeRF over two fields. Calling it renders a batch of rays once per level."""
-
-  coarse_field: nn.Module
-  fine_field: Optional[nn.Module] = None
-  num_coarse_samples: int = 64
-  num_fine_samples: int = 128
-  lindisp: bool = False
-  scene_box: Optional[Sequence[float]] = None  # If set, sample only inside it; density outside is zero.
-  density_activation: str = 'relu'
-  density_noise_std: float = 0.0
-  rgb_padding: float = 0.0  # mip-NeRF's widened sigmoid, which keeps colour gradients alive near 0 and 1.
-
-  def _render_samples(self, field, rng, rays: Rays, t, far, background):
-    points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
-    raw_rgb, raw_density = field(points, jnp.broadcast_to(rays.viewdirs[..., None, :], points.shape))
-    if rng is not None and self.density_noise_std > 0:
-      raw_density += self.density_noise_std * jax.random.normal(rng, raw_density.shape)
-    density = density_activation(self.density_activation)(raw_density)
-    if self.scene_box is not None:
-      density = jnp.where(coord.inside_unit_cube(coord.to_unit_cube(points, self.scene_box)), density, 0.0)
-    rgb = nn.sigmoid(raw_rgb) * (1 + 2 * self.rgb_padding) - self.rgb_padding
-    # Inside a box the ray ends at its exit: the last sample's interval reaches it, not the paper's 1e10,
-    # which would make the last sample opaque and hide the background behind haze.
-    far_delta = rendering.FAR_DELTA if self.scene_box is None else far - t[..., -1:]
-    return rendering.volume_render(rgb, density, t, rays.directions, background, far_delta)
-
-  def __call__(self, rng: Optional[jax.Array], rays: Rays, background):
-    """Renders rays [...] with each level.
-
-    Args:
-      rng: key for stratified jitter, hierarchical draws and density noise; None for deterministic
-        evaluation.
-      rays: Rays with fields [..., C].
-      background: [3] or [..., 3] colour composited behind the scene.
-
-    Returns:
-      A list of RenderedRays, coarse first, then fine when there is a fine field.
-    """
-    density_activation(self.density_activation)  # Fails early on an unknown name.
-    keys = [None] * 4 if rng is None else list(jax.random.split(rng, 4))
-    near, far = rays.near, rays.far
-    if self.scene_box is not None:
-      near, far = camera.clip_to_box(rays.origins, rays.directions, near, far, self.scene_box)
-    t = sampling.stratified_samples(keys[0], near, far, self.num_coarse_samples, self.lindisp)
-    renderings = [self._render_samples(self.coarse_field, keys[1], rays, t, far, background)]
-    if self.fine_field is not None:
-      t = sampling.hierarchical_samples(keys[2], t, renderings[0].w, self.num_fine_samples)
-      renderings.append(self._render_samples(self.fine_field, keys[3], rays, t, far, background))
-    return renderings
-
-  def update_state(self, params, model_state, rng: jax.Array, step):
-    """NeRF has no variables besides its parameters: `model_state` comes back as it is."""
-    del params, rng, step
-    return model_state
 
 
 class OccupancyGridNeRF(nn.Module):
@@ -113,8 +48,6 @@ class OccupancyGridNeRF(nn.Module):
   eval_march_samples_per_ray: Optional[float] = None
   eval_render_samples_per_ray: Optional[float] = None
   min_transmittance: float = 1e-4
-  density_activation: str = 'trunc_exp'
-  rgb_padding: float = 0.0
   update_every: int = 16
   warmup_steps: int = 256  # Updates sweep all cells until then; later they draw cells at random.
   update_fraction: float = 0.25  # Cells measured per update: twice this fraction of all cells.
@@ -124,7 +57,6 @@ class OccupancyGridNeRF(nn.Module):
   opacity_threshold: float = 0.01
 
   def setup(self):
-    self.activate_density = density_activation(self.density_activation)
     num_cells = self.grid_resolution**3
     # Nothing is measured yet, so everything is occupied.
     self.density_ema = self.variable('occupancy', 'density_ema', jnp.full, (num_cells,),
@@ -132,7 +64,7 @@ class OccupancyGridNeRF(nn.Module):
     self.occupied = self.variable('occupancy', 'occupied', jnp.ones, (num_cells,), bool)
 
   def _density(self, points):
-    return self.activate_density(self.field.density(points)[0])
+    return self.field.density(points)[0]
 
   def _num_steps(self) -> int:
     return marching.num_steps_for(math.dist(self.scene_box[:3], self.scene_box[3:]), self.step_size)
@@ -160,8 +92,9 @@ class OccupancyGridNeRF(nn.Module):
     _, _, far, selected = self._march(rays, jnp.full(rays.origins.shape[:-1], 0.5))
     return ~jnp.any(selected, axis=-1), far[..., 0]
 
-  def __call__(self, rng: Optional[jax.Array], rays: Rays, background):
+  def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
+    del progress
     grouped = rays.origins.ndim == 3
     if not grouped:
       rays = jax.tree.map(lambda x: x[None], rays)
@@ -195,12 +128,11 @@ class OccupancyGridNeRF(nn.Module):
     kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
                      transmittance > self.min_transmittance)
     s, points, viewdirs = sample(kept)
-    raw_rgb, raw_density = self.field(points, viewdirs)
-    density = jnp.where(kept.valid, self.activate_density(raw_density), 0.0)
-    rgb = nn.sigmoid(raw_rgb) * (1 + 2 * self.rgb_padding) - self.rgb_padding
+    out = self.field(points, viewdirs)
+    density = jnp.where(kept.valid, out.density, 0.0)
     t = s / per_group(marching.gather_rays, direction_norm, kept)
     rendered = per_group(
-        lambda *a: rendering.volume_render_packed(*a[:5], num_rays, *a[5:]), rgb, density, t,
+        lambda *a: rendering.volume_render_packed(*a[:5], num_rays, *a[5:]), out.rgb, density, t,
         jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0])
     rendered = rendered._replace(complete=kept.complete)
 

@@ -1,0 +1,117 @@
+"""Coarse-to-fine renderers: each level resamples along rays from the weights of the level before.
+
+- `NeRF` (Mildenhall et al. 2020, Sec. 5.2): point samples, one field per level; stratified samples for the
+  coarse level, then samples drawn from the coarse weights added for the fine level.
+- `MipNeRF` (Barron et al. 2021, Sec. 3): intervals (conical frustums, as Gaussians) read by one field
+  shared by all levels through the integrated encoding; each level resamples intervals from the previous
+  level's blurred weights (Eq. 18).
+
+Renderers are called as model.apply(variables, rng, rays, background, progress) and return their ray history:
+a list of rendering.RenderedRays, one per level, the final output last (see models/__init__.py).
+"""
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxnerf import coord
+from jaxnerf import rendering
+from jaxnerf import sampling
+from jaxnerf import stepfun
+from jaxnerf.camera import Rays
+from jaxnerf.models.intervals import StatelessRenderer
+from jaxnerf.models.intervals import frustum_gaussians
+from jaxnerf.models.intervals import ray_bounds
+
+
+class NeRF(StatelessRenderer):
+  """Coarse-to-fine NeRF over two fields. Calling it renders a batch of rays once per level."""
+
+  coarse_field: nn.Module
+  fine_field: Optional[nn.Module] = None
+  num_coarse_samples: int = 64
+  num_fine_samples: int = 128
+  lindisp: bool = False
+  scene_box: Optional[Sequence[float]] = None  # If set, sample only inside it; density outside is zero.
+
+  def _render_samples(self, field, rng, rays: Rays, t, near, far, background):
+    points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
+    out = field(points, jnp.broadcast_to(rays.viewdirs[..., None, :], points.shape), rng)
+    density = out.density
+    if self.scene_box is not None:
+      density = jnp.where(coord.inside_unit_cube(coord.to_unit_cube(points, self.scene_box)), density, 0.0)
+    # Inside a box the ray ends at its exit: the last sample's interval reaches it, not the paper's 1e10,
+    # which would make the last sample opaque and hide the background behind haze.
+    far_delta = rendering.FAR_DELTA if self.scene_box is None else far - t[..., -1:]
+    rendered = rendering.volume_render(out.rgb, density, t, rays.directions, background, far_delta)
+    # Sample i stands for the interval from t_i to the next sample; for the losses and the median depth
+    # the last one ends at the far bound (its 1e10 only makes it opaque).
+    edges = jax.lax.stop_gradient(jnp.concatenate([t, jnp.maximum(far, t[..., -1:])], axis=-1))
+    spacing = 'disparity' if self.lindisp else 'linear'
+    median = stepfun.weighted_percentile(edges, jax.lax.stop_gradient(rendered.w), [50.0])[..., 0]
+    return rendered._replace(s_edges=coord.t_to_s(edges, near, far, spacing),
+                             median_depth=jnp.where(rendered.acc > 1e-10, median, t[..., -1]))
+
+  def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
+    """Renders rays [...] with each level.
+
+    Args:
+      rng: key for stratified jitter, hierarchical draws and density noise; None for deterministic
+        evaluation.
+      rays: Rays with fields [..., C].
+      background: [3] or [..., 3] colour composited behind the scene.
+      progress: the fraction of training done (unused here).
+
+    Returns:
+      A list of RenderedRays, coarse first, then fine when there is a fine field.
+    """
+    del progress
+    keys = [None] * 4 if rng is None else list(jax.random.split(rng, 4))
+    near, far = ray_bounds(rays, self.scene_box)
+    t = sampling.stratified_samples(keys[0], near, far, self.num_coarse_samples, self.lindisp)
+    renderings = [self._render_samples(self.coarse_field, keys[1], rays, t, near, far, background)]
+    if self.fine_field is not None:
+      t = sampling.hierarchical_samples(keys[2], t, renderings[0].w, self.num_fine_samples)
+      renderings.append(self._render_samples(self.fine_field, keys[3], rays, t, near, far, background))
+    return renderings
+
+
+class MipNeRF(StatelessRenderer):
+  """mip-NeRF: `num_levels` levels of `num_samples` intervals through one field that reads Gaussians.
+
+  The first level's intervals are stratified between near and far; each later level draws new intervals
+  from the previous level's weights after mip-NeRF's blur (a 2-tap max, a 2-tap mean, plus
+  `resample_padding`; Eq. 18), with no gradient through the resampling.
+  """
+
+  field: nn.Module
+  num_samples: int = 128
+  num_levels: int = 2
+  resample_padding: float = 0.01
+  lindisp: bool = False
+  scene_box: Optional[Sequence[float]] = None
+
+  def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
+    """Renders rays [...] with each level; as NeRF.__call__."""
+    del progress
+    keys = [None] * (2 * self.num_levels) if rng is None else list(jax.random.split(rng, 2 * self.num_levels))
+    near, far = ray_bounds(rays, self.scene_box)
+    spacing = 'disparity' if self.lindisp else 'linear'
+    viewdirs = rays.viewdirs[..., None, :]
+    s_edges = jnp.broadcast_to(jnp.array([0.0, 1.0]), near.shape[:-1] + (2,))
+    w = jnp.ones(near.shape[:-1] + (1,))
+    renderings = []
+    for level in range(self.num_levels):
+      padding = 0.0 if level == 0 else self.resample_padding
+      sampling_w = w if level == 0 else stepfun.blur_weights(w)
+      s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, self.num_samples,
+                                         padding=padding)
+      t_edges = coord.s_to_t(s_edges, near, far, spacing)
+      gaussians = frustum_gaussians(rays, t_edges)
+      out = self.field(gaussians, jnp.broadcast_to(viewdirs, gaussians.mean.shape), keys[2 * level + 1])
+      rendered = rendering.render_intervals(out.rgb, out.density, t_edges, rays.directions, background)
+      renderings.append(rendered._replace(s_edges=s_edges))
+      w = rendered.w
+    return renderings

@@ -1,0 +1,96 @@
+"""mip-NeRF 360's proposal sampling (Barron et al. 2022, Sec. 3): cheap density-only fields place the samples
+of the field that renders colour.
+
+Each ray starts as one interval [0, 1] in a normalised distance s (evenly spaced in disparity for unbounded
+scenes, Sec. 2.2; linear for bounded ones). Every proposal level draws intervals from the weights of the level
+before, asks its own density-only field at them and composites their weights; the final level draws its
+intervals from the last proposal's weights and renders colour with the NeRF field. The proposals learn only
+from the interlevel loss (their weights must bound the final level's, Eq. 13-14), and no gradient flows
+through the resampling. Early in training the proposal weights are annealed towards uniform (the weights are
+raised to a power rising from 0 to 1 with the training progress; multinerf's `anneal_slope`).
+
+With MLP fields this is mip-NeRF 360; with hash-grid fields (warped by the contraction for unbounded scenes)
+it is the proposal sampler of nerfstudio's nerfacto.
+"""
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxnerf import coord
+from jaxnerf import rendering
+from jaxnerf import stepfun
+from jaxnerf.camera import Rays
+from jaxnerf.models.intervals import StatelessRenderer
+from jaxnerf.models.intervals import frustum_gaussians
+from jaxnerf.models.intervals import ray_bounds
+
+
+def anneal_power(progress, slope: float):
+  """The power the proposal weights are raised to before resampling at training progress in [0, 1]:
+  slope * p / ((slope - 1) * p + 1), which rises from 0 to 1, steeply for a large slope (0: always 1)."""
+  if slope <= 0:
+    return 1.0
+  progress = jnp.clip(progress, 0.0, 1.0)
+  return slope * progress / ((slope - 1.0) * progress + 1.0)
+
+
+class ProposalNeRF(StatelessRenderer):
+  """Proposal levels of `num_proposal_samples` intervals (one density field each), then `num_samples`
+  intervals of `field`. `spacing` 'disparity' (unbounded scenes) or 'linear'; with `scene_box`, rays are
+  clipped to it first. `resample_padding` is added to the weights before each resampling."""
+
+  field: nn.Module
+  proposal_fields: Sequence[nn.Module]
+  num_proposal_samples: Sequence[int] = (64, 64)
+  num_samples: int = 32
+  spacing: str = 'disparity'
+  anneal_slope: float = 10.0
+  resample_padding: float = 0.0
+  single_jitter: bool = True
+  scene_box: Optional[Sequence[float]] = None
+
+  def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
+    """Renders rays [...]: the proposal levels (rgb None), then the final level.
+
+    Args:
+      rng: key for the resampling jitter and density noise; None for deterministic evaluation.
+      rays: Rays with fields [..., C].
+      background: [3] or [..., 3].
+      progress: fraction of training done, in [0, 1] (1 when rendering), for the annealing.
+
+    Returns:
+      A list of RenderedRays, one per proposal level, then the final level.
+    """
+    if len(self.proposal_fields) != len(self.num_proposal_samples):
+      raise ValueError(f'{len(self.proposal_fields)} proposal fields for {len(self.num_proposal_samples)} '
+                       'proposal sample counts.')
+    num_levels = len(self.proposal_fields) + 1
+    keys = [None] * (2 * num_levels) if rng is None else list(jax.random.split(rng, 2 * num_levels))
+    near, far = ray_bounds(rays, self.scene_box)
+    viewdirs = rays.viewdirs[..., None, :]
+    s_edges = jnp.broadcast_to(jnp.array([0.0, 1.0]), near.shape[:-1] + (2,))
+    w = jnp.ones(near.shape[:-1] + (1,))
+    power = anneal_power(progress, self.anneal_slope)
+    renderings = []
+    for level in range(num_levels):
+      final = level == num_levels - 1
+      num_samples = self.num_samples if final else self.num_proposal_samples[level]
+      sampling_w = w if level == 0 else jax.lax.stop_gradient(w)**power
+      padding = 0.0 if level == 0 else self.resample_padding
+      s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, num_samples,
+                                         single_jitter=self.single_jitter, padding=padding)
+      t_edges = coord.s_to_t(s_edges, near, far, self.spacing)
+      gaussians = frustum_gaussians(rays, t_edges)
+      if final:
+        out = self.field(gaussians, jnp.broadcast_to(viewdirs, gaussians.mean.shape), keys[2 * level + 1])
+        density, rgb = out.density, out.rgb
+      else:
+        density, _ = self.proposal_fields[level].density(gaussians, keys[2 * level + 1])
+        rgb = None
+      rendered = rendering.render_intervals(rgb, density, t_edges, rays.directions, background)
+      renderings.append(rendered._replace(s_edges=s_edges))
+      w = rendered.w
+    return renderings
