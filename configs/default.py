@@ -27,7 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.scene_box = ()
   config.procedural = ml_collections.ConfigDict(dict(
       resolution=80, num_train=100, num_val=20, num_test=20, camera_radius=4.0, camera_angle_x=0.6911,
-      supersampling=3, seed=0))  # The embedded scene (dataset='procedural'); see datasets/procedural.py.
+      supersampling=3, seed=0,
+      layout='still_life'))  # The embedded scene (dataset='procedural'): 'still_life' or 'unbounded'.
   config.seed = 0  # Seeds parameter initialisation, ray batches and sampling.
 
   # How training rays are drawn (datasets/batching.py).

@@ -203,3 +203,43 @@ def test_blender_reader_loads_the_scene(tmp_path):
   with Image.open(scene / 'train' / 'r_0.png') as image:
     alpha = np.asarray(image)[..., 3]
   np.testing.assert_allclose(split.images[0][alpha == 0], 1.0)  # Background composites to white.
+
+
+def test_unbounded_layout_has_content_at_every_distance_and_exact_depth():
+  spec = procedural.ProceduralSceneSpec(resolution=24, supersampling=2, layout='unbounded')
+  layout = procedural.LAYOUTS['unbounded']
+  pose = procedural.sample_poses(spec, 'train')[0]
+  rgba, depth = procedural.render_view(spec, pose)
+  # No background: every pixel is covered, every depth finite, from the objects out to the sky dome.
+  assert np.all(rgba[..., 3] == 1.0) and np.all(np.isfinite(depth))
+  assert depth.min() < 5.0 and depth.max() > 15.0 and depth.max() < layout.far
+  rays = camera.image_rays(pose, 24, 24, procedural.focal_length(spec), layout.near, layout.far)
+  points = rays.origins + depth[..., None].astype(np.float64) * rays.directions
+  # Pixels beyond the objects land exactly on the ground's top or on the dome.
+  ground_top = procedural.GROUND_Z - 0.1
+  far = depth > 6.0
+  on_ground = np.abs(points[..., 2] - ground_top) < 1e-4
+  on_dome = np.abs(np.linalg.norm(points, axis=-1) - procedural.DOME_RADIUS) < 1e-3
+  assert np.all((on_ground | on_dome)[far]) and on_ground[far].any() and on_dome.any()
+  # The dome is unlit and casts no shadow: rays to it show its texture as it is, whatever the light.
+  objects = layout.objects
+  dome = objects[-1]
+  directions = np.array([[0.0, 0.3, 1.0], [1.0, 0.0, 0.05], [-0.6, 0.8, 0.1]])
+  origins = np.tile([[0.0, 0.0, 2.0]], (3, 1))
+  colours, t = rt.trace_colours(objects, origins, directions)
+  normals = (origins + t[:, None] * directions) / procedural.DOME_RADIUS
+  np.testing.assert_allclose(colours, dome.material.texture(normals * procedural.DOME_RADIUS, normals),
+                             atol=1e-12)
+  assert len({tuple(c) for c in np.round(colours, 6)}) == 3  # Sky and two hill sectors, all differing.
+  # Cameras stand low around the objects, above the ground, and see over its horizon.
+  poses = procedural.sample_poses(spec, 'train')
+  heights = poses[:, 2, 3]
+  assert np.all(heights > ground_top) and np.all(heights < 4.0 * np.sin(np.deg2rad(15.0)) + 1e-6)
+
+
+def test_layouts_name_their_scenes_apart_and_unknown_ones_are_refused():
+  still = procedural.ProceduralSceneSpec(resolution=24)
+  unbounded = procedural.ProceduralSceneSpec(resolution=24, layout='unbounded')
+  assert procedural.scene_name(still) != procedural.scene_name(unbounded)
+  with pytest.raises(ValueError, match=r"config.procedural.layout must be one of \['still_life', 'unbounded'\]"):
+    procedural.render_view(procedural.ProceduralSceneSpec(resolution=4, layout='dome'), VIEW)

@@ -17,6 +17,11 @@ Everything lies in about [-1.15, 1.15] x [-1.15, 1.15] x [-0.5, 0.75] (Blender-l
 on the upper hemisphere at radius 4 (`ProceduralSceneSpec.camera_radius`) looking at the origin, so the
 usual Blender bounds near=2 and far=6 apply.
 
+A second layout, 'unbounded' (`ProceduralSceneSpec.layout`), is mip-NeRF 360's kind of capture: the same
+still life on a checkered ground 25 units across, under an unlit sky dome of radius 30 with hills along its
+horizon, seen by cameras standing low around the objects (elevation 2-15 degrees), so that every pixel shows
+content, from 2 to 30 units away (bounds near=0.5, far=40).
+
 Conventions:
 - Rays come from `jaxnerf.camera` (OpenGL camera, pixel centres at +0.5; directions have unit length along
   the viewing axis, so the ray parameter t is depth). Arrays of rays are flattened: origins and directions
@@ -62,6 +67,7 @@ class ProceduralSceneSpec:
   camera_angle_x: float = 0.6911  # horizontal field of view in radians, as the Blender scenes.
   supersampling: int = 3  # samples per pixel along each axis (3 -> 3 x 3 per pixel).
   seed: int = 0
+  layout: str = 'still_life'  # 'still_life' (bounded, white background) or 'unbounded' (see LAYOUTS).
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -103,6 +109,47 @@ def default_objects() -> tuple:
 
 DEFAULT_OBJECTS = default_objects()
 
+GROUND_RADIUS, DOME_RADIUS = 25.0, 30.0
+
+
+def unbounded_objects() -> tuple:
+  """The still life on a checkered ground that reaches 25 units out, under a sky dome of radius 30 with
+  hills along its horizon: content at every distance, in every direction, and no background."""
+  ground = rt.SceneObject('ground', rt.Cylinder(radius=GROUND_RADIUS, half_height=0.05),
+                          rt.Material(rt.checker((0.80, 0.78, 0.70), (0.42, 0.50, 0.36), size=1.5)),
+                          centre=(0.0, 0.0, GROUND_Z - 0.15))
+  dome = rt.SceneObject('sky', rt.Sphere(radius=DOME_RADIUS),
+                        rt.Material(rt.skyline((0.85, 0.90, 0.97), (0.35, 0.55, 0.90),
+                                               [(0.30, 0.45, 0.30), (0.45, 0.38, 0.30), (0.28, 0.38, 0.50),
+                                                (0.55, 0.50, 0.35), (0.36, 0.30, 0.42), (0.25, 0.50, 0.40)]),
+                                    unlit=True))
+  return DEFAULT_OBJECTS + (ground, dome)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """A scene's objects, the ray bounds that hold them and where its cameras may stand."""
+
+  objects: tuple
+  near: float
+  far: float
+  elevation_range_deg: tuple  # Cameras look at the origin from these elevations (uniform by area).
+
+
+LAYOUTS = {
+    # Cameras on the upper hemisphere at radius 4 around the still life: the Blender scenes' bounds.
+    'still_life': Layout(DEFAULT_OBJECTS, NEAR, FAR, ELEVATION_RANGE_DEG),
+    # Cameras low around the still life, seeing the ground and the hills behind it: near the objects at
+    # radius 4 and 30 units from the horizon, so samples must be spaced for both (mip-NeRF 360's setting).
+    'unbounded': Layout(unbounded_objects(), 0.5, 40.0, (2.0, 15.0)),
+}
+
+
+def layout_of(spec: 'ProceduralSceneSpec') -> Layout:
+  if spec.layout not in LAYOUTS:
+    raise ValueError(f'config.procedural.layout must be one of {sorted(LAYOUTS)}, got {spec.layout!r}.')
+  return LAYOUTS[spec.layout]
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Images.
@@ -119,8 +166,9 @@ def supersample_rays(spec: ProceduralSceneSpec, camtoworld) -> camera.Rays:
   pix_x, pix_y = camera.pixel_grid(size, size)
   offsets = (np.arange(s) + 0.5) / s - 0.5  # Sub-pixel offsets from the pixel centre.
   offset_x, offset_y = (o.reshape(-1) for o in np.meshgrid(offsets, offsets, indexing='xy'))
+  layout = layout_of(spec)
   return camera.pixels_to_rays(pix_x[..., None] + offset_x, pix_y[..., None] + offset_y, camtoworld,
-                               focal_length(spec), (size / 2, size / 2), NEAR, FAR)
+                               focal_length(spec), (size / 2, size / 2), layout.near, layout.far)
 
 
 def average_supersamples(colours, covered) -> np.ndarray:
@@ -142,17 +190,17 @@ def render_view(spec: ProceduralSceneSpec, camtoworld) -> tuple:
     rgba: colour averaged over the covered supersamples, alpha the covered fraction.
     depth: float32 t of the first hit of the ray through each pixel centre, inf for background.
   """
-  size = spec.resolution
+  size, layout = spec.resolution, layout_of(spec)
   rays = supersample_rays(spec, camtoworld)
   origins = rays.origins.reshape(-1, 3).astype(np.float64)
   directions = rays.directions.reshape(-1, 3).astype(np.float64)
-  colours, t = rt.trace_colours(DEFAULT_OBJECTS, origins, directions)
+  colours, t = rt.trace_colours(layout.objects, origins, directions)
   samples = spec.supersampling**2
   rgba = average_supersamples(colours.reshape(size, size, samples, 3),
                               np.isfinite(t).reshape(size, size, samples).astype(np.float64))
 
-  centre_rays = camera.image_rays(camtoworld, size, size, focal_length(spec), NEAR, FAR)
-  depth = rt.nearest_hit(DEFAULT_OBJECTS, centre_rays.origins.reshape(-1, 3).astype(np.float64),
+  centre_rays = camera.image_rays(camtoworld, size, size, focal_length(spec), layout.near, layout.far)
+  depth = rt.nearest_hit(layout.objects, centre_rays.origins.reshape(-1, 3).astype(np.float64),
                          centre_rays.directions.reshape(-1, 3).astype(np.float64)).t
   return rgba.astype(np.float32), depth.reshape(size, size).astype(np.float32)
 
@@ -164,12 +212,12 @@ def render_view(spec: ProceduralSceneSpec, camtoworld) -> tuple:
 def sample_poses(spec: ProceduralSceneSpec, split: str) -> np.ndarray:
   """[N, 3, 4] cameras on the upper hemisphere looking at the origin, random per (seed, split).
 
-  Azimuth is uniform in [0, 360) degrees; elevation covers ELEVATION_RANGE_DEG uniformly by area.
+  Azimuth is uniform in [0, 360) degrees; elevation covers the layout's range uniformly by area.
   """
   num = {'train': spec.num_train, 'val': spec.num_val, 'test': spec.num_test}[split]
   rng = np.random.default_rng([spec.seed, SPLITS.index(split)])
   azimuths = rng.uniform(0.0, 360.0, num)
-  low, high = np.sin(np.deg2rad(ELEVATION_RANGE_DEG))
+  low, high = np.sin(np.deg2rad(layout_of(spec).elevation_range_deg))
   elevations = np.rad2deg(np.arcsin(rng.uniform(low, high, num)))
   return np.stack([camera.spherical_pose(a, e, spec.camera_radius) for a, e in zip(azimuths, elevations)])
 

@@ -260,6 +260,36 @@ def azimuthal_bands(colour_a, colour_b, count: int) -> Texture:
   return texture
 
 
+def checker(colour_a, colour_b, size: float) -> Texture:
+  """Square tiles of side `size` alternating between two colours over the local x-y plane (sharp edges at
+  every distance: what shows whether distant ground is rendered sharply)."""
+  colour_a, colour_b = (np.asarray(c, dtype=np.float64) for c in (colour_a, colour_b))
+
+  def texture(points, normals):
+    parity = (np.floor(points[:, 0] / size) + np.floor(points[:, 1] / size)) % 2
+    return np.where(parity[:, None] == 0, colour_a, colour_b)
+
+  return texture
+
+
+def skyline(sky_low, sky_high, hill_colours, peaks: int = 5) -> Texture:
+  """A sky dome seen from inside: hills along the horizon, each `hill_colours` entry one equal sector of
+  azimuth about the local z axis, under an outline of `peaks` (and 3 * peaks) bumps; above it a sky fading
+  from `sky_low` at the horizon to `sky_high` at the zenith."""
+  sky_low, sky_high, hill_colours = (np.asarray(c, dtype=np.float64) for c in (sky_low, sky_high, hill_colours))
+
+  def texture(points, normals):
+    azimuth = np.arctan2(normals[:, 1], normals[:, 0]) + np.pi  # [0, 2 pi]
+    elevation = np.arcsin(np.clip(normals[:, 2], -1.0, 1.0))
+    outline = 0.12 + 0.06 * np.sin(peaks * azimuth) + 0.03 * np.sin(3 * peaks * azimuth + 1.0)
+    sector = np.floor(azimuth / (2 * np.pi) * len(hill_colours)).astype(int) % len(hill_colours)
+    height = np.clip(elevation / (0.5 * np.pi), 0.0, 1.0)[:, None]
+    sky = (1.0 - height) * sky_low + height * sky_high
+    return np.where((elevation < outline)[:, None], hill_colours[sector], sky)
+
+  return texture
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Scene objects.
 
@@ -271,6 +301,7 @@ class Material:
   texture: Texture
   specular: float = 0.0  # Strength of the white highlight, 0 for matte.
   shininess: float = 1.0  # Blinn-Phong exponent: larger is a smaller, sharper highlight.
+  unlit: bool = False  # Shows its albedo as it is and casts no shadow (a sky dome).
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -361,7 +392,8 @@ def key_light_visible(objects, points, normals, lighting: Lighting = LIGHTING) -
   """[N] 1.0 where the key light reaches surface points [N, 3] with normals [N, 3], 0.0 in shadow."""
   origins = points + SHADOW_OFFSET * normals
   directions = np.broadcast_to(np.asarray(lighting.key_direction), points.shape)
-  return np.isinf(nearest_hit(objects, origins, directions).t).astype(np.float64)
+  casters = [obj for obj in objects if not obj.material.unlit]
+  return np.isinf(nearest_hit(casters, origins, directions).t).astype(np.float64)
 
 
 def shade(albedo, normals, viewdirs, key_visible, specular, shininess,
@@ -406,8 +438,11 @@ def trace_colours(objects, origins, directions) -> tuple:
   viewdirs = directions[found] / np.linalg.norm(directions[found], axis=-1, keepdims=True)
   specular = np.array([obj.material.specular for obj in objects])[hit_found.object_index]
   shininess = np.array([obj.material.shininess for obj in objects])[hit_found.object_index]
-  colour = shade(surface_albedo(objects, hit_found, points), hit_found.normal, viewdirs,
-                 key_light_visible(objects, points, hit_found.normal), specular, shininess)
+  albedo = surface_albedo(objects, hit_found, points)
+  colour = shade(albedo, hit_found.normal, viewdirs, key_light_visible(objects, points, hit_found.normal),
+                 specular, shininess)
+  unlit = np.array([obj.material.unlit for obj in objects])[hit_found.object_index]
+  colour = np.where(unlit[:, None], albedo, colour)
   colours = np.zeros_like(origins)
   colours[found] = colour
   return colours, hit.t
