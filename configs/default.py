@@ -48,6 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
       num_fine_samples=128,  # ...and those added for the fine level (0: no fine level).
       lindisp=False,  # 'nerf', 'mipnerf': sample linearly in disparity rather than depth.
       density_activation='relu',  # 'relu' (paper), 'softplus' (mip-NeRF) or 'trunc_exp' (instant-ngp).
+      density_bias=0.0,  # Added to raw density: negative values start from nearly empty space.
       density_noise_std=0.0,  # Std of noise added to raw density while training (paper: 1 for LLFF).
       rgb_padding=0.0,  # Widened sigmoid for colour (mip-NeRF uses 0.001).
       # How fields map positions before encoding them: 'none', or 'contract' (mip-NeRF 360's contraction of
@@ -68,7 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
           field='mlp',
           num_proposal_samples=(64, 64),  # Intervals of each proposal level...
           num_nerf_samples=32,  # ...and of the final level.
-          spacing='disparity',  # 'disparity' (unbounded scenes) or 'linear' (bounded ones).
+          # 'disparity' or 'linear_disparity' (linear up to spacing_pivot, then disparity) for unbounded
+          # scenes, 'linear' for bounded ones.
+          spacing='disparity',
+          spacing_pivot=1.0,
+          gradient_scaling_distance=0.0,  # Scale gradients closer to the camera than this (0: off).
           anneal_slope=10.0,  # Proposal weights anneal from uniform early in training (0: never).
           resample_padding=0.0,  # Added to the weights before resampling.
           single_jitter=True,  # One jitter per ray when resampling (mip-NeRF 360).

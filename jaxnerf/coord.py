@@ -75,19 +75,42 @@ def s_to_disparity(s, near, far):
   return 1.0 / (s / far + (1.0 - s) / near)
 
 
-# Spacings of samples along rays: t in [near, far] <-> normalised s in [0, 1].
-SPACINGS = ('linear', 'disparity')
+# Spacings of samples along rays: t in [near, far] <-> normalised s in [0, 1]. 'linear_disparity' is
+# nerfstudio's piecewise sampler for unbounded scenes: linear in t from near to a pivot distance for the first
+# half of s, evenly in disparity from the pivot to far for the second (pure disparity spacing from a small
+# near would spend half the samples within twice that distance of the camera, where floaters then grow).
+SPACINGS = ('linear', 'disparity', 'linear_disparity')
 
 
-def t_to_s(t, near, far, spacing: str = 'linear'):
-  """Distances t [...] -> s in [0, 1], spaced linearly in t or evenly in disparity (`disparity_to_s`)."""
+def _linear_share(near, far, pivot):
+  """The pivot clipped to [near, far], and the share of s spaced linearly: half, or all of it when the pivot
+  lies at or beyond far."""
+  pivot = jnp.clip(pivot, near, far)
+  return pivot, jnp.where(pivot < far, 0.5, 1.0)
+
+
+def t_to_s(t, near, far, spacing: str = 'linear', pivot=None):
+  """Distances t [...] -> s in [0, 1], spaced by `spacing` (see SPACINGS; 'linear_disparity' needs the
+  `pivot` distance). near, far, pivot broadcast against t."""
   if spacing == 'disparity':
     return disparity_to_s(t, near, far)
+  if spacing == 'linear_disparity':
+    pivot, share = _linear_share(near, far, pivot)
+    linear = share * (t - near) / jnp.maximum(pivot - near, 1e-10)
+    beyond = jnp.where(pivot < far, (1.0 / jnp.maximum(t, pivot) - 1.0 / pivot) /
+                       jnp.where(pivot < far, 1.0 / far - 1.0 / pivot, 1.0), 0.0)
+    return jnp.where(t < pivot, linear, share + (1.0 - share) * beyond)
   return (t - near) / (far - near)
 
 
-def s_to_t(s, near, far, spacing: str = 'linear'):
+def s_to_t(s, near, far, spacing: str = 'linear', pivot=None):
   """The inverse of `t_to_s`."""
   if spacing == 'disparity':
     return s_to_disparity(s, near, far)
+  if spacing == 'linear_disparity':
+    pivot, share = _linear_share(near, far, pivot)
+    linear = near + s / share * (pivot - near)
+    beyond = s_to_disparity(jnp.clip((s - share) / jnp.where(share < 1.0, 1.0 - share, 1.0), 0.0, 1.0),
+                            pivot, far)
+    return jnp.where(s < share, linear, beyond)
   return near + s * (far - near)

@@ -80,3 +80,19 @@ def test_disparity_warp_round_trips_and_spaces_samples_evenly_in_inverse_depth()
   chex.assert_trees_all_close(t[:, [0, -1]], jnp.array([[0.2, 1e4]]), rtol=1e-5)
   chex.assert_trees_all_close(coord.disparity_to_s(t, near, far), s, atol=1e-6)
   np.testing.assert_allclose(np.diff(1.0 / np.asarray(t)), np.diff(1.0 / np.asarray(t))[0, 0], rtol=1e-4)
+
+
+@pytest.mark.parametrize('spacing', coord.SPACINGS)
+def test_every_spacing_round_trips_and_is_increasing_from_near_to_far(spacing):
+  near, far, pivot = jnp.array([[0.5], [2.0]]), jnp.array([[40.0], [6.0]]), jnp.array([[6.0], [10.0]])
+  s = jnp.broadcast_to(jnp.linspace(0.0, 1.0, 101), (2, 101))
+  t = coord.s_to_t(s, near, far, spacing, pivot)
+  assert np.all(np.diff(np.asarray(t), axis=-1) > 0)
+  np.testing.assert_allclose(t[:, [0, -1]], jnp.concatenate([near, far], -1), rtol=1e-5)
+  np.testing.assert_allclose(coord.t_to_s(t, near, far, spacing, pivot), s, atol=1e-5)
+  if spacing == 'linear_disparity':
+    # Half of s is linear up to the pivot, the rest in disparity; a pivot beyond far (the second ray) makes
+    # all of it linear.
+    np.testing.assert_allclose(t[:, 50], [6.0, 4.0], rtol=1e-5)
+    np.testing.assert_allclose(np.diff(np.asarray(t[0, :51])), 5.5 / 50, rtol=1e-4)
+    np.testing.assert_allclose(np.diff(1.0 / np.asarray(t[0, 50:], np.float64)), (1 / 40 - 1 / 6) / 50, rtol=1e-3)

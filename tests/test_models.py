@@ -10,6 +10,7 @@ import pytest
 from jaxnerf import models
 from jaxnerf.camera import Rays
 from jaxnerf.models.proposal import anneal_power
+from jaxnerf.models.proposal import scale_gradient
 
 
 def test_the_paper_mlp_feeds_the_encoded_point_again_to_its_sixth_layer():
@@ -130,3 +131,10 @@ def test_contracted_fields_stay_finite_with_gradients_at_extreme_distances(field
   # All of space lands inside the ball of radius 2 * contract_radius.
   warped = models.fields.warp_inputs(gaussians, 'contract', 2.0)
   assert float(jnp.max(jnp.linalg.norm(warped.mean, axis=-1))) <= 4.0 + 1e-5
+
+
+def test_gradient_scaling_keeps_values_and_scales_gradients():
+  x = jnp.array([1.0, -2.0, 3.0])
+  scale = jnp.array([0.0, 0.25, 1.0])
+  np.testing.assert_array_equal(scale_gradient(x, scale), x)
+  np.testing.assert_allclose(jax.grad(lambda y: jnp.sum(scale_gradient(y, scale) ** 2))(x), 2 * x * scale)

@@ -21,6 +21,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from tests.tiny_configs import TINY_SCENE
 from tests.tiny_configs import tiny_config
+from tests.tiny_configs import tiny_method_config
 from tests.tiny_configs import tiny_ngp_config
 
 
@@ -183,8 +184,10 @@ def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   assert rendered['num_images'] == TINY_SCENE.num_val
   assert rendered['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)
   out_dir = pathlib.Path(rendered['out_dir'])
-  assert {p.name for p in out_dir.iterdir()} == {'metrics.json', 'r_0.png', 'r_0_depth.png', 'r_1.png',
-                                                 'r_1_depth.png'}
+  assert {p.name for p in out_dir.iterdir()} == {'metrics.json'} | {
+      f'r_{i}{suffix}' for i in (0, 1) for suffix in ('.png', '_depth.png', '_median_depth.png', '_acc.png',
+                                                      '_depth.npy')}
+  np.testing.assert_array_equal(np.load(out_dir / 'r_0_depth.npy').shape, (TINY_SCENE.resolution,) * 2)
   orbit = render_outputs.render_orbit_video(tmp_path, num_frames=4, fps=4)
   assert sorted(pathlib.Path(f).name for f in orbit['files']) == [
       'orbit.gif', 'orbit.mp4', 'orbit_depth.gif', 'orbit_depth.mp4']
@@ -281,3 +284,30 @@ def test_stall_watch_warns_once_after_patience_steps_of_zero_gradient():
   assert 'zero since step 15' in warning and 'config.optim.lr_init=10' in warning
   assert watch.observe(24, [0.0] * 50) is None and messages == [warning]
   assert trainer._StallWatch(0, 1.0, progress).observe(0, [0.0] * 1000) is None  # 0: never.
+
+
+@pytest.mark.parametrize('name', ['mipnerf', 'mipnerf360', 'lego_proposal', 'demo360'])
+def test_method_configs_train_resume_and_render(scene_cache, tmp_path, name):
+  """Each method's config trains (shrunk), checkpoints, resumes where it stopped, and renders."""
+  config = tiny_method_config(name, scene_cache, num_steps=4, checkpoint_every=2, log_every=2)
+  config.eval.update(final_num_images=0)
+  trainer.train_and_evaluate(config, tmp_path)
+  config.train.num_steps = 6
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  assert summary['resumed_from'] == 4 and summary['step'] == 6
+  records = [r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train']
+  assert all(np.isfinite(r['loss']) for r in records)
+  if config.loss.interlevel_weight > 0:
+    assert all(r['loss_interlevel'] >= 0 and r['loss_distortion'] >= 0 for r in records)
+  rendered = render_outputs.render_split(tmp_path, 'val', limit=1)
+  assert rendered['num_images'] == 1 and np.isfinite(rendered['mean']['psnr'])
+
+
+def test_proposal_sampler_with_hash_grids_learns_the_scene(scene_cache, tmp_path):
+  """The fast 360 model (configs/demo360.py, shrunk) raises val PSNR well above its start."""
+  config = tiny_method_config('demo360', scene_cache, num_steps=200, log_every=10, checkpoint_every=1000,
+                              batch_size=256)
+  config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, orbit_frames=0)
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  first_val = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'val')
+  assert summary['val_psnr'] > first_val['psnr'] + 5, (first_val['psnr'], summary['val_psnr'])

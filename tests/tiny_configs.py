@@ -6,6 +6,7 @@ subprocess (the scene is passed as --config.data_dir):
 """
 
 import dataclasses
+import importlib
 
 from configs import demo
 from jaxnerf.datasets import procedural
@@ -38,6 +39,28 @@ def tiny_ngp_config(scene_cache='', **train):
   config.model.occupancy_grid.update(grid_resolution=16, step_size=0.04, march_samples_per_ray=64.0,
                                      render_samples_per_ray=48.0, update_every=4, warmup_steps=16,
                                      density_decay=0.8)  # Forgets the untrained field within 100 steps.
+  return config
+
+
+def tiny_method_config(name: str, scene_cache='', **train):
+  """configs/<name>.py (mipnerf, mipnerf360, demo360, lego_proposal) on the tiny scene, with its networks and
+  sample counts shrunk so that a step compiles and runs in seconds; the method (renderer, fields, warp,
+  spacing, loss terms) is the config's own."""
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config()
+  tiny = tiny_config(scene_cache, **train)
+  config.update(dataset='procedural', data_dir=tiny.data_dir, factor=1, scene_box=config.scene_box,
+                near=tiny.near, far=tiny.far, white_background=True)
+  config.procedural.update(tiny.procedural)
+  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=6)
+  config.model.hash_grid.update(tiny.model.hash_grid)
+  config.model.mipnerf.update(num_samples=16)
+  config.model.proposal.update(num_proposal_samples=(16, 8), num_nerf_samples=8)
+  config.model.proposal.mlp.update(depth=1, width=16)
+  config.model.proposal.hash_grid.update(num_levels=3, log2_table_size=10, max_resolution=32)
+  config.optim.update(lr_delay_steps=0, grad_clip_norm=0.0)
+  config.train = tiny.train
+  config.eval = tiny.eval
   return config
 
 

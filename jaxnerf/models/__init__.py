@@ -74,6 +74,8 @@ def _proposal(model_config, make_field, scene_box) -> nn.Module:
   return ProposalNeRF(field=make_field(), proposal_fields=proposal_fields,
                       num_proposal_samples=tuple(proposal.num_proposal_samples),
                       num_samples=proposal.num_nerf_samples, spacing=proposal.spacing,
+                      spacing_pivot=proposal.spacing_pivot,
+                      gradient_scaling_distance=proposal.gradient_scaling_distance,
                       anneal_slope=proposal.anneal_slope, resample_padding=proposal.resample_padding,
                       single_jitter=proposal.single_jitter, scene_box=scene_box)
 
@@ -108,6 +110,7 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
   if scene_box is not None and len(scene_box) != 6:
     raise ConfigError(f'config.scene_box must hold 6 numbers (min x, y, z, then max x, y, z), got {scene_box}.')
   shared = dict(dtype=DTYPES[model_config.dtype], density_activation=model_config.density_activation,
+                density_bias=model_config.density_bias,
                 density_noise_std=model_config.density_noise_std, rgb_padding=model_config.rgb_padding,
                 warp=model_config.warp, contract_radius=model_config.contract_radius)
 

@@ -12,7 +12,9 @@ The contract every field keeps (renderers rely on nothing else):
   levels and normals call it) and whatever the colour network reads;
 - `field(inputs, viewdirs, rng=None)` -> FieldOutputs(density [...], rgb [..., 3]), activations applied. With
   `rng` (training) Gaussian noise of std `density_noise_std` is added to the raw density (the paper's
-  regulariser for real scenes).
+  regulariser for real scenes). `density_bias` is added to every raw density: a negative bias starts
+  training from nearly empty space, where an untrained field would fill the first units before the camera
+  with fog (unbounded scenes, whose rays are long).
 - `warp` maps positions before encoding: 'none', or 'contract' (mip-NeRF 360's contraction of space beyond
   `contract_radius` into a ball of twice that radius, Eq. 10; Gaussians go through its linearisation, Eq. 9).
 
@@ -69,8 +71,9 @@ def _activate_rgb(raw_rgb, padding: float):
 
 
 def _activate_density(field, raw_density, rng: Optional[jax.Array]):
-  """The field's density activation of raw_density [...], after the field's noise when rng is given."""
-  raw_density = raw_density.astype(jnp.float32)
+  """The field's density activation of raw_density [...] plus the field's `density_bias`, after the field's
+  noise when rng is given."""
+  raw_density = raw_density.astype(jnp.float32) + field.density_bias
   if rng is not None and field.density_noise_std > 0:
     raw_density += field.density_noise_std * jax.random.normal(rng, raw_density.shape)
   return density_activation(field.density_activation)(raw_density)
@@ -99,6 +102,7 @@ class MLPField(nn.Module):
   warp: str = 'none'
   contract_radius: float = 1.0
   density_activation: str = 'relu'
+  density_bias: float = 0.0
   density_noise_std: float = 0.0
   rgb_padding: float = 0.0
   dtype: Any = jnp.float32
@@ -176,6 +180,7 @@ class HashGridField(nn.Module):
   warp: str = 'none'
   contract_radius: float = 1.0
   density_activation: str = 'trunc_exp'
+  density_bias: float = 0.0
   density_noise_std: float = 0.0
   rgb_padding: float = 0.0
   dtype: Any = jnp.float32

@@ -37,20 +37,31 @@ def anneal_power(progress, slope: float):
   return slope * progress / ((slope - 1.0) * progress + 1.0)
 
 
+def scale_gradient(x, scale):
+  """x, whose gradient is multiplied by `scale` (broadcast against x) on the way back."""
+  scale = jax.lax.stop_gradient(scale)
+  return x * scale + jax.lax.stop_gradient(x * (1.0 - scale))
+
+
 class ProposalNeRF(StatelessRenderer):
   """Proposal levels of `num_proposal_samples` intervals (one density field each), then `num_samples`
-  intervals of `field`. `spacing` 'disparity' (unbounded scenes) or 'linear'; with `scene_box`, rays are
-  clipped to it first. `resample_padding` is added to the weights before each resampling."""
+  intervals of `field`. `spacing` (coord.SPACINGS): 'disparity' or 'linear_disparity' for unbounded
+  scenes, 'linear' for bounded ones; with `scene_box`, rays are clipped to it first. `resample_padding` is added to the weights before each resampling."""
 
   field: nn.Module
   proposal_fields: Sequence[nn.Module]
   num_proposal_samples: Sequence[int] = (64, 64)
   num_samples: int = 32
   spacing: str = 'disparity'
+  spacing_pivot: float = 1.0  # spacing='linear_disparity': where linear spacing gives way to disparity.
   anneal_slope: float = 10.0
   resample_padding: float = 0.0
   single_jitter: bool = True
   scene_box: Optional[Sequence[float]] = None
+  # Gradients of the final level's density and colour at samples closer to the camera than this (world
+  # units) are scaled by (distance / this)^2 (Philip and Deschaintre 2023, "Floaters No More"): near the
+  # camera few views constrain the field, and unscaled gradients grow floaters there. 0: off.
+  gradient_scaling_distance: float = 0.0
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [...]: the proposal levels (rgb None), then the final level.
@@ -82,11 +93,17 @@ class ProposalNeRF(StatelessRenderer):
       padding = 0.0 if level == 0 else self.resample_padding
       s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, num_samples,
                                          single_jitter=self.single_jitter, padding=padding)
-      t_edges = coord.s_to_t(s_edges, near, far, self.spacing)
+      t_edges = coord.s_to_t(s_edges, near, far, self.spacing, self.spacing_pivot)
       gaussians = frustum_gaussians(rays, t_edges)
       if final:
         out = self.field(gaussians, jnp.broadcast_to(viewdirs, gaussians.mean.shape), keys[2 * level + 1])
         density, rgb = out.density, out.rgb
+        if self.gradient_scaling_distance > 0:
+          distance = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1]) * jnp.linalg.norm(rays.directions, axis=-1,
+                                                                                     keepdims=True)
+          scale = jnp.clip((distance / self.gradient_scaling_distance)**2, 0.0, 1.0)
+          density = scale_gradient(density, scale)
+          rgb = scale_gradient(rgb, scale[..., None])
       else:
         density, _ = self.proposal_fields[level].density(gaussians, keys[2 * level + 1])
         rgb = None
