@@ -44,10 +44,13 @@ def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
 
 
 def visualize(rendering: Dict[str, np.ndarray], split: SceneSplit, background: float) -> Dict[str, np.ndarray]:
-  """Pictures of a rendering: {'rgb', 'depth'} images [H, W, 3]."""
-  return {'rgb': rendering['rgb'],
-          'depth': visualization.colorize_depth(rendering['depth'], rendering['acc'], split.near, split.far,
-                                                background)}
+  """Pictures of a rendering, [H, W, 3] each: 'rgb'; 'depth' and 'median_depth' (the expected depth, and
+  the depth in front of which half of a ray's weight lies: sharper at silhouettes), coloured alike; 'acc',
+  the accumulated opacity."""
+  depth = lambda key: visualization.colorize_depth(rendering[key], rendering['acc'], split.near, split.far,
+                                                   background)
+  return {'rgb': rendering['rgb'], 'depth': depth('depth'), 'median_depth': depth('median_depth'),
+          'acc': visualization.colorize_opacity(rendering['acc'])}
 
 
 def split_summary(per_image: List[Dict], extra: Dict = None) -> Dict:
@@ -57,13 +60,15 @@ def split_summary(per_image: List[Dict], extra: Dict = None) -> Dict:
 
 
 def write_split(out_dir, split: SceneSplit, summary: Dict, renderings, background: float):
-  """Writes <name>.png and <name>_depth.png per view and metrics.json (`summary`) to `out_dir`."""
+  """Writes <name>.png, <name>_depth.png, <name>_median_depth.png and <name>_acc.png per view (`visualize`),
+  <name>_depth.npy (the expected depth, float32 [H, W]) and metrics.json (`summary`) to `out_dir`."""
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   for record, rendering in zip(summary['per_image'], renderings):
     pictures = visualize(rendering, split, background)
-    visualization.save_png(out_dir / f"{record['name']}.png", pictures['rgb'])
-    visualization.save_png(out_dir / f"{record['name']}_depth.png", pictures['depth'])
+    for kind, picture in pictures.items():
+      visualization.save_png(out_dir / f"{record['name']}{'' if kind == 'rgb' else '_' + kind}.png", picture)
+    np.save(out_dir / f"{record['name']}_depth.npy", np.asarray(rendering['depth'], np.float32))
   reporting.write_text_atomically(out_dir / 'metrics.json', json.dumps(summary, indent=2))
 
 

@@ -40,7 +40,8 @@ def _render_in_chunks(render, variables, flat: camera.Rays, indices: np.ndarray,
 
 
 def render_image(steps, variables, rays: camera.Rays, chunk_size: int) -> Dict[str, np.ndarray]:
-  """Renders rays with fields [H, W, C] into host arrays {'rgb': [H, W, 3], 'depth': [H, W], 'acc': ...}.
+  """Renders rays with fields [H, W, C] into host arrays {'rgb': [H, W, 3], 'depth': [H, W], 'median_depth',
+  'acc'} (what the compiled render_rays returns).
 
   Rays that come back incomplete (a packed renderer ran out of slots) are rendered again in a later chunk;
   each chunk completes at least its first ray per device, so this ends.

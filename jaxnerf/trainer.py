@@ -176,7 +176,7 @@ def _validate(experiment, state, val_split, config, writer, step, progress, trai
                                      'eval_seconds': time.perf_counter() - start})
   for i, rendering in enumerate(renderings[:3]):
     pictures = evaluation.visualize(rendering, val_split, experiment.background)
-    writer.write_images(step, 'val', {f'rgb_{i}': pictures['rgb'], f'depth_{i}': pictures['depth']})
+    writer.write_images(step, 'val', {f'{kind}_{i}': picture for kind, picture in pictures.items()})
   progress.write(f"step {step}: val PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}")
   return mean
 

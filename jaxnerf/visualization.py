@@ -25,19 +25,31 @@ def turbo(x: np.ndarray) -> np.ndarray:
   return np.clip(powers @ _TURBO_COEFFS.T, 0.0, 1.0).astype(np.float32)
 
 
+# Scenes whose far bound is this many times their near bound are coloured by disparity (1 / depth), as
+# unbounded scenes are sampled: linearly, everything beyond the foreground would be one colour.
+DISPARITY_RATIO = 10.0
+
+
 def colorize_depth(depth: np.ndarray, acc: np.ndarray, near: float, far: float,
                    background: float = 1.0) -> np.ndarray:
   """[H, W, 3] picture of a depth map [H, W]: near is red, far is blue, empty space is `background`.
 
-  The range is the 1st to 99th percentile of the depths of opaque pixels, within [near, far].
+  The range is the 1st to 99th percentile of the depths of opaque pixels, within [near, far]; depths are
+  spaced linearly, or by disparity when far / near >= DISPARITY_RATIO.
   """
-  depth, acc = np.asarray(depth), np.asarray(acc)
+  depth, acc = np.asarray(depth, np.float64), np.asarray(acc)
+  warp = (lambda x: -1.0 / np.maximum(x, 1e-6)) if far >= DISPARITY_RATIO * near else (lambda x: x)
   opaque = acc > 0.5
   values = depth[opaque] if opaque.any() else depth.ravel()
   lo, hi = np.percentile(values, [1, 99]) if values.size else (near, far)
-  lo, hi = max(lo, near), min(max(hi, lo + 1e-6), far)
-  colors = turbo(1.0 - (depth - lo) / max(hi - lo, 1e-6))
+  lo, hi = warp(max(lo, near)), warp(min(max(hi, lo + 1e-6), far))
+  colors = turbo(1.0 - (warp(np.clip(depth, near, far)) - lo) / max(hi - lo, 1e-12))
   return colors * acc[..., None] + background * (1.0 - acc[..., None])
+
+
+def colorize_opacity(acc: np.ndarray) -> np.ndarray:
+  """[H, W, 3] grey picture of accumulated opacity [H, W]: white where opaque, black where empty."""
+  return np.repeat(np.clip(np.asarray(acc, np.float32), 0.0, 1.0)[..., None], 3, axis=-1)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
