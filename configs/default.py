@@ -74,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
           spacing='disparity',
           spacing_pivot=1.0,
           gradient_scaling_distance=0.0,  # Scale gradients closer to the camera than this (0: off).
+          opaque_background=False,  # Rays stop by far: no background shows (unbounded scenes).
           anneal_slope=10.0,  # Proposal weights anneal from uniform early in training (0: never).
           resample_padding=0.0,  # Added to the weights before resampling.
           single_jitter=True,  # One jitter per ray when resampling (mip-NeRF 360).

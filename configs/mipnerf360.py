@@ -25,7 +25,8 @@ def get_config():
   config.model.mlp.update(point_min_deg=0, point_max_deg=12, view_max_deg=4, depth=8, width=1024,
                           skip_every=4, width_view=128, encoding='integrated')
   config.model.proposal.update(field='mlp', num_proposal_samples=(64, 64), num_nerf_samples=32,
-                               spacing='disparity', gradient_scaling_distance=0.0, anneal_slope=10.0,
+                               spacing='disparity', gradient_scaling_distance=0.0, opaque_background=True,
+                               anneal_slope=10.0,
                                resample_padding=0.0, single_jitter=True)
   config.model.proposal.mlp.update(depth=4, width=256)
   config.loss.update(data='charbonnier', charbonnier_eps=1e-3, coarse_weight=0.0, interlevel_weight=1.0,

@@ -93,7 +93,7 @@ def volume_render(rgb, density, t, directions, background, far_delta: float = FA
   return RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
 
 
-def render_intervals(rgb, density, t_edges, directions, background) -> RenderedRays:
+def render_intervals(rgb, density, t_edges, directions, background, opaque_last: bool = False) -> RenderedRays:
   """Composites intervals along rays (mip-NeRF's form of Eq. 3: each sample stands for its interval).
 
   Args:
@@ -101,6 +101,9 @@ def render_intervals(rgb, density, t_edges, directions, background) -> RenderedR
     density: [..., num_samples] densities.
     t_edges: [..., num_samples + 1] increasing interval edges along `directions` [..., 3].
     background: [3] or [..., 3].
+    opaque_last: make the last interval opaque, so that every ray stops by its far bound and no background
+      shows (mip-NeRF 360's `opaque_background`, for unbounded scenes: else a sky close to the background
+      colour is learnt as transparency).
 
   Returns:
     RenderedRays with depth the expected distance of the intervals' midpoints (given that the ray
@@ -109,6 +112,9 @@ def render_intervals(rgb, density, t_edges, directions, background) -> RenderedR
   """
   delta = (t_edges[..., 1:] - t_edges[..., :-1]) * jnp.linalg.norm(directions, axis=-1, keepdims=True)
   w = compute_weights(density, delta)
+  if opaque_last:  # The last weight takes all the light left: its transmittance.
+    w = jnp.concatenate([w[..., :-1], jnp.maximum(1.0 - jnp.sum(w[..., :-1], axis=-1, keepdims=True), 0.0)],
+                        axis=-1)
   acc = jnp.sum(w, axis=-1)
   color = None
   if rgb is not None:

@@ -283,3 +283,25 @@ def test_frustum_gaussians_stay_finite_with_finite_gradients_at_extreme_distance
     chex.assert_tree_all_finite(jax.grad(total)(t))
     _, cov = rendering.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:], jnp.full((2, 1), 1e-3))
     assert np.all(np.asarray(cov) >= -1e-6 * scale**2)
+
+
+@pytest.mark.parametrize('opaque_last', [False, True])
+def test_interval_rendering_matches_the_closed_form_of_a_homogeneous_medium(opaque_last):
+  """Intervals of a medium of density sigma from t = 1 to 5 along |d| = 2: opacity 1 - exp(-8 sigma), the
+  weights of the intervals as closed-form differences of transmittance, the median where half the opacity
+  lies; with opaque_last the last interval takes all the light left, and no background shows."""
+  sigma, edges = 0.1, jnp.linspace(1.0, 5.0, 9)[None]
+  directions = jnp.array([[0.0, 0.0, 2.0]])
+  rgb = jnp.broadcast_to(jnp.array([1.0, 0.5, 0.0]), (1, 8, 3))
+  out = rendering.render_intervals(rgb, jnp.full((1, 8), sigma), edges, directions, jnp.zeros(3), opaque_last)
+  transmittance = np.exp(-sigma * 2.0 * (np.asarray(edges[0]) - 1.0))
+  expected_w = transmittance[:-1] - transmittance[1:]
+  if opaque_last:
+    expected_w[-1] = transmittance[-2]
+  np.testing.assert_allclose(out.w[0], expected_w, rtol=1e-5)
+  np.testing.assert_allclose(out.acc, [expected_w.sum()], rtol=1e-5)
+  np.testing.assert_allclose(out.rgb[0], expected_w.sum() * np.array([1.0, 0.5, 0.0]), rtol=1e-5)
+  if not opaque_last:  # Half of the opacity 1 - exp(-8 sigma) lies before the median.
+    median = 1.0 - np.log(1.0 - 0.5 * (1.0 - np.exp(-8 * sigma))) / (2.0 * sigma)
+    np.testing.assert_allclose(out.median_depth, [median], atol=0.01)  # Linear within each interval.
+  assert out.w.shape == (1, 8) and out.depth.shape == (1,)

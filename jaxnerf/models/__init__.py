@@ -76,6 +76,7 @@ def _proposal(model_config, make_field, scene_box) -> nn.Module:
                       num_samples=proposal.num_nerf_samples, spacing=proposal.spacing,
                       spacing_pivot=proposal.spacing_pivot,
                       gradient_scaling_distance=proposal.gradient_scaling_distance,
+                      opaque_background=proposal.opaque_background,
                       anneal_slope=proposal.anneal_slope, resample_padding=proposal.resample_padding,
                       single_jitter=proposal.single_jitter, scene_box=scene_box)
 

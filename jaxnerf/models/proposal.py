@@ -62,6 +62,7 @@ class ProposalNeRF(StatelessRenderer):
   # units) are scaled by (distance / this)^2 (Philip and Deschaintre 2023, "Floaters No More"): near the
   # camera few views constrain the field, and unscaled gradients grow floaters there. 0: off.
   gradient_scaling_distance: float = 0.0
+  opaque_background: bool = False  # Every ray stops by far (rendering.render_intervals' opaque_last).
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [...]: the proposal levels (rgb None), then the final level.
@@ -107,7 +108,8 @@ class ProposalNeRF(StatelessRenderer):
       else:
         density, _ = self.proposal_fields[level].density(gaussians, keys[2 * level + 1])
         rgb = None
-      rendered = rendering.render_intervals(rgb, density, t_edges, rays.directions, background)
+      rendered = rendering.render_intervals(rgb, density, t_edges, rays.directions, background,
+                                            self.opaque_background)
       renderings.append(rendered._replace(s_edges=s_edges))
       w = rendered.w
     return renderings
