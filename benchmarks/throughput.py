@@ -63,6 +63,18 @@ def _median_seconds(fn, repeats):
   return float(np.median(times))
 
 
+def _field_samples_per_ray(model_config):
+  """Field evaluations per ray, over all levels (None for marching, which depends on what it skips)."""
+  if model_config.name == 'nerf':
+    coarse, fine = model_config.num_coarse_samples, model_config.num_fine_samples
+    return coarse + (coarse + fine if fine else 0)
+  if model_config.name == 'mipnerf':
+    return model_config.mipnerf.num_samples * model_config.mipnerf.num_levels
+  if model_config.name == 'proposal':
+    return sum(model_config.proposal.num_proposal_samples) + model_config.proposal.num_nerf_samples
+  return None
+
+
 def main(argv):
   del argv
   cli.initialize()
@@ -105,9 +117,7 @@ def main(argv):
       'backend': jax.default_backend(), 'devices': jax.device_count(),
       'device_kind': jax.devices()[0].device_kind, 'dtype': config.model.dtype,
       'batch_size': batch_size,
-      'samples_per_ray': config.model.num_coarse_samples + (
-          config.model.num_coarse_samples + config.model.num_fine_samples
-          if config.model.num_fine_samples else 0),
+      'field_samples_per_ray': _field_samples_per_ray(config.model),
       'train_rays_per_second': batch_size / train_seconds,
       'train_step_seconds': train_seconds,
       'render_rays_per_second': num_render_rays / render_seconds,
