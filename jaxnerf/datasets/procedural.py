@@ -47,6 +47,7 @@ from PIL import Image
 from jaxnerf import camera
 from jaxnerf import reporting
 from jaxnerf.datasets import raytracing as rt
+from jaxnerf.datasets import textures
 
 # Bump when the scene's content or rendering changes, so that cached scenes are regenerated.
 SCENE_VERSION = 1
@@ -80,30 +81,30 @@ def default_objects() -> tuple:
   """The objects of the default scene (see the module docstring)."""
   return (
       rt.SceneObject('pedestal', rt.Cylinder(radius=1.15, half_height=0.05),
-                     rt.Material(rt.solid((0.86, 0.84, 0.80))), centre=(0.0, 0.0, GROUND_Z - 0.05)),
+                     rt.Material(textures.solid((0.86, 0.84, 0.80))), centre=(0.0, 0.0, GROUND_Z - 0.05)),
       rt.SceneObject('beach_ball', rt.Sphere(radius=0.42),
-                     rt.Material(rt.beach_ball([(0.92, 0.22, 0.18), (0.97, 0.95, 0.90), (0.18, 0.42, 0.88),
+                     rt.Material(textures.beach_ball([(0.92, 0.22, 0.18), (0.97, 0.95, 0.90), (0.18, 0.42, 0.88),
                                                 (0.98, 0.80, 0.18), (0.97, 0.95, 0.90), (0.20, 0.68, 0.38)],
                                                cap_colour=(0.97, 0.95, 0.90))),
                      centre=(-0.40, -0.35, GROUND_Z + 0.42),
                      rotation=rt.rotation_about((1.0, 1.0, 0.0), 35.0)),
       rt.SceneObject('box', rt.Box(half_extents=(0.24, 0.24, 0.24)),
-                     rt.Material(rt.box_faces([(0.95, 0.52, 0.38), (0.30, 0.62, 0.66), (0.58, 0.76, 0.34),
+                     rt.Material(textures.box_faces([(0.95, 0.52, 0.38), (0.30, 0.62, 0.66), (0.58, 0.76, 0.34),
                                                (0.62, 0.46, 0.80), (0.97, 0.86, 0.42), (0.50, 0.50, 0.50)])),
                      centre=(0.50, -0.45, GROUND_Z + 0.24),
                      rotation=rt.rotation_about((0.0, 0.0, 1.0), 30.0)),
       rt.SceneObject('ring', rt.Torus(major_radius=0.30, minor_radius=0.08),
-                     rt.Material(rt.azimuthal_bands((0.16, 0.55, 0.62), (0.55, 0.84, 0.80), count=4)),
+                     rt.Material(textures.azimuthal_bands((0.16, 0.55, 0.62), (0.55, 0.84, 0.80), count=4)),
                      centre=(0.35, 0.45, GROUND_Z + 0.38),
                      rotation=(rt.rotation_about((0.0, 0.0, 1.0), -40.0)
                                @ rt.rotation_about((1.0, 0.0, 0.0), 90.0))),
       rt.SceneObject('glossy_ball', rt.Sphere(radius=0.26),
-                     rt.Material(rt.solid((0.78, 0.10, 0.12)), specular=0.8, shininess=60.0),
+                     rt.Material(textures.solid((0.78, 0.10, 0.12)), specular=0.8, shininess=60.0),
                      centre=(-0.45, 0.50, GROUND_Z + 0.26)),
       rt.SceneObject('pole', rt.Cylinder(radius=0.035, half_height=0.5),
-                     rt.Material(rt.solid((0.35, 0.35, 0.40))), centre=(0.05, 0.0, GROUND_Z + 0.5)),
+                     rt.Material(textures.solid((0.35, 0.35, 0.40))), centre=(0.05, 0.0, GROUND_Z + 0.5)),
       rt.SceneObject('pole_top', rt.Sphere(radius=0.09),
-                     rt.Material(rt.solid((0.98, 0.70, 0.15))), centre=(0.05, 0.0, GROUND_Z + 1.05)),
+                     rt.Material(textures.solid((0.98, 0.70, 0.15))), centre=(0.05, 0.0, GROUND_Z + 1.05)),
   )
 
 
@@ -116,10 +117,10 @@ def unbounded_objects() -> tuple:
   """The still life on a checkered ground that reaches 25 units out, under a sky dome of radius 30 with
   hills along its horizon: content at every distance, in every direction, and no background."""
   ground = rt.SceneObject('ground', rt.Cylinder(radius=GROUND_RADIUS, half_height=0.05),
-                          rt.Material(rt.checker((0.80, 0.78, 0.70), (0.42, 0.50, 0.36), size=1.5)),
+                          rt.Material(textures.checker((0.80, 0.78, 0.70), (0.42, 0.50, 0.36), size=1.5)),
                           centre=(0.0, 0.0, GROUND_Z - 0.15))
   dome = rt.SceneObject('sky', rt.Sphere(radius=DOME_RADIUS),
-                        rt.Material(rt.skyline((0.85, 0.90, 0.97), (0.35, 0.55, 0.90),
+                        rt.Material(textures.skyline((0.85, 0.90, 0.97), (0.35, 0.55, 0.90),
                                                [(0.30, 0.45, 0.30), (0.45, 0.38, 0.30), (0.28, 0.38, 0.50),
                                                 (0.55, 0.50, 0.35), (0.36, 0.30, 0.42), (0.25, 0.50, 0.40)]),
                                     unlit=True))
