@@ -1,35 +1,194 @@
-"""Camera and ray maths: pixels to rays, look-at poses and orbit paths.
+"""Camera and ray maths: camera models, pixels to rays, NDC rays for forward-facing scenes, look-at poses.
 
 Conventions (those of the NeRF datasets and Blender):
-- Camera space: x points right, y points up, and the camera looks down -z (OpenGL).
+- Camera space: x points right, y points up, and the camera looks down -z (OpenGL). COLMAP and OpenCV
+  cameras (y down, looking down +z) are converted by the readers.
 - `camtoworld`: [..., 3, 4] camera-to-world matrix [R | t]; the columns of R are the camera's x, y, z axes
   in world coordinates and t is the camera centre. A 4x4 matrix is accepted wherever [3, 4] is.
-- `focal`: focal length in pixels. Pixel (x, y) covers [x, x + 1] x [y, y + 1] with its centre at
-  (x + 0.5, y + 0.5); image rows (y) grow downwards.
+- `Intrinsics`: focal lengths and principal point in pixels, and OpenCV's radial-tangential distortion.
+  Pixel (x, y) covers [x, x + 1] x [y, y + 1] with its centre at (x + 0.5, y + 0.5) (COLMAP's convention
+  too); image rows (y) grow downwards.
 - Ray `directions` are not normalised: they have unit length along the camera's viewing axis, so the ray
   parameter `t` of a point `origin + t * direction` is its depth (z-distance) in front of the camera. This is
   how NeRF's near and far bounds are measured. `viewdirs` are the unit-length directions given to the model.
+  NDC rays (`NDCSpace`) are the exception: there t runs from 0 at the near plane to 1 at infinity.
 - Functions take `xnp` (numpy or jax.numpy) so that the same maths runs on the host for data pipelines and
   inside compiled code.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax.numpy as jnp
 import numpy as np
+
+# Newton steps of `undistort`: OpenCV's own undistortPoints uses a fixed number of iterations too.
+UNDISTORT_ITERATIONS = 10
 
 
 class Rays(NamedTuple):
   """A batch of rays; every field has leading shape [...]."""
 
   origins: np.ndarray  # [..., 3]
-  directions: np.ndarray  # [..., 3], unit length along the camera's viewing axis.
-  viewdirs: np.ndarray  # [..., 3], unit length.
+  directions: np.ndarray  # [..., 3], unit length along the camera's viewing axis (or NDC directions).
+  viewdirs: np.ndarray  # [..., 3], unit length, in the world (also for NDC rays).
   near: np.ndarray  # [..., 1]
   far: np.ndarray  # [..., 1]
-  # [..., 1] mip-NeRF's cone radius per unit of t: the cone through a pixel has radius radii * t at depth t,
-  # with the pixel's area (its width 1 / focal at t = 1 times 2 / sqrt(12), Barron et al. 2021, Sec. 3.1).
+  # [..., 1] mip-NeRF's cone radius per unit of t: the distance between the directions of horizontally
+  # neighbouring pixels times 2 / sqrt(12), the cone whose cross-section has the pixel's area (Barron et al.
+  # 2021, Sec. 3.1). For a pinhole camera it is 2 / sqrt(12) / focal_x everywhere. NDC rays take the
+  # distance between neighbouring pixels' origins on the near plane instead (as multinerf does).
   radii: np.ndarray
+
+
+class Intrinsics(NamedTuple):
+  """A camera's projection, in pixels of the image it takes; each field scalar or [...] (one per image).
+
+  Attributes:
+    focal_x, focal_y: focal lengths in pixels.
+    center_x, center_y: the principal point in pixels (W / 2, H / 2 for a centred optical axis).
+    distortion: None (pinhole) or [..., 5] OpenCV coefficients (k1, k2, k3, p1, p2): a point (x, y) on the
+      normalised image plane appears at x * (1 + k1 r^2 + k2 r^4 + k3 r^6) + 2 p1 x y + p2 (r^2 + 2 x^2), and
+      y likewise with y * (...) + p1 (r^2 + 2 y^2) + 2 p2 x y, where r^2 = x^2 + y^2. COLMAP's SIMPLE_RADIAL,
+      RADIAL and OPENCV models are special cases.
+  """
+
+  focal_x: np.ndarray
+  focal_y: np.ndarray
+  center_x: np.ndarray
+  center_y: np.ndarray
+  distortion: Optional[np.ndarray] = None
+
+  @classmethod
+  def pinhole(cls, focal, width: int, height: int) -> 'Intrinsics':
+    """A distortion-free camera with square pixels whose optical axis passes through the image's centre."""
+    return cls(focal, focal, width / 2, height / 2)
+
+  def repeated(self, count: int) -> 'Intrinsics':
+    """This one camera for each of `count` images: every field gains a leading axis [count]."""
+    return Intrinsics(*(None if v is None else np.repeat(np.asarray(v, np.float32)[None], count, axis=0)
+                        for v in self))
+
+  def take(self, index) -> 'Intrinsics':
+    """The intrinsics of images `index` (an integer or an index array) of per-image intrinsics."""
+    return Intrinsics(*(None if v is None else np.asarray(v)[index] for v in self))
+
+  def scaled(self, scale: float) -> 'Intrinsics':
+    """The same camera taking images `scale` times as wide and high (distortion is scale-free)."""
+    return self._replace(focal_x=self.focal_x * scale, focal_y=self.focal_y * scale,
+                         center_x=self.center_x * scale, center_y=self.center_y * scale)
+
+
+def _expand(value, xnp):
+  return xnp.asarray(value, dtype=xnp.float32)
+
+
+def distort(x, y, distortion):
+  """Where OpenCV's radial-tangential model moves normalised image points (x, y), [...] each.
+
+  Args:
+    x, y: [...] coordinates on the image plane at unit depth (y down, as pixels).
+    distortion: [..., 5] coefficients (k1, k2, k3, p1, p2), see `Intrinsics`.
+
+  Returns:
+    (x_distorted, y_distorted), [...] each.
+  """
+  k1, k2, k3, p1, p2 = (distortion[..., i] for i in range(5))
+  r2 = x * x + y * y
+  radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+  return (x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
+          y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y)
+
+
+def undistort(x_distorted, y_distorted, distortion, xnp=np):
+  """Inverts `distort` by Newton's method (the model has no closed-form inverse).
+
+  Args:
+    x_distorted, y_distorted: [...] distorted normalised image coordinates.
+    distortion: [..., 5] coefficients (k1, k2, k3, p1, p2).
+
+  Returns:
+    (x, y), [...] each, with distort(x, y) equal to the inputs to float precision for the distortions of
+    real lenses (the iteration starts at the distorted point; it need not converge for extreme coefficients
+    far outside the image).
+  """
+  k1, k2, k3, p1, p2 = (distortion[..., i] for i in range(5))
+  x, y = x_distorted, y_distorted
+  for _ in range(UNDISTORT_ITERATIONS):
+    r2 = x * x + y * y
+    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    d_radial = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)  # d radial / d r2.
+    fx = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x) - x_distorted
+    fy = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y - y_distorted
+    # Jacobian of (fx, fy) with respect to (x, y).
+    fx_x = radial + 2.0 * x * x * d_radial + 2.0 * p1 * y + 6.0 * p2 * x
+    fx_y = 2.0 * x * y * d_radial + 2.0 * p1 * x + 2.0 * p2 * y
+    fy_x = 2.0 * x * y * d_radial + 2.0 * p1 * x + 2.0 * p2 * y
+    fy_y = radial + 2.0 * y * y * d_radial + 6.0 * p1 * y + 2.0 * p2 * x
+    determinant = fx_x * fy_y - fx_y * fy_x
+    determinant = xnp.where(xnp.abs(determinant) < 1e-12, 1e-12, determinant)
+    x = x - (fx * fy_y - fy * fx_y) / determinant
+    y = y - (fy * fx_x - fx * fy_x) / determinant
+  return x, y
+
+
+def camera_directions(pix_x, pix_y, intrinsics: Intrinsics, xnp=np):
+  """Camera-space directions [..., 3] (OpenGL, unit depth) through image points (pix_x, pix_y), [...] each,
+  given in pixels with pixel centres at integer + 0.5."""
+  x = (_expand(pix_x, xnp) - _expand(intrinsics.center_x, xnp)) / _expand(intrinsics.focal_x, xnp)
+  y = (_expand(pix_y, xnp) - _expand(intrinsics.center_y, xnp)) / _expand(intrinsics.focal_y, xnp)
+  if intrinsics.distortion is not None:
+    x, y = undistort(x, y, _expand(intrinsics.distortion, xnp), xnp)
+  # y and z flip from the image's (y down, looking down +z) to the OpenGL convention.
+  return xnp.stack([x, -y, -xnp.ones_like(x)], axis=-1)
+
+
+def project(points, camtoworld, intrinsics: Intrinsics, xnp=np):
+  """Pixel coordinates (x, y), [...] each, of world points [..., 3] in front of the camera (the inverse of
+  `pixels_to_rays`' pixel-to-direction map, distortion included)."""
+  camtoworld = _expand(camtoworld, xnp)
+  rotation, origin = camtoworld[..., :3, :3], camtoworld[..., :3, 3]
+  local = xnp.sum((_expand(points, xnp) - origin)[..., :, None] * rotation, axis=-2)
+  x, y = local[..., 0] / -local[..., 2], -local[..., 1] / -local[..., 2]
+  if intrinsics.distortion is not None:
+    x, y = distort(x, y, _expand(intrinsics.distortion, xnp))
+  return (x * _expand(intrinsics.focal_x, xnp) + _expand(intrinsics.center_x, xnp),
+          y * _expand(intrinsics.focal_y, xnp) + _expand(intrinsics.center_y, xnp))
+
+
+class NDCSpace(NamedTuple):
+  """Normalised device coordinates of a forward-facing capture (NeRF, appendix C).
+
+  The world must be the reference camera's frame (the LLFF reader's recentred poses): looking down -z, with
+  the scene in front of the plane z = -near_plane. That frustum maps to the cube [-1, 1]^3, depth going to
+  z' = 1 - 2 near_plane / depth, so a ray's NDC parameter t in [0, 1] runs from the near plane to infinity,
+  linearly in disparity.
+  """
+
+  focal_x: float
+  focal_y: float
+  width: int
+  height: int
+  near_plane: float = 1.0
+
+  def convert(self, origins, directions, xnp=np):
+    """NDC rays (origins, directions), [..., 3] each, from world rays [..., 3] (Eq. 25 of appendix C,
+    after moving each origin along its ray to the near plane)."""
+    n = self.near_plane
+    t = -(n + origins[..., 2]) / directions[..., 2]
+    origins = origins + t[..., None] * directions
+    ox, oy, oz = origins[..., 0], origins[..., 1], origins[..., 2]
+    dx, dy, dz = directions[..., 0], directions[..., 1], directions[..., 2]
+    scale_x, scale_y = -2.0 * self.focal_x / self.width, -2.0 * self.focal_y / self.height
+    ndc_origins = xnp.stack([scale_x * ox / oz, scale_y * oy / oz, 1.0 + 2.0 * n / oz], axis=-1)
+    ndc_directions = xnp.stack([scale_x * (dx / dz - ox / oz), scale_y * (dy / dz - oy / oz), -2.0 * n / oz],
+                               axis=-1)
+    return ndc_origins, ndc_directions
+
+  def from_world(self, points, xnp=np):
+    """NDC coordinates [..., 3] of world points [..., 3] in front of the near plane (Eq. 22)."""
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    return xnp.stack([-2.0 * self.focal_x / self.width * x / z, -2.0 * self.focal_y / self.height * y / z,
+                      1.0 + 2.0 * self.near_plane / z], axis=-1)
 
 
 def pixel_grid(width: int, height: int, xnp=np):
@@ -37,47 +196,56 @@ def pixel_grid(width: int, height: int, xnp=np):
   return xnp.meshgrid(xnp.arange(width), xnp.arange(height), indexing='xy')
 
 
-def pixels_to_rays(pix_x, pix_y, camtoworld, focal, principal_point, near, far, xnp=np) -> Rays:
-  """Rays through the centres of the given pixels of a pinhole camera.
+def _per_ray(value, shape, xnp):
+  value = xnp.asarray(value, dtype=xnp.float32)
+  return xnp.zeros(shape + (1,), xnp.float32) + value.reshape(xnp.shape(value) + (1,))
+
+
+def pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics: Intrinsics, near, far,
+                   ndc: Optional[NDCSpace] = None, xnp=np) -> Rays:
+  """Rays through the centres of the given pixels: every ray of the project is built here.
 
   Args:
-    pix_x, pix_y: [...] pixel column and row indices (integers or floats).
+    pix_x, pix_y: [...] pixel column and row indices (integers, or floats for sub-pixel positions).
     camtoworld: [..., 3, 4] (or [3, 4], broadcast) camera-to-world matrices.
-    focal: focal length in pixels (scalar or [...]).
-    principal_point: (cx, cy) in pixels, usually the image's centre (`image_center`).
-    near, far: scalar or [...] bounds on the ray parameter t (depth).
+    intrinsics: the camera model, with fields scalar or broadcasting against [...].
+    near, far: scalar or [...] bounds on the ray parameter t (depth); for NDC rays, 0 and 1.
+    ndc: if given, the rays are returned in this NDC space (origins on the near plane, t in [0, 1]).
     xnp: numpy or jax.numpy.
 
   Returns:
     Rays with fields of shape [..., 3] (origins, directions, viewdirs) and [..., 1] (near, far, radii).
   """
-  cx, cy = principal_point
-  # Camera-space direction of each pixel centre; y and z flip from image to OpenGL convention.
-  x = (xnp.asarray(pix_x, dtype=xnp.float32) + 0.5 - cx) / focal
-  y = -(xnp.asarray(pix_y, dtype=xnp.float32) + 0.5 - cy) / focal
-  camera_dirs = xnp.stack([x, y, -xnp.ones_like(x)], axis=-1)
-  camtoworld = xnp.asarray(camtoworld, dtype=xnp.float32)
+  camtoworld = _expand(camtoworld, xnp)
   rotation, origin = camtoworld[..., :3, :3], camtoworld[..., :3, 3]
-  directions = xnp.sum(camera_dirs[..., None, :] * rotation, axis=-1)
+  pix_x, pix_y = _expand(pix_x, xnp) + 0.5, _expand(pix_y, xnp) + 0.5
+  to_world = lambda d: xnp.sum(d[..., None, :] * rotation, axis=-1)
+  directions = to_world(camera_directions(pix_x, pix_y, intrinsics, xnp))
+  # The neighbouring pixel's direction gives the footprint, which distortion and NDC make vary.
+  neighbour_directions = to_world(camera_directions(pix_x + 1.0, pix_y, intrinsics, xnp))
   origins = xnp.broadcast_to(origin, directions.shape)
   viewdirs = directions / xnp.linalg.norm(directions, axis=-1, keepdims=True)
-  ones = xnp.ones(directions.shape[:-1] + (1,), dtype=xnp.float32)
-  near = ones * xnp.asarray(near, dtype=xnp.float32).reshape(xnp.shape(near) + (1,))
-  far = ones * xnp.asarray(far, dtype=xnp.float32).reshape(xnp.shape(far) + (1,))
-  # Neighbouring pixels' directions differ by 1 / focal (directions have unit depth), everywhere in the image.
-  radii = ones * (2.0 / np.sqrt(12.0) / xnp.asarray(focal, dtype=xnp.float32).reshape(xnp.shape(focal) + (1,)))
-  return Rays(origins, directions, viewdirs, near, far, radii)
+  footprint = neighbour_directions - directions
+  if ndc is not None:
+    # NDC rays of one camera are nearly parallel: the footprint is the neighbour's offset on the near plane.
+    neighbour_origins, _ = ndc.convert(origins, neighbour_directions, xnp)
+    origins, directions = ndc.convert(origins, directions, xnp)
+    footprint = neighbour_origins - origins
+  radii = xnp.linalg.norm(footprint, axis=-1, keepdims=True) * (2.0 / np.sqrt(12.0))
+  shape = directions.shape[:-1]
+  return Rays(origins, directions, viewdirs, _per_ray(near, shape, xnp), _per_ray(far, shape, xnp), radii)
 
 
-def image_center(width: int, height: int):
-  """The principal point (cx, cy) of a camera whose optical axis passes through the image's centre."""
-  return width / 2, height / 2
+def image_rays(camtoworld, width: int, height: int, intrinsics, near, far, ndc: Optional[NDCSpace] = None,
+               xnp=np) -> Rays:
+  """All rays of one image, each field [height, width, C].
 
-
-def image_rays(camtoworld, width: int, height: int, focal, near, far, xnp=np) -> Rays:
-  """All rays of one image, each field [height, width, C]."""
+  `intrinsics` is an `Intrinsics`, or a focal length in pixels for a pinhole camera centred on the image.
+  """
+  if not isinstance(intrinsics, Intrinsics):
+    intrinsics = Intrinsics.pinhole(intrinsics, width, height)
   pix_x, pix_y = pixel_grid(width, height, xnp)
-  return pixels_to_rays(pix_x, pix_y, camtoworld, focal, image_center(width, height), near, far, xnp)
+  return pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics, near, far, ndc, xnp)
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:

@@ -73,10 +73,10 @@ def write_split(out_dir, split: SceneSplit, summary: Dict, renderings, backgroun
 
 
 def orbit_frame_size(split: SceneSplit, min_size: int):
-  """(width, height, focal) of orbit frames: the split's camera, scaled up so that the shorter side has at
-  least `min_size` pixels (small training images make small videos)."""
+  """(width, height, intrinsics) of orbit frames: the split's first camera, scaled up so that the shorter
+  side has at least `min_size` pixels (small training images make small videos)."""
   scale = max(1.0, min_size / min(split.width, split.height))
-  return round(split.width * scale), round(split.height * scale), split.focal * scale
+  return round(split.width * scale), round(split.height * scale), split.intrinsics.take(0).scaled(scale)
 
 
 def render_orbit(steps, variables, split: SceneSplit, num_frames: int, chunk_size: int, background: float,
@@ -88,10 +88,10 @@ def render_orbit(steps, variables, split: SceneSplit, num_frames: int, chunk_siz
     `min_size` pixels on the shorter side (`orbit_frame_size`).
   """
   poses = camera.orbit_like(split.camtoworlds, num_frames)
-  width, height, focal = orbit_frame_size(split, min_size)
+  width, height, intrinsics = orbit_frame_size(split, min_size)
   frames = []
   for pose in reporting.progress(poses, f'rendering the orbit ({width}x{height})', unit='frame'):
-    rays = camera.image_rays(pose, width, height, focal, split.near, split.far)
+    rays = split.rays_of_view(pose, intrinsics, width, height)
     rendering = image_rendering.render_image(steps, variables, rays, chunk_size)
     frames.append(visualize(rendering, split, background))
   return frames

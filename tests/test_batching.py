@@ -13,7 +13,8 @@ def _split(num_images=3, height=6, width=8):
   rng = np.random.default_rng(0)
   poses = np.stack([camera.spherical_pose(50.0 * i, 20.0, 4.0) for i in range(num_images)])
   return SceneSplit(images=rng.random((num_images, height, width, 3), dtype=np.float32), camtoworlds=poses,
-                    focal=7.0, near=2.0, far=6.0)
+                    intrinsics=camera.Intrinsics.pinhole(7.0, width, height).repeated(num_images), near=2.0,
+                    far=6.0)
 
 
 def test_each_epoch_visits_every_pixel_once():

@@ -29,7 +29,7 @@ def test_reads_poses_focal_and_names(tmp_path):
   meta = json.loads((directory / 'transforms_val.json').read_text())
   np.testing.assert_allclose(split.camtoworlds[2], np.array(meta['frames'][2]['transform_matrix'])[:3],
                              atol=1e-6)
-  assert split.focal == pytest.approx(0.5 * 8 / math.tan(0.5 * 0.6911))
+  np.testing.assert_allclose(split.intrinsics.focal_x, 0.5 * 8 / math.tan(0.5 * 0.6911), rtol=1e-6)
   assert (split.width, split.height, split.num_images) == (8, 6, 3)
   assert split.names == ('r_0', 'r_1', 'r_2')
   assert (split.near, split.far) == (1.5, 7.0)
@@ -41,7 +41,8 @@ def test_factor_averages_areas_and_scales_focal(tmp_path):
   half = blender.load_blender_split(directory, 'train', factor=2)
   assert half.images.shape == (3, 3, 4, 3)
   np.testing.assert_allclose(half.images[0, 1, 2], full.images[0, 2:4, 4:6].mean(axis=(0, 1)), atol=1e-6)
-  assert half.focal == pytest.approx(full.focal / 2)
+  np.testing.assert_allclose(half.intrinsics.focal_x, full.intrinsics.focal_x / 2, rtol=1e-6)
+  np.testing.assert_allclose(half.intrinsics.center_x, full.intrinsics.center_x / 2, rtol=1e-6)
   np.testing.assert_allclose(half.alphas[2, 2, 3], full.alphas[2, 4:6, 6:8].mean(), atol=1e-6)
 
 
@@ -200,7 +201,7 @@ LEGO = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'nerf_s
 def test_reads_the_real_lego_scene():
   split = blender.load_blender_split(LEGO, 'val', factor=8)
   assert split.images.shape == (100, 100, 100, 3)
-  assert split.focal == pytest.approx(1111.11 / 8, rel=1e-4)  # 400 / tan(0.6911 / 2), over 8.
+  np.testing.assert_allclose(split.intrinsics.focal_x, 1111.11 / 8, rtol=1e-4)  # 400 / tan(0.6911 / 2), over 8.
   assert 0.0 <= split.images.min() and split.images.max() <= 1.0
   # The lego sits at the origin: every camera is about 4 units away, looking at it.
   distances = np.linalg.norm(split.camtoworlds[:, :, 3], axis=-1)

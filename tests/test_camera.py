@@ -136,8 +136,8 @@ def test_batched_poses_broadcast_like_single_images():
   poses = np.stack([_random_pose(rng) for _ in range(3)])
   pix_x, pix_y = camera.pixel_grid(4, 3)
   batched = camera.pixels_to_rays(
-      np.broadcast_to(pix_x, (3, 3, 4)), np.broadcast_to(pix_y, (3, 3, 4)), poses[:, None, None], 5.0,
-      (2.0, 1.5), np.array([[[0.5]]]), 4.0)
+      np.broadcast_to(pix_x, (3, 3, 4)), np.broadcast_to(pix_y, (3, 3, 4)), poses[:, None, None],
+      camera.Intrinsics(5.0, 5.0, 2.0, 1.5), np.array([[[0.5]]]), 4.0)
   for i in range(3):
     single = camera.image_rays(poses[i], 4, 3, 5.0, 0.5, 4.0)
     chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], batched), single, atol=1e-6)
@@ -145,7 +145,8 @@ def test_batched_poses_broadcast_like_single_images():
 
 def test_per_ray_near_far():
   near = np.array([0.1, 0.2, 0.3])
-  rays = camera.pixels_to_rays(np.arange(3), np.zeros(3), IDENTITY, 1.0, (1.5, 0.5), near, 2.0 * near)
+  rays = camera.pixels_to_rays(np.arange(3), np.zeros(3), IDENTITY, camera.Intrinsics(1.0, 1.0, 1.5, 0.5), near,
+                               2.0 * near)
   np.testing.assert_allclose(rays.near[:, 0], near, rtol=1e-6)
   np.testing.assert_allclose(rays.far[:, 0], 2.0 * near, rtol=1e-6)
 
@@ -265,3 +266,109 @@ def test_radii_are_the_pixel_footprint_of_mip_nerf_cones():
   np.testing.assert_allclose(rays.radii[:, 1:, 0], neighbour_distance * 2 / np.sqrt(12), rtol=1e-5)
   neighbour_distance = np.linalg.norm(rays.directions[1:] - rays.directions[:-1], axis=-1)
   np.testing.assert_allclose(rays.radii[1:, :, 0], neighbour_distance * 2 / np.sqrt(12), rtol=1e-5)
+
+
+# Intrinsics, distortion and NDC.
+
+
+def _random_intrinsics(rng, width, height, distortion=True):
+  focal = rng.uniform(0.6, 1.4) * width
+  coefficients = None
+  # Lens-like coefficients: barrel or pincushion of a few percent at the corners. (Strong barrel with a
+  # negative k2 folds the model over inside the image, where no lens calibration puts it.)
+  if distortion:
+    coefficients = np.array([rng.uniform(-0.15, 0.15), rng.uniform(-0.02, 0.02), rng.uniform(-0.01, 0.01),
+                             rng.uniform(-0.01, 0.01), rng.uniform(-0.01, 0.01)])
+  return camera.Intrinsics(focal, focal * rng.uniform(0.9, 1.1), width * rng.uniform(0.4, 0.6),
+                           height * rng.uniform(0.4, 0.6), coefficients)
+
+
+def test_distortion_by_hand():
+  # SIMPLE_RADIAL k1 = 0.1: (0.5, 0) has r^2 = 0.25 and moves to 0.5 * (1 + 0.025).
+  x, y = camera.distort(np.array(0.5), np.array(0.0), np.array([0.1, 0.0, 0.0, 0.0, 0.0]))
+  np.testing.assert_allclose([x, y], [0.5125, 0.0])
+  # Tangential p1 = 0.01, p2 = 0.02 at (0.2, 0.1): r^2 = 0.05;
+  # x' = 0.2 + 2 * 0.01 * 0.02 + 0.02 * (0.05 + 0.08) = 0.2030, y' = 0.1 + 0.01 * (0.05 + 0.02) + 2 * 0.02 * 0.02.
+  x, y = camera.distort(np.array(0.2), np.array(0.1), np.array([0.0, 0.0, 0.0, 0.01, 0.02]))
+  np.testing.assert_allclose([x, y], [0.2030, 0.1 + 0.0007 + 0.0008], atol=1e-12)
+
+
+def test_undistort_inverts_distort():
+  rng = np.random.default_rng(7)
+  for _ in range(5):
+    coefficients = _random_intrinsics(rng, 100, 80).distortion
+    x, y = rng.uniform(-0.7, 0.7, size=(2, 200))
+    xd, yd = camera.distort(x, y, coefficients)
+    xu, yu = camera.undistort(xd, yd, coefficients)
+    np.testing.assert_allclose(xu, x, atol=1e-9)
+    np.testing.assert_allclose(yu, y, atol=1e-9)
+
+
+@pytest.mark.parametrize('distortion', [False, True])
+def test_pixel_to_ray_to_pixel_round_trip(distortion):
+  rng = np.random.default_rng(8)
+  width, height = 40, 30
+  for _ in range(4):
+    pose, intrinsics = _random_pose(rng), _random_intrinsics(rng, width, height, distortion)
+    pix_x, pix_y = rng.uniform(0, width - 1, 100), rng.uniform(0, height - 1, 100)
+    rays = camera.pixels_to_rays(pix_x, pix_y, pose, intrinsics, 0.1, 10.0)
+    points = rays.origins + rng.uniform(0.5, 5.0, (100, 1)) * rays.directions
+    u, v = camera.project(points, pose, intrinsics)
+    np.testing.assert_allclose(u, pix_x + 0.5, atol=2e-3)
+    np.testing.assert_allclose(v, pix_y + 0.5, atol=2e-3)
+    np.testing.assert_allclose(np.linalg.norm(rays.viewdirs, axis=-1), 1.0, rtol=1e-5)
+    # Directions keep unit depth along the viewing axis, with or without distortion.
+    np.testing.assert_allclose(rays.directions @ -pose[:, 2], 1.0, rtol=1e-5)
+
+
+def test_intrinsics_scaled_and_per_image():
+  base = camera.Intrinsics(100.0, 110.0, 50.0, 40.0, np.array([0.1, 0.0, 0.0, 0.0, 0.0]))
+  half = base.scaled(0.5)
+  assert (half.focal_x, half.focal_y, half.center_x, half.center_y) == (50.0, 55.0, 25.0, 20.0)
+  # The same scene point lands at half the pixel coordinates (pixel corners at 0 scale with the image).
+  pose, point = IDENTITY, np.array([0.3, -0.2, -2.0])
+  np.testing.assert_allclose(np.array(camera.project(point, pose, half)),
+                             np.array(camera.project(point, pose, base)) / 2, rtol=1e-6)
+  per_image = base.repeated(3)
+  chex.assert_shape([per_image.focal_x, per_image.center_y], (3,))
+  chex.assert_shape(per_image.distortion, (3, 5))
+  assert per_image.take(1).focal_y == pytest.approx(110.0)
+
+
+NDC = camera.NDCSpace(focal_x=30.0, focal_y=28.0, width=40, height=30, near_plane=1.0)
+
+
+def test_ndc_rays_follow_the_world_rays():
+  """Points along a world ray, mapped by the NDC projection (NeRF Eq. 22), lie on the NDC ray (Eq. 25) at
+  parameters rising from 0 at the near plane to 1 at infinity."""
+  rng = np.random.default_rng(9)
+  intrinsics = camera.Intrinsics(NDC.focal_x, NDC.focal_y, NDC.width / 2, NDC.height / 2)
+  pose = np.concatenate([np.eye(3), rng.normal(size=(3, 1)) * 0.2], axis=1)  # Near the reference camera.
+  pix_x, pix_y = rng.uniform(0, 39, 50), rng.uniform(0, 29, 50)
+  world = camera.pixels_to_rays(pix_x, pix_y, pose, intrinsics, 0.0, 1.0)
+  ndc = camera.pixels_to_rays(pix_x, pix_y, pose, intrinsics, 0.0, 1.0, ndc=NDC)
+  np.testing.assert_allclose(ndc.origins[:, 2], -1.0, atol=1e-5)  # The near plane z = -1 maps to z' = -1.
+  np.testing.assert_allclose(ndc.viewdirs, world.viewdirs, atol=1e-6)
+  previous = np.zeros(50)
+  for depth in (1.5, 3.0, 10.0, 100.0, 1e5):
+    s = (-depth - world.origins[:, 2]) / world.directions[:, 2]  # The world ray reaches z = -depth.
+    mapped = NDC.from_world(world.origins + s[:, None] * world.directions)
+    t = (mapped[:, 2] - ndc.origins[:, 2]) / ndc.directions[:, 2]
+    np.testing.assert_allclose(ndc.origins + t[:, None] * ndc.directions, mapped, atol=1e-4)
+    assert np.all(t > previous) and np.all(t < 1.0 + 1e-6)
+    previous = t
+  np.testing.assert_allclose(previous, 1.0, atol=1e-4)
+
+
+def test_ndc_maps_the_reference_image_onto_the_unit_square():
+  # The reference camera's pixel centres at the near plane land at x' = 2 (x + 0.5) / W - 1 (and y' flipped).
+  intrinsics = camera.Intrinsics(NDC.focal_x, NDC.focal_y, NDC.width / 2, NDC.height / 2)
+  rays = camera.image_rays(IDENTITY, NDC.width, NDC.height, intrinsics, 0.0, 1.0, ndc=NDC)
+  pix_x, pix_y = camera.pixel_grid(NDC.width, NDC.height)
+  np.testing.assert_allclose(rays.origins[..., 0], 2 * (pix_x + 0.5) / NDC.width - 1, atol=1e-6)
+  np.testing.assert_allclose(rays.origins[..., 1], 1 - 2 * (pix_y + 0.5) / NDC.height, atol=1e-6)
+  # From a camera at the origin, NDC rays run straight along z' (x and y of a point keep x / z fixed).
+  np.testing.assert_allclose(rays.directions[..., :2], 0.0, atol=1e-6)
+  np.testing.assert_allclose(rays.directions[..., 2], 2.0, atol=1e-6)
+  # Their footprint is a pixel's width in NDC, 2 / W, times 2 / sqrt(12).
+  np.testing.assert_allclose(rays.radii, 2 / NDC.width * 2 / np.sqrt(12), rtol=1e-5)

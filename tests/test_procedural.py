@@ -199,7 +199,7 @@ def test_blender_reader_loads_the_scene(tmp_path):
   split = blender.load_blender_split(scene, 'train')
   assert split.images.shape == (3, 24, 24, 3)
   assert split.depths is not None and split.depths.shape == (3, 24, 24)
-  assert split.focal == pytest.approx(procedural.focal_length(TINY))
+  np.testing.assert_allclose(split.intrinsics.focal_x, procedural.focal_length(TINY), rtol=1e-6)
   with Image.open(scene / 'train' / 'r_0.png') as image:
     alpha = np.asarray(image)[..., 3]
   np.testing.assert_allclose(split.images[0][alpha == 0], 1.0)  # Background composites to white.

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from jaxnerf import camera
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
 
@@ -67,8 +68,9 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
   images = downsample(np.stack([_composite(image, background) for image in rgba]), factor)
   alphas = downsample(np.stack([image[..., 3:] for image in rgba]), factor)[..., 0]
   focal = 0.5 * width / math.tan(0.5 * camera_angle_x) / factor
+  intrinsics = camera.Intrinsics.pinhole(focal, width // factor, height // factor).repeated(len(frames))
   depths = _read_depths(image_paths) if factor == 1 else None
-  return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), focal=focal,
+  return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), intrinsics=intrinsics,
                     near=near, far=far, names=tuple(p.stem for p in image_paths), depths=depths,
                     alphas=alphas)
 

@@ -169,7 +169,7 @@ def supersample_rays(spec: ProceduralSceneSpec, camtoworld) -> camera.Rays:
   offset_x, offset_y = (o.reshape(-1) for o in np.meshgrid(offsets, offsets, indexing='xy'))
   layout = layout_of(spec)
   return camera.pixels_to_rays(pix_x[..., None] + offset_x, pix_y[..., None] + offset_y, camtoworld,
-                               focal_length(spec), (size / 2, size / 2), layout.near, layout.far)
+                               camera.Intrinsics.pinhole(focal_length(spec), size, size), layout.near, layout.far)
 
 
 def average_supersamples(colours, covered) -> np.ndarray:

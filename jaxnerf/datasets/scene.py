@@ -15,22 +15,32 @@ class SceneSplit:
   Attributes:
     images: [num_images, height, width, 3] float32 RGB in [0, 1], already composited on the background.
     camtoworlds: [num_images, 3, 4] float32 camera-to-world matrices (OpenGL convention, see camera.py).
-    focal: focal length in pixels, at this split's resolution.
-    near, far: bounds of the ray parameter t (depth along the viewing axis).
+    intrinsics: the cameras' projections at this split's resolution, each field [num_images] (distortion
+      [num_images, 5] or None).
+    near, far: bounds of the ray parameter t (depth along the viewing axis; 0 and 1 for NDC rays).
     names: one name per image (its file name without extension), for output files.
     depths: optional [num_images, height, width] ground-truth depth (t of the first hit, inf for none).
     alphas: optional [num_images, height, width] float32 opacity of the images (for RGBA images), which
       lets training composite them on other backgrounds.
+    ndc: for forward-facing captures, the NDC space every ray of the scene is given in (camera.NDCSpace).
   """
 
   images: np.ndarray
   camtoworlds: np.ndarray
-  focal: float
+  intrinsics: camera.Intrinsics
   near: float
   far: float
   names: tuple = ()
   depths: Optional[np.ndarray] = None
   alphas: Optional[np.ndarray] = None
+  ndc: Optional[camera.NDCSpace] = None
+
+  def __post_init__(self):
+    n = self.images.shape[0]
+    for name, value in zip(camera.Intrinsics._fields, self.intrinsics):
+      if value is not None and np.shape(value)[:1] != (n,):
+        raise ValueError(f'SceneSplit.intrinsics.{name} has shape {np.shape(value)}; expected one per image '
+                         f'({n}).')
 
   @property
   def num_images(self) -> int:
@@ -46,9 +56,14 @@ class SceneSplit:
 
   def rays_of_pixels(self, image, row, col) -> camera.Rays:
     """Rays through pixels (image, row, column indices, [...] each), each field [..., C]."""
-    return camera.pixels_to_rays(col, row, self.camtoworlds[image], self.focal,
-                                 camera.image_center(self.width, self.height), self.near, self.far)
+    return camera.pixels_to_rays(col, row, self.camtoworlds[image], self.intrinsics.take(image), self.near,
+                                 self.far, self.ndc)
 
   def rays_of_image(self, index: int) -> camera.Rays:
     """All rays of image `index`, each field [height, width, C]."""
-    return camera.image_rays(self.camtoworlds[index], self.width, self.height, self.focal, self.near, self.far)
+    return self.rays_of_view(self.camtoworlds[index], self.intrinsics.take(index), self.width, self.height)
+
+  def rays_of_view(self, camtoworld, intrinsics: camera.Intrinsics, width: int, height: int) -> camera.Rays:
+    """All rays [height, width, C] of another view of this scene (a camera path's frame): the split's
+    bounds and NDC space, any pose and camera."""
+    return camera.image_rays(camtoworld, width, height, intrinsics, self.near, self.far, self.ndc)
