@@ -1,17 +1,19 @@
-"""Renders a trained model from its workdir: a split with metrics, or a 360-degree orbit video.
+"""Renders a trained model from its workdir: a split with metrics, or a camera-path video.
 
   python render.py                                           # The newest workdir under runs/, test split.
   python render.py --workdir=runs/lego --split=val --data_dir=/path/to/nerf_synthetic/lego
   python render.py --workdir=runs/demo --path=orbit --frames=120
+  python render.py --workdir=runs/fern --path=spiral         # LLFF's spiral; ellipse, interpolate, auto.
 
 The split defaults to test, or val where the scene has no test split (it says so). Outputs go to
-<workdir>/render/<scene>/<split or orbit>_<step>/: <name>.png, <name>_depth.png and metrics.json (per-image
-and mean PSNR/SSIM), or orbit.gif, orbit.mp4 and their depth versions.
+<workdir>/render/<scene>/<split or path>_<step>/: <name>.png, <name>_depth.png and metrics.json (per-image
+and mean PSNR/SSIM), or <path>.gif, <path>.mp4 and their depth versions.
 """
 
 from absl import flags
 
 from jaxnerf import cli
+from jaxnerf import camera_paths
 from jaxnerf import render_outputs
 from jaxnerf import reporting
 
@@ -19,11 +21,14 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to render from
                                'runs/ with the newest checkpoint).')
 _SPLIT = flags.DEFINE_enum('split', None, ['test', 'val', 'train'],
                            'Split to render and score (default: test, or val where there is no test split).')
-_PATH = flags.DEFINE_enum('path', None, ['orbit'], 'Render a camera path instead of a split.')
-_FRAMES = flags.DEFINE_integer('frames', 120, 'Frames of the orbit.')
-_FPS = flags.DEFINE_integer('fps', 30, 'Frames per second of the orbit videos.')
-_MIN_SIZE = flags.DEFINE_integer('min_size', None, 'Pixels on the orbit frames\' shorter side, at least '
-                                 '(default: the config\'s eval.orbit_min_size).')
+_PATH = flags.DEFINE_enum('path', None, list(camera_paths.PATHS),
+                          'Render a camera path instead of a split: orbit (synthetic scenes), spiral '
+                          '(forward-facing captures), ellipse (inward-facing captures), interpolate (through '
+                          'the training cameras), auto (the one that fits the scene).')
+_FRAMES = flags.DEFINE_integer('frames', 120, 'Frames of the camera path.')
+_FPS = flags.DEFINE_integer('fps', 30, 'Frames per second of the videos.')
+_MIN_SIZE = flags.DEFINE_integer('min_size', None, 'Pixels on the video frames\' shorter side, at least '
+                                 '(default: the config\'s eval.video_min_size).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Read the scene from here instead of the saved config.')
 _LIMIT = flags.DEFINE_integer('limit', -1, 'Render only the first N images of the split (-1: all).')
 _CHUNK = flags.DEFINE_integer('chunk_size', None, 'Rays per device call (default: the saved config).')
@@ -39,9 +44,9 @@ def main(argv):
     if workdir is None:
       workdir = render_outputs.newest_workdir()
       reporting.message(f'Rendering {workdir}, the workdir under runs/ with the newest checkpoint.')
-    if _PATH.value == 'orbit':
-      summary = render_outputs.render_orbit_video(workdir, _FRAMES.value, _FPS.value, _DATA_DIR.value,
-                                                  _CHUNK.value, _MIN_SIZE.value)
+    if _PATH.value:
+      summary = render_outputs.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
+                                                 _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value)
     else:
       summary = render_outputs.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,
                                             _CHUNK.value)

@@ -54,7 +54,7 @@ def run(config, workdir):
   config.eval.at_train_seconds = tuple(seconds[:-1])
   config.eval.num_images = _EVAL_IMAGES.value
   config.eval.every_steps = 0
-  config.eval.orbit_frames = 0
+  config.eval.video_frames = 0
   summary = trainer.train_and_evaluate(config, workdir)
   records = reporting.read_metrics(workdir)
   common = {'config': config_flags.get_config_filename(flags.FLAGS['config']),

@@ -127,7 +127,7 @@ def run_sweep(config, overrides_list: List[Dict], seconds: float, root) -> List[
     try:
       run_config = apply_overrides(config, overrides)
       run_config.train.max_seconds = seconds
-      run_config.eval.orbit_frames = 0
+      run_config.eval.video_frames = 0
       summary = trainer.train_and_evaluate(run_config, root / str(index))
       record.update({k: summary[k] for k in ('val_psnr', 'val_ssim', 'step', 'train_seconds') if k in summary})
     except errors.USER_ERRORS as e:

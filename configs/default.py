@@ -16,8 +16,11 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   # The scene.
-  config.dataset = 'procedural'  # 'blender' (a scene directory in NeRF's Blender layout) or 'procedural'.
-  config.data_dir = ''  # Blender: the scene directory. Procedural: the cache directory ('' = default).
+  # 'procedural' (the embedded scene), 'blender' (NeRF's synthetic layout), a real capture: 'llff'
+  # (poses_bounds.npy), 'colmap' (sparse/0), 'transforms' (instant-ngp's transforms.json), or 'capture' (any
+  # of these three, told apart by the files; see config.capture).
+  config.dataset = 'procedural'
+  config.data_dir = ''  # The scene directory (procedural: the cache directory, '' = default).
   config.factor = 1  # Integer downsampling factor of the images (area averaging).
   config.white_background = True  # Composite RGBA images (and renderings) on white; False: black.
   config.near = 2.0  # Ray bounds (depth along the viewing axis), those of the Blender scenes.
@@ -29,6 +32,17 @@ def get_config() -> ml_collections.ConfigDict:
       resolution=80, num_train=100, num_val=20, num_test=20, camera_radius=4.0, camera_angle_x=0.6911,
       supersampling=3, seed=0,
       layout='still_life'))  # The embedded scene (dataset='procedural'): 'still_life' or 'unbounded'.
+  # Real captures (datasets/capture.py, llff.py): every test_every-th image is held out as test (= val).
+  config.capture = ml_collections.ConfigDict(dict(
+      test_every=8,
+      forward_facing=True,  # LLFF: rays in NDC of the mean view (NeRF's LLFF setting).
+      spherify=False,  # LLFF: an inward-facing 360 capture: centre on the cameras' focus, no NDC.
+      # COLMAP and transforms.json: 'cameras' (centred on the cameras' focus, the cameras within the unit
+      # sphere: for the contraction of radius 1), 'points' (the central 98% of the sparse points in
+      # [-1, 1]^3: for a scene box) or 'none'.
+      normalize='cameras',
+      near=0.0, far=0.0,  # Ray bounds in the normalised world; 0: from the capture (bounds, sparse points).
+  ))
   config.seed = 0  # Seeds parameter initialisation, ray batches and sampling.
 
   # How training rays are drawn (datasets/batching.py).
@@ -151,8 +165,12 @@ def get_config() -> ml_collections.ConfigDict:
       num_images=3,  # Val images rendered at each validation; the first ones of the split.
       final_num_images=8,  # Val images evaluated when training ends (-1: all, 0: none).
       chunk_size=8192,  # Rays rendered at once, over all devices; bounds memory at any resolution.
-      orbit_frames=60,  # Frames of the 360-degree orbit written when training ends (0: none).
-      orbit_fps=20,
-      orbit_min_size=160,  # Orbit frames have at least this many pixels on their shorter side.
+      # The camera path of the video written when training ends (camera_paths.py): 'orbit', 'spiral',
+      # 'ellipse', 'interpolate' or 'auto' (spiral for forward-facing captures, ellipse for other
+      # captures, orbit for synthetic scenes).
+      path='auto',
+      video_frames=60,  # Frames of that video (0: none).
+      video_fps=20,
+      video_min_size=160,  # Video frames have at least this many pixels on their shorter side.
   ))
   return config

@@ -7,7 +7,7 @@ which takes about 10 seconds. The model is instant-ngp's: a multiresolution hash
 (models.HashGridField), rendered by marching through the scene's box in fixed steps, skipping cells that an
 occupancy grid marks empty (models.OccupancyGridNeRF). It converges far faster than the paper's 8x256 MLP
 (configs/chair.py), which needs hours on a CPU. Outputs land in runs/demo: checkpoints, metrics.jsonl,
-TensorBoard events, final/val/ (renderings and PSNR/SSIM) and final/orbit.gif.
+TensorBoard events, final/val/ (renderings and PSNR/SSIM) and final/orbit.gif (the path is eval.path).
 """
 
 from configs import default
@@ -31,6 +31,6 @@ def get_config():
   config.train.update(batch_size=2048, num_steps=600, max_seconds=140, log_every=25, checkpoint_every=250,
                       random_background=True)
   # A 3-second orbit at 160x160, twice the training images' size.
-  config.eval.update(every_steps=0, final_num_images=-1, orbit_frames=30, orbit_fps=10, orbit_min_size=160,
+  config.eval.update(every_steps=0, final_num_images=-1, video_frames=30, video_fps=10, video_min_size=160,
                      chunk_size=4096)
   return config

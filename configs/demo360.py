@@ -44,6 +44,6 @@ def get_config():
   config.optim.update(lr_init=1e-2, lr_final=1e-3, adam_b1=0.9, adam_b2=0.99, adam_eps=1e-15)
   config.train.update(batch_size=2048, num_steps=2000, max_seconds=170, log_every=25, checkpoint_every=250,
                       random_background=False)
-  config.eval.update(every_steps=0, final_num_images=-1, orbit_frames=30, orbit_fps=10, orbit_min_size=160,
+  config.eval.update(every_steps=0, final_num_images=-1, video_frames=30, video_fps=10, video_min_size=160,
                      chunk_size=4096)
   return config

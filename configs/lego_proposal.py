@@ -33,7 +33,7 @@ def get_config(preset: str = ''):
   config.optim.update(lr_init=1e-2, lr_final=1e-3, adam_b1=0.9, adam_b2=0.99, adam_eps=1e-15)
   config.train.update(batch_size=4096, num_steps=30_000, log_every=100, checkpoint_every=2000,
                       random_background=True)
-  config.eval.update(every_steps=0, final_num_images=-1, orbit_frames=60, chunk_size=16384)
+  config.eval.update(every_steps=0, final_num_images=-1, video_frames=60, chunk_size=16384)
   if preset == 'cpu':
     config.factor = 8  # 100x100 images.
     # The lego_ngp :cpu field (a 2^15-entry table of 8 levels of 4 features fits a CPU's cache).
@@ -42,5 +42,5 @@ def get_config(preset: str = ''):
     config.model.proposal.hash_grid.update(log2_table_size=15, max_resolution=128)
     config.optim.update(lr_decay_start=0.5)
     config.train.update(batch_size=2048, num_steps=20_000, max_seconds=300.0, log_every=50)
-    config.eval.update(chunk_size=8192, orbit_frames=0)
+    config.eval.update(chunk_size=8192, video_frames=0)
   return config

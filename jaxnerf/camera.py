@@ -271,18 +271,28 @@ def spherical_pose(azimuth_deg: float, elevation_deg: float, radius: float, targ
   return look_at(np.asarray(target) + offset, target)
 
 
-def orbit_poses(num_frames: int, radius: float, elevation_deg: float, target=(0.0, 0.0, 0.0)):
-  """A 360-degree orbit of `num_frames` camera-to-world matrices, [num_frames, 3, 4]."""
-  azimuths = np.linspace(0.0, 360.0, num_frames, endpoint=False)
-  return np.stack([spherical_pose(a, elevation_deg, radius, target) for a in azimuths])
+def average_pose(camtoworlds: np.ndarray) -> np.ndarray:
+  """[3, 4] camera-to-world of the mean of cameras [N, 3, 4]: at their mean centre, looking along their mean
+  viewing axis, with their mean up vector made orthogonal to it."""
+  camtoworlds = np.asarray(camtoworlds, np.float64)
+  centre = camtoworlds[:, :, 3].mean(axis=0)
+  backward = camtoworlds[:, :, 2].sum(axis=0)
+  backward /= np.linalg.norm(backward)
+  right = np.cross(camtoworlds[:, :, 1].sum(axis=0), backward)
+  right /= np.linalg.norm(right)
+  return np.stack([right, np.cross(backward, right), backward, centre], axis=1)
 
 
-def orbit_like(camtoworlds: np.ndarray, num_frames: int, target=(0.0, 0.0, 0.0)) -> np.ndarray:
-  """An orbit at the median distance and elevation of the given cameras [N, 3, 4] around `target`."""
-  offsets = np.asarray(camtoworlds)[:, :3, 3] - np.asarray(target)
-  radius = np.linalg.norm(offsets, axis=-1)
-  elevation = np.rad2deg(np.arcsin(np.clip(offsets[:, 2] / radius, -1.0, 1.0)))
-  return orbit_poses(num_frames, float(np.median(radius)), float(np.median(elevation)), target)
+def focus_point(camtoworlds: np.ndarray) -> Optional[np.ndarray]:
+  """The point [3] nearest to the optical axes of cameras [N, 3, 4] in the least-squares sense, or None when
+  the axes are nearly parallel (a forward-facing capture has no such point)."""
+  camtoworlds = np.asarray(camtoworlds, np.float64)
+  origins, axes = camtoworlds[:, :, 3], -camtoworlds[:, :, 2]
+  projectors = np.eye(3) - axes[:, :, None] * axes[:, None, :]  # Onto the plane normal to each axis.
+  matrix = projectors.sum(axis=0)
+  if np.linalg.eigvalsh(matrix)[0] < 0.05 * len(axes):  # Axes within about 13 degrees of one direction.
+    return None
+  return np.linalg.solve(matrix, np.einsum('nij,nj->i', projectors, origins))
 
 
 def clip_to_box(origins, directions, near, far, box):

@@ -94,9 +94,9 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('eval.num_images', NON_NEGATIVE_INT),
     ('eval.final_num_images', (lambda v: isinstance(v, int) and v >= -1, 'an integer >= -1 (-1: all)')),
     ('eval.chunk_size', POSITIVE_INT),
-    ('eval.orbit_frames', NON_NEGATIVE_INT),
-    ('eval.orbit_fps', POSITIVE_INT),
-    ('eval.orbit_min_size', NON_NEGATIVE_INT),
+    ('eval.video_frames', NON_NEGATIVE_INT),
+    ('eval.video_fps', POSITIVE_INT),
+    ('eval.video_min_size', NON_NEGATIVE_INT),
 )
 
 

@@ -1,4 +1,4 @@
-"""Evaluating and rendering a trained model: split metrics, images on disk, and orbit videos."""
+"""Evaluating and rendering a trained model: split metrics, images on disk, and camera-path videos."""
 
 import json
 import pathlib
@@ -6,12 +6,13 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from jaxnerf import camera
+from jaxnerf import camera_paths
 from jaxnerf import image_rendering
 from jaxnerf import metrics
 from jaxnerf import reporting
 from jaxnerf import visualization
 from jaxnerf.datasets.scene import SceneSplit
+from jaxnerf.errors import ConfigError
 
 
 def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
@@ -72,39 +73,47 @@ def write_split(out_dir, split: SceneSplit, summary: Dict, renderings, backgroun
   reporting.write_text_atomically(out_dir / 'metrics.json', json.dumps(summary, indent=2))
 
 
-def orbit_frame_size(split: SceneSplit, min_size: int):
-  """(width, height, intrinsics) of orbit frames: the split's first camera, scaled up so that the shorter
+def video_frame_size(split: SceneSplit, min_size: int):
+  """(width, height, intrinsics) of video frames: the split's first camera, scaled up so that the shorter
   side has at least `min_size` pixels (small training images make small videos)."""
   scale = max(1.0, min_size / min(split.width, split.height))
   return round(split.width * scale), round(split.height * scale), split.intrinsics.take(0).scaled(scale)
 
 
-def render_orbit(steps, variables, split: SceneSplit, num_frames: int, chunk_size: int, background: float,
-                 min_size: int = 0):
-  """Renders a 360-degree orbit around the origin at the cameras' median distance and elevation.
+def camera_path(split: SceneSplit, name: str, num_frames: int):
+  """(the path's name, poses [num_frames, 3, 4]) of camera path `name` (camera_paths.PATHS) over the
+  split's cameras."""
+  try:
+    return camera_paths.path_for(name, split.camtoworlds, num_frames, split.ndc is not None, split.depth_range)
+  except ValueError as e:
+    raise ConfigError(f'config.eval.path / --path: {e}') from e
+
+
+def render_path(steps, variables, split: SceneSplit, poses, chunk_size: int, background: float,
+                min_size: int = 0, description: str = 'rendering the path'):
+  """Renders a camera path: poses [num_frames, 3, 4] with the split's camera (scaled to `min_size`), bounds
+  and NDC space.
 
   Returns:
-    A list of {'rgb', 'depth'} pictures, [H, W, 3] each, with the split's field of view and at least
-    `min_size` pixels on the shorter side (`orbit_frame_size`).
+    A list of {'rgb', 'depth'} pictures, [H, W, 3] each.
   """
-  poses = camera.orbit_like(split.camtoworlds, num_frames)
-  width, height, intrinsics = orbit_frame_size(split, min_size)
+  width, height, intrinsics = video_frame_size(split, min_size)
   frames = []
-  for pose in reporting.progress(poses, f'rendering the orbit ({width}x{height})', unit='frame'):
-    rays = split.rays_of_view(pose, intrinsics, width, height)
-    rendering = image_rendering.render_image(steps, variables, rays, chunk_size)
+  for pose in reporting.progress(poses, f'{description} ({width}x{height})', unit='frame'):
+    rendering = image_rendering.render_image(steps, variables, split.rays_of_view(pose, intrinsics, width, height),
+                                             chunk_size)
     frames.append(visualize(rendering, split, background))
   return frames
 
 
-def write_orbit(out_dir, frames, fps: int, formats=('gif',)) -> List[pathlib.Path]:
-  """Writes orbit.<fmt> (colour) and orbit_depth.<fmt> for each format in 'gif', 'mp4'."""
+def write_video(out_dir, name: str, frames, fps: int, formats=('gif',)) -> List[pathlib.Path]:
+  """Writes <name>.<fmt> (colour) and <name>_depth.<fmt> for each format in 'gif', 'mp4'."""
   out_dir = pathlib.Path(out_dir)
   writers = {'gif': visualization.write_gif, 'mp4': visualization.write_mp4}
   paths = []
   for fmt in formats:
     for kind, suffix in (('rgb', ''), ('depth', '_depth')):
-      path = out_dir / f'orbit{suffix}.{fmt}'
+      path = out_dir / f'{name}{suffix}.{fmt}'
       writers[fmt](path, [f[kind] for f in frames], fps)
       paths.append(path)
   return paths

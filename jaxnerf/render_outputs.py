@@ -1,7 +1,8 @@
 """Rendering from a training workdir (what render.py runs): restore, render, write files and metrics.
 
-Outputs go to <workdir>/render/<scene>/<split>_<step>/ or .../orbit_<step>/, where <scene> names the scene
-directory rendered, so renders of other scenes (--data_dir) never overwrite those of the training scene.
+Outputs go to <workdir>/render/<scene>/<split>_<step>/ or .../<path>_<step>/ (camera-path videos), where
+<scene> names the scene directory rendered, so renders of other scenes (--data_dir) never overwrite those
+of the training scene.
 """
 
 import hashlib
@@ -91,27 +92,26 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   return {k: v for k, v in summary.items() if k != 'per_image'} | {'out_dir': str(out_dir)}
 
 
-def render_orbit_video(workdir, num_frames: int, fps: int, data_dir: Optional[str] = None,
-                       chunk_size: Optional[int] = None, min_size: Optional[int] = None) -> Dict:
-  """Renders a 360-degree orbit to <workdir>/render/<scene>/orbit_<step>/orbit{,_depth}.{gif,mp4}.
-
-  The orbit circles the origin at the median distance and elevation of the training cameras, with the
-  training images' field of view, at least `min_size` pixels on the shorter side (default: the config's
-  eval.orbit_min_size).
+def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: Optional[str] = None,
+                      chunk_size: Optional[int] = None, min_size: Optional[int] = None) -> Dict:
+  """Renders camera path `path` (camera_paths.PATHS; None: the config's eval.path) over the training cameras
+  to <workdir>/render/<scene>/<path>_<step>/<path>{,_depth}.{gif,mp4}, with the training images' camera, at
+  least `min_size` pixels on the shorter side (default: the config's eval.video_min_size).
   """
   if num_frames <= 0 or fps <= 0:  # Before the checkpoint's restore, which takes a while.
     raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
   config, experiment, state, chunk_size = _restore(workdir, chunk_size)
   train_split = datasets.load_split(config, 'train', data_dir)
+  name, poses = evaluation.camera_path(train_split, path or config.eval.path, num_frames)
   step = int(jax.device_get(state.step))
   start = time.perf_counter()
-  min_size = config.eval.orbit_min_size if min_size is None else min_size
-  frames = evaluation.render_orbit(experiment.steps, state.variables, train_split, num_frames, chunk_size,
-                                   experiment.background, min_size)
+  min_size = config.eval.video_min_size if min_size is None else min_size
+  frames = evaluation.render_path(experiment.steps, state.variables, train_split, poses, chunk_size,
+                                  experiment.background, min_size, f'rendering the {name}')
   seconds = time.perf_counter() - start
-  out_dir = pathlib.Path(workdir) / 'render' / _scene_label(config, data_dir) / f'orbit_{step}'
+  out_dir = pathlib.Path(workdir) / 'render' / _scene_label(config, data_dir) / f'{name}_{step}'
   paths = []
   if jax.process_index() == 0:
-    paths = evaluation.write_orbit(out_dir, frames, fps, formats=('gif', 'mp4'))
-  return {'step': step, 'frames': num_frames, 'size': list(frames[0]['rgb'].shape[1::-1]),
+    paths = evaluation.write_video(out_dir, name, frames, fps, formats=('gif', 'mp4'))
+  return {'step': step, 'path': name, 'frames': num_frames, 'size': list(frames[0]['rgb'].shape[1::-1]),
           'seconds': seconds, 'files': [str(p) for p in paths]}

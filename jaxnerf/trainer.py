@@ -282,8 +282,8 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
 
 
 def _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary):
-  """Final evaluation and orbit video, written to workdir/final/. The orbit follows the training
-  cameras, as render.py's does."""
+  """Final evaluation and camera-path video (config.eval.path), written to workdir/final/, as render.py
+  writes them."""
   out_dir = workdir / 'final'
   num = val_split.num_images if config.eval.final_num_images < 0 else min(config.eval.final_num_images,
                                                                            val_split.num_images)
@@ -297,15 +297,16 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
     writer.write_scalars(step, 'final_val', result['mean'])
     summary.update(val_psnr=result['mean']['psnr'], val_ssim=result['mean']['ssim'], val_images=num,
                    eval_seconds=time.perf_counter() - start)
-  if config.eval.orbit_frames > 0:
+  if config.eval.video_frames > 0:
     start = time.perf_counter()
-    frames = evaluation.render_orbit(experiment.steps, state.variables, train_split, config.eval.orbit_frames,
-                                     config.eval.chunk_size, experiment.background, config.eval.orbit_min_size)
+    name, poses = evaluation.camera_path(train_split, config.eval.path, config.eval.video_frames)
+    frames = evaluation.render_path(experiment.steps, state.variables, train_split, poses, config.eval.chunk_size,
+                                    experiment.background, config.eval.video_min_size, f'rendering the {name}')
     if jax.process_index() == 0:
-      paths = evaluation.write_orbit(out_dir, frames, config.eval.orbit_fps, formats=('gif',))
-      summary['orbit'] = str(paths[0])
-    summary['orbit_size'] = list(frames[0]['rgb'].shape[1::-1])
-    summary['orbit_seconds'] = time.perf_counter() - start
+      paths = evaluation.write_video(out_dir, name, frames, config.eval.video_fps, formats=('gif',))
+      summary['video'] = str(paths[0])
+    summary['video_size'] = list(frames[0]['rgb'].shape[1::-1])
+    summary['video_seconds'] = time.perf_counter() - start
 
 
 class TrainingResult(NamedTuple):
@@ -317,7 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
   """Trains `config` in `workdir` (resuming from its newest intact checkpoint), then evaluates and renders.
 
   Returns:
-    A summary: {'step', 'train_seconds', 'val_psnr', 'val_ssim', 'orbit', ...}, also written to
+    A summary: {'step', 'train_seconds', 'val_psnr', 'val_ssim', 'video', ...}, also written to
     workdir/final/summary.json.
   """
   return run_training(config, workdir).summary

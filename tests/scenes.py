@@ -26,3 +26,30 @@ def write_blender_scene(directory, num_images=3, size=(8, 6), splits=('train', '
     (directory / f'transforms_{split}.json').write_text(
         json.dumps({'camera_angle_x': 0.6911, 'frames': frames}))
   return directory, images
+
+
+def write_llff_scene(directory, num_images=9, resolution=24, seed=0):
+  """A forward-facing LLFF capture of the procedural 'unbounded' scene (opaque everywhere): cameras on a small
+  patch looking at the still life, poses_bounds.npy with the depth range of each view, images/ PNGs.
+
+  Returns:
+    (directory, camtoworlds [N, 3, 4] in the procedural scene's world).
+  """
+  from jaxnerf.datasets import procedural  # The ray tracer only where a test needs it.
+  directory = pathlib.Path(directory)
+  (directory / 'images').mkdir(parents=True, exist_ok=True)
+  spec = procedural.ProceduralSceneSpec(resolution=resolution, supersampling=1, layout='unbounded')
+  rng = np.random.default_rng(seed)
+  focal = procedural.focal_length(spec)
+  poses, rows = [], []
+  for i in range(num_images):
+    eye = np.array([4.0, rng.uniform(-0.5, 0.5), 1.0 + rng.uniform(-0.3, 0.3)])
+    pose = camera.look_at(eye, [0.0, rng.uniform(-0.2, 0.2), 0.3])
+    rgba, depth = procedural.render_view(spec, pose)
+    Image.fromarray(np.uint8(np.round(rgba[..., :3] * 255))).save(directory / 'images' / f'view{i:02d}.png')
+    llff_matrix = np.stack([-pose[:, 1], pose[:, 0], pose[:, 2], pose[:, 3],
+                            [resolution, resolution, focal]], axis=1)
+    rows.append(np.concatenate([llff_matrix.reshape(-1), [depth.min(), depth[np.isfinite(depth)].max()]]))
+    poses.append(pose)
+  np.save(directory / 'poses_bounds.npy', np.stack(rows))
+  return directory, np.stack(poses)

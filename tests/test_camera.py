@@ -217,45 +217,6 @@ def test_spherical_pose_hand_derived():
   np.testing.assert_allclose(pose, expected, atol=1e-6)
 
 
-# Orbits.
-
-
-@pytest.mark.parametrize('num_frames', [1, 4, 7])
-def test_orbit_poses(num_frames):
-  target = (0.2, -0.3, 0.5)
-  poses = camera.orbit_poses(num_frames, 3.0, 25.0, target)
-  chex.assert_shape(poses, (num_frames, 3, 4))
-  az, el, r = _azimuth_elevation_radius(poses, target)
-  np.testing.assert_allclose(r, 3.0, rtol=1e-6)
-  np.testing.assert_allclose(el, 25.0, atol=1e-4)
-  np.testing.assert_allclose(az[0], 0.0, atol=1e-4)
-  steps = np.mod(np.diff(az), 360.0)
-  np.testing.assert_allclose(steps, 360.0 / num_frames, atol=1e-4)
-  for pose in poses:  # Every frame looks at the target.
-    np.testing.assert_allclose(-pose[:, 2] * 3.0, np.subtract(target, pose[:, 3]), atol=1e-5)
-
-
-def test_orbit_like_recovers_radius_and_elevation():
-  target = (0.0, 0.5, -0.25)
-  rng = np.random.default_rng(5)
-  cams = np.stack([camera.spherical_pose(a, 35.0, 4.5, target) for a in rng.uniform(-180, 180, size=9)])
-  poses = camera.orbit_like(cams, 6, target)
-  chex.assert_shape(poses, (6, 3, 4))
-  az, el, r = _azimuth_elevation_radius(poses, target)
-  np.testing.assert_allclose(r, 4.5, rtol=1e-5)
-  np.testing.assert_allclose(el, 35.0, atol=1e-3)
-  np.testing.assert_allclose(np.mod(np.diff(az), 360.0), 60.0, atol=1e-4)
-
-
-def test_orbit_like_takes_medians():
-  radii = [1.0, 2.0, 3.0, 4.0, 100.0]
-  elevations = [-10.0, 5.0, 20.0, 60.0, 89.0]
-  cams = np.stack([camera.spherical_pose(37.0 * i, e, r) for i, (r, e) in enumerate(zip(radii, elevations))])
-  _, el, r = _azimuth_elevation_radius(camera.orbit_like(cams, 3))
-  np.testing.assert_allclose(r, 3.0, rtol=1e-5)
-  np.testing.assert_allclose(el, 20.0, atol=1e-3)
-
-
 def test_radii_are_the_pixel_footprint_of_mip_nerf_cones():
   """mip-NeRF's radius: the distance between neighbouring pixels' directions times 2 / sqrt(12)."""
   rng = np.random.default_rng(4)

@@ -19,7 +19,9 @@ from jaxnerf import trainer
 from jaxnerf.datasets import batching
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
+from tests.scenes import write_llff_scene
 from tests.tiny_configs import TINY_SCENE
+from tests.tiny_configs import tiny_capture_config
 from tests.tiny_configs import tiny_config
 from tests.tiny_configs import tiny_method_config
 from tests.tiny_configs import tiny_ngp_config
@@ -173,7 +175,7 @@ def test_batch_not_divisible_by_devices_is_a_config_error(scene_cache, tmp_path)
 
 def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   config = tiny_config(scene_cache, num_steps=300, log_every=10, checkpoint_every=1000, batch_size=256)
-  config.eval.update(final_num_images=2, orbit_frames=3)
+  config.eval.update(final_num_images=2, video_frames=3)
   summary = trainer.train_and_evaluate(config, tmp_path)
   first = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train')
   assert summary['val_psnr'] > first['psnr'] + 6, (first['psnr'], summary['val_psnr'])
@@ -188,7 +190,7 @@ def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
       f'r_{i}{suffix}' for i in (0, 1) for suffix in ('.png', '_depth.png', '_median_depth.png', '_acc.png',
                                                       '_depth.npy')}
   np.testing.assert_array_equal(np.load(out_dir / 'r_0_depth.npy').shape, (TINY_SCENE.resolution,) * 2)
-  orbit = render_outputs.render_orbit_video(tmp_path, num_frames=4, fps=4)
+  orbit = render_outputs.render_path_video(tmp_path, 'orbit', num_frames=4, fps=4)
   assert sorted(pathlib.Path(f).name for f in orbit['files']) == [
       'orbit.gif', 'orbit.mp4', 'orbit_depth.gif', 'orbit_depth.mp4']
   assert all(pathlib.Path(f).stat().st_size > 0 for f in orbit['files'])
@@ -213,7 +215,7 @@ def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path):
   the grid with the parameters, and render.py's functions reproduce the final evaluation."""
   config = tiny_ngp_config(scene_cache, num_steps=200, log_every=10, checkpoint_every=1000, batch_size=256)
   # Validation after the first step gives the starting PSNR.
-  config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, orbit_frames=0)
+  config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, video_frames=0)
   summary = trainer.train_and_evaluate(config, tmp_path)
   first_val = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'val')
   assert first_val['step'] == 1
@@ -316,7 +318,24 @@ def test_proposal_sampler_with_hash_grids_learns_the_scene(scene_cache, tmp_path
   """The fast 360 model (configs/demo360.py, shrunk) raises val PSNR well above its start."""
   config = tiny_method_config('demo360', scene_cache, num_steps=200, log_every=10, checkpoint_every=1000,
                               batch_size=256)
-  config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, orbit_frames=0)
+  config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, video_frames=0)
   summary = trainer.train_and_evaluate(config, tmp_path)
   first_val = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'val')
   assert summary['val_psnr'] > first_val['psnr'] + 5, (first_val['psnr'], summary['val_psnr'])
+
+
+def test_fern_config_trains_resumes_and_renders_a_spiral(tmp_path):
+  """configs/fern.py (shrunk; NDC rays, density noise) on a small forward-facing LLFF capture: trains,
+  resumes, scores the held-out images and renders LLFF's spiral."""
+  scene, _ = write_llff_scene(tmp_path / 'scene')
+  config = tiny_capture_config('fern', scene, num_steps=4, checkpoint_every=2, log_every=2)
+  config.eval.update(final_num_images=0)
+  workdir = tmp_path / 'run'
+  trainer.train_and_evaluate(config, workdir)
+  config.train.num_steps = 6
+  assert trainer.train_and_evaluate(config, workdir)['resumed_from'] == 4
+  rendered = render_outputs.render_split(workdir, 'test', limit=1)
+  assert rendered['num_images'] == 1 and np.isfinite(rendered['mean']['psnr'])
+  video = render_outputs.render_path_video(workdir, None, num_frames=3, fps=3, min_size=0)
+  assert video['path'] == 'spiral' and video['size'] == [24, 24]
+  assert sorted(pathlib.Path(f).name for f in video['files'])[0] == 'spiral.gif'

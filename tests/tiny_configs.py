@@ -26,8 +26,8 @@ def tiny_config(scene_cache='', **train):
                                 view_max_deg=2)
   config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
   config.train.update(train)
-  config.eval.update(every_steps=0, num_images=1, final_num_images=1, orbit_frames=0, chunk_size=256,
-                     orbit_min_size=32)
+  config.eval.update(every_steps=0, num_images=1, final_num_images=1, video_frames=0, chunk_size=256,
+                     video_min_size=32)
   return config
 
 
@@ -61,6 +61,18 @@ def tiny_method_config(name: str, scene_cache='', **train):
   config.optim.update(lr_delay_steps=0, grad_clip_norm=0.0)
   config.train = tiny.train
   config.eval = tiny.eval
+  return config
+
+
+def tiny_capture_config(name: str, scene_dir, **train):
+  """configs/<name>.py (fern, fern_ngp, capture) on a small capture in `scene_dir`, shrunk as
+  `tiny_method_config` shrinks the methods; the dataset, reader options and model are the config's own."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  tiny = tiny_method_config(name, **train)
+  config.update(data_dir=str(scene_dir), factor=1)
+  for group in ('model', 'optim', 'train', 'eval'):
+    config[group] = tiny[group]
+  config.model.num_coarse_samples = config.model.num_fine_samples = 16
   return config
 
 

@@ -1,13 +1,17 @@
 """Datasets: readers that turn a scene on disk into `SceneSplit`s, and the ray batcher for training.
 
-config.dataset names an entry of DATASETS: where its scene lives and how a split of it is read.
+config.dataset names an entry of DATASETS: where its scene lives and how a split of it is read. Real
+captures ('llff', 'colmap', 'transforms', or 'capture' to tell them apart by their files) are read into a
+`capture.Capture` and split and normalised the same way (config.capture).
 """
 
 import dataclasses
 import os
 import pathlib
-from typing import Callable
+from typing import Callable, Optional
 
+from jaxnerf.datasets import capture as capture_lib
+from jaxnerf.datasets import llff
 from jaxnerf.datasets.blender import load_blender_split
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
@@ -20,11 +24,11 @@ def default_cache_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get('XDG_CACHE_HOME', pathlib.Path.home() / '.cache')) / 'jaxnerf'
 
 
-def _blender_directory(config, generate: bool) -> pathlib.Path:
+def _given_directory(config, generate: bool) -> pathlib.Path:
   del generate
   if not config.data_dir:
-    raise DatasetError('config.data_dir is empty: point it at a Blender scene directory, e.g. '
-                       '--config.data_dir=/path/to/nerf_synthetic/chair.')
+    raise DatasetError(f'config.data_dir is empty: point it at the {config.dataset} scene directory, e.g. '
+                       '--config.data_dir=/path/to/nerf_synthetic/chair or /path/to/nerf_llff_data/fern.')
   return pathlib.Path(config.data_dir)
 
 
@@ -46,6 +50,49 @@ def _has_blender_split(directory: pathlib.Path, split: str) -> bool:
   return (directory / f'transforms_{split}.json').is_file()
 
 
+def capture_format(directory: pathlib.Path) -> str:
+  """Which capture reader `directory` is for, by its files: 'transforms' (transforms.json), 'colmap'
+  (sparse/0/, sparse/ or colmap/sparse/0/ holding cameras.bin or cameras.txt) or 'llff' (poses_bounds.npy),
+  in that order of preference."""
+  directory = pathlib.Path(directory)
+  if (directory / 'transforms.json').is_file():
+    return 'transforms'
+  for model in ('sparse/0', 'sparse', 'colmap/sparse/0'):
+    if any((directory / model / f'cameras.{ext}').is_file() for ext in ('bin', 'txt')):
+      return 'colmap'
+  if (directory / llff.POSES_FILE).is_file():
+    return 'llff'
+  raise DatasetError(f'{directory} is not a capture this project reads: expected transforms.json, a COLMAP '
+                     f'model (sparse/0/cameras.bin or .txt) or {llff.POSES_FILE}.')
+
+
+def read_capture(directory: pathlib.Path, config, capture_format_name: str) -> capture_lib.Capture:
+  """The capture in `directory`, read by `capture_format_name` and normalised as config.capture says."""
+  options = config.capture
+  if capture_format_name == 'llff':  # LLFF scenes come in their own normalised world (NDC or spherified).
+    return llff.read_llff(directory, config.factor, options.forward_facing, options.spherify)
+  if capture_format_name == 'colmap':
+    from jaxnerf.datasets import colmap  # pycolmap is needed only for COLMAP models.
+    capture = colmap.read_colmap(directory)
+  else:
+    from jaxnerf.datasets import transforms_json
+    capture = transforms_json.read_transforms(directory)
+  return capture_lib.normalize(capture, options.normalize)[0]
+
+
+def _capture_reader(capture_format_name: Optional[str]):
+  def read_split(directory: pathlib.Path, split: str, config) -> SceneSplit:
+    name = capture_format_name or capture_format(directory)
+    options = config.capture
+    return capture_lib.load_capture_split(read_capture(directory, config, name), split, config.factor,
+                                          options.test_every, options.near, options.far)
+  return read_split
+
+
+def _has_capture_split(directory: pathlib.Path, split: str) -> bool:
+  return split in capture_lib.SPLITS
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """How to find and read the scenes of one `config.dataset`."""
@@ -57,9 +104,13 @@ class Dataset:
 
 
 DATASETS = {
-    'blender': Dataset(_blender_directory, _read_blender_split, _has_blender_split),
+    'blender': Dataset(_given_directory, _read_blender_split, _has_blender_split),
     # The procedural scene is written in the Blender layout.
     'procedural': Dataset(_procedural_directory, _read_blender_split, _has_blender_split),
+    'llff': Dataset(_given_directory, _capture_reader('llff'), _has_capture_split),
+    'colmap': Dataset(_given_directory, _capture_reader('colmap'), _has_capture_split),
+    'transforms': Dataset(_given_directory, _capture_reader('transforms'), _has_capture_split),
+    'capture': Dataset(_given_directory, _capture_reader(None), _has_capture_split),
 }
 
 

@@ -1,7 +1,7 @@
 """The in-memory form of one split of a scene, shared by every dataset reader."""
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +23,8 @@ class SceneSplit:
     alphas: optional [num_images, height, width] float32 opacity of the images (for RGBA images), which
       lets training composite them on other backgrounds.
     ndc: for forward-facing captures, the NDC space every ray of the scene is given in (camera.NDCSpace).
+    depth_range: (nearest, farthest) depth of the content in world units where a capture tells (LLFF
+      bounds, sparse points); camera paths aim by it.
   """
 
   images: np.ndarray
@@ -34,6 +36,7 @@ class SceneSplit:
   depths: Optional[np.ndarray] = None
   alphas: Optional[np.ndarray] = None
   ndc: Optional[camera.NDCSpace] = None
+  depth_range: Optional[Tuple[float, float]] = None
 
   def __post_init__(self):
     n = self.images.shape[0]

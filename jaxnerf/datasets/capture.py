@@ -1,0 +1,270 @@
+"""Real captures: the contract every photo-capture reader (LLFF, COLMAP, transforms.json) fills, and what they
+share after it: scene normalisation, the held-out split, image reading at a downsampling factor, ray bounds.
+
+A reader returns a `Capture`: every posed photo of the scene, in the OpenGL camera convention of camera.py,
+with intrinsics at the resolution of its files. `load_capture_split` turns it into one split.
+
+Splits follow the papers' protocol for captures: every `test_every`-th image (the 0th, 8th, 16th, ...) is held
+out as 'test', which 'val' names too; the others are 'train'.
+"""
+
+import concurrent.futures
+import dataclasses
+import pathlib
+from typing import Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from jaxnerf import camera
+from jaxnerf.datasets.scene import SceneSplit
+from jaxnerf.errors import DatasetError
+
+SPLITS = ('train', 'val', 'test')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')  # Matched without regard to case.
+NORMALIZATIONS = ('cameras', 'points', 'none')
+
+
+@dataclasses.dataclass(frozen=True)
+class Capture:
+  """Every posed photo of a capture, as a reader finds it.
+
+  Attributes:
+    image_paths: one file per photo, in the capture's order (sorted by name).
+    camtoworlds: [N, 3, 4] float64 camera-to-world matrices (OpenGL convention).
+    intrinsics: camera.Intrinsics, each field [N], at the resolution of `sizes`.
+    sizes: [N, 2] (width, height) in pixels of the images the intrinsics describe.
+    points: optional [P, 3] sparse 3D points of the reconstruction (COLMAP), for normalisation and bounds.
+    depth_bounds: optional [N, 2] near and far depth of each camera's content (LLFF's poses_bounds).
+    ndc: the NDC space of a forward-facing capture (LLFF), in which rays are given; None otherwise.
+    aabb_scale: instant-ngp's hint that the scene extends this many times beyond the unit cube (transforms.json).
+    source: the file the cameras came from, for messages.
+  """
+
+  image_paths: Tuple[pathlib.Path, ...]
+  camtoworlds: np.ndarray
+  intrinsics: camera.Intrinsics
+  sizes: np.ndarray
+  points: Optional[np.ndarray] = None
+  depth_bounds: Optional[np.ndarray] = None
+  ndc: Optional[camera.NDCSpace] = None
+  aabb_scale: Optional[float] = None
+  source: str = ''
+
+  @property
+  def num_images(self) -> int:
+    return len(self.image_paths)
+
+  def transformed(self, transform: np.ndarray, scale: float) -> 'Capture':
+    """The capture in new world coordinates x' = scale * (R x + t), for `transform` [3, 4] = [R | t]."""
+    rotation, translation = transform[:, :3], transform[:, 3]
+    camtoworlds = np.concatenate([rotation @ self.camtoworlds[:, :, :3],
+                                  (scale * (self.camtoworlds[:, :, 3] @ rotation.T + translation))[..., None]],
+                                 axis=-1)
+    points = None if self.points is None else scale * (self.points @ rotation.T + translation)
+    depth_bounds = None if self.depth_bounds is None else scale * self.depth_bounds
+    return dataclasses.replace(self, camtoworlds=camtoworlds, points=points, depth_bounds=depth_bounds)
+
+
+def image_files(directory: pathlib.Path):
+  """The image files of `directory`, sorted by name."""
+  if not directory.is_dir():
+    raise DatasetError(f'{directory} does not exist: expected a directory of images '
+                       f'({", ".join(IMAGE_SUFFIXES)}).')
+  files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+  if not files:
+    raise DatasetError(f'{directory} holds no images: expected files ending in {", ".join(IMAGE_SUFFIXES)}.')
+  return files
+
+
+def held_out(num_images: int, test_every: int) -> np.ndarray:
+  """[num_images] bool: the images held out for testing (every `test_every`-th, from the first)."""
+  return np.arange(num_images) % test_every == 0
+
+
+def split_indices(num_images: int, split: str, test_every: int) -> np.ndarray:
+  """Indices of the images of `split` ('train', or 'val' / 'test': the held-out images)."""
+  if split not in SPLITS:
+    raise DatasetError(f'unknown split {split!r}: captures have {", ".join(SPLITS)} (val = test).')
+  if test_every < 2:
+    raise DatasetError(f'config.capture.test_every must be at least 2, got {test_every}.')
+  test = held_out(num_images, test_every)
+  return np.flatnonzero(~test if split == 'train' else test)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalisation.
+
+
+def rotation_taking(up: np.ndarray) -> np.ndarray:
+  """A rotation [3, 3] that takes the unit vector `up` to +z (Rodrigues' formula about up x z)."""
+  z = np.array([0.0, 0.0, 1.0])
+  axis = np.cross(up, z)
+  sine, cosine = np.linalg.norm(axis), float(np.dot(up, z))
+  if sine < 1e-9:
+    return np.eye(3) if cosine > 0 else np.diag([1.0, -1.0, -1.0])
+  k = axis / sine
+  cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+  return np.eye(3) + sine * cross + (1 - cosine) * cross @ cross
+
+
+def normalize(capture: Capture, mode: str) -> Tuple[Capture, np.ndarray, float]:
+  """Centres, levels and scales a capture so that fields find the scene where they expect it.
+
+  The world is rotated so that the cameras' mean up vector is +z (camera paths orbit about z), and centred
+  on the point the cameras look at (the focus of their optical axes; for forward-facing captures, the median
+  sparse point, else the cameras' mean). Then, by `mode`:
+    'cameras': scaled so that the cameras lie within the unit sphere (90th percentile of their distances
+      from the centre at 1): mip-NeRF 360's convention for its contraction, whose radius is then 1.
+    'points': scaled so that the central 98% of the sparse points lie within [-1, 1]^3 (for a scene box).
+    'none': left as the reader found it.
+
+  Returns:
+    (capture, transform [3, 4], scale): the new capture, and x' = scale * (R x + t).
+  """
+  if mode not in NORMALIZATIONS:
+    raise DatasetError(f'config.capture.normalize must be one of {NORMALIZATIONS}, got {mode!r}.')
+  if mode == 'none':
+    return capture, np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1), 1.0
+  up = capture.camtoworlds[:, :, 1].mean(axis=0)
+  rotation = rotation_taking(up / np.linalg.norm(up))
+  centre = camera.focus_point(capture.camtoworlds)
+  if centre is None:
+    centre = (np.median(capture.points, axis=0) if capture.points is not None and len(capture.points)
+              else capture.camtoworlds[:, :, 3].mean(axis=0))
+  transform = np.concatenate([rotation, -(rotation @ centre)[:, None]], axis=1)
+  centred = capture.transformed(transform, 1.0)
+  if mode == 'cameras':
+    extent = np.percentile(np.linalg.norm(centred.camtoworlds[:, :, 3], axis=-1), 90)
+  else:
+    if centred.points is None or len(centred.points) < 10:
+      raise DatasetError(f'{capture.source}: config.capture.normalize=\'points\' needs the sparse points of a '
+                         'reconstruction (COLMAP\'s points3D), and this capture has none; use \'cameras\'.')
+    extent = np.max(np.abs(np.percentile(centred.points, [1, 99], axis=0)))
+  if not np.isfinite(extent) or extent <= 0:
+    raise DatasetError(f'{capture.source}: the cameras all sit at one point; cannot scale the scene.')
+  return capture.transformed(transform, 1.0 / extent), transform, 1.0 / extent
+
+
+def content_depths(capture: Capture) -> Optional[Tuple[float, float]]:
+  """(nearest, farthest) depth of the capture's content in front of its cameras: LLFF's per-image bounds,
+  else the 0.1th and 99.9th percentiles of the sparse points' depths; None when the capture has neither."""
+  if capture.depth_bounds is not None:
+    return float(capture.depth_bounds[:, 0].min()), float(capture.depth_bounds[:, 1].max())
+  if capture.points is None or not len(capture.points):
+    return None
+  offsets = capture.points[None, :, :] - capture.camtoworlds[:, None, :, 3]
+  depths = -np.einsum('npi,ni->np', offsets, capture.camtoworlds[:, :, 2])
+  depths = depths[depths > 0]
+  if not len(depths):
+    return None
+  return float(np.percentile(depths, 0.1)), float(np.percentile(depths, 99.9))
+
+
+def ray_bounds(capture: Capture, near: float, far: float) -> Tuple[float, float]:
+  """(near, far) of the rays: NDC rays run over [0, 1]; otherwise the given values where positive, else
+  from the capture's `content_depths`: 0.9 x the nearest, and the farthest (LLFF's bounds, as NeRF) or 1.5 x
+  the farthest sparse point (the percentile cuts the farthest off)."""
+  if capture.ndc is not None:
+    return 0.0, 1.0
+  if near > 0 and far > 0:
+    return near, far
+  depths = content_depths(capture)
+  if depths is None:
+    raise DatasetError(f'{capture.source}: this capture has no depth bounds or sparse points to derive the '
+                       'ray bounds from; set --config.capture.near and --config.capture.far.')
+  far_margin = 1.0 if capture.depth_bounds is not None else 1.5
+  return (near if near > 0 else 0.9 * depths[0]), (far if far > 0 else far_margin * depths[1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images.
+
+
+def read_rgb(path: pathlib.Path) -> np.ndarray:
+  """[H, W, 3] float32 in [0, 1] (alpha, if any, is composited on white)."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      if image.mode in ('RGBA', 'LA', 'P'):
+        rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
+        return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+      return np.asarray(image.convert('RGB'), np.float32) / 255.0
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DatasetError(f'{path} could not be read as an image: {e}') from e
+
+
+def downsampled_directory(image_paths, factor: int) -> Optional[pathlib.Path]:
+  """The `images_<factor>` directory beside the images (LLFF's and COLMAP tools' convention), when it holds
+  every image under the same name (any of the image suffixes); else None."""
+  if factor == 1:
+    return None
+  directory = pathlib.Path(image_paths[0]).parent.with_name(f'images_{factor}')
+  if not directory.is_dir():
+    return None
+  stems = {p.stem for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+  return directory if all(pathlib.Path(p).stem in stems for p in image_paths) else None
+
+
+def _read_at_factor(path: pathlib.Path, factor: int, downsampled: Optional[pathlib.Path]) -> np.ndarray:
+  if downsampled is not None:
+    matches = [p for p in downsampled.iterdir() if p.stem == path.stem and p.suffix.lower() in IMAGE_SUFFIXES]
+    return read_rgb(matches[0])
+  image = read_rgb(path)
+  if factor == 1:
+    return image
+  height, width = image.shape[0] // factor, image.shape[1] // factor
+  # Area averaging over whole factor x factor blocks (a ragged last row or column is cropped).
+  return image[:height * factor, :width * factor].reshape(height, factor, width, factor, 3).mean(axis=(1, 3))
+
+
+def load_capture_split(capture: Capture, split: str, factor: int, test_every: int, near: float = 0.0,
+                       far: float = 0.0) -> SceneSplit:
+  """One split of a capture, its images read at 1 / `factor` of their size (from `images_<factor>` where it
+  exists) and its intrinsics scaled to match.
+
+  Args:
+    capture: the (normalised) capture.
+    split: 'train', 'val' or 'test' (val and test are the held-out images).
+    factor: integer downsampling factor of the images.
+    test_every: hold out every `test_every`-th image.
+    near, far: ray bounds, or 0 to derive them from the capture (`ray_bounds`).
+  """
+  if not isinstance(factor, int) or factor < 1:
+    raise DatasetError(f'config.factor must be a positive integer, got {factor!r}.')
+  indices = split_indices(capture.num_images, split, test_every)
+  if not len(indices):
+    raise DatasetError(f'{capture.source}: the capture has {capture.num_images} images, too few to hold out '
+                       f'every {test_every}th for the {split!r} split.')
+  paths = [pathlib.Path(capture.image_paths[i]) for i in indices]
+  downsampled = downsampled_directory(capture.image_paths, factor)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+    images = list(pool.map(lambda p: _read_at_factor(p, factor, downsampled), paths))
+  first = images[0].shape
+  for path, image in zip(paths, images):
+    if image.shape != first:
+      raise DatasetError(f'{path}: image is {image.shape[1]}x{image.shape[0]} at factor {factor}, but '
+                         f'{paths[0]} is {first[1]}x{first[0]}; all images of a capture must have one size.')
+  height, width = first[:2]
+  sizes = capture.sizes[indices].astype(np.float64)
+  if np.any(np.abs(sizes[:, 0] / sizes[:, 1] - width / height) > 0.02 * width / height):
+    raise DatasetError(f'{capture.source}: the cameras describe images of {int(sizes[0, 0])}x{int(sizes[0, 1])}, '
+                       f'but the images read ({paths[0]}, factor {factor}) are {width}x{height}: another aspect '
+                       'ratio. Are the images rotated, or from another capture?')
+  intrinsics = capture.intrinsics.take(indices)
+  scale_x, scale_y = width / sizes[:, 0], height / sizes[:, 1]
+  intrinsics = intrinsics._replace(
+      focal_x=(intrinsics.focal_x * scale_x).astype(np.float32),
+      focal_y=(intrinsics.focal_y * scale_y).astype(np.float32),
+      center_x=(intrinsics.center_x * scale_x).astype(np.float32),
+      center_y=(intrinsics.center_y * scale_y).astype(np.float32),
+      distortion=None if intrinsics.distortion is None else intrinsics.distortion.astype(np.float32))
+  ndc = capture.ndc
+  if ndc is not None:  # NDC is defined by the reference camera at the resolution rendered.
+    ndc = ndc._replace(focal_x=ndc.focal_x * width / ndc.width, focal_y=ndc.focal_y * height / ndc.height,
+                       width=width, height=height)
+  near, far = ray_bounds(capture, near, far)
+  return SceneSplit(images=np.stack(images).astype(np.float32),
+                    camtoworlds=capture.camtoworlds[indices].astype(np.float32), intrinsics=intrinsics,
+                    near=near, far=far, names=tuple(p.stem for p in paths), ndc=ndc,
+                    depth_range=content_depths(capture))

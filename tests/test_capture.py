@@ -1,0 +1,89 @@
+"""The capture pipeline shared by the COLMAP and transforms.json readers: normalisation, ray bounds from the
+sparse points, split protocol, image sizes against the cameras, and detection of a capture's format."""
+
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnerf import camera
+from jaxnerf import datasets
+from jaxnerf.datasets import capture
+from jaxnerf.errors import DatasetError
+
+TARGET = np.array([2.0, -1.0, 0.5])
+
+
+def _inward_capture(tmp_path, num=12, size=(8, 6), tilt_up=(0.3, 0.1, 1.0)):
+  """Cameras around TARGET in a world whose up is `tilt_up`, with sparse points around the target."""
+  rng = np.random.default_rng(0)
+  up = np.asarray(tilt_up) / np.linalg.norm(tilt_up)
+  rotation = capture.rotation_taking(up).T  # Takes +z to `up`.
+  poses = []
+  for azimuth in np.linspace(0, 300, num):
+    eye = TARGET + rotation @ (3.0 * np.array([np.cos(np.radians(azimuth)), np.sin(np.radians(azimuth)), 0.4]))
+    poses.append(camera.look_at(eye, TARGET, up=up))
+  paths = []
+  for i in range(num):
+    paths.append(tmp_path / f'{i:02d}.png')
+    Image.fromarray(np.full((size[1], size[0], 3), 10 * i, np.uint8)).save(paths[-1])
+  intrinsics = camera.Intrinsics(10.0, 10.0, size[0] / 2, size[1] / 2).repeated(num)
+  points = TARGET + rng.normal(size=(500, 3)) * 0.3
+  return capture.Capture(tuple(paths), np.stack(poses).astype(np.float64), intrinsics,
+                         np.tile(np.array(size, float), (num, 1)), points=points, source='test')
+
+
+def test_normalize_cameras_centres_levels_and_scales(tmp_path):
+  raw = _inward_capture(tmp_path)
+  result, transform, scale = capture.normalize(raw, 'cameras')
+  np.testing.assert_allclose(camera.focus_point(result.camtoworlds), 0.0, atol=1e-6)
+  up = result.camtoworlds[:, :, 1].mean(axis=0)
+  np.testing.assert_allclose(up / np.linalg.norm(up), [0, 0, 1], atol=1e-6)
+  np.testing.assert_allclose(np.percentile(np.linalg.norm(result.camtoworlds[:, :, 3], axis=-1), 90), 1.0)
+  # The same similarity transform moves cameras and points: a point keeps its pixel in every image.
+  for i in (0, 5):
+    np.testing.assert_allclose(camera.project(result.points[:5], result.camtoworlds[i], raw.intrinsics.take(i)),
+                               camera.project(raw.points[:5], raw.camtoworlds[i], raw.intrinsics.take(i)),
+                               atol=1e-6)
+  np.testing.assert_allclose(transform[:, :3] @ TARGET + transform[:, 3], 0.0, atol=1e-6)
+  assert scale == pytest.approx(1 / (3.0 * np.hypot(1.0, 0.4)), rel=1e-6)  # Cameras 3 x (cos, sin, 0.4) away.
+
+
+def test_normalize_points_fits_the_box_and_bounds_come_from_points(tmp_path):
+  result, _, _ = capture.normalize(_inward_capture(tmp_path), 'points')
+  extent = np.abs(np.percentile(result.points, [1, 99], axis=0))
+  assert extent.max() == pytest.approx(1.0)
+  near, far = capture.ray_bounds(result, 0.0, 0.0)
+  distance = np.linalg.norm(result.camtoworlds[0, :, 3])
+  assert 0 < near < distance - 1.0 and distance + 1.0 < far < 3 * distance
+  assert capture.ray_bounds(result, 0.5, 0.0)[0] == 0.5
+
+
+def test_split_sizes_and_aspect_checks(tmp_path):
+  raw = _inward_capture(tmp_path, num=10)
+  split = capture.load_capture_split(raw, 'train', factor=1, test_every=8)
+  assert split.num_images == 8 and split.images.shape == (8, 6, 8, 3)
+  assert split.depth_range is not None
+  with pytest.raises(DatasetError, match='too few'):
+    capture.load_capture_split(capture.Capture(raw.image_paths[1:2], raw.camtoworlds[1:2],
+                                               raw.intrinsics.take(slice(1, 2)), raw.sizes[1:2], source='x'),
+                               'train', 1, 8)  # One image: held out, none left to train on.
+  rotated = capture.Capture(raw.image_paths, raw.camtoworlds, raw.intrinsics, raw.sizes[:, ::-1].copy(),
+                            source='cams.bin')
+  with pytest.raises(DatasetError, match='cams.bin.*another aspect ratio'):
+    capture.load_capture_split(rotated, 'train', 1, 8)
+  with pytest.raises(DatasetError, match='unknown split'):
+    capture.split_indices(10, 'holdout', 8)
+
+
+def test_capture_format_is_told_by_the_files(tmp_path):
+  with pytest.raises(DatasetError, match='transforms.json, a COLMAP model'):
+    datasets.capture_format(tmp_path)
+  (tmp_path / 'poses_bounds.npy').write_bytes(b'')
+  assert datasets.capture_format(tmp_path) == 'llff'
+  (tmp_path / 'sparse' / '0').mkdir(parents=True)
+  (tmp_path / 'sparse' / '0' / 'cameras.txt').write_text('')
+  assert datasets.capture_format(tmp_path) == 'colmap'
+  (tmp_path / 'transforms.json').write_text('{}')
+  assert datasets.capture_format(pathlib.Path(tmp_path)) == 'transforms'
