@@ -41,7 +41,20 @@ class RenderedRays(NamedTuple):
   # near to far (linear or in disparity), which the interlevel and distortion losses read; None for
   # packed samples.
   s_edges: Optional[jnp.ndarray] = None
-  median_depth: Optional[jnp.ndarray] = None  # [...], where half of the ray's weight lies in front.
+  # [..., num_samples + 1]: the same edges as distances t along the rays (for `median_depth`); None for
+  # packed samples.
+  t_edges: Optional[jnp.ndarray] = None
+
+
+def median_depth(rendered: RenderedRays) -> jnp.ndarray:
+  """[...] the distance in front of which half of a ray's weight lies (linear within each interval); the
+  far edge for empty rays, and the expected depth for packed samples (which keep no edges). Computed only
+  where asked (rendering images), not in every training step."""
+  if rendered.t_edges is None:
+    return rendered.depth
+  edges, w = jax.lax.stop_gradient(rendered.t_edges), jax.lax.stop_gradient(rendered.w)
+  median = stepfun.weighted_percentile(edges, w, [50.0])[..., 0]
+  return jnp.where(rendered.acc > 1e-10, median, edges[..., -1])
 
 
 def sample_deltas(t, directions, far_delta: float = FAR_DELTA):
@@ -107,8 +120,7 @@ def render_intervals(rgb, density, t_edges, directions, background, opaque_last:
 
   Returns:
     RenderedRays with depth the expected distance of the intervals' midpoints (given that the ray
-    terminates) and median_depth the distance in front of which half of its weight lies; both are t_edges'
-    last where the ray is empty.
+    terminates; t_edges' last where the ray is empty) and t_edges.
   """
   delta = (t_edges[..., 1:] - t_edges[..., :-1]) * jnp.linalg.norm(directions, axis=-1, keepdims=True)
   w = compute_weights(density, delta)
@@ -123,9 +135,7 @@ def render_intervals(rgb, density, t_edges, directions, background, opaque_last:
   empty = acc <= 1e-10
   expected_t = jnp.sum(w * middle, axis=-1) / jnp.where(empty, 1.0, acc)
   depth = jnp.where(empty, t_edges[..., -1], jnp.clip(expected_t, t_edges[..., 0], t_edges[..., -1]))
-  median = stepfun.weighted_percentile(jax.lax.stop_gradient(t_edges), jax.lax.stop_gradient(w), [50.0])
-  median_depth = jnp.where(empty, t_edges[..., -1], median[..., 0])
-  return RenderedRays(rgb=color, depth=depth, acc=acc, w=w, median_depth=median_depth)
+  return RenderedRays(rgb=color, depth=depth, acc=acc, w=w, t_edges=t_edges)
 
 
 def _segmented_cumsum(values, segment_start):

@@ -13,6 +13,7 @@ import optax
 from jaxnerf import losses
 from jaxnerf import metrics
 from jaxnerf import parallel
+from jaxnerf import rendering
 from jaxnerf import train_state as train_state_lib
 from jaxnerf.train_state import TrainState
 
@@ -97,8 +98,7 @@ def make_render_rays(model, background, num_groups: int = 1):
   def render_rays(variables, rays):
     final = model.apply(variables, None, _split_groups(rays, num_groups), background)[-1]
     complete = jnp.ones(final.acc.shape, bool) if final.complete is None else final.complete
-    median_depth = final.depth if final.median_depth is None else final.median_depth
-    return _merge_groups({'rgb': final.rgb, 'depth': final.depth, 'median_depth': median_depth,
+    return _merge_groups({'rgb': final.rgb, 'depth': final.depth, 'median_depth': rendering.median_depth(final),
                           'acc': final.acc, 'complete': complete})
 
   return render_rays

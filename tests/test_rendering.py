@@ -303,5 +303,5 @@ def test_interval_rendering_matches_the_closed_form_of_a_homogeneous_medium(opaq
   np.testing.assert_allclose(out.rgb[0], expected_w.sum() * np.array([1.0, 0.5, 0.0]), rtol=1e-5)
   if not opaque_last:  # Half of the opacity 1 - exp(-8 sigma) lies before the median.
     median = 1.0 - np.log(1.0 - 0.5 * (1.0 - np.exp(-8 * sigma))) / (2.0 * sigma)
-    np.testing.assert_allclose(out.median_depth, [median], atol=0.01)  # Linear within each interval.
+    np.testing.assert_allclose(rendering.median_depth(out), [median], atol=0.01)  # Linear within each interval.
   assert out.w.shape == (1, 8) and out.depth.shape == (1,)

@@ -50,9 +50,7 @@ class NeRF(StatelessRenderer):
     # the last one ends at the far bound (its 1e10 only makes it opaque).
     edges = jax.lax.stop_gradient(jnp.concatenate([t, jnp.maximum(far, t[..., -1:])], axis=-1))
     spacing = 'disparity' if self.lindisp else 'linear'
-    median = stepfun.weighted_percentile(edges, jax.lax.stop_gradient(rendered.w), [50.0])[..., 0]
-    return rendered._replace(s_edges=coord.t_to_s(edges, near, far, spacing),
-                             median_depth=jnp.where(rendered.acc > 1e-10, median, t[..., -1]))
+    return rendered._replace(s_edges=coord.t_to_s(edges, near, far, spacing), t_edges=edges)
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [...] with each level.
