@@ -8,7 +8,9 @@ from typing import Any, Callable, Sequence, Tuple
 import jax
 import ml_collections
 
+from jaxnerf import camera_paths
 from jaxnerf import losses
+from jaxnerf.datasets.capture import NORMALIZATIONS
 from jaxnerf.errors import ConfigError
 
 
@@ -97,6 +99,11 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('eval.video_frames', NON_NEGATIVE_INT),
     ('eval.video_fps', POSITIVE_INT),
     ('eval.video_min_size', NON_NEGATIVE_INT),
+    ('eval.path', (lambda v: v in camera_paths.PATHS, f'one of {camera_paths.PATHS}')),
+    ('capture.test_every', (lambda v: _positive_int(v) and v >= 2, 'an integer >= 2')),
+    ('capture.normalize', (lambda v: v in NORMALIZATIONS, f'one of {NORMALIZATIONS}')),
+    ('capture.near', NON_NEGATIVE),
+    ('capture.far', NON_NEGATIVE),
 )
 
 

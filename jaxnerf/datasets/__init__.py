@@ -67,11 +67,14 @@ def capture_format(directory: pathlib.Path) -> str:
 
 
 def read_capture(directory: pathlib.Path, config, capture_format_name: str) -> capture_lib.Capture:
-  """The capture in `directory`, read by `capture_format_name` and normalised as config.capture says."""
+  """The capture in `directory`, read by `capture_format_name` and normalised as config.capture says (LLFF
+  scenes in NDC or spherified keep the world those need)."""
   options = config.capture
-  if capture_format_name == 'llff':  # LLFF scenes come in their own normalised world (NDC or spherified).
-    return llff.read_llff(directory, config.factor, options.forward_facing, options.spherify)
-  if capture_format_name == 'colmap':
+  if capture_format_name == 'llff':
+    capture = llff.read_llff(directory, config.factor, options.forward_facing, options.spherify)
+    if options.forward_facing or options.spherify:  # Already in the world NDC or spherify expects.
+      return capture
+  elif capture_format_name == 'colmap':
     from jaxnerf.datasets import colmap  # pycolmap is needed only for COLMAP models.
     capture = colmap.read_colmap(directory)
   else:
