@@ -22,8 +22,8 @@ from jaxnerf import sampling
 from jaxnerf import stepfun
 from jaxnerf.camera import Rays
 from jaxnerf.models.intervals import StatelessRenderer
-from jaxnerf.models.intervals import frustum_gaussians
 from jaxnerf.models.intervals import ray_bounds
+from jaxnerf.models.intervals import render_levels
 
 
 class NeRF(StatelessRenderer):
@@ -97,19 +97,12 @@ class MipNeRF(StatelessRenderer):
     keys = [None] * (2 * self.num_levels) if rng is None else list(jax.random.split(rng, 2 * self.num_levels))
     near, far = ray_bounds(rays, self.scene_box)
     spacing = 'disparity' if self.lindisp else 'linear'
-    viewdirs = rays.viewdirs[..., None, :]
-    s_edges = jnp.broadcast_to(jnp.array([0.0, 1.0]), near.shape[:-1] + (2,))
-    w = jnp.ones(near.shape[:-1] + (1,))
-    renderings = []
-    for level in range(self.num_levels):
-      padding = 0.0 if level == 0 else self.resample_padding
-      sampling_w = w if level == 0 else stepfun.blur_weights(w)
-      s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, self.num_samples,
-                                         padding=padding)
-      t_edges = coord.s_to_t(s_edges, near, far, spacing)
-      gaussians = frustum_gaussians(rays, t_edges)
-      out = self.field(gaussians, jnp.broadcast_to(viewdirs, gaussians.mean.shape), keys[2 * level + 1])
-      rendered = rendering.render_intervals(out.rgb, out.density, t_edges, rays.directions, background)
-      renderings.append(rendered._replace(s_edges=s_edges))
-      w = rendered.w
-    return renderings
+
+    def shade(level, t_edges, gaussians, key):
+      del level, t_edges
+      out = self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
+      return out.rgb, out.density
+
+    return render_levels(keys, rays, background, [self.num_samples] * self.num_levels,
+                         lambda s: coord.s_to_t(s, near, far, spacing), lambda level, w: stepfun.blur_weights(w),
+                         shade, padding=self.resample_padding)

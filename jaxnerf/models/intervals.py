@@ -1,13 +1,20 @@
 """What the renderers that sample intervals along rays share (coarse_to_fine.py, proposal.py): the ray bounds,
-the Gaussians of conical frustums, and the absence of non-trained state."""
+the Gaussians of conical frustums, the loop over levels that resample intervals, and the absence of
+non-trained state.
 
-from typing import Optional, Sequence
+Naming: `s_edges` interval edges in the normalised sampling space [0, 1] (near to far), `t_edges` the same
+edges as distances along the rays, `w` volume-rendering weights of the intervals.
+"""
+
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxnerf import camera
 from jaxnerf import rendering
+from jaxnerf import stepfun
 from jaxnerf.camera import Rays
 from jaxnerf.models.fields import Gaussians
 
@@ -25,6 +32,41 @@ def frustum_gaussians(rays: Rays, t_edges) -> Gaussians:
   mean, cov_diag = rendering.conical_frustum_to_gaussian(rays.directions, t_edges[..., :-1], t_edges[..., 1:],
                                                          rays.radii)
   return Gaussians(mean + rays.origins[..., None, :], cov_diag)
+
+
+def render_levels(keys, rays: Rays, background, level_samples: Sequence[int], s_to_t: Callable,
+                  resampling_weights: Callable, shade: Callable, padding: float = 0.0, single_jitter: bool = False,
+                  opaque_last: bool = False):
+  """Renders rays [...] through levels of intervals, each drawn from the weights of the level before
+  (mip-NeRF's and mip-NeRF 360's loop; the first level's intervals are stratified over [0, 1]).
+
+  Args:
+    keys: 2 keys per level (resampling, then shading), or Nones for deterministic rendering.
+    rays: Rays with fields [..., C].
+    background: [3] or [..., 3].
+    level_samples: intervals of each level.
+    s_to_t: s_edges [..., N + 1] -> t_edges, the renderer's spacing between its near and far bounds.
+    resampling_weights: (level, w) -> the weights the level's intervals are drawn from (level >= 1).
+    shade: (level, t_edges, gaussians [..., N], key) -> (rgb [..., N, 3] or None, density [..., N]).
+    padding: added to the weights before each resampling (not to the first level's uniform weight).
+    single_jitter, opaque_last: as stepfun.sample_intervals and rendering.render_intervals take them.
+
+  Returns:
+    One RenderedRays per level, with its s_edges.
+  """
+  s_edges = jnp.broadcast_to(jnp.array([0.0, 1.0]), rays.near.shape[:-1] + (2,))
+  w = jnp.ones(rays.near.shape[:-1] + (1,))
+  renderings = []
+  for level, num_samples in enumerate(level_samples):
+    sampling_w = w if level == 0 else resampling_weights(level, w)
+    s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, num_samples,
+                                       single_jitter=single_jitter, padding=0.0 if level == 0 else padding)
+    t_edges = s_to_t(s_edges)
+    rgb, density = shade(level, t_edges, frustum_gaussians(rays, t_edges), keys[2 * level + 1])
+    rendered = rendering.render_intervals(rgb, density, t_edges, rays.directions, background, opaque_last)
+    renderings.append(rendered._replace(s_edges=s_edges))
+    w = rendered.w
+  return renderings
 
 
 class StatelessRenderer(nn.Module):

@@ -20,12 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxnerf import coord
-from jaxnerf import rendering
-from jaxnerf import stepfun
 from jaxnerf.camera import Rays
 from jaxnerf.models.intervals import StatelessRenderer
-from jaxnerf.models.intervals import frustum_gaussians
 from jaxnerf.models.intervals import ray_bounds
+from jaxnerf.models.intervals import render_levels
 
 
 def anneal_power(progress, slope: float):
@@ -46,7 +44,8 @@ def scale_gradient(x, scale):
 class ProposalNeRF(StatelessRenderer):
   """Proposal levels of `num_proposal_samples` intervals (one density field each), then `num_samples`
   intervals of `field`. `spacing` (coord.SPACINGS): 'disparity' or 'linear_disparity' for unbounded
-  scenes, 'linear' for bounded ones; with `scene_box`, rays are clipped to it first. `resample_padding` is added to the weights before each resampling."""
+  scenes, 'linear' for bounded ones; with `scene_box`, rays are clipped to it first. `resample_padding` is
+  added to the weights before each resampling."""
 
   field: nn.Module
   proposal_fields: Sequence[nn.Module]
@@ -82,34 +81,21 @@ class ProposalNeRF(StatelessRenderer):
     num_levels = len(self.proposal_fields) + 1
     keys = [None] * (2 * num_levels) if rng is None else list(jax.random.split(rng, 2 * num_levels))
     near, far = ray_bounds(rays, self.scene_box)
-    viewdirs = rays.viewdirs[..., None, :]
-    s_edges = jnp.broadcast_to(jnp.array([0.0, 1.0]), near.shape[:-1] + (2,))
-    w = jnp.ones(near.shape[:-1] + (1,))
     power = anneal_power(progress, self.anneal_slope)
-    renderings = []
-    for level in range(num_levels):
-      final = level == num_levels - 1
-      num_samples = self.num_samples if final else self.num_proposal_samples[level]
-      sampling_w = w if level == 0 else jax.lax.stop_gradient(w)**power
-      padding = 0.0 if level == 0 else self.resample_padding
-      s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, num_samples,
-                                         single_jitter=self.single_jitter, padding=padding)
-      t_edges = coord.s_to_t(s_edges, near, far, self.spacing, self.spacing_pivot)
-      gaussians = frustum_gaussians(rays, t_edges)
-      if final:
-        out = self.field(gaussians, jnp.broadcast_to(viewdirs, gaussians.mean.shape), keys[2 * level + 1])
-        density, rgb = out.density, out.rgb
-        if self.gradient_scaling_distance > 0:
-          distance = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1]) * jnp.linalg.norm(rays.directions, axis=-1,
-                                                                                     keepdims=True)
-          scale = jnp.clip((distance / self.gradient_scaling_distance)**2, 0.0, 1.0)
-          density = scale_gradient(density, scale)
-          rgb = scale_gradient(rgb, scale[..., None])
-      else:
-        density, _ = self.proposal_fields[level].density(gaussians, keys[2 * level + 1])
-        rgb = None
-      rendered = rendering.render_intervals(rgb, density, t_edges, rays.directions, background,
-                                            self.opaque_background)
-      renderings.append(rendered._replace(s_edges=s_edges))
-      w = rendered.w
-    return renderings
+
+    def shade(level, t_edges, gaussians, key):
+      if level < num_levels - 1:
+        return None, self.proposal_fields[level].density(gaussians, key)[0]
+      out = self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
+      density, rgb = out.density, out.rgb
+      if self.gradient_scaling_distance > 0:
+        distance = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1]) * jnp.linalg.norm(rays.directions, axis=-1,
+                                                                                   keepdims=True)
+        scale = jnp.clip((distance / self.gradient_scaling_distance)**2, 0.0, 1.0)
+        density, rgb = scale_gradient(density, scale), scale_gradient(rgb, scale[..., None])
+      return rgb, density
+
+    return render_levels(keys, rays, background, list(self.num_proposal_samples) + [self.num_samples],
+                         lambda s: coord.s_to_t(s, near, far, self.spacing, self.spacing_pivot),
+                         lambda level, w: jax.lax.stop_gradient(w)**power, shade, padding=self.resample_padding,
+                         single_jitter=self.single_jitter, opaque_last=self.opaque_background)
