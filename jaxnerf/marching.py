@@ -6,7 +6,7 @@ selected samples of a whole batch are *packed* into one flat buffer of fixed cap
 keeps its shapes, and the work follows the samples that matter rather than a fixed count per ray.
 
 Naming conventions:
-- `s`: distance along a ray in world units, measured along its unit `viewdirs` from the origin. NeRF's `t`
+- `s`: distance along a ray in world units, measured along its unit direction from the origin. NeRF's `t`
   (depth along the un-normalised `directions`) is s / |directions|.
 - `step_size`: world distance between consecutive steps; each sample stands for an interval of that length.
 - `[R, M]` arrays: R rays, M = `num_steps` candidate steps per ray.

@@ -249,3 +249,18 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   assert 10 < empty.sum() < 90, empty.sum()
   np.testing.assert_array_equal(np.asarray(plain['acc']).reshape(-1)[empty], 0.0)
   assert len(rendered_rays) == -(-int((~empty).sum()) // 16) < -(-100 // 16)  # ...from fewer chunks.
+
+
+def test_occupancy_grid_nerf_marches_along_directions_not_viewdirs():
+  """NDC rays keep the world's view directions in `viewdirs`, apart from their `directions`: samples must
+  follow the directions (density, opacity and depth do not depend on viewdirs)."""
+  rays = _rays(64)
+  model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, grid_resolution=16, step_size=0.02,
+                                   march_samples_per_ray=400.0, render_samples_per_ray=400.0)
+  variables = jax.jit(model.init)(jax.random.key(0), None, rays, jnp.ones(3))
+  other = rays._replace(viewdirs=jnp.broadcast_to(jnp.array([0.6, 0.0, -0.8]), rays.viewdirs.shape))
+  render = jax.jit(lambda r: model.apply(variables, None, r, jnp.ones(3))[0])
+  expected, actual = render(rays), render(other)
+  assert 10 < int(jnp.sum(expected.acc > 0.5)) < 60
+  np.testing.assert_allclose(actual.acc, expected.acc, atol=1e-5)
+  np.testing.assert_allclose(actual.depth, expected.depth, rtol=1e-5)

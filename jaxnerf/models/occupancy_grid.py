@@ -20,6 +20,12 @@ from jaxnerf import rendering
 from jaxnerf.camera import Rays
 
 
+def _unit_directions(rays: Rays):
+  """[..., 3] the rays' directions at unit length: the marching direction. (Not `viewdirs`, which stay the
+  world's view directions when rays are given in NDC.)"""
+  return rays.directions / jnp.linalg.norm(rays.directions, axis=-1, keepdims=True)
+
+
 class OccupancyGridNeRF(nn.Module):
   """instant-ngp's renderer (Mueller et al. 2022, Sec. 5.3 and App. E).
 
@@ -73,7 +79,7 @@ class OccupancyGridNeRF(nn.Module):
     """Steps along rays [...] through the box, starting `offset` [...] (in [0, 1)) of a step in.
 
     Returns:
-      direction_norm [...]; s_near [...], the first step's distance along the unit viewdirs (t = s /
+      direction_norm [...]; s_near [...], the first step's distance along the unit directions (t = s /
       direction_norm is NeRF's depth); far [..., 1], the t where the ray leaves the box (or its far bound);
       selected [..., num_steps], the steps before `far` that lie in occupied cells.
     """
@@ -81,7 +87,7 @@ class OccupancyGridNeRF(nn.Module):
     near, far = camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, self.scene_box)
     s_near, s_far = near[..., 0] * direction_norm, far[..., 0] * direction_norm
     s = marching.step_distances(s_near, offset, self.step_size, self._num_steps())
-    points = rays.origins[..., None, :] + s[..., None] * rays.viewdirs[..., None, :]
+    points = rays.origins[..., None, :] + s[..., None] * _unit_directions(rays)[..., None, :]
     selected = (s < s_far[..., None]) & occupancy.is_occupied(
         self.occupied.value, points, self.scene_box, self.grid_resolution)
     return direction_norm, s_near, far, selected
@@ -115,8 +121,9 @@ class OccupancyGridNeRF(nn.Module):
     def sample(packed):
       s = per_group(lambda p, s0, o: marching.packed_distances(p, s0, o, self.step_size), packed, s_near,
                     offset)
-      origins, viewdirs = (per_group(marching.gather_rays, x, packed) for x in (rays.origins, rays.viewdirs))
-      return s, origins + s[..., None] * viewdirs, viewdirs
+      origins, unit_directions, viewdirs = (per_group(marching.gather_rays, x, packed)
+                                            for x in (rays.origins, _unit_directions(rays), rays.viewdirs))
+      return s, origins + s[..., None] * unit_directions, viewdirs
 
     # Pass 1: the transmittance at every occupied step.
     marched = per_group(lambda x: marching.pack(x, march_capacity), selected)
