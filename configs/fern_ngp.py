@@ -30,4 +30,6 @@ def get_config(preset: str = ''):
   if preset == 'cpu':
     # 504x378 images hold 19 times the pixels of lego's 100x100: a finer grid and a larger table.
     config.model.hash_grid.update(log2_table_size=17, max_resolution=1024)
+    # Batches of 1024 rays: at 120 s, 21.7 dB against 20.9 with 2048 and 21.5 with 512.
+    config.train.batch_size = 1024
   return config
