@@ -49,7 +49,7 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
   meta = _read_json(meta_path, split)
   frames, camera_angle_x = _check_meta(meta, meta_path)
   image_paths = [_image_path(data_dir, frame, meta_path, i) for i, frame in enumerate(frames)]
-  camtoworlds = np.stack([_check_pose(f.get('transform_matrix'), meta_path, i)
+  camtoworlds = np.stack([check_pose(f.get('transform_matrix'), meta_path, i)
                           for i, f in enumerate(frames)])
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -122,7 +122,7 @@ def _image_path(data_dir, frame, meta_path, index) -> pathlib.Path:
   return path
 
 
-def _check_pose(matrix, meta_path, index) -> np.ndarray:
+def check_pose(matrix, meta_path, index) -> np.ndarray:
   """The 4x4 camera-to-world matrix of frame `index`, checked to be a rigid motion: a rotation (orthonormal
   columns, determinant +1, no scale) and a translation, over the row (0, 0, 0, 1)."""
   where = f'{meta_path}: frame {index} "transform_matrix"'
