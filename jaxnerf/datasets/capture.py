@@ -252,7 +252,10 @@ def load_capture_split(capture: Capture, split: str, factor: int, test_every: in
                        f'but the images read ({paths[0]}, factor {factor}) are {width}x{height}: another aspect '
                        'ratio. Are the images rotated, or from another capture?')
   intrinsics = capture.intrinsics.take(indices)
-  scale_x, scale_y = width / sizes[:, 0], height / sizes[:, 1]
+  if downsampled is None:  # Whole factor x factor blocks, from the top-left corner: exactly 1 / factor.
+    scale_x = scale_y = np.full(len(indices), 1.0 / factor)
+  else:  # Resized by another tool: by the sizes.
+    scale_x, scale_y = width / sizes[:, 0], height / sizes[:, 1]
   intrinsics = intrinsics._replace(
       focal_x=(intrinsics.focal_x * scale_x).astype(np.float32),
       focal_y=(intrinsics.focal_y * scale_y).astype(np.float32),
