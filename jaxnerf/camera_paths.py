@@ -4,8 +4,9 @@
   and elevation (the Blender scenes and the embedded ones, whose cameras look at the origin, z up).
 - 'spiral': LLFF's path for forward-facing captures: the camera circles about the mean view twice, in an
   ellipse as wide as the cameras spread, always looking at a point at a typical depth of the content.
-- 'ellipse': for inward-facing captures (a partial or whole orbit): an ellipse fitted to the cameras'
-  horizontal spread around the point they look at, rising and falling between their low and high heights.
+- 'ellipse': for inward-facing captures: an ellipse fitted to the cameras' horizontal spread around the point
+  they look at, rising and falling between their low and high heights; for a partial orbit, the arc the
+  cameras cover, there and back.
 - 'interpolate': a smooth curve (Catmull-Rom) through a few training cameras in the capture's order.
 `path_for` picks one by name, or 'auto': spiral for NDC scenes, ellipse for other captures, else orbit.
 
@@ -64,11 +65,25 @@ def spiral(camtoworlds: np.ndarray, depth_range: Tuple[float, float], num_frames
   return np.stack(poses)
 
 
+def covered_azimuths(offsets: np.ndarray, max_gap_deg: float = 60.0) -> Optional[Tuple[float, float]]:
+  """(start, end) azimuths in radians, end > start, of the arc that cameras at horizontal `offsets` [N, 2]
+  from a centre cover, when they leave a gap wider than `max_gap_deg` (a partial orbit); None when they
+  surround the centre."""
+  azimuths = np.sort(np.arctan2(offsets[:, 1], offsets[:, 0]))
+  gaps = np.diff(np.concatenate([azimuths, azimuths[:1] + 2 * np.pi]))
+  widest = int(np.argmax(gaps))
+  if gaps[widest] <= np.radians(max_gap_deg):
+    return None
+  start = azimuths[(widest + 1) % len(azimuths)]  # The arc runs from after the gap round to its start.
+  return float(start), float(start + 2 * np.pi - gaps[widest])
+
+
 def ellipse(camtoworlds: np.ndarray, num_frames: int, target: Optional[np.ndarray] = None) -> np.ndarray:
   """An ellipse about the vertical through `target` (default: the focus of the cameras' axes, else the
   origin), fitted to the cameras' horizontal offsets (90th percentile of each axis), its height moving
-  between their 10th and 90th percentile heights twice a turn, looking at `target`. The world's z must be
-  up (the capture readers' normalisation makes it so)."""
+  between their 10th and 90th percentile heights, looking at `target`. Cameras that leave a gap of more than
+  60 degrees (a partial orbit) get the arc they cover, swept there and back, rather than views of sides
+  nobody photographed. The world's z must be up (the capture readers' normalisation makes it so)."""
   camtoworlds = np.asarray(camtoworlds, np.float64)
   if target is None:
     target = camera.focus_point(camtoworlds)
@@ -76,9 +91,15 @@ def ellipse(camtoworlds: np.ndarray, num_frames: int, target: Optional[np.ndarra
   positions = camtoworlds[:, :, 3]
   half_axes = np.percentile(np.abs(positions[:, :2] - target[:2]), 90, axis=0)
   low, high = np.percentile(positions[:, 2], [10, 90])
+  phase = np.linspace(0.0, 2 * np.pi, num_frames, endpoint=False)
+  arc = covered_azimuths(positions[:, :2] - target[:2])
+  if arc is None:
+    angles = phase
+  else:  # There and back, slowing at the ends.
+    angles = arc[0] + (arc[1] - arc[0]) * (0.5 - 0.5 * np.cos(phase))
   poses = []
-  for angle in np.linspace(0.0, 2 * np.pi, num_frames, endpoint=False):
-    height = low + (high - low) * (0.5 - 0.5 * np.cos(2 * angle))
+  for angle, turn in zip(angles, phase):
+    height = low + (high - low) * (0.5 - 0.5 * np.cos(2 * turn))
     eye = np.array([target[0] + half_axes[0] * np.cos(angle), target[1] + half_axes[1] * np.sin(angle), height])
     poses.append(camera.look_at(eye, target))
   return np.stack(poses)

@@ -128,3 +128,16 @@ def test_path_for_picks_by_scene():
     camera_paths.path_for('spiral', cams, 5, False, None)
   with pytest.raises(ValueError, match='unknown camera path'):
     camera_paths.path_for('zigzag', cams, 5, False, None)
+
+
+def test_ellipse_of_a_partial_orbit_stays_on_the_photographed_arc():
+  cams = np.stack([camera.spherical_pose(a, 20.0, 2.0) for a in np.linspace(-30, 90, 12)])
+  assert camera_paths.covered_azimuths(cams[:, :2, 3]) == pytest.approx((np.radians(-30), np.radians(90)))
+  azimuths = np.degrees(np.arctan2(*camera_paths.ellipse(cams, 40)[:, 1::-1, 3].T))
+  assert azimuths.min() == pytest.approx(-30, abs=0.5) and azimuths.max() == pytest.approx(90, abs=0.5)
+  surrounding = np.stack([camera.spherical_pose(a, 20.0, 2.0) for a in range(0, 360, 30)])
+  assert camera_paths.covered_azimuths(surrounding[:, :2, 3]) is None
+  # An arc across the +-180 degree seam.
+  seam = np.stack([camera.spherical_pose(a, 20.0, 2.0) for a in np.linspace(150, 250, 8)])
+  start, end = camera_paths.covered_azimuths(seam[:, :2, 3])
+  assert np.degrees(end - start) == pytest.approx(100, abs=1e-4)  # Poses are float32.
