@@ -28,9 +28,10 @@ def write_blender_scene(directory, num_images=3, size=(8, 6), splits=('train', '
   return directory, images
 
 
-def write_llff_scene(directory, num_images=9, resolution=24, seed=0):
+def write_llff_scene(directory, num_images=9, resolution=24, seed=0, arc_deg=0.0):
   """A forward-facing LLFF capture of the procedural 'unbounded' scene (opaque everywhere): cameras on a small
-  patch looking at the still life, poses_bounds.npy with the depth range of each view, images/ PNGs.
+  patch looking at the still life (or, with `arc_deg`, spread over an arc of that many degrees around it, an
+  inward-facing capture), poses_bounds.npy with the depth range of each view, images/ PNGs.
 
   Returns:
     (directory, camtoworlds [N, 3, 4] in the procedural scene's world).
@@ -43,7 +44,9 @@ def write_llff_scene(directory, num_images=9, resolution=24, seed=0):
   focal = procedural.focal_length(spec)
   poses, rows = [], []
   for i in range(num_images):
-    eye = np.array([4.0, rng.uniform(-0.5, 0.5), 1.0 + rng.uniform(-0.3, 0.3)])
+    azimuth = np.radians(arc_deg * (i / max(num_images - 1, 1) - 0.5))
+    eye = np.array([4.0 * np.cos(azimuth), 4.0 * np.sin(azimuth) + rng.uniform(-0.5, 0.5),
+                    1.0 + rng.uniform(-0.3, 0.3)])
     pose = camera.look_at(eye, [0.0, rng.uniform(-0.2, 0.2), 0.3])
     rgba, depth = procedural.render_view(spec, pose)
     Image.fromarray(np.uint8(np.round(rgba[..., :3] * 255))).save(directory / 'images' / f'view{i:02d}.png')

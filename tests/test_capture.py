@@ -87,3 +87,14 @@ def test_capture_format_is_told_by_the_files(tmp_path):
   assert datasets.capture_format(tmp_path) == 'colmap'
   (tmp_path / 'transforms.json').write_text('{}')
   assert datasets.capture_format(pathlib.Path(tmp_path)) == 'transforms'
+
+
+def test_bounds_without_points_come_from_the_cameras_focus(tmp_path):
+  raw = _inward_capture(tmp_path)
+  no_points = capture.Capture(raw.image_paths, raw.camtoworlds, raw.intrinsics, raw.sizes, source='t.json')
+  distance = 3.0 * np.hypot(1.0, 0.4)  # Every camera's distance to the target it looks at.
+  assert capture.content_depths(no_points) == pytest.approx((0.1 * distance, 10 * distance))
+  parallel = capture.Capture(raw.image_paths, np.repeat(raw.camtoworlds[:1], len(raw.image_paths), axis=0),
+                             raw.intrinsics, raw.sizes, source='t.json')
+  with pytest.raises(DatasetError, match='t.json: .* look at no common point'):
+    capture.ray_bounds(parallel, 0.0, 0.0)

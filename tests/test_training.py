@@ -17,6 +17,7 @@ from jaxnerf import reporting
 from jaxnerf import steps as steps_lib
 from jaxnerf import trainer
 from jaxnerf.datasets import batching
+from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from tests.scenes import write_llff_scene
@@ -339,3 +340,37 @@ def test_fern_config_trains_resumes_and_renders_a_spiral(tmp_path):
   video = render_outputs.render_path_video(workdir, None, num_frames=3, fps=3, min_size=0)
   assert video['path'] == 'spiral' and video['size'] == [24, 24]
   assert sorted(pathlib.Path(f).name for f in video['files'])[0] == 'spiral.gif'
+
+
+CUP = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'captures' / 'cup'
+
+
+def _transforms_scene(tmp_path, source):
+  """A transforms.json scene written from another capture's cameras (the cup's COLMAP model, or a small
+  LLFF capture of the procedural scene), the images left where they are."""
+  scene = tmp_path / 'transforms_scene'
+  scene.mkdir()
+  if source == 'cup':
+    from jaxnerf.datasets import colmap  # pylint: disable=import-outside-toplevel
+    capture = colmap.read_colmap(CUP)
+  else:
+    from jaxnerf.datasets import llff  # pylint: disable=import-outside-toplevel
+    capture = llff.read_llff(write_llff_scene(tmp_path / 'llff', arc_deg=90.0)[0], forward_facing=False)
+  transforms_json.write_transforms(capture, scene / 'transforms.json')
+  return scene
+
+
+@pytest.mark.parametrize('source', [
+    'procedural', pytest.param('cup', marks=pytest.mark.skipif(not CUP.is_dir(), reason='no ../shared cup'))])
+def test_capture_config_trains_and_renders_a_transforms_json_scene(tmp_path, source):
+  """configs/capture.py (shrunk; contraction, normalised world) on a transforms.json scene: trains, scores
+  the held-out images and renders the ellipse around the cameras' focus."""
+  config = tiny_capture_config('capture', _transforms_scene(tmp_path, source), num_steps=2, checkpoint_every=2)
+  config.factor = 16 if source == 'cup' else 1  # The cup's 800x600 photos at 50x37.
+  config.eval.update(final_num_images=0)
+  workdir = tmp_path / 'run'
+  trainer.train_and_evaluate(config, workdir)
+  rendered = render_outputs.render_split(workdir, 'test', limit=1)
+  assert rendered['num_images'] == 1 and np.isfinite(rendered['mean']['psnr'])
+  video = render_outputs.render_path_video(workdir, None, num_frames=2, fps=2, min_size=0)
+  assert video['path'] == 'ellipse'

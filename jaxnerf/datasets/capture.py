@@ -148,11 +148,17 @@ def normalize(capture: Capture, mode: str) -> Tuple[Capture, np.ndarray, float]:
 
 def content_depths(capture: Capture) -> Optional[Tuple[float, float]]:
   """(nearest, farthest) depth of the capture's content in front of its cameras: LLFF's per-image bounds,
-  else the 0.1th and 99.9th percentiles of the sparse points' depths; None when the capture has neither."""
+  else the 0.1th and 99.9th percentiles of the sparse points' depths, else (transforms.json has neither)
+  from the cameras' distances d to the point they look at: 0.1 x the nearest d to 10 x the farthest; None
+  when the cameras look at no common point either."""
   if capture.depth_bounds is not None:
     return float(capture.depth_bounds[:, 0].min()), float(capture.depth_bounds[:, 1].max())
   if capture.points is None or not len(capture.points):
-    return None
+    focus = camera.focus_point(capture.camtoworlds)
+    if focus is None:
+      return None
+    distances = np.linalg.norm(capture.camtoworlds[:, :, 3] - focus, axis=-1)
+    return 0.1 * float(distances.min()), 10.0 * float(distances.max())
   offsets = capture.points[None, :, :] - capture.camtoworlds[:, None, :, 3]
   depths = -np.einsum('npi,ni->np', offsets, capture.camtoworlds[:, :, 2])
   depths = depths[depths > 0]
@@ -171,8 +177,9 @@ def ray_bounds(capture: Capture, near: float, far: float) -> Tuple[float, float]
     return near, far
   depths = content_depths(capture)
   if depths is None:
-    raise DatasetError(f'{capture.source}: this capture has no depth bounds or sparse points to derive the '
-                       'ray bounds from; set --config.capture.near and --config.capture.far.')
+    raise DatasetError(f'{capture.source}: this capture has no depth bounds or sparse points, and its cameras '
+                       'look at no common point, to derive the ray bounds from; set --config.capture.near and '
+                       '--config.capture.far.')
   far_margin = 1.0 if capture.depth_bounds is not None else 1.5
   return (near if near > 0 else 0.9 * depths[0]), (far if far > 0 else far_margin * depths[1])
 
