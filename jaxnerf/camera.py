@@ -68,6 +68,16 @@ class Intrinsics(NamedTuple):
     return Intrinsics(*(None if v is None else np.repeat(np.asarray(v, np.float32)[None], count, axis=0)
                         for v in self))
 
+  @classmethod
+  def stack(cls, cameras) -> 'Intrinsics':
+    """Per-image intrinsics (fields [N]; distortion [N, 5], zeros for pinhole cameras, or None if all are)
+    from N cameras with scalar fields."""
+    cameras = list(cameras)
+    distortion = None
+    if any(k.distortion is not None for k in cameras):
+      distortion = np.stack([np.zeros(5) if k.distortion is None else np.asarray(k.distortion) for k in cameras])
+    return cls(*(np.array([getattr(k, field) for k in cameras]) for field in cls._fields[:4]), distortion)
+
   def take(self, index) -> 'Intrinsics':
     """The intrinsics of images `index` (an integer or an index array) of per-image intrinsics."""
     return Intrinsics(*(None if v is None else np.asarray(v)[index] for v in self))

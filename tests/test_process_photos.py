@@ -17,6 +17,7 @@ pytest.importorskip('pycolmap')
 import pycolmap
 
 from jaxnerf import camera
+from jaxnerf.datasets import photos as photos_lib
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.datasets import structure_from_motion as sfm
 from jaxnerf.errors import ConfigError
@@ -174,7 +175,7 @@ def test_video_frames_to_scene(textured_photos, tmp_path):
   options = sfm.SfmOptions(camera_model='PINHOLE')  # Copies the frames rather than undistorting them.
   summary = sfm.video_to_scene(video, out, NUM_VIEWS, options)
   assert summary['matcher'] == 'sequential' and summary['images_found'] == NUM_VIEWS
-  names = [sfm.FRAME_NAME.format(i + 1) for i in range(NUM_VIEWS)]
+  names = [photos_lib.FRAME_NAME.format(i + 1) for i in range(NUM_VIEWS)]
   _check_recovered_cameras(out, names, centres, NUM_VIEWS - 1)
 
 
@@ -186,14 +187,14 @@ def test_video_frames_are_evenly_spaced(tmp_path):
   for i in range(20):  # Frame i is a uniform grey of 12 i.
     writer.send(np.full((48, 64, 3), 12 * i, np.uint8).tobytes())
   writer.close()
-  paths = sfm.video_to_photos(video, tmp_path / 'frames', num_frames=5)
+  paths = photos_lib.video_to_photos(video, tmp_path / 'frames', num_frames=5)
   assert [p.name for p in paths] == ['frame_00001.png', 'frame_00002.png', 'frame_00003.png', 'frame_00004.png',
                                      'frame_00005.png']
   greys = [np.asarray(Image.open(p)).mean() for p in paths]
   assert np.allclose(greys, 12 * np.array([0, 5, 10, 14, 19]), atol=4)
   (tmp_path / 'not_a_video.mp4').write_text('text')
   with pytest.raises(DatasetError, match='not_a_video.mp4 could not be read as a video'):
-    sfm.video_to_photos(tmp_path / 'not_a_video.mp4', tmp_path / 'other_frames', 5)
+    photos_lib.video_to_photos(tmp_path / 'not_a_video.mp4', tmp_path / 'other_frames', 5)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def _write_photos(folder: pathlib.Path, sizes, orientations=None, suffix='.png')
     extra = {}
     if orientations is not None:
       extra['exif'] = Image.Exif()
-      extra['exif'][sfm.EXIF_ORIENTATION] = orientations[i]
+      extra['exif'][photos_lib.EXIF_ORIENTATION] = orientations[i]
     pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(folder / f'photo_{i}{suffix}', **extra)
   return folder

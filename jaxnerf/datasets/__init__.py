@@ -11,7 +11,9 @@ import pathlib
 from typing import Callable, Optional
 
 from jaxnerf.datasets import capture as capture_lib
+from jaxnerf.datasets import colmap  # pycolmap itself is imported only when a model is read.
 from jaxnerf.datasets import llff
+from jaxnerf.datasets import transforms_json
 from jaxnerf.datasets.blender import load_blender_split
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
@@ -57,9 +59,8 @@ def capture_format(directory: pathlib.Path) -> str:
   directory = pathlib.Path(directory)
   if (directory / 'transforms.json').is_file():
     return 'transforms'
-  for model in ('sparse/0', 'sparse', 'colmap/sparse/0'):
-    if any((directory / model / f'cameras.{ext}').is_file() for ext in ('bin', 'txt')):
-      return 'colmap'
+  if colmap.find_model(directory) is not None:
+    return 'colmap'
   if (directory / llff.POSES_FILE).is_file():
     return 'llff'
   raise DatasetError(f'{directory} is not a capture this project reads: expected transforms.json, a COLMAP '
@@ -75,10 +76,8 @@ def read_capture(directory: pathlib.Path, config, capture_format_name: str) -> c
     if options.forward_facing or options.spherify:  # Already in the world NDC or spherify expects.
       return capture
   elif capture_format_name == 'colmap':
-    from jaxnerf.datasets import colmap  # pycolmap is needed only for COLMAP models.
     capture = colmap.read_colmap(directory)
   else:
-    from jaxnerf.datasets import transforms_json
     capture = transforms_json.read_transforms(directory)
   return capture_lib.normalize(capture, options.normalize)[0]
 

@@ -53,7 +53,7 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
                           for i, f in enumerate(frames)])
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-    rgba = list(pool.map(_read_rgba, image_paths))
+    rgba = list(pool.map(read_rgba, image_paths))
   first_shape = rgba[0].shape
   for path, image in zip(image_paths, rgba):
     if image.shape != first_shape:
@@ -65,7 +65,7 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
                        f'{meta_path.parent}.')
 
   background = 1.0 if white_background else 0.0
-  images = downsample(np.stack([_composite(image, background) for image in rgba]), factor)
+  images = downsample(np.stack([composite(image, background) for image in rgba]), factor)
   alphas = downsample(np.stack([image[..., 3:] for image in rgba]), factor)[..., 0]
   focal = 0.5 * width / math.tan(0.5 * camera_angle_x) / factor
   intrinsics = camera.Intrinsics.pinhole(focal, width // factor, height // factor).repeated(len(frames))
@@ -173,7 +173,7 @@ def _read_png16(path: pathlib.Path) -> np.ndarray:
   return np.concatenate([colour, alpha], axis=-1)
 
 
-def _read_rgba(path: pathlib.Path) -> np.ndarray:
+def read_rgba(path: pathlib.Path) -> np.ndarray:
   """[H, W, 4] float32 in [0, 1], at the image's own bit depth (8 or 16); an image without alpha gets
   alpha 1."""
   try:
@@ -193,7 +193,7 @@ def _read_rgba(path: pathlib.Path) -> np.ndarray:
     raise DatasetError(f'{path} could not be read as an image: {e}') from e
 
 
-def _composite(rgba: np.ndarray, background: float) -> np.ndarray:
+def composite(rgba: np.ndarray, background: float) -> np.ndarray:
   rgb, alpha = rgba[..., :3], rgba[..., 3:]
   return rgb * alpha + background * (1.0 - alpha)
 

@@ -14,9 +14,9 @@ import pathlib
 from typing import Optional, Tuple
 
 import numpy as np
-from PIL import Image
 
 from jaxnerf import camera
+from jaxnerf.datasets import blender
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
 
@@ -167,15 +167,17 @@ def content_depths(capture: Capture) -> Optional[Tuple[float, float]]:
   return float(np.percentile(depths, 0.1)), float(np.percentile(depths, 99.9))
 
 
-def ray_bounds(capture: Capture, near: float, far: float) -> Tuple[float, float]:
+def ray_bounds(capture: Capture, near: float, far: float,
+               depths: Optional[Tuple[float, float]] = None) -> Tuple[float, float]:
   """(near, far) of the rays: NDC rays run over [0, 1]; otherwise the given values where positive, else
   from the capture's `content_depths`: 0.9 x the nearest, and the farthest (LLFF's bounds, as NeRF) or 1.5 x
-  the farthest sparse point (the percentile cuts the farthest off)."""
+  the farthest sparse point (the percentile cuts the farthest off). `depths`: content_depths(capture), when
+  the caller has it already."""
   if capture.ndc is not None:
     return 0.0, 1.0
   if near > 0 and far > 0:
     return near, far
-  depths = content_depths(capture)
+  depths = content_depths(capture) if depths is None else depths
   if depths is None:
     raise DatasetError(f'{capture.source}: this capture has no depth bounds or sparse points, and its cameras '
                        'look at no common point, to derive the ray bounds from; set --config.capture.near and '
@@ -188,41 +190,26 @@ def ray_bounds(capture: Capture, near: float, far: float) -> Tuple[float, float]
 # Images.
 
 
-def read_rgb(path: pathlib.Path) -> np.ndarray:
-  """[H, W, 3] float32 in [0, 1] (alpha, if any, is composited on white)."""
-  try:
-    with Image.open(path) as image:
-      image.load()
-      if image.mode in ('RGBA', 'LA', 'P'):
-        rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
-        return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
-      return np.asarray(image.convert('RGB'), np.float32) / 255.0
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DatasetError(f'{path} could not be read as an image: {e}') from e
-
-
-def downsampled_directory(image_paths, factor: int) -> Optional[pathlib.Path]:
-  """The `images_<factor>` directory beside the images (LLFF's and COLMAP tools' convention), when it holds
-  every image under the same name (any of the image suffixes); else None."""
+def downsampled_files(image_paths, factor: int) -> Optional[dict]:
+  """{stem: file} of the `images_<factor>` directory beside the images (LLFF's and COLMAP tools' convention),
+  when it holds every image under the same name (any of the image suffixes); else None."""
   if factor == 1:
     return None
   directory = pathlib.Path(image_paths[0]).parent.with_name(f'images_{factor}')
   if not directory.is_dir():
     return None
-  stems = {p.stem for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-  return directory if all(pathlib.Path(p).stem in stems for p in image_paths) else None
+  files = {p.stem: p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+  return files if all(pathlib.Path(p).stem in files for p in image_paths) else None
 
 
-def _read_at_factor(path: pathlib.Path, factor: int, downsampled: Optional[pathlib.Path]) -> np.ndarray:
+def _read_at_factor(path: pathlib.Path, factor: int, downsampled: Optional[dict]) -> np.ndarray:
+  """[H, W, 3] of one photo at 1 / factor of its size (alpha composited on white): its file in images_<factor>,
+  else the photo area-averaged over whole factor x factor blocks (a ragged last row or column is cropped)."""
   if downsampled is not None:
-    matches = [p for p in downsampled.iterdir() if p.stem == path.stem and p.suffix.lower() in IMAGE_SUFFIXES]
-    return read_rgb(matches[0])
-  image = read_rgb(path)
-  if factor == 1:
-    return image
-  height, width = image.shape[0] // factor, image.shape[1] // factor
-  # Area averaging over whole factor x factor blocks (a ragged last row or column is cropped).
-  return image[:height * factor, :width * factor].reshape(height, factor, width, factor, 3).mean(axis=(1, 3))
+    return blender.composite(blender.read_rgba(downsampled[path.stem]), 1.0)
+  image = blender.composite(blender.read_rgba(path), 1.0)
+  height, width = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+  return blender.downsample(image[None, :height, :width], factor)[0]
 
 
 def load_capture_split(capture: Capture, split: str, factor: int, test_every: int, near: float = 0.0,
@@ -244,7 +231,7 @@ def load_capture_split(capture: Capture, split: str, factor: int, test_every: in
     raise DatasetError(f'{capture.source}: the capture has {capture.num_images} images, too few to hold out '
                        f'every {test_every}th for the {split!r} split.')
   paths = [pathlib.Path(capture.image_paths[i]) for i in indices]
-  downsampled = downsampled_directory(capture.image_paths, factor)
+  downsampled = downsampled_files(capture.image_paths, factor)
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
     images = list(pool.map(lambda p: _read_at_factor(p, factor, downsampled), paths))
   first = images[0].shape
@@ -273,8 +260,9 @@ def load_capture_split(capture: Capture, split: str, factor: int, test_every: in
   if ndc is not None:  # NDC is defined by the reference camera at the resolution rendered.
     ndc = ndc._replace(focal_x=ndc.focal_x * width / ndc.width, focal_y=ndc.focal_y * height / ndc.height,
                        width=width, height=height)
-  near, far = ray_bounds(capture, near, far)
+  depths = content_depths(capture)
+  near, far = ray_bounds(capture, near, far, depths)
   return SceneSplit(images=np.stack(images).astype(np.float32),
                     camtoworlds=capture.camtoworlds[indices].astype(np.float32), intrinsics=intrinsics,
                     near=near, far=far, names=tuple(p.stem for p in paths), ndc=ndc,
-                    depth_range=content_depths(capture))
+                    depth_range=depths)

@@ -13,6 +13,7 @@ only with k4 = k5 = k6 = 0, the rational terms this project does not model).
 """
 
 import pathlib
+from typing import Optional
 
 import numpy as np
 
@@ -27,12 +28,21 @@ SUPPORTED_MODELS = ('SIMPLE_PINHOLE', 'PINHOLE', 'SIMPLE_RADIAL', 'RADIAL', 'OPE
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
 
 
-def model_directory(scene_dir: pathlib.Path) -> pathlib.Path:
-  """The directory of the scene's COLMAP model (the first of MODEL_DIRECTORIES holding cameras.bin/.txt)."""
+def find_model(scene_dir: pathlib.Path) -> Optional[pathlib.Path]:
+  """The directory of the scene's COLMAP model (the first of MODEL_DIRECTORIES holding cameras.bin/.txt), or
+  None."""
   for name in MODEL_DIRECTORIES:
-    directory = scene_dir / name
+    directory = pathlib.Path(scene_dir) / name
     if any((directory / f'cameras.{ext}').is_file() for ext in ('bin', 'txt')):
       return directory
+  return None
+
+
+def model_directory(scene_dir: pathlib.Path) -> pathlib.Path:
+  """`find_model`, or a DatasetError saying what was looked for."""
+  directory = find_model(scene_dir)
+  if directory is not None:
+    return directory
   raise DatasetError(f'{scene_dir} holds no COLMAP model: expected cameras, images and points3D (.bin or .txt) '
                      f'in one of {", ".join(MODEL_DIRECTORIES)}/. (process_photos.py makes one from photos.)')
 
@@ -61,11 +71,14 @@ def intrinsics_of(model_name: str, params, where: str) -> camera.Intrinsics:
                      'process_photos.py or colmap image_undistorter).')
 
 
-def _import_pycolmap():
+def import_pycolmap():
+  """pycolmap, imported where COLMAP is needed (reading models, structure from motion), or a ConfigError
+  saying how to install it."""
   try:
     import pycolmap  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ConfigError('reading COLMAP models needs pycolmap: pip install -r requirements.txt') from e
+  except ImportError:
+    raise ConfigError('COLMAP models and structure from motion need pycolmap (COLMAP\'s Python bindings): '
+                      'pip install -r requirements.txt') from None
   return pycolmap
 
 
@@ -76,7 +89,7 @@ def read_colmap(scene_dir) -> capture_lib.Capture:
   if not scene_dir.is_dir():
     raise DatasetError(f'COLMAP scene directory {scene_dir} does not exist.')
   model_dir = model_directory(scene_dir)
-  pycolmap = _import_pycolmap()
+  pycolmap = import_pycolmap()
   try:
     reconstruction = pycolmap.Reconstruction(str(model_dir))
   except Exception as e:  # pycolmap raises plain RuntimeErrors and ValueErrors for damaged files.
@@ -97,12 +110,7 @@ def read_colmap(scene_dir) -> capture_lib.Capture:
     camtoworlds.append(np.concatenate([rotation @ OPENCV_TO_OPENGL, centre[:, None]], axis=1))
     paths.append(path)
     sizes.append((cam.width, cam.height))
-  distortions = [k.distortion for k in intrinsics]
-  distortion = None
-  if any(d is not None for d in distortions):
-    distortion = np.stack([np.zeros(5) if d is None else d for d in distortions])
-  stacked = camera.Intrinsics(*(np.array([getattr(k, field) for k in intrinsics])
-                                for field in camera.Intrinsics._fields[:4]), distortion)
   points = np.array([point.xyz for point in reconstruction.points3D.values()], np.float64).reshape(-1, 3)
-  return capture_lib.Capture(image_paths=tuple(paths), camtoworlds=np.stack(camtoworlds), intrinsics=stacked,
+  return capture_lib.Capture(image_paths=tuple(paths), camtoworlds=np.stack(camtoworlds),
+                             intrinsics=camera.Intrinsics.stack(intrinsics),
                              sizes=np.array(sizes, np.float64), points=points, source=str(model_dir))

@@ -11,10 +11,9 @@ The stages are COLMAP's: SIFT features, matching (exhaustive, or sequential for 
 incremental mapping (the largest model is kept) and undistortion. The scene is built in a hidden directory
 beside <out> and renamed into place only once complete, so a failed or interrupted run leaves no half-written
 scene. Photos that cannot work (unreadable, of mixed sizes or orientations, too few registered) are refused
-with a DatasetError that names them.
+with a DatasetError that names them (photos.py checks the photos and takes video frames).
 """
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -24,15 +23,15 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
-import numpy as np
-from PIL import Image
 
+from jaxnerf.datasets import colmap
+from jaxnerf.datasets import photos as photos_lib
+from jaxnerf.datasets.photos import MIN_PHOTOS
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import DatasetError
 
-PHOTO_SUFFIXES = ('.png', '.jpg', '.jpeg')  # What the capture readers load; matched without regard to case.
 CAMERA_MODELS = ('SIMPLE_RADIAL', 'SIMPLE_PINHOLE', 'PINHOLE', 'RADIAL', 'OPENCV', 'FULL_OPENCV',
                  'SIMPLE_RADIAL_FISHEYE', 'RADIAL_FISHEYE', 'OPENCV_FISHEYE')
 DISTORTION_FREE_MODELS = ('SIMPLE_PINHOLE', 'PINHOLE')
@@ -40,10 +39,7 @@ MATCHERS = ('auto', 'exhaustive', 'sequential')
 # 'auto' matches every pair up to this many photos: the pairs grow quadratically (4950 for 100 photos, about
 # two minutes on 2 CPU cores at 800x600); beyond it, each photo with its neighbours in name order.
 MAX_EXHAUSTIVE_PHOTOS = 100
-MIN_PHOTOS = 3
 SUMMARY_FILE = 'summary.json'
-FRAME_NAME = 'frame_{:05d}.png'
-EXIF_ORIENTATION = 0x0112  # 1 is upright; 5-8 turn the stored pixels by 90 degrees when shown.
 UNDISTORTED_JPEG_QUALITY = 95
 
 
@@ -95,155 +91,7 @@ class SfmOptions:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Photos and video frames.
-
-
-def _name_list(names: Sequence[str], limit: int = 10) -> str:
-  """'a.jpg, b.jpg' (the first `limit` names, then how many more)."""
-  names = list(names)
-  shown = ', '.join(names[:limit])
-  return shown + (f' and {len(names) - limit} more' if len(names) > limit else '')
-
-
-def _photo_layout(path: pathlib.Path) -> tuple:
-  """(width, height, EXIF orientation) of a photo, decoding it (at reduced scale where the format allows) so
-  that truncated or corrupt files are found here rather than by COLMAP. Raises OSError and the like."""
-  with Image.open(path) as image:
-    size = image.size
-    orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
-    image.draft('RGB', (max(1, size[0] // 8), max(1, size[1] // 8)))  # JPEG only: decodes at 1/8 scale.
-    image.load()
-  return size[0], size[1], orientation
-
-
-def _describe_layout(layout: tuple) -> str:
-  width, height, orientation = layout
-  shown = ' shown turned by 90 degrees' if orientation >= 5 else ''
-  return f'{width}x{height}' + (f' with EXIF orientation {orientation}{shown}' if orientation != 1 else '')
-
-
-def check_photos(paths: Sequence[pathlib.Path], num_threads: int = 2) -> tuple:
-  """Checks that photos can be reconstructed together: every file decodes, there are at least MIN_PHOTOS, and
-  all have one size and EXIF orientation (COLMAP and the readers use the stored pixels, so a portrait photo
-  among landscape ones would be a camera of another shape).
-
-  Args:
-    paths: the photo files.
-    num_threads: threads decoding them.
-
-  Returns:
-    (width, height) of the photos as stored.
-  """
-  paths = [pathlib.Path(p) for p in paths]
-
-  def layout_or_error(path):
-    try:
-      return _photo_layout(path)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-      return f'{path.name} ({e})'
-
-  with concurrent.futures.ThreadPoolExecutor(max_workers=num_threads) as pool:
-    layouts = list(pool.map(layout_or_error, paths))
-  unreadable = [layout for layout in layouts if isinstance(layout, str)]
-  if unreadable:
-    folder = paths[0].parent
-    raise DatasetError(f'{len(unreadable)} of the {len(paths)} photos in {folder} could not be read as images: '
-                       f'{_name_list(unreadable, 5)}. Remove or replace them.')
-  if len(paths) < MIN_PHOTOS:
-    raise DatasetError(f'found {len(paths)} photo(s) ({_name_list([p.name for p in paths])}); structure from '
-                       f'motion needs at least {MIN_PHOTOS}, and a good scene 30 or more.')
-  groups: Dict[tuple, List[str]] = {}
-  for path, layout in zip(paths, layouts):
-    groups.setdefault(layout, []).append(path.name)
-  if len(groups) > 1:
-    ranked = sorted(groups.items(), key=lambda item: -len(item[1]))
-    majority = f'{len(ranked[0][1])} are {_describe_layout(ranked[0][0])}'
-    others = '; '.join(f'{len(names)} are {_describe_layout(layout)}: {_name_list(names)}'
-                       for layout, names in ranked[1:])
-    raise DatasetError(f'the photos in {paths[0].parent} differ in size or orientation ({majority}; {others}). '
-                       'All photos must share one size and orientation (e.g. all landscape): rotate or resize '
-                       'the others to match, or leave them out.')
-  width, height, _ = layouts[0]
-  return width, height
-
-
-def find_photos(photos_dir) -> List[pathlib.Path]:
-  """The photos (PHOTO_SUFFIXES) in `photos_dir`, sorted by name; other files are named in a warning."""
-  directory = pathlib.Path(photos_dir)
-  if not directory.is_dir():
-    raise DatasetError(f'{directory} is not a directory: expected a folder of photos '
-                       f'({", ".join(PHOTO_SUFFIXES)}).')
-  files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith('.'))
-  photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
-  ignored = [p.name for p in files if p.suffix.lower() not in PHOTO_SUFFIXES]
-  if not photos:
-    raise DatasetError(f'{directory} holds no photos: expected files ending in {", ".join(PHOTO_SUFFIXES)}.')
-  if ignored:
-    _warn(f'ignoring {len(ignored)} file(s) in {directory} that are not {"/".join(PHOTO_SUFFIXES)}: '
-          f'{_name_list(ignored)}.')
-  return photos
-
-
-def video_to_photos(video, out_dir, num_frames: int = 100) -> List[pathlib.Path]:
-  """Writes `num_frames` frames evenly spaced over a video (all of them, if it has fewer) as
-  out_dir/frame_00001.png, frame_00002.png, ...
-
-  Args:
-    video: a video file ffmpeg reads (.mp4, .mov, ...); its rotation metadata is applied.
-    out_dir: directory for the frames (created).
-    num_frames: how many frames to take, at least MIN_PHOTOS.
-
-  Returns:
-    The frame files, in the order of the video.
-  """
-  import imageio_ffmpeg  # pylint: disable=g-import-not-at-top  # Only videos need it.
-  video, out_dir = pathlib.Path(video), pathlib.Path(out_dir)
-  if num_frames < MIN_PHOTOS:
-    raise ConfigError(f'--frames must be at least {MIN_PHOTOS}, got {num_frames}.')
-  if not video.is_file():
-    raise DatasetError(f'{video} does not exist: expected a video file.')
-  try:
-    total, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
-  except (RuntimeError, OSError) as e:
-    raise DatasetError(f'{video} could not be read as a video: {_last_line(e)}') from None
-  if not total:
-    raise DatasetError(f'{video} holds no video frames.')
-  wanted = np.unique(np.round(np.linspace(0, total - 1, min(num_frames, total))).astype(int))
-  # ffmpeg decodes every frame but passes on only the wanted ones; setpts renumbers them so that the output,
-  # at the video's frame rate, has no gaps for ffmpeg to fill with repeated frames.
-  selection = '+'.join(f'eq(n,{i})' for i in wanted)
-  reader = imageio_ffmpeg.read_frames(str(video),
-                                      output_params=['-vf', f"select='{selection}',setpts=N/FRAME_RATE/TB"])
-  out_dir.mkdir(parents=True, exist_ok=True)
-  paths = []
-  try:
-    width, height = next(reader)['size']
-    for index, frame in enumerate(reader):
-      pixels = np.frombuffer(frame, np.uint8).reshape(height, width, 3)
-      path = out_dir / FRAME_NAME.format(index + 1)
-      Image.fromarray(pixels).save(path)
-      paths.append(path)
-  except (RuntimeError, OSError, StopIteration) as e:
-    raise DatasetError(f'{video} could not be read as a video: {_last_line(e)}') from None
-  finally:
-    reader.close()
-  if len(paths) < MIN_PHOTOS:
-    raise DatasetError(f'{video}: read {len(paths)} frame(s); structure from motion needs at least {MIN_PHOTOS}.')
-  return paths
-
-
-def _last_line(error: Exception) -> str:
-  """The last line of an error's message (ffmpeg's says what went wrong last, after its whole log)."""
-  lines = str(error).strip().splitlines()
-  return lines[-1].strip() if lines else type(error).__name__
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Progress.
-
-
-def _warn(text: str):
-  print(f'warning: {text}', file=sys.stderr, flush=True)
 
 
 class _Stages:
@@ -269,20 +117,11 @@ class _Stages:
     print(f'{result} {self.seconds[name]:.1f} s', file=sys.stderr, flush=True)
 
 
-def _import_pycolmap():
-  try:
-    import pycolmap  # pylint: disable=g-import-not-at-top  # Only structure from motion needs it.
-  except ImportError:
-    raise ConfigError('structure from motion needs pycolmap (COLMAP\'s Python bindings): pip install pycolmap') \
-        from None
-  return pycolmap
-
-
 @contextlib.contextmanager
 def _quiet_colmap():
   """Silences COLMAP while it runs: it logs every step to stderr, and what goes wrong is reported here as a
   DatasetError in plain words."""
-  pycolmap = _import_pycolmap()
+  pycolmap = colmap.import_pycolmap()
   level = pycolmap.logging.minloglevel
   pycolmap.logging.minloglevel = 3  # FATAL only.
   try:
@@ -343,7 +182,7 @@ def _choose_matcher(options: SfmOptions, num_photos: int) -> str:
 
 
 def _extract_features(database: pathlib.Path, image_dir: pathlib.Path, names: Sequence[str], options: SfmOptions):
-  pycolmap = _import_pycolmap()
+  pycolmap = colmap.import_pycolmap()
   reader = pycolmap.ImageReaderOptions()
   reader.camera_model = options.camera_model
   extraction = pycolmap.FeatureExtractionOptions()
@@ -359,12 +198,13 @@ def _extract_features(database: pathlib.Path, image_dir: pathlib.Path, names: Se
     read.close()
   unread = [name for name in names if name not in in_database]
   if unread:
-    raise DatasetError(f'COLMAP could not read {len(unread)} of the photos in {image_dir}: {_name_list(unread)}. '
-                       'Save them again as plain 8-bit JPEG or PNG, or leave them out.')
+    raise DatasetError(f'COLMAP could not read {len(unread)} of the photos in {image_dir}: '
+                       f'{photos_lib.name_list(unread)}. Save them again as plain 8-bit JPEG or PNG, or leave them '
+                       'out.')
 
 
 def _match_features(database: pathlib.Path, matcher: str, options: SfmOptions):
-  pycolmap = _import_pycolmap()
+  pycolmap = colmap.import_pycolmap()
   matching = pycolmap.FeatureMatchingOptions()
   matching.num_threads = options.num_threads
   verification = pycolmap.TwoViewGeometryOptions()
@@ -380,7 +220,7 @@ def _match_features(database: pathlib.Path, matcher: str, options: SfmOptions):
 
 def _map(database: pathlib.Path, image_dir: pathlib.Path, model_dir: pathlib.Path, options: SfmOptions):
   """The largest model of COLMAP's incremental mapper (most registered images), or None if it found none."""
-  pycolmap = _import_pycolmap()
+  pycolmap = colmap.import_pycolmap()
   mapping = pycolmap.IncrementalPipelineOptions()
   mapping.num_threads = options.num_threads
   mapping.random_seed = options.seed
@@ -399,7 +239,7 @@ def photos_to_scene(photos_dir, out_dir, options: SfmOptions = SfmOptions()) -> 
   """Runs structure from motion on a folder of photos and writes the scene to `out_dir` (module docstring).
 
   Args:
-    photos_dir: folder of photos (PHOTO_SUFFIXES), all of one size and orientation.
+    photos_dir: folder of photos (capture.IMAGE_SUFFIXES), all of one size and orientation.
     out_dir: directory of the scene; must be absent or empty unless options.overwrite.
     options: SfmOptions.
 
@@ -413,9 +253,9 @@ def photos_to_scene(photos_dir, out_dir, options: SfmOptions = SfmOptions()) -> 
   out = pathlib.Path(out_dir)
   _check_out_dir(out, options.overwrite, pathlib.Path(photos_dir))
   stages = _Stages()
-  photos = find_photos(photos_dir)
+  photos = photos_lib.find_photos(photos_dir)
   with stages('check', f'Checking {len(photos)} photos in {photos_dir}'):
-    check_photos(photos, options.num_threads)
+    photos_lib.check_photos(photos, options.num_threads)
   with _staging_dir(out) as staging:
     summary = _reconstruct(photos, staging, stages, options, photos_are_ours=False)
     summary = _finish(summary, staging, out, stages, start)
@@ -433,8 +273,8 @@ def video_to_scene(video, out_dir, num_frames: int = 100, options: SfmOptions = 
   stages = _Stages()
   with _staging_dir(out) as staging:
     with stages('frames', f'Reading {num_frames} frames of {video}'):
-      frames = video_to_photos(video, staging / 'work' / 'frames', num_frames)
-      check_photos(frames, options.num_threads)
+      frames = photos_lib.video_to_photos(video, staging / 'work' / 'frames', num_frames)
+      photos_lib.check_photos(frames, options.num_threads)
     summary = _reconstruct(frames, staging, stages, options, photos_are_ours=True)
     summary = _finish({'video': str(video), **summary}, staging, out, stages, start)
   return summary
@@ -463,7 +303,7 @@ def _reconstruct(photos: Sequence[pathlib.Path], scene: pathlib.Path, stages: _S
   Returns:
     The summary of the reconstruction (see photos_to_scene).
   """
-  pycolmap = _import_pycolmap()
+  pycolmap = colmap.import_pycolmap()
   image_dir = photos[0].parent
   names = [p.name for p in photos]
   work = scene / 'work'
@@ -514,7 +354,7 @@ def _reconstruct(photos: Sequence[pathlib.Path], scene: pathlib.Path, stages: _S
   cameras = pycolmap.Reconstruction(sparse).cameras.values()
   sizes = sorted({(camera.width, camera.height) for camera in cameras})
   if len(sizes) > 1:
-    _warn(f'undistortion gave the cameras {len(sizes)} sizes ({sizes[0][0]}x{sizes[0][1]} to '
+    photos_lib.warn(f'undistortion gave the cameras {len(sizes)} sizes ({sizes[0][0]}x{sizes[0][1]} to '
           f'{sizes[-1][0]}x{sizes[-1][1]}), which readers wanting one size refuse; with one camera shared by all '
           'photos (--single_camera) or a model without distortion (PINHOLE) the images keep one size.')
   summary.update(camera_model='/'.join(sorted({camera.model_name for camera in cameras})),
@@ -530,11 +370,12 @@ def _check_registered(names: Sequence[str], registered: set, options: SfmOptions
   if len(registered) < needed:
     found = ('no model: COLMAP found no pair of photos to start from' if not registered else
              f'only {len(registered)} of {len(names)} photos registered (at least {needed} needed, '
-             f'--min_registered_fraction={options.min_registered_fraction}); not registered: {_name_list(missing)}')
+             f'--min_registered_fraction={options.min_registered_fraction}); not registered: '
+             f'{photos_lib.name_list(missing)}')
     raise ReconstructionError(
         f'structure from motion on {image_dir} failed: {found}. The photos need texture and overlap: each '
         'scene point seen from several photos a small step apart, with the camera moving rather than only '
         'turning.' + (' Try --matcher=exhaustive.' if matcher != 'exhaustive' else ''))
   if missing:
-    _warn(f'{len(missing)} of {len(names)} photos were not registered and are left out of the scene: '
-          f'{_name_list(missing)}.')
+    photos_lib.warn(f'{len(missing)} of {len(names)} photos were not registered and are left out of the scene: '
+          f'{photos_lib.name_list(missing)}.')

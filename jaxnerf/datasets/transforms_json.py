@@ -106,16 +106,11 @@ def read_transforms(scene_dir) -> capture_lib.Capture:
     intrinsics, size = _frame_intrinsics(frame, meta, image_path, where)
     records.append((image_path, pose[:3], intrinsics, size))
   records.sort(key=lambda record: record[0].name)
-  per_image = [record[2] for record in records]
-  distortion = None
-  if any(k.distortion is not None for k in per_image):
-    distortion = np.stack([np.zeros(5) if k.distortion is None else k.distortion for k in per_image])
-  intrinsics = camera.Intrinsics(*(np.array([getattr(k, f) for k in per_image])
-                                   for f in camera.Intrinsics._fields[:4]), distortion)
   aabb_scale = meta.get('aabb_scale')
   return capture_lib.Capture(
       image_paths=tuple(record[0] for record in records), camtoworlds=np.stack([r[1] for r in records]),
-      intrinsics=intrinsics, sizes=np.array([record[3] for record in records], np.float64),
+      intrinsics=camera.Intrinsics.stack(record[2] for record in records),
+      sizes=np.array([record[3] for record in records], np.float64),
       aabb_scale=float(aabb_scale) if isinstance(aabb_scale, (int, float)) else None, source=str(path))
 
 

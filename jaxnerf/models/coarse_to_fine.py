@@ -94,7 +94,6 @@ class MipNeRF(StatelessRenderer):
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [...] with each level; as NeRF.__call__."""
     del progress
-    keys = [None] * (2 * self.num_levels) if rng is None else list(jax.random.split(rng, 2 * self.num_levels))
     near, far = ray_bounds(rays, self.scene_box)
     spacing = 'disparity' if self.lindisp else 'linear'
 
@@ -103,6 +102,6 @@ class MipNeRF(StatelessRenderer):
       out = self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
       return out.rgb, out.density
 
-    return render_levels(keys, rays, background, [self.num_samples] * self.num_levels,
+    return render_levels(rng, rays, background, [self.num_samples] * self.num_levels,
                          lambda s: coord.s_to_t(s, near, far, spacing), lambda level, w: stepfun.blur_weights(w),
                          shade, padding=self.resample_padding)

@@ -34,14 +34,14 @@ def frustum_gaussians(rays: Rays, t_edges) -> Gaussians:
   return Gaussians(mean + rays.origins[..., None, :], cov_diag)
 
 
-def render_levels(keys, rays: Rays, background, level_samples: Sequence[int], s_to_t: Callable,
+def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_samples: Sequence[int], s_to_t: Callable,
                   resampling_weights: Callable, shade: Callable, padding: float = 0.0, single_jitter: bool = False,
                   opaque_last: bool = False):
   """Renders rays [...] through levels of intervals, each drawn from the weights of the level before
   (mip-NeRF's and mip-NeRF 360's loop; the first level's intervals are stratified over [0, 1]).
 
   Args:
-    keys: 2 keys per level (resampling, then shading), or Nones for deterministic rendering.
+    rng: key for each level's resampling jitter and shading noise; None for deterministic rendering.
     rays: Rays with fields [..., C].
     background: [3] or [..., 3].
     level_samples: intervals of each level.
@@ -54,6 +54,8 @@ def render_levels(keys, rays: Rays, background, level_samples: Sequence[int], s_
   Returns:
     One RenderedRays per level, with its s_edges.
   """
+  num_keys = 2 * len(level_samples)  # Per level: resampling, then shading.
+  keys = [None] * num_keys if rng is None else list(jax.random.split(rng, num_keys))
   s_edges = jnp.broadcast_to(jnp.array([0.0, 1.0]), rays.near.shape[:-1] + (2,))
   w = jnp.ones(rays.near.shape[:-1] + (1,))
   renderings = []

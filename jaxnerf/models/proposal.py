@@ -79,7 +79,6 @@ class ProposalNeRF(StatelessRenderer):
       raise ValueError(f'{len(self.proposal_fields)} proposal fields for {len(self.num_proposal_samples)} '
                        'proposal sample counts.')
     num_levels = len(self.proposal_fields) + 1
-    keys = [None] * (2 * num_levels) if rng is None else list(jax.random.split(rng, 2 * num_levels))
     near, far = ray_bounds(rays, self.scene_box)
     power = anneal_power(progress, self.anneal_slope)
 
@@ -95,7 +94,7 @@ class ProposalNeRF(StatelessRenderer):
         density, rgb = scale_gradient(density, scale), scale_gradient(rgb, scale[..., None])
       return rgb, density
 
-    return render_levels(keys, rays, background, list(self.num_proposal_samples) + [self.num_samples],
+    return render_levels(rng, rays, background, list(self.num_proposal_samples) + [self.num_samples],
                          lambda s: coord.s_to_t(s, near, far, self.spacing, self.spacing_pivot),
                          lambda level, w: jax.lax.stop_gradient(w)**power, shade, padding=self.resample_padding,
                          single_jitter=self.single_jitter, opaque_last=self.opaque_background)
