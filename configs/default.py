@@ -69,12 +69,18 @@ def get_config() -> ml_collections.ConfigDict:
       # everything beyond contract_radius into a ball of twice that radius; for unbounded scenes).
       warp='none',
       contract_radius=1.0,
-      dtype='float32',  # Compute dtype: 'bfloat16' for mixed precision (parameters and loss stay float32).
+      # Compute dtype: 'bfloat16' or 'float16' (T4s and other GPUs without bfloat16 tensor cores; with loss
+      # scaling, optim.loss_scale) for mixed precision. Parameters, optimizer state and loss stay float32.
+      dtype='float32',
       mlp=dict(
           point_min_deg=0, point_max_deg=10,  # Positional encoding octaves of points...
           view_min_deg=0, view_max_deg=4,  # ...and of view directions.
           depth=8, width=256, skip_every=4, width_view=128,
-          encoding='positional'),  # 'positional' (NeRF) or 'integrated' (mip-NeRF's IPE of Gaussians).
+          encoding='positional',  # 'positional' (NeRF) or 'integrated' (mip-NeRF's IPE of Gaussians).
+          # 'dense' (full precision) or 'ternary' (BitNet b1.58's quantisation-aware layers: RMSNorm, 8-bit
+          # activations, ternary weights; models/layers.py), except the layers whose role ('input',
+          # 'hidden', 'output') or name (e.g. 'trunk_5') full_precision_layers lists.
+          layers='dense', full_precision_layers=('input', 'output'), activation_bits=8),
       # name='mipnerf' (models.MipNeRF): levels of intervals, each resampled from the blurred weights before.
       mipnerf=dict(num_samples=128, num_levels=2, resample_padding=0.01),
       # name='proposal' (models.ProposalNeRF): density-only proposal fields of kind `field`, configured by
@@ -92,16 +98,19 @@ def get_config() -> ml_collections.ConfigDict:
           anneal_slope=10.0,  # Proposal weights anneal from uniform early in training (0: never).
           resample_padding=0.0,  # Added to the weights before resampling.
           single_jitter=True,  # One jitter per ray when resampling (mip-NeRF 360).
-          mlp=dict(depth=4, width=256),  # mip-NeRF 360's proposal MLP.
+          # mip-NeRF 360's proposal MLP; its own choice of layers (as model.mlp.layers).
+          mlp=dict(depth=4, width=256, layers='dense'),
           # nerfacto's proposal grids: small and coarse, one 16-unit hidden layer.
           hash_grid=dict(num_levels=5, features_per_level=2, log2_table_size=17, min_resolution=16,
-                         max_resolution=128, density_width=16, geo_features=0)),
+                         max_resolution=128, density_width=16, geo_features=0, layers='dense')),
       hash_grid=dict(
           num_levels=16, features_per_level=2, log2_table_size=19,  # Tables of up to 2^19 entries a level.
           min_resolution=16, max_resolution=2048,  # Cells per side of the coarsest and finest levels.
           density_width=64, geo_features=15, color_depth=2, color_width=64,
           view_encoding='positional',  # View directions: 'positional' (view_max_deg octaves) or 'sh'.
-          view_max_deg=4, sh_degree=4),  # sh: spherical harmonics of sh_degree bands (instant-ngp's 4).
+          view_max_deg=4, sh_degree=4,  # sh: spherical harmonics of sh_degree bands (instant-ngp's 4).
+          # As model.mlp's: the layers of the density and colour MLPs (the tables stay float32).
+          layers='dense', full_precision_layers=('input', 'output'), activation_bits=8),
       # name='occupancy_grid' (models.OccupancyGridNeRF; uses the top-level scene_box).
       occupancy_grid=dict(
           grid_resolution=64,  # Cells per side of the occupancy grid over the scene box.
@@ -130,6 +139,11 @@ def get_config() -> ml_collections.ConfigDict:
       lr_delay_mult=1.0,
       adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
       grad_clip_norm=0.0,  # Clip gradients to this global norm (0: no clipping).
+      # Dynamic loss scaling (flax's DynamicScale), so that float16 gradients neither underflow nor abort
+      # the run: 'auto' (on for model.dtype='float16'), 'dynamic' or 'none'. The loss is multiplied by the
+      # scale; a step that overflows is skipped and halves it, growth_interval finite steps double it; a
+      # step that fails at the minimum stops the run. The scale is kept in the checkpoints.
+      loss_scale=dict(mode='auto', initial=2.0**15, growth_interval=2000, minimum=1.0),
   ))
 
   # The loss (losses.py): named terms, summed.

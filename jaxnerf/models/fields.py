@@ -18,8 +18,12 @@ The contract every field keeps (renderers rely on nothing else):
 - `warp` maps positions before encoding: 'none', or 'contract' (mip-NeRF 360's contraction of space beyond
   `contract_radius` into a ball of twice that radius, Eq. 10; Gaussians go through its linearisation, Eq. 9).
 
-Compute runs in `dtype` (bfloat16 for mixed precision); parameters, encodings, and everything after the
-last layer stay float32.
+Layers are built by `layers.make_dense` from the field's `layers` ('dense', or 'ternary' for BitNet b1.58's
+quantisation-aware layers) and `full_precision_layers` (roles 'input', 'hidden', 'output' or layer names kept
+in full precision); each field gives its layers' roles.
+
+Compute runs in `dtype` (bfloat16 or float16 for mixed precision); parameters, encodings, and everything
+after the last layer stay float32.
 """
 
 from typing import Any, NamedTuple, Optional, Sequence
@@ -32,6 +36,7 @@ from jaxnerf import coord
 from jaxnerf import encoding
 from jaxnerf import hash_grid
 from jaxnerf.errors import ConfigError
+from jaxnerf.models import layers as layers_lib
 from jaxnerf.models.activations import density_activation
 
 
@@ -61,8 +66,13 @@ def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
   return coord.contract(inputs / contract_radius) * contract_radius
 
 
-def _dense(units, dtype, name):
-  return nn.Dense(units, dtype=dtype, param_dtype=jnp.float32, name=name)
+def _make_layers(field, specs):
+  """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`."""
+  names = [name for name, _, _ in specs]
+  layers_lib.check_layers(field.layers, field.full_precision_layers, names, type(field).__name__)
+  return {name: layers_lib.make_dense(field.layers, field.full_precision_layers, units, name, role,
+                                      field.dtype, field.activation_bits)
+          for name, units, role in specs}
 
 
 def _activate_rgb(raw_rgb, padding: float):
@@ -105,6 +115,9 @@ class MLPField(nn.Module):
   density_bias: float = 0.0
   density_noise_std: float = 0.0
   rgb_padding: float = 0.0
+  layers: str = 'dense'
+  full_precision_layers: Sequence[str] = ('input', 'output')
+  activation_bits: int = 8
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -112,11 +125,13 @@ class MLPField(nn.Module):
       raise ConfigError("config.model.mlp.encoding must be 'positional' or 'integrated', "
                         f'got {self.encoding!r}.')
     density_activation(self.density_activation)
-    self.trunk = [_dense(self.width, self.dtype, f'trunk_{i}') for i in range(self.depth)]
-    self.density_out = _dense(1, self.dtype, 'density')
-    self.bottleneck = _dense(self.width, self.dtype, 'bottleneck')
-    self.view_hidden = _dense(self.width_view, self.dtype, 'view')
-    self.rgb_out = _dense(3, self.dtype, 'rgb')
+    layers = _make_layers(self, [(f'trunk_{i}', self.width, 'input' if i == 0 else 'hidden')
+                                 for i in range(self.depth)] +
+                          [('density', 1, 'output'), ('bottleneck', self.width, 'hidden'),
+                           ('view', self.width_view, 'hidden'), ('rgb', 3, 'output')])
+    self.trunk = [layers[f'trunk_{i}'] for i in range(self.depth)]
+    self.density_out, self.bottleneck = layers['density'], layers['bottleneck']
+    self.view_hidden, self.rgb_out = layers['view'], layers['rgb']
 
   def _encode(self, inputs):
     inputs = warp_inputs(inputs, self.warp, self.contract_radius)
@@ -183,6 +198,9 @@ class HashGridField(nn.Module):
   density_bias: float = 0.0
   density_noise_std: float = 0.0
   rgb_padding: float = 0.0
+  layers: str = 'dense'
+  full_precision_layers: Sequence[str] = ('input', 'output')
+  activation_bits: int = 8
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -197,11 +215,15 @@ class HashGridField(nn.Module):
     init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1e-4, 1e-4)
     self.tables = [self.param(f'table_{level}', init, (size, self.features_per_level))
                    for level, size in enumerate(sizes)]
-    self.density_hidden = _dense(self.density_width, self.dtype, 'density_hidden')
-    self.density_out = _dense(1 + self.geo_features, self.dtype, 'density_out')
-    self.color_hidden = [_dense(self.color_width, self.dtype, f'color_hidden_{i}')
-                         for i in range(self.color_depth)]
-    self.color_out = _dense(3, self.dtype, 'color_out')
+    # The colour network reads the density head's features (and the view direction): its first layer is
+    # a hidden one.
+    layers = _make_layers(self, [('density_hidden', self.density_width, 'input'),
+                                 ('density_out', 1 + self.geo_features, 'output')] +
+                          [(f'color_hidden_{i}', self.color_width, 'hidden') for i in range(self.color_depth)] +
+                          [('color_out', 3, 'output')])
+    self.density_hidden, self.density_out = layers['density_hidden'], layers['density_out']
+    self.color_hidden = [layers[f'color_hidden_{i}'] for i in range(self.color_depth)]
+    self.color_out = layers['color_out']
 
   def _grid_box(self):
     if self.warp == 'contract':
