@@ -4,6 +4,7 @@
   python render.py --workdir=runs/lego --split=val --data_dir=/path/to/nerf_synthetic/lego
   python render.py --workdir=runs/demo --path=orbit --frames=120
   python render.py --workdir=runs/fern --path=spiral         # LLFF's spiral; ellipse, interpolate, auto.
+  python render.py --packed=runs/bitnerf/export/packed.npz   # A model that export.py wrote.
 
 The split defaults to test, or val where the scene has no test split (it says so). Outputs go to
 <workdir>/render/<scene>/<split or path>_<step>/: <name>.png, <name>_depth.png and metrics.json (per-image
@@ -32,6 +33,8 @@ _MIN_SIZE = flags.DEFINE_integer('min_size', None, 'Pixels on the video frames\'
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Read the scene from here instead of the saved config.')
 _LIMIT = flags.DEFINE_integer('limit', -1, 'Render only the first N images of the split (-1: all).')
 _CHUNK = flags.DEFINE_integer('chunk_size', None, 'Rays per device call (default: the saved config).')
+_PACKED = flags.DEFINE_string('packed', None, 'Render the model that export.py wrote to this file instead of '
+                              'a workdir\'s checkpoint; outputs go to render/ beside the file.')
 _DISTRIBUTED = cli.define_distributed_flags()
 
 
@@ -40,16 +43,18 @@ def main(argv):
     cli.exit_with_usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   with cli.friendly_errors():
     cli.initialize(_DISTRIBUTED)
-    workdir = _WORKDIR.value
-    if workdir is None:
+    workdir, packed = _WORKDIR.value, _PACKED.value
+    if workdir and packed:
+      cli.exit_with_usage_error('give --workdir (a checkpoint) or --packed (an exported model), not both')
+    if workdir is None and packed is None:
       workdir = render_outputs.newest_workdir()
       reporting.message(f'Rendering {workdir}, the workdir under runs/ with the newest checkpoint.')
     if _PATH.value:
       summary = render_outputs.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
-                                                 _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value)
+                                                 _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed)
     else:
       summary = render_outputs.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,
-                                            _CHUNK.value)
+                                            _CHUNK.value, packed)
     cli.print_summary(summary, workdir)
 
 

@@ -207,10 +207,15 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise CheckpointError(f'{path} does not exist: {workdir} is not a training workdir '
                           '(train.py writes config.json there when it starts).')
+  return parse_config(path.read_text(), path)
+
+
+def parse_config(text: str, source) -> ml_collections.ConfigDict:
+  """The locked configuration of JSON `text` (as `save_config` writes it), read from `source`."""
   try:
-    config = ml_collections.ConfigDict(json.loads(path.read_text(), object_hook=_lists_to_tuples))
+    config = ml_collections.ConfigDict(json.loads(text, object_hook=_lists_to_tuples))
   except json.JSONDecodeError as e:
-    raise CheckpointError(f'{path} is not valid JSON: {e}.') from e
+    raise CheckpointError(f'{source} is not valid JSON: {e}.') from e
   config.lock()
   return config
 

@@ -111,9 +111,9 @@ def friendly_errors():
     sys.exit(130)
 
 
-def print_summary(summary, workdir):
+def print_summary(summary, workdir=None):
   if jax.process_index() == 0:
-    print(json.dumps({'workdir': str(workdir), **summary}))
+    print(json.dumps({**({'workdir': str(workdir)} if workdir else {}), **summary}))
 
 
 def _exception_chain(e: BaseException):

@@ -8,15 +8,17 @@ of the training scene.
 import hashlib
 import pathlib
 import time
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 import jax
+import ml_collections
 
 from jaxnerf import checkpoints
 from jaxnerf import config_checks
 from jaxnerf import datasets
 from jaxnerf import evaluation
 from jaxnerf import experiment as experiment_lib
+from jaxnerf import exported_models
 from jaxnerf import reporting
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
@@ -35,13 +37,29 @@ def newest_workdir(root='runs') -> pathlib.Path:
   return max(candidates, key=candidates.get)
 
 
-def _restore(workdir, chunk_size: Optional[int]):
-  config, experiment, state = experiment_lib.restore_model(workdir)
+class _Model(NamedTuple):
+  config: ml_collections.ConfigDict
+  experiment: experiment_lib.Experiment
+  variables: Dict  # Placed on the devices as the compiled steps expect.
+  step: int
+  chunk_size: int
+
+
+def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None) -> _Model:
+  """The newest intact checkpoint of `workdir`, or the model exported to the file `packed`."""
+  if packed:
+    exported = exported_models.read(packed)
+    config = exported.config
+    experiment = experiment_lib.build_experiment(config)
+    variables, step = jax.device_put(exported.variables, experiment.steps.replicated), exported.step
+  else:
+    config, experiment, state = experiment_lib.restore_model(workdir)
+    variables, step = state.variables, int(jax.device_get(state.step))
   chunk_size = chunk_size or config.eval.chunk_size
   if chunk_size <= 0:
     raise ConfigError(f'--chunk_size={chunk_size}: expected a positive number of rays.')
   config_checks.check_divisible(chunk_size, '--chunk_size')
-  return config, experiment, state, chunk_size
+  return _Model(config, experiment, variables, step, chunk_size)
 
 
 def _scene_label(config, data_dir: Optional[str]) -> str:
@@ -64,52 +82,61 @@ def _split_to_render(config, split_name: Optional[str], data_dir: Optional[str])
   return 'val'
 
 
+def _out_root(workdir, packed: Optional[str]) -> pathlib.Path:
+  """Renders of an exported model go beside its file (<dir>/render/...), others into the workdir."""
+  return pathlib.Path(packed).parent if packed else pathlib.Path(workdir)
+
+
 def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[str] = None, limit: int = -1,
-                 chunk_size: Optional[int] = None) -> Dict:
+                 chunk_size: Optional[int] = None, packed: Optional[str] = None) -> Dict:
   """Renders every image of a split (default: test, else val) to <workdir>/render/<scene>/<split>_<step>/
-  and scores it.
+  and scores it; with `packed`, the model exported to that file, to <its directory>/render/...
 
   Returns:
     The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
     without the per-image list, and 'out_dir'.
   """
-  config, experiment, state, chunk_size = _restore(workdir, chunk_size)
-  split_name = _split_to_render(config, split_name, data_dir)
-  split = datasets.load_split(config, split_name, data_dir)
-  step = int(jax.device_get(state.step))
+  model = _restore(workdir, chunk_size, packed)
+  split_name = _split_to_render(model.config, split_name, data_dir)
+  split = datasets.load_split(model.config, split_name, data_dir)
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
   start = time.perf_counter()
-  per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, split, indices, chunk_size,
-                                              description=f'rendering the {split_name} split')
+  per_image, renderings = evaluation.evaluate(model.experiment.steps, model.variables, split, indices,
+                                              model.chunk_size, description=f'rendering the {split_name} split')
   seconds = time.perf_counter() - start
-  out_dir = pathlib.Path(workdir) / 'render' / _scene_label(config, data_dir) / f'{split_name}_{step}'
+  out_dir = (_out_root(workdir, packed) / 'render' / _scene_label(model.config, data_dir) /
+             f'{split_name}_{model.step}')
   summary = evaluation.split_summary(per_image, {
-      'step': step, 'split': split_name,
-      'scene_dir': str(pathlib.Path(data_dir) if data_dir else datasets.scene_directory(config)),
+      'step': model.step, 'split': split_name,
+      'scene_dir': str(pathlib.Path(data_dir) if data_dir else datasets.scene_directory(model.config)),
       'seconds': seconds, 'rays_per_second': len(indices) * split.height * split.width / seconds})
+  if packed:
+    summary['exported_model'] = str(packed)
   if jax.process_index() == 0:
-    evaluation.write_split(out_dir, split, summary, renderings, experiment.background)
+    evaluation.write_split(out_dir, split, summary, renderings, model.experiment.background)
   return {k: v for k, v in summary.items() if k != 'per_image'} | {'out_dir': str(out_dir)}
 
 
 def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: Optional[str] = None,
-                      chunk_size: Optional[int] = None, min_size: Optional[int] = None) -> Dict:
+                      chunk_size: Optional[int] = None, min_size: Optional[int] = None,
+                      packed: Optional[str] = None) -> Dict:
   """Renders camera path `path` (camera_paths.PATHS; None: the config's eval.path) over the training cameras
   to <workdir>/render/<scene>/<path>_<step>/<path>{,_depth}.{gif,mp4}, with the training images' camera, at
-  least `min_size` pixels on the shorter side (default: the config's eval.video_min_size).
+  least `min_size` pixels on the shorter side (default: the config's eval.video_min_size); with `packed`,
+  from the model exported to that file, to <its directory>/render/...
   """
   if num_frames <= 0 or fps <= 0:  # Before the checkpoint's restore, which takes a while.
     raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
-  config, experiment, state, chunk_size = _restore(workdir, chunk_size)
+  model = _restore(workdir, chunk_size, packed)
+  config, step = model.config, model.step
   train_split = datasets.load_split(config, 'train', data_dir)
   name, poses = evaluation.camera_path(train_split, path or config.eval.path, num_frames)
-  step = int(jax.device_get(state.step))
   start = time.perf_counter()
   min_size = config.eval.video_min_size if min_size is None else min_size
-  frames = evaluation.render_path(experiment.steps, state.variables, train_split, poses, chunk_size,
-                                  experiment.background, min_size, f'rendering the {name}')
+  frames = evaluation.render_path(model.experiment.steps, model.variables, train_split, poses, model.chunk_size,
+                                  model.experiment.background, min_size, f'rendering the {name}')
   seconds = time.perf_counter() - start
-  out_dir = pathlib.Path(workdir) / 'render' / _scene_label(config, data_dir) / f'{name}_{step}'
+  out_dir = _out_root(workdir, packed) / 'render' / _scene_label(config, data_dir) / f'{name}_{step}'
   paths = []
   if jax.process_index() == 0:
     paths = evaluation.write_video(out_dir, name, frames, fps, formats=('gif', 'mp4'))
