@@ -12,6 +12,7 @@ from jaxnerf import camera_paths
 from jaxnerf import losses
 from jaxnerf.datasets.capture import NORMALIZATIONS
 from jaxnerf.errors import ConfigError
+from jaxnerf.train_state import LOSS_SCALE_MODES
 
 
 def _positive_int(v):
@@ -81,6 +82,10 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('optim.adam_b2', (_probability, 'a number in [0, 1)')),
     ('optim.adam_eps', NON_NEGATIVE),
     ('optim.grad_clip_norm', NON_NEGATIVE),
+    ('optim.loss_scale.mode', (lambda v: v in LOSS_SCALE_MODES, f'one of {list(LOSS_SCALE_MODES)}')),
+    ('optim.loss_scale.initial', POSITIVE),
+    ('optim.loss_scale.growth_interval', POSITIVE_INT),
+    ('optim.loss_scale.minimum', POSITIVE),
     ('loss.data', (lambda v: v in losses.DATA_PENALTIES, f'one of {sorted(losses.DATA_PENALTIES)}')),
     ('loss.charbonnier_eps', POSITIVE),
     ('loss.coarse_weight', NON_NEGATIVE),

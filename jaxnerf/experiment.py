@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax.training.dynamic_scale import DynamicScale
 
 from jaxnerf import camera
 from jaxnerf import checkpoints
@@ -27,6 +28,7 @@ class Experiment:
   steps: steps_lib.CompiledSteps
   background: float  # Grey level behind the scene (1 white, 0 black).
   num_steps: int  # The length of training that the learning-rate schedule is laid over at first.
+  dynamic_scale: Optional[DynamicScale] = None  # The initial loss scale, for float16 compute.
 
 
 def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
@@ -38,7 +40,8 @@ def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experim
   background = 1.0 if config.white_background else 0.0
   steps = steps_lib.compile_steps(model, optimizer, schedule, mesh, jnp.full(3, background),
                                   config.loss, config.train.random_background)
-  return Experiment(model, optimizer, steps, background, config.train.num_steps)
+  return Experiment(model, optimizer, steps, background, config.train.num_steps,
+                    train_state_lib.make_loss_scale(config.optim, config.model.dtype))
 
 
 def _example_rays(batch_size: int = 1) -> camera.Rays:
@@ -48,7 +51,8 @@ def _example_rays(batch_size: int = 1) -> camera.Rays:
 
 def _initializer(experiment: Experiment, seed: int):
   return lambda: train_state_lib.init_train_state(experiment.model, experiment.optimizer, seed,
-                                                  _example_rays(), jnp.ones(3), experiment.num_steps)
+                                                  _example_rays(), jnp.ones(3), experiment.num_steps,
+                                                  experiment.dynamic_scale)
 
 
 def init_state(experiment: Experiment, seed: int) -> train_state_lib.TrainState:
@@ -85,8 +89,9 @@ def check_resumable(config: ml_collections.ConfigDict, workdir):
   except CheckpointError:
     return
 
-  def model_fields(c):  # What fixes the parameters' shapes and meaning, flattened to 'model.mlp.width'.
-    return _flatten({'model': c.model.to_dict(), 'scene_box': list(c.scene_box)})
+  def model_fields(c):  # What fixes the state's shapes and meaning, flattened to 'model.mlp.width'.
+    return _flatten({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
+                     'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}})
 
   saved_fields, fields = model_fields(saved), model_fields(config)
   differing = sorted(k for k in saved_fields.keys() | fields.keys() if saved_fields.get(k) != fields.get(k))

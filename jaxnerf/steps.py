@@ -49,8 +49,11 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   alike (instant-ngp's trick): a constant background would let the model paint it with density, leaving
   haze in empty space.
 
-  A step whose loss or gradient is not finite leaves the state untouched (metrics['finite'] is False), so the
-  host can stop the run and no checkpoint ever holds NaNs.
+  A step whose loss or gradient is not finite leaves the parameters and optimizer state untouched
+  (metrics['finite'] is False), so no checkpoint ever holds NaNs. Without loss scaling it leaves the whole
+  state untouched and fails (metrics['failed']), so that the host stops the run. With loss scaling
+  (state.dynamic_scale, for float16) it is an overflow: the step is skipped, the scale halved, and the run
+  goes on to the next batch; it fails only when the scale is already at its minimum.
   """
 
   def loss_fn(params, model_state, batch, rng, progress):
@@ -71,8 +74,12 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     model_state = model.update_state(state.params, state.model_state, update_key, state.step)
     batch = _split_groups(batch, num_groups)
     progress = train_state_lib.training_progress(state.step, state.schedule_steps)
-    (loss, (terms, mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, model_state, batch, rng, progress)
+    args = (state.params, model_state, batch, rng, progress)
+    if state.dynamic_scale is None:
+      (loss, (terms, mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args)
+    else:  # Gradients of the scaled loss, divided by the scale in float32; the scale's next value.
+      dynamic_scale, _, (loss, (terms, mses, diagnostics)), grads = state.dynamic_scale.value_and_grad(
+          loss_fn, has_aux=True)(*args)
     learning_rate = train_state_lib.scheduled_learning_rate(schedule, state.step, state.schedule_steps)
     opt_state = train_state_lib.with_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = optimizer.update(grads, opt_state, state.params)
@@ -83,7 +90,12 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
     step_metrics = {**terms, 'mse': mses[-1], 'psnr': metrics.mse_to_psnr(mses[-1]),
                     'psnr_coarse': metrics.mse_to_psnr(mses[0]), 'grad_norm': grad_norm,
-                    'learning_rate': learning_rate, 'finite': finite, **diagnostics}
+                    'learning_rate': learning_rate, 'finite': finite, 'failed': ~finite, **diagnostics}
+    if state.dynamic_scale is not None:
+      # An overflow skips the update, not the step: the next step draws the next batch at half the scale.
+      new_state = new_state.replace(step=state.step + 1, dynamic_scale=dynamic_scale)
+      step_metrics.update(loss_scale=state.dynamic_scale.scale,
+                          failed=~finite & (state.dynamic_scale.scale <= state.dynamic_scale.minimum_scale))
     return new_state, step_metrics
 
   return train_step

@@ -8,12 +8,17 @@ which case the trainer measures the step time and shortens it so that the rate s
 run's length, so runs of any length share it.)
 """
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from flax.training.dynamic_scale import DynamicScale
+
+from jaxnerf.errors import ConfigError
+
+LOSS_SCALE_MODES = ('auto', 'dynamic', 'none')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -31,6 +36,8 @@ class TrainState(flax.struct.PyTreeNode):
   # models.OccupancyGridNeRF); {} for most models.
   model_state: Any
   schedule_steps: jax.Array  # int32 scalar: the step at which the learning-rate schedule ends.
+  # Dynamic loss scaling for float16 compute (`make_loss_scale`); None without it.
+  dynamic_scale: Optional[DynamicScale] = None
 
   @property
   def variables(self):
@@ -91,13 +98,39 @@ def with_learning_rate(opt_state, learning_rate):
   return opt_state._replace(hyperparams={**opt_state.hyperparams, 'learning_rate': learning_rate})
 
 
-def init_train_state(model, optimizer, seed: int, example_rays, background, num_steps: int) -> TrainState:
+def uses_loss_scaling(optim_config, dtype: str) -> bool:
+  """Whether training scales the loss: config.optim.loss_scale.mode 'dynamic', or 'auto' with float16
+  compute (bfloat16 has float32's exponent range and needs none)."""
+  mode = optim_config.loss_scale.mode
+  if mode not in LOSS_SCALE_MODES:
+    raise ConfigError(f'config.optim.loss_scale.mode must be one of {list(LOSS_SCALE_MODES)}, got {mode!r}.')
+  return mode == 'dynamic' or (mode == 'auto' and dtype == 'float16')
+
+
+def make_loss_scale(optim_config, dtype: str) -> Optional[DynamicScale]:
+  """The initial dynamic loss scale (flax's DynamicScale) of config.optim.loss_scale, or None when the run
+  does not scale its loss (`uses_loss_scaling`).
+
+  The loss is multiplied by the scale before differentiation and the gradients divided by it in float32,
+  so that small gradients survive float16's range (smallest normal 6e-5). A step whose scaled gradients
+  overflow is skipped and halves the scale; growth_interval finite steps in a row double it.
+  """
+  if not uses_loss_scaling(optim_config, dtype):
+    return None
+  config = optim_config.loss_scale
+  return DynamicScale(growth_factor=2.0, backoff_factor=0.5, growth_interval=config.growth_interval,
+                      fin_steps=jnp.zeros((), jnp.int32), scale=jnp.asarray(config.initial, jnp.float32),
+                      minimum_scale=config.minimum)
+
+
+def init_train_state(model, optimizer, seed: int, example_rays, background, num_steps: int,
+                     dynamic_scale: Optional[DynamicScale] = None) -> TrainState:
   """Initialises parameters and optimizer state (call under jax.jit: eager init is slow), with the
-  schedule laid over `num_steps` steps."""
+  schedule laid over `num_steps` steps, and the loss scale `dynamic_scale` (make_loss_scale)."""
   init_key, state_key = jax.random.split(jax.random.key(seed))
   variables = dict(model.init(init_key, None, example_rays, background))
   params = variables.pop('params')
   variables.pop('diagnostics', None)  # Values a model sows for logging, not state.
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
                     rng=jax.random.key_data(state_key), model_state=variables,
-                    schedule_steps=jnp.asarray(num_steps, jnp.int32))
+                    schedule_steps=jnp.asarray(num_steps, jnp.int32), dynamic_scale=dynamic_scale)

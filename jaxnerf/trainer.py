@@ -142,7 +142,7 @@ class _StallWatch:
   def observe(self, first_step: int, grad_norms) -> Optional[str]:
     """Takes the gradient norms of steps first_step + 1, ...; returns the warning when it is given."""
     for step, norm in enumerate(grad_norms, first_step + 1):
-      if norm >= VANISHED_GRADIENT_NORM:
+      if not norm < VANISHED_GRADIENT_NORM:  # (A skipped float16 step's non-finite norm is no stall.)
         self._since = None
       elif self._since is None:
         self._since = step
@@ -159,7 +159,21 @@ class _StallWatch:
 
 
 def _mean_metrics(fetched_history):
-  return {k: float(np.mean([m[k] for m in fetched_history])) for k in fetched_history[0] if k != 'finite'}
+  """Means of the steps' metrics, and the number of skipped steps (float16 overflows)."""
+  means = {k: float(np.mean([m[k] for m in fetched_history])) for k in fetched_history[0]
+           if k not in ('finite', 'failed')}
+  return {**means, 'skipped_steps': int(sum(not m['finite'] for m in fetched_history))}
+
+
+def _failure_message(step: int, state, manager) -> str:
+  intact = (f'The newest checkpoint ({manager.latest_step()}) in {manager.directory.parent} is intact.')
+  if state.dynamic_scale is None:
+    return (f'The loss or its gradient became non-finite at step {step}; training stopped. {intact} Try a '
+            'lower config.optim.lr_init or config.optim.grad_clip_norm > 0.')
+  return (f'The loss or its gradient was non-finite at step {step} with the loss scale already at its '
+          f'minimum ({state.dynamic_scale.minimum_scale:g}): this is not a float16 overflow that scaling '
+          f'recovers from (the data or the model yields NaN or inf); training stopped. {intact} Try '
+          "config.model.dtype='float32' or 'bfloat16', or a lower config.optim.lr_init.")
 
 
 def _replicated_int(value: int, sharding):
@@ -217,7 +231,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       progress.advance()
       history.append(step_metrics)
       # Checking the previous step keeps one step in flight while we wait.
-      if len(history) > 1 and not bool(history[-2]['finite']):
+      if len(history) > 1 and bool(history[-2]['failed']):
         raise NonFiniteLossError(step - 1)
       out_of_time, eval_due = parallel.agree(
           np.array([budget.out_of_time(), bool(eval_times) and budget.seconds >= eval_times[0]]))
@@ -226,12 +240,13 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       at_eval = (config.eval.every_steps > 0 and step % config.eval.every_steps == 0) or eval_due
       if not (at_log or at_checkpoint or at_eval):
         continue
-      if not bool(history[-1]['finite']):
+      if bool(history[-1]['failed']):
         raise NonFiniteLossError(step)
       budget.pause()
       if at_log:
         fetched = jax.device_get(history)
         scalars = _mean_metrics(fetched)
+        summary['skipped_steps'] = summary.get('skipped_steps', 0) + scalars['skipped_steps']
         stall_watch.observe(step - len(fetched), [float(m['grad_norm']) for m in fetched])
         new = int(parallel.agree(np.array(budget.schedule_steps(step, schedule_steps))))
         if new != schedule_steps:
@@ -257,10 +272,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
   except NonFiniteLossError as e:
     prefetcher.close()
     manager.wait_until_finished()
-    raise NonFiniteLossError(
-        f'The loss or its gradient became non-finite at step {e.args[0]}; training stopped. The newest '
-        f'checkpoint ({manager.latest_step()}) in {manager.directory.parent} is intact. Try a lower '
-        'config.optim.lr_init or config.optim.grad_clip_norm > 0.') from None
+    raise NonFiniteLossError(_failure_message(e.args[0], state, manager)) from None
   except KeyboardInterrupt:
     # Keep the finished work: the state is always finite (the step refuses non-finite updates).
     prefetcher.close()

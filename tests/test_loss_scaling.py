@@ -1,0 +1,184 @@
+"""float16 training with dynamic loss scaling, through the real train step: gradients that underflow without
+it train with it; overflowing steps are skipped and halve the scale, finite ones regrow it; a run that fails
+at the minimum scale stops; the scale is checkpointed."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxnerf import checkpoints
+from jaxnerf import datasets
+from jaxnerf import experiment as experiment_lib
+from jaxnerf import rendering
+from jaxnerf import steps as steps_lib
+from jaxnerf import train_state
+from jaxnerf import trainer
+from jaxnerf.camera import Rays
+from jaxnerf.datasets import batching
+from jaxnerf.errors import NonFiniteLossError
+from jaxnerf.models.intervals import StatelessRenderer
+from tests.tiny_configs import tiny_config
+
+NUM_RAYS = 256
+# Colour = 0.5 + OUTPUT_GAIN * (a float16 layer's output): the loss's gradient reaches that float16 output
+# multiplied by OUTPUT_GAIN / NUM_RAYS, about 1e-9, below float16's smallest subnormal (6e-8).
+OUTPUT_GAIN = 1e-4
+
+
+class _LinearColour(StatelessRenderer):
+  """A one-level 'renderer' whose colour is a linear layer of the ray origins, computed in `dtype`."""
+
+  dtype: str = 'float16'
+
+  @nn.compact
+  def __call__(self, rng, rays, background, progress=1.0):
+    y = nn.Dense(3, dtype=self.dtype, param_dtype=jnp.float32)(rays.origins)
+    zeros = jnp.zeros(rays.origins.shape[:-1])
+    return [rendering.RenderedRays(rgb=0.5 + OUTPUT_GAIN * y.astype(jnp.float32), depth=zeros, acc=zeros,
+                                   w=zeros[..., None])]
+
+
+def _optim_config(mode, initial=2.0**15, growth_interval=2000, minimum=1.0):
+  return ml_collections.ConfigDict(dict(
+      lr_init=3e-2, lr_final=3e-2, lr_decay_start=0.0, lr_delay_steps=0, lr_delay_mult=1.0, adam_b1=0.9,
+      adam_b2=0.99, adam_eps=1e-15, grad_clip_norm=0.0,
+      loss_scale=dict(mode=mode, initial=initial, growth_interval=growth_interval, minimum=minimum)))
+
+
+def _batch(seed=0, target_offset=0.0):
+  rng = np.random.default_rng(seed)
+  origins = rng.normal(size=(NUM_RAYS, 3)).astype(np.float32)
+  true_kernel = np.array([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0], [-1.5, 0.2, 2.0]], np.float32)
+  ones = np.ones((NUM_RAYS, 1), np.float32)
+  rays = Rays(origins, origins, origins, ones, 2 * ones, 1e-3 * ones)
+  rgb = 0.5 + OUTPUT_GAIN * origins @ true_kernel + target_offset
+  return {'rays': rays, 'rgb': rgb.astype(np.float32), 'alpha': ones}
+
+
+def _train_step_and_state(optim_config, dtype='float16'):
+  model = _LinearColour(dtype)
+  schedule = train_state.make_schedule(optim_config, 1000)
+  optimizer = train_state.make_optimizer(optim_config)
+  loss_config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0,
+                                               interlevel_weight=0.0, distortion_weight=0.0))
+  step = jax.jit(steps_lib.make_train_step(model, optimizer, schedule, jnp.ones(3), loss_config))
+  state = jax.jit(lambda: train_state.init_train_state(
+      model, optimizer, 0, _batch()['rays'], jnp.ones(3), 1000,
+      train_state.make_loss_scale(optim_config, dtype)))()
+  return step, state
+
+
+def test_loss_scaling_is_on_for_float16_only_by_default():
+  assert train_state.make_loss_scale(_optim_config('auto'), 'float16') is not None
+  assert train_state.make_loss_scale(_optim_config('auto'), 'bfloat16') is None
+  assert train_state.make_loss_scale(_optim_config('auto'), 'float32') is None
+  assert train_state.make_loss_scale(_optim_config('dynamic'), 'float32') is not None
+  assert train_state.make_loss_scale(_optim_config('none'), 'float16') is None
+
+
+def test_float16_gradients_that_underflow_train_with_loss_scaling():
+  batch = _batch()
+  losses = {}
+  for mode in ('none', 'auto'):
+    step, state = _train_step_and_state(_optim_config(mode))
+    first_params = jax.device_get(state.params)
+    history = []
+    for _ in range(150):
+      state, metrics = step(state, batch)
+      history.append(jax.device_get(metrics))
+    losses[mode] = [float(m['loss']) for m in history]
+    if mode == 'none':  # Every gradient flushed to zero in float16: nothing moves.
+      assert all(float(m['grad_norm']) == 0.0 for m in history)
+      chex.assert_trees_all_equal(jax.device_get(state.params), first_params)
+    else:
+      assert all(bool(m['finite']) for m in history)
+      assert all(float(m['loss_scale']) == 2.0**15 for m in history)
+  assert losses['none'][-1] == pytest.approx(losses['none'][0])
+  assert losses['auto'][-1] < 0.01 * losses['auto'][0]
+  # The scaled float16 gradient is the float32 model's (the same initial parameters: same seed).
+  step32, state32 = _train_step_and_state(_optim_config('none'), 'float32')
+  _, metrics32 = step32(state32, batch)
+  step16, state16 = _train_step_and_state(_optim_config('auto'))
+  _, metrics16 = step16(state16, batch)
+  assert float(metrics16['grad_norm']) == pytest.approx(float(metrics32['grad_norm']), rel=2e-2)
+
+
+def test_overflowing_steps_halve_the_scale_and_finite_ones_regrow_it():
+  """From a scale of 2^60, the scaled float16 gradient overflows: each such step is skipped (parameters
+  kept, the step counted) and halves the scale, until the gradient fits; then every growth_interval + 1
+  finite steps double it, until it overflows again."""
+  step, state = _train_step_and_state(_optim_config('auto', initial=2.0**60, growth_interval=3))
+  batch = _batch(target_offset=0.1)
+  skipped = grown = 0
+  for i in range(40):
+    params, scale, fin_steps = jax.device_get((state.params, state.dynamic_scale.scale,
+                                               state.dynamic_scale.fin_steps))
+    state, metrics = step(state, batch)
+    metrics, new_scale = jax.device_get((metrics, state.dynamic_scale.scale))
+    assert int(state.step) == i + 1 and not bool(metrics['failed']) and float(metrics['loss_scale']) == scale
+    params_kept = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params),
+                                                         jax.tree.leaves(jax.device_get(state.params))))
+    if not bool(metrics['finite']):
+      skipped += 1
+      assert params_kept and new_scale == scale / 2
+    else:
+      assert not params_kept
+      grown += fin_steps == 3
+      assert new_scale == (2 * scale if fin_steps == 3 else scale)
+  assert skipped >= 10 and grown >= 1  # ~15 halvings from 2^60 before the gradient fits float16.
+
+
+def test_non_finite_steps_at_the_minimum_scale_fail():
+  step, state = _train_step_and_state(_optim_config('auto', initial=4.0, minimum=1.0))
+  batch = _batch()
+  batch['rgb'] = np.full_like(batch['rgb'], np.nan)
+  failed = []
+  for _ in range(3):
+    state, metrics = step(state, batch)
+    failed.append(bool(metrics['failed']))
+  assert failed == [False, False, True]  # Scales 4 and 2 are skipped; at the minimum, 1, the run fails.
+
+
+def test_a_float16_run_that_stays_non_finite_stops_and_keeps_its_checkpoint(scene_cache, tmp_path,
+                                                                            monkeypatch):
+  config = tiny_config(scene_cache)
+  config.model.dtype = 'float16'
+  config.optim.loss_scale.update(initial=4.0, minimum=1.0)
+  original = batching.RayBatcher.batch
+
+  def batch_with_nans_from_step_13(self, step):
+    batch = original(self, step)
+    if step >= 13:
+      batch['rgb'] = np.full_like(batch['rgb'], np.nan)
+    return batch
+
+  monkeypatch.setattr(batching.RayBatcher, 'batch', batch_with_nans_from_step_13)
+  # Steps 14 and 15 are skipped at scales 4 and 2; step 16 fails at the minimum.
+  with pytest.raises(NonFiniteLossError, match=r'step 16 with the loss scale already at its minimum \(1\).*'
+                                               r'checkpoint \(10\)'):
+    trainer.train_and_evaluate(config, tmp_path)
+  _, _, state = experiment_lib.restore_model(tmp_path)
+  assert int(state.step) == 10 and float(state.dynamic_scale.scale) == 4.0
+
+
+def test_checkpoints_keep_the_loss_scale(scene_cache, tmp_path):
+  config = tiny_config(scene_cache)
+  config.model.dtype = 'float16'
+  config.optim.loss_scale.update(initial=2.0**60, growth_interval=1)  # Some steps overflow, some grow.
+  experiment = experiment_lib.build_experiment(config)
+  state = experiment_lib.init_state(experiment, seed=0)
+  batcher = batching.RayBatcher(datasets.load_split(config, 'train'), config.train.batch_size, seed=0)
+  for step in range(3):
+    batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), batcher.batch(step))
+    state, _ = experiment.steps.train_step(state, batch)
+  assert float(state.dynamic_scale.scale) != 2.0**60
+  manager = checkpoints.make_manager(tmp_path, keep=2)
+  checkpoints.save(manager, state, train_seconds=1.0)
+  manager.wait_until_finished()
+  restored = checkpoints.restore_newest_intact(manager, experiment_lib.abstract_state(experiment, seed=0))
+  chex.assert_trees_all_equal(jax.device_get(restored.state), jax.device_get(state))
+  assert restored.state.dynamic_scale.growth_interval == 1
