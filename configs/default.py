@@ -144,6 +144,9 @@ def get_config() -> ml_collections.ConfigDict:
       # scale; a step that overflows is skipped and halves it, growth_interval finite steps double it; a
       # step that fails at the minimum stops the run. The scale is kept in the checkpoints.
       loss_scale=dict(mode='auto', initial=2.0**15, growth_interval=2000, minimum=1.0),
+      # 'coarse', 'fine' or 'both': these levels' MLP weights were pruned (prune.py sets it when it
+      # fine-tunes a pruned model), and their zero weights stay zero; 'none': no pruning.
+      pruned_levels='none',
   ))
 
   # The loss (losses.py): named terms, summed.

@@ -12,6 +12,7 @@ from jaxnerf import camera_paths
 from jaxnerf import losses
 from jaxnerf.datasets.capture import NORMALIZATIONS
 from jaxnerf.errors import ConfigError
+from jaxnerf.pruning import LEVELS
 from jaxnerf.train_state import LOSS_SCALE_MODES
 
 
@@ -86,6 +87,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('optim.loss_scale.initial', POSITIVE),
     ('optim.loss_scale.growth_interval', POSITIVE_INT),
     ('optim.loss_scale.minimum', POSITIVE),
+    ('optim.pruned_levels', (lambda v: v in ('none',) + LEVELS, f"one of {['none', *LEVELS]}")),
     ('loss.data', (lambda v: v in losses.DATA_PENALTIES, f'one of {sorted(losses.DATA_PENALTIES)}')),
     ('loss.charbonnier_eps', POSITIVE),
     ('loss.coarse_weight', NON_NEGATIVE),

@@ -13,6 +13,7 @@ from jaxnerf import camera
 from jaxnerf import checkpoints
 from jaxnerf import models
 from jaxnerf import parallel
+from jaxnerf import pruning
 from jaxnerf import steps as steps_lib
 from jaxnerf import train_state as train_state_lib
 from jaxnerf.errors import CheckpointError
@@ -35,13 +36,24 @@ def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experim
   """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
   model = models.make_model(config.model, config.scene_box)
   schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
-  optimizer = train_state_lib.make_optimizer(config.optim)
+  optimizer = train_state_lib.make_optimizer(config.optim, pruned_fields(model, config.optim.pruned_levels))
   mesh = parallel.make_mesh(devices)
   background = 1.0 if config.white_background else 0.0
   steps = steps_lib.compile_steps(model, optimizer, schedule, mesh, jnp.full(3, background),
                                   config.loss, config.train.random_background)
   return Experiment(model, optimizer, steps, background, config.train.num_steps,
                     train_state_lib.make_loss_scale(config.optim, config.model.dtype))
+
+
+def pruned_fields(model, levels: str) -> Tuple[str, ...]:
+  """The fields of `model` that render `levels` (config.optim.pruned_levels: 'none', 'coarse', 'fine' or
+  'both')."""
+  if levels == 'none':
+    return ()
+  try:
+    return pruning.fields_of_levels(type(model).LEVEL_FIELDS, levels)
+  except ValueError as e:
+    raise ConfigError(f'config.optim.pruned_levels={levels!r} (prune.py --prune): {e}') from None
 
 
 def _example_rays(batch_size: int = 1) -> camera.Rays:

@@ -8,7 +8,7 @@ which case the trainer measures the step time and shortens it so that the rate s
 run's length, so runs of any length share it.)
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import flax.struct
 import jax
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.dynamic_scale import DynamicScale
 
+from jaxnerf import pruning
 from jaxnerf.errors import ConfigError
 
 LOSS_SCALE_MODES = ('auto', 'dynamic', 'none')
@@ -79,16 +80,19 @@ def scheduled_learning_rate(schedule: optax.Schedule, step, schedule_steps):
   return schedule(step / jnp.maximum(schedule_steps, 1).astype(jnp.float32))
 
 
-def make_optimizer(optim_config) -> optax.GradientTransformation:
+def make_optimizer(optim_config, pruned_fields: Sequence[str] = ()) -> optax.GradientTransformation:
   """Adam, after optional global-norm clipping, with the learning rate as a hyperparameter that the train
-  step sets at every step (optax.inject_hyperparams; see `with_learning_rate`)."""
+  step sets at every step (optax.inject_hyperparams; see `with_learning_rate`). The zero weights of the
+  kernels of `pruned_fields` (a pruned model, being fine-tuned) stay zero (pruning.keep_pruned_at_zero;
+  in the chain even when there are none, so that the optimizer state of a pruned model has the structure
+  of the trained one it fine-tunes from)."""
 
   def adam(learning_rate):
     transform = optax.adam(learning_rate, b1=optim_config.adam_b1, b2=optim_config.adam_b2,
                            eps=optim_config.adam_eps)
     if optim_config.grad_clip_norm > 0:
-      return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), transform)
-    return transform
+      transform = optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), transform)
+    return optax.chain(transform, pruning.keep_pruned_at_zero(pruned_fields))
 
   return optax.inject_hyperparams(adam)(learning_rate=optim_config.lr_init)
 

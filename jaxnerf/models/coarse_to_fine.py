@@ -10,7 +10,7 @@ Renderers are called as model.apply(variables, rng, rays, background, progress) 
 a list of rendering.RenderedRays, one per level, the final output last (see models/__init__.py).
 """
 
-from typing import Optional, Sequence
+from typing import ClassVar, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -29,6 +29,8 @@ from jaxnerf.models.intervals import render_levels
 class NeRF(StatelessRenderer):
   """Coarse-to-fine NeRF over two fields. Calling it renders a batch of rays once per level."""
 
+  # The fields (attribute names) that render each level: what prune.py's --prune=coarse|fine names.
+  LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'coarse': ('coarse_field',), 'fine': ('fine_field',)}
   coarse_field: nn.Module
   fine_field: Optional[nn.Module] = None
   num_coarse_samples: int = 64
@@ -84,6 +86,7 @@ class MipNeRF(StatelessRenderer):
   `resample_padding`; Eq. 18), with no gradient through the resampling.
   """
 
+  LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'fine': ('field',)}  # One field renders every level.
   field: nn.Module
   num_samples: int = 128
   num_levels: int = 2

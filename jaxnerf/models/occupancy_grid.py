@@ -7,7 +7,7 @@ group per device, so packing never crosses devices). The renderer owns the updat
 """
 
 import math
-from typing import Optional, Sequence
+from typing import ClassVar, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -43,6 +43,7 @@ class OccupancyGridNeRF(nn.Module):
   by `update_occupancy` every `update_every` steps of training (`update_model_state`).
   """
 
+  LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'fine': ('field',)}  # One level, one field.
   field: nn.Module
   scene_box: Sequence[float]
   grid_resolution: int = 64

@@ -13,7 +13,7 @@ With MLP fields this is mip-NeRF 360; with hash-grid fields (warped by the contr
 it is the proposal sampler of nerfstudio's nerfacto.
 """
 
-from typing import Optional, Sequence
+from typing import ClassVar, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -47,6 +47,8 @@ class ProposalNeRF(StatelessRenderer):
   scenes, 'linear' for bounded ones; with `scene_box`, rays are clipped to it first. `resample_padding` is
   added to the weights before each resampling."""
 
+  # The proposal fields are the coarse levels (prune.py's --prune=coarse), the NeRF field the fine one.
+  LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'coarse': ('proposal_fields',), 'fine': ('field',)}
   field: nn.Module
   proposal_fields: Sequence[nn.Module]
   num_proposal_samples: Sequence[int] = (64, 64)
