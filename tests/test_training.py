@@ -41,7 +41,7 @@ def _run_steps(experiment, state, config, num_steps):
 
 
 # (The paper's MLP field would take the same path through the coarse-to-fine model as the hash grid.)
-@pytest.mark.parametrize('model', ['nerf', 'occupancy_grid'])
+@pytest.mark.parametrize('model', ['nerf', 'occupancy_grid', 'ternary'])
 def test_two_devices_match_one(scene_cache, model):
   assert jax.device_count() == 2, 'conftest.py should fake two CPU devices'
   if model == 'occupancy_grid':  # Buffers large enough for every ray: packing per device changes nothing.
@@ -49,6 +49,8 @@ def test_two_devices_match_one(scene_cache, model):
     config.model.occupancy_grid.update(march_samples_per_ray=200.0, render_samples_per_ray=200.0)
   else:
     config = tiny_config(scene_cache)
+  if model == 'ternary':  # BitNeRF: the colour MLP's hidden layers ternary (configs/bitnerf.py:cpu).
+    config.model.hash_grid.update(layers='ternary', color_depth=2)
   one = experiment_lib.build_experiment(config, devices=jax.devices()[:1])
   two = experiment_lib.build_experiment(config, devices=jax.devices())
   state_one = _run_steps(one, experiment_lib.init_state(one, seed=0), config, 3)

@@ -1,0 +1,131 @@
+"""Exported models: packed ternary layers render the images of the checkpoint they came from; the size
+report; bad files; configs/bitnerf.py trained, resumed, exported and rendered."""
+
+import json
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import bitnerf
+from configs import lego_ngp
+from jaxnerf import datasets
+from jaxnerf import experiment as experiment_lib
+from jaxnerf import exported_models
+from jaxnerf import image_rendering
+from jaxnerf import models
+from jaxnerf import quantization
+from jaxnerf import render_outputs
+from jaxnerf import trainer
+from jaxnerf.camera import Rays
+from jaxnerf.errors import CheckpointError
+from tests.conftest import REPO
+from tests.conftest import subprocess_env
+from tests.tiny_configs import tiny_method_config
+
+
+def test_the_cpu_preset_is_the_quantised_twin_of_lego_ngp_cpu():
+  quantised, twin = bitnerf.get_config('cpu').to_dict(), lego_ngp.get_config('cpu').to_dict()
+  assert quantised['model']['hash_grid'].pop('layers') == 'ternary'
+  assert twin['model']['hash_grid'].pop('layers') == 'dense'
+  assert quantised == twin
+  paper = bitnerf.get_config()
+  assert (paper.model.name, paper.model.field, paper.model.mlp.depth, paper.model.mlp.width) == ('nerf', 'mlp', 8, 256)
+  assert paper.model.mlp.layers == 'ternary' and paper.model.mlp.full_precision_layers == ('input', 'output')
+
+
+def _random_variables(config, seed=0):
+  model = models.make_model(config.model, config.scene_box)
+  ones = jnp.ones((2, 3))
+  rays = Rays(ones, ones, ones / jnp.sqrt(3.0), ones[:, :1], 2 * ones[:, :1], 1e-3 * ones[:, :1])
+  shapes = jax.eval_shape(model.init, jax.random.key(0), None, rays, jnp.ones(3))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype) * 0.05, shapes)
+
+
+@pytest.mark.parametrize('preset', ['', 'cpu'])
+def test_packed_ternary_layers_take_a_tenth_of_the_bytes(tmp_path, preset):
+  config = bitnerf.get_config(preset)
+  variables = _random_variables(config)
+  report = exported_models.write(tmp_path / 'packed.npz', config, 7, variables, 'packed')
+  ternary = [row for row in report['layers'] if row['kind'] == 'ternary']
+  # The paper's MLPs: trunk_1..7, bottleneck and view of both fields; the :cpu preset: the colour MLP's two
+  # hidden layers.
+  assert len(ternary) == (18 if preset == '' else 2)
+  for row in ternary:  # Five weights a byte, a float32 scale, float32 bias and gain.
+    layer = variables['params'][row['name'].split('/')[1]][row['name'].split('/')[2]]
+    in_features, out_features = layer['kernel'].shape
+    expected = -(-in_features * out_features // 5) + 4 + 4 * (in_features + out_features)
+    assert row['bytes'] == expected and row['float32_bytes'] == 4 * row['parameters']
+  assert report['quantised_layers']['ratio'] >= 10
+  assert report['file_bytes'] >= report['total']['bytes']
+  float32 = exported_models.write(tmp_path / 'float32.npz', config, 7, variables, 'float32')
+  assert float32['total']['ratio'] == 1.0
+
+
+def test_a_damaged_or_missing_export_is_refused_by_name(tmp_path):
+  with pytest.raises(CheckpointError, match='missing.npz does not exist'):
+    exported_models.read(tmp_path / 'missing.npz')
+  (tmp_path / 'garbled.npz').write_bytes(b'not an archive')
+  with pytest.raises(CheckpointError, match='garbled.npz is not a model exported'):
+    exported_models.read(tmp_path / 'garbled.npz')
+
+
+@pytest.fixture(scope='module')
+def trained_bitnerf(scene_cache, tmp_path_factory):
+  """configs/bitnerf.py (the paper's renderer and MLP fields, ternary), shrunk to the tiny scene: trained
+  4 steps, then resumed to 6."""
+  workdir = tmp_path_factory.mktemp('bitnerf')
+
+  def config(num_steps):
+    config = tiny_method_config('bitnerf', scene_cache, num_steps=num_steps, checkpoint_every=2)
+    config.model.update(num_coarse_samples=16, num_fine_samples=16)
+    return config
+
+  first = trainer.train_and_evaluate(config(4), workdir)
+  resumed = trainer.train_and_evaluate(config(6), workdir)
+  assert first['step'] == 4 and resumed['resumed_from'] == 4 and resumed['step'] == 6
+  return workdir
+
+
+def test_bitnerf_renders_the_same_images_from_its_packed_export(trained_bitnerf, tmp_path):
+  config, experiment, state = experiment_lib.restore_model(trained_bitnerf)
+  assert 'norm_scale' in state.params['fine_field']['trunk_1']  # Ternary, and trained through ternary layers.
+  report = exported_models.export_workdir(trained_bitnerf, 'packed', tmp_path / 'packed.npz')
+  assert report['step'] == 6 and report['quantised_layers']['count'] == 6  # trunk_1, bottleneck, view x 2.
+  exported = exported_models.read(tmp_path / 'packed.npz')
+  assert exported.step == 6 and exported.config.model.mlp.layers == 'ternary'
+  layer = exported.variables['params']['fine_field']['trunk_1']
+  assert layer['ternary'].dtype == np.int8 and 'kernel' not in layer
+  t, _ = quantization.ternary_weights(state.params['fine_field']['trunk_1']['kernel'])
+  np.testing.assert_array_equal(layer['ternary'], t)
+  val = datasets.load_split(config, 'val')
+  rays = val.rays_of_image(0)
+  from_checkpoint = image_rendering.render_image(experiment.steps, state.variables, rays, config.eval.chunk_size)
+  from_file = image_rendering.render_image(
+      experiment.steps, jax.device_put(exported.variables, experiment.steps.replicated), rays,
+      config.eval.chunk_size)
+  chex.assert_trees_all_equal(from_file, from_checkpoint)  # Bit for bit (quantization.py says why).
+  summary = render_outputs.render_split(None, 'val', packed=str(tmp_path / 'packed.npz'))
+  assert summary['out_dir'].startswith(str(tmp_path / 'render'))
+  assert summary['mean']['psnr'] == pytest.approx(
+      render_outputs.render_split(trained_bitnerf, 'val')['mean']['psnr'], abs=0)
+
+
+def test_export_and_render_commands(trained_bitnerf, tmp_path):
+  env = subprocess_env()
+  out = tmp_path / 'model.npz'
+  result = subprocess.run([sys.executable, 'export.py', f'--workdir={trained_bitnerf}', '--format=packed',
+                           f'--out={out}'], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report['file'] == str(out) and report['quantised_layers']['ratio'] > 3  # Tiny layers: gains weigh.
+  result = subprocess.run([sys.executable, 'render.py', f'--packed={out}', '--split=val', '--limit=1'],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=True)
+  assert json.loads(result.stdout.strip().splitlines()[-1])['exported_model'] == str(out)
+  result = subprocess.run([sys.executable, 'render.py', f'--packed={tmp_path / "none.npz"}'], cwd=REPO,
+                          env=env, capture_output=True, text=True)
+  assert result.returncode == 1 and 'none.npz does not exist' in result.stderr
