@@ -211,13 +211,51 @@ def load_config(workdir) -> ml_collections.ConfigDict:
 
 
 def parse_config(text: str, source) -> ml_collections.ConfigDict:
-  """The locked configuration of JSON `text` (as `save_config` writes it), read from `source`."""
+  """The locked configuration of JSON `text` (as `save_config` writes it), read from `source`.
+
+  A config saved by an older jaxnerf lacks the keys added since: they take their values in
+  configs/default.py (what the older version did without them), with a note naming them.
+  """
   try:
-    config = ml_collections.ConfigDict(json.loads(text, object_hook=_lists_to_tuples))
+    saved = json.loads(text, object_hook=_lists_to_tuples)
   except json.JSONDecodeError as e:
     raise CheckpointError(f'{source} is not valid JSON: {e}.') from e
+  defaults = _default_config()
+  added = _missing_keys(defaults, saved) if defaults else []
+  if added:
+    reporting.message(f'note: {source} predates config.{", config.".join(added)}: using their defaults.')
+  config = ml_collections.ConfigDict(_merged(defaults, saved) if added else saved)
   config.lock()
   return config
+
+
+def _default_config() -> Optional[dict]:
+  try:  # The repository's configs package (absent when jaxnerf is used without it).
+    from configs import default  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return default.get_config().to_dict()
+
+
+def _missing_keys(defaults: dict, saved: dict, prefix: str = '') -> list:
+  missing = []
+  for key, value in defaults.items():
+    if key not in saved:
+      missing.append(prefix + key)
+    elif isinstance(value, dict) and isinstance(saved[key], dict):
+      missing += _missing_keys(value, saved[key], f'{prefix}{key}.')
+  return missing
+
+
+def _merged(defaults: dict, saved: dict) -> dict:
+  """`saved` with the keys it lacks taken from `defaults`, recursively."""
+  merged = dict(saved)
+  for key, value in defaults.items():
+    if key not in saved:
+      merged[key] = value
+    elif isinstance(value, dict) and isinstance(saved[key], dict):
+      merged[key] = _merged(value, saved[key])
+  return merged
 
 
 def _lists_to_tuples(fields: dict) -> dict:

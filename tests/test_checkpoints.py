@@ -1,6 +1,7 @@
 """Checkpoints that survive damage: the fingerprint sees any flipped bit, a damaged newest checkpoint is moved
 aside with a warning and the previous one restored, and a run resumes past it to the same result."""
 
+import json
 import pathlib
 import shutil
 
@@ -181,3 +182,19 @@ def test_resumed_run_equals_uninterrupted_run_past_a_damaged_checkpoint(scene_ca
                               atol=1e-7)
   keys = [(r['step'], r['split']) for r in reporting.read_metrics(damaged)]
   assert keys == [(5, 'train'), (10, 'train'), (15, 'train'), (20, 'train'), (20, 'final_val')], keys
+
+
+def test_a_config_saved_by_an_older_version_takes_the_defaults_of_keys_added_since(tmp_path, capsys):
+  config = tiny_config()
+  checkpoints.save_config(tmp_path, config)
+  saved = json.loads((tmp_path / checkpoints.CONFIG_FILE).read_text())
+  del saved['optim']['pruned_levels'], saved['model']['hash_grid']['layers']
+  (tmp_path / checkpoints.CONFIG_FILE).write_text(json.dumps(saved))
+  loaded = checkpoints.load_config(tmp_path)
+  assert loaded.optim.pruned_levels == 'none' and loaded.model.hash_grid.layers == 'dense'
+  assert loaded.model.hash_grid.num_levels == config.model.hash_grid.num_levels  # Saved values are kept.
+  assert loaded.scene_box == config.scene_box and loaded.is_locked
+  assert 'predates config.model.hash_grid.layers, config.optim.pruned_levels' in capsys.readouterr().err
+  checkpoints.save_config(tmp_path, config)
+  checkpoints.load_config(tmp_path)
+  assert 'predates' not in capsys.readouterr().err  # A current config: silent.
