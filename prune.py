@@ -6,8 +6,8 @@
 --prune chooses the levels: coarse (NeRF's coarse field, mip-NeRF 360's proposal MLPs), fine (the field of
 the final level) or both. Every dense-layer weight matrix of those fields loses its --sparsity fraction of
 smallest-magnitude entries (per layer; biases, gains and hash tables are kept). The pruned model is
-fine-tuned in --out (default <workdir>-pruned-<levels>-<percent>) at the run's final learning rate with the
-pruned weights held at zero; run the same command again to resume an interrupted fine-tune. Prints one JSON
+fine-tuned in --out (default <workdir>-pruned-<levels>-<percent>) where the run's learning-rate schedule
+left off (its final rate, for a finished run) with the pruned weights held at zero; run the same command again to resume an interrupted fine-tune. Prints one JSON
 line: val PSNR before pruning, after pruning and after fine-tuning, and the sparsity reached.
 """
 

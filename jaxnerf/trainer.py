@@ -159,10 +159,11 @@ class _StallWatch:
 
 
 def _mean_metrics(fetched_history):
-  """Means of the steps' metrics, and the number of skipped steps (float16 overflows)."""
-  means = {k: float(np.mean([m[k] for m in fetched_history])) for k in fetched_history[0]
-           if k not in ('finite', 'failed')}
-  return {**means, 'skipped_steps': int(sum(not m['finite'] for m in fetched_history))}
+  """Means of the steps' metrics over the steps that were applied (a skipped float16 overflow's loss is
+  inf or NaN), and the number of skipped steps."""
+  applied = [m for m in fetched_history if m['finite']] or fetched_history
+  means = {k: float(np.mean([m[k] for m in applied])) for k in applied[0] if k not in ('finite', 'failed')}
+  return {**means, 'skipped_steps': len(fetched_history) - sum(bool(m['finite']) for m in fetched_history)}
 
 
 def _failure_message(step: int, state, manager) -> str:

@@ -88,9 +88,11 @@ def test_prune_both_levels_then_fine_tune(scene_cache, tmp_path):
   assert again['step'] == 35 and again['psnr_before'] == report['psnr_before']
 
 
-def test_pruning_a_level_the_model_lacks_is_refused(scene_cache, tmp_path):
-  trainer.train_and_evaluate(tiny_ngp_config(scene_cache, num_steps=2), tmp_path / 'ngp')
+def test_pruning_a_level_the_model_lacks_is_refused(tmp_path):
+  config = tiny_ngp_config()
+  model = models.make_model(config.model, config.scene_box)
+  assert experiment_lib.pruned_fields(model, 'fine') == ('field',)
   with pytest.raises(ConfigError, match=r"pruned_levels='coarse'.*no coarse level"):
-    pruned_runs.prune_workdir(tmp_path / 'ngp', 'coarse')
-  with pytest.raises(ConfigError, match='--sparsity=1.5'):
-    pruned_runs.prune_workdir(tmp_path / 'ngp', 'fine', sparsity=1.5)
+    experiment_lib.pruned_fields(model, 'coarse')
+  with pytest.raises(ConfigError, match='--sparsity=1.5'):  # Before anything is read.
+    pruned_runs.prune_workdir(tmp_path / 'never_trained', 'fine', sparsity=1.5)
