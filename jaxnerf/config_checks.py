@@ -12,6 +12,7 @@ from jaxnerf import camera_paths
 from jaxnerf import losses
 from jaxnerf.datasets.capture import NORMALIZATIONS
 from jaxnerf.errors import ConfigError
+from jaxnerf.models.layers import LAYER_KINDS
 from jaxnerf.pruning import LEVELS
 from jaxnerf.train_state import LOSS_SCALE_MODES
 
@@ -74,6 +75,10 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.occupancy_grid.eval_march_samples_per_ray', POSITIVE),
     ('model.occupancy_grid.eval_render_samples_per_ray', POSITIVE),
     ('model.occupancy_grid.update_every', POSITIVE_INT),
+    *((f'model.{group}.layers', (lambda v: v in LAYER_KINDS, f'one of {list(LAYER_KINDS)}'))
+      for group in ('mlp', 'hash_grid', 'proposal.mlp', 'proposal.hash_grid')),
+    *((f'model.{group}.activation_bits', (lambda v: _positive_int(v) and 2 <= v <= 8, 'an integer in [2, 8]'))
+      for group in ('mlp', 'hash_grid')),
     ('optim.lr_init', POSITIVE),
     ('optim.lr_final', POSITIVE),
     ('optim.lr_decay_start', (_probability, 'a fraction of the run in [0, 1)')),

@@ -27,6 +27,11 @@ from jaxnerf.errors import ConfigError
     ('procedural.resolution', 4, 'config.procedural.resolution=4: expected an integer >= 8'),
     ('loss.data', 'l1', "config.loss.data='l1': expected one of ['charbonnier', 'mse']"),
     ('loss.coarse_weight', -0.1, 'config.loss.coarse_weight=-0.1: expected a finite number >= 0'),
+    ('model.proposal.mlp.layers', 'binary', "config.model.proposal.mlp.layers='binary': expected one of"),
+    ('model.hash_grid.activation_bits', 16, 'config.model.hash_grid.activation_bits=16: expected an integer'),
+    ('optim.loss_scale.mode', 'always', "config.optim.loss_scale.mode='always': expected one of"),
+    ('optim.loss_scale.minimum', 0.0, 'config.optim.loss_scale.minimum=0.0: expected a finite number > 0'),
+    ('optim.pruned_levels', 'middle', "config.optim.pruned_levels='middle': expected one of"),
 ])
 def test_out_of_range_values_name_the_key(key, value, message):
   config = demo.get_config()

@@ -69,7 +69,8 @@ def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
 def _make_layers(field, specs):
   """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`."""
   names = [name for name, _, _ in specs]
-  layers_lib.check_layers(field.layers, field.full_precision_layers, names, type(field).__name__)
+  layers_lib.check_layers(field.layers, field.full_precision_layers, names,
+                          f'{type(field).__name__} (config.model.<field>)')
   return {name: layers_lib.make_dense(field.layers, field.full_precision_layers, units, name, role,
                                       field.dtype, field.activation_bits)
           for name, units, role in specs}
