@@ -37,18 +37,19 @@ def _val_psnr(experiment, variables, val_split, num_images: int, chunk_size: int
   return evaluation.mean_metrics(per_image)['psnr']
 
 
-def _finetune_config(config, levels: str, num_steps: int, num_images: int):
+def _finetune_config(config, levels: str, num_images: int):
+  """The trained config with the pruned levels, no time budget and the scoring of `num_images` val views
+  (prune_workdir sets the number of steps)."""
   config = config.copy_and_resolve_references()
   config.unlock()
   config.optim.pruned_levels = levels
-  config.train.update(num_steps=num_steps, max_seconds=0.0)
+  config.train.max_seconds = 0.0
   config.eval.update(final_num_images=num_images, every_steps=0, at_train_seconds=(), video_frames=0)
   config.lock()
   return config
 
 
-def _prune(workdir, out: pathlib.Path, levels: str, sparsity: float, finetune_steps: int,
-           eval_images: Optional[int]) -> Dict:
+def _prune(workdir, out: pathlib.Path, levels: str, sparsity: float, eval_images: Optional[int]) -> Dict:
   """Prunes the newest checkpoint of `workdir` into a checkpoint of `out`; returns the figures so far."""
   config, experiment, state = experiment_lib.restore_model(workdir)
   fields = experiment_lib.pruned_fields(experiment.model, levels)
@@ -63,7 +64,7 @@ def _prune(workdir, out: pathlib.Path, levels: str, sparsity: float, finetune_st
   state = state.replace(params=params)
   psnr_pruned = _val_psnr(experiment, state.variables, val_split, num_images, config.eval.chunk_size,
                           'scoring the pruned model')
-  finetune_config = _finetune_config(config, levels, step + finetune_steps, num_images)
+  finetune_config = _finetune_config(config, levels, num_images)
   checkpoints.save_config(out, finetune_config)
   manager = checkpoints.make_manager(out, finetune_config.train.keep_checkpoints)
   try:
@@ -103,7 +104,7 @@ def prune_workdir(workdir, levels: str, sparsity: float = 0.5, finetune_steps: i
                         f'--sparsity={report["target_sparsity"]}: use another --out.')
     reporting.message(f'Resuming the fine-tuning in {out}.')
   else:
-    report = _prune(workdir, out, levels, sparsity, finetune_steps, eval_images)
+    report = _prune(workdir, out, levels, sparsity, eval_images)
   finetune_config = checkpoints.load_config(out)
   finetune_config.unlock()
   finetune_config.train.num_steps = report['trained_step'] + finetune_steps

@@ -19,6 +19,7 @@ from jaxnerf import train_state
 from jaxnerf import trainer
 from jaxnerf.camera import Rays
 from jaxnerf.datasets import batching
+from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.models.intervals import StatelessRenderer
 from tests.tiny_configs import tiny_config
@@ -182,3 +183,12 @@ def test_checkpoints_keep_the_loss_scale(tmp_path):
   chex.assert_trees_all_equal(jax.device_get(restored.state), jax.device_get(state))
   assert restored.state.dynamic_scale.growth_interval == 1
   manager.close()
+
+
+def test_resuming_with_loss_scaling_switched_is_refused(tmp_path):
+  config = tiny_config()
+  config.model.dtype = 'float16'
+  checkpoints.save_config(tmp_path, config)  # What a float16 run with loss scaling leaves.
+  config.optim.loss_scale.mode = 'none'  # Its state has no loss scale: its checkpoints would not restore.
+  with pytest.raises(ConfigError, match=r'config.optim.loss_scale.mode differ'):
+    experiment_lib.check_resumable(config, tmp_path)
