@@ -61,7 +61,7 @@ def _unflatten(flat: Dict[str, np.ndarray]) -> Dict:
 
 
 def _map_layers(tree, fn):
-  """`tree` with every TernaryDense's variables replaced by fn(variables)."""
+  """`tree` with every TernaryDense's master variables replaced by fn(variables)."""
   if not isinstance(tree, dict):
     return tree
   if layers_lib.is_ternary(tree):
@@ -70,20 +70,19 @@ def _map_layers(tree, fn):
 
 
 def export_variables(variables: Dict, export_format: str) -> Dict:
-  """The variables `export_format` stores: for 'packed', each ternary layer's master weights are replaced
-  by its ternary weights and scale (layers.export_ternary); host arrays."""
+  """The variables (host arrays) `export_format` stores: for 'packed', each ternary layer's master weights
+  are replaced by its ternary weights and scale (layers.export_ternary)."""
   if export_format not in FORMATS:
     raise ValueError(f'format must be one of {list(FORMATS)}, got {export_format!r}.')
-  variables = jax.device_get(variables)
   if export_format == 'packed':
-    variables = _map_layers(variables, lambda layer: jax.device_get(
-        layers_lib.export_ternary(layer) if 'kernel' in layer else layer))
+    variables = _map_layers(variables, lambda layer: jax.device_get(layers_lib.export_ternary(layer)))
   return jax.tree.map(np.asarray, variables)
 
 
 def write(path, config: ml_collections.ConfigDict, step: int, variables: Dict, export_format: str) -> Dict:
   """Writes the model (`variables` as trained) to `path` in `export_format`; returns the size report
   (`size_report`)."""
+  variables = jax.device_get(variables)
   exported = export_variables(variables, export_format)
   arrays, packed_shapes = {}, {}
   for key, value in _flatten(exported).items():
@@ -104,7 +103,7 @@ def write(path, config: ml_collections.ConfigDict, step: int, variables: Dict, e
     os.replace(temporary, path)
   finally:
     temporary.unlink(missing_ok=True)
-  return size_report(jax.device_get(variables), arrays, path)
+  return size_report(variables, arrays, path)
 
 
 def default_path(workdir, export_format: str) -> pathlib.Path:

@@ -3,9 +3,9 @@ fine-tune in a new workdir with the pruned weights held at zero, and score again
 
 The fine-tuning workdir starts from a checkpoint of the pruned state (parameters and optimiser state, at
 the trained step) and trains `finetune_steps` more steps where the run's learning-rate schedule left off
-(at its final rate, for a run that finished its schedule). Its config is the trained one with optim.pruned_levels set. Running prune.py again with
-the same output workdir resumes an interrupted fine-tune instead of pruning again; the figures measured
-before fine-tuning are kept in <out>/pruning.json.
+(at its final rate, for a run that finished its schedule). Its config is the trained one with
+optim.pruned_levels set. Running prune.py again with the same output workdir resumes an interrupted
+fine-tune instead of pruning again; the figures measured before fine-tuning are kept in <out>/pruning.json.
 """
 
 import json

@@ -15,9 +15,9 @@ identity), and `ternary_matmul` multiplies integer-valued floats, whose sums are
 trained with quantisation awareness as long as both use the same w_scale.
 """
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 SCALE_EPS = 1e-5  # Lower bound of the absmean and absmax statistics (the BitNet authors' clamp).
 TRITS_PER_BYTE = 5  # 3^5 = 243 <= 256: base-3 packing stores 1.6 bits per weight.

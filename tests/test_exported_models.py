@@ -7,7 +7,6 @@ import sys
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -17,11 +16,9 @@ from jaxnerf import datasets
 from jaxnerf import experiment as experiment_lib
 from jaxnerf import exported_models
 from jaxnerf import image_rendering
-from jaxnerf import models
 from jaxnerf import quantization
 from jaxnerf import render_outputs
 from jaxnerf import trainer
-from jaxnerf.camera import Rays
 from jaxnerf.errors import CheckpointError
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
@@ -39,10 +36,7 @@ def test_the_cpu_preset_is_the_quantised_twin_of_lego_ngp_cpu():
 
 
 def _random_variables(config, seed=0):
-  model = models.make_model(config.model, config.scene_box)
-  ones = jnp.ones((2, 3))
-  rays = Rays(ones, ones, ones / jnp.sqrt(3.0), ones[:, :1], 2 * ones[:, :1], 1e-3 * ones[:, :1])
-  shapes = jax.eval_shape(model.init, jax.random.key(0), None, rays, jnp.ones(3))
+  shapes = experiment_lib.abstract_state(experiment_lib.build_experiment(config), seed).variables
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype) * 0.05, shapes)
 

@@ -10,7 +10,7 @@ otherwise a `TernaryDense`. BitNet keeps its embedding and output head full prec
 8-bit absmax activations per sample, ternary absmean weights, straight-through gradients to float32 master
 weights, and a full-precision bias. It reads its weights from whichever its variables hold: the master
 'kernel' (training, and rendering from a checkpoint), or 'ternary' (int8 in {-1, 0, 1}) and
-'weight_scale' (rendering from an export, see jaxnerf/export.py), and computes the same values from both.
+'weight_scale' (rendering from an export, see exported_models.py), and computes the same values from both.
 """
 
 from typing import Any, Sequence
@@ -60,9 +60,8 @@ def export_ternary(layer_params) -> dict:
 
 
 def is_ternary(layer_params) -> bool:
-  """Whether a layer's variables are a TernaryDense's (master or exported)."""
-  return isinstance(layer_params, dict) and 'norm_scale' in layer_params and (
-      'kernel' in layer_params or 'ternary' in layer_params)
+  """Whether a layer's variables are a TernaryDense's master variables (what export_ternary takes)."""
+  return isinstance(layer_params, dict) and 'norm_scale' in layer_params and 'kernel' in layer_params
 
 
 def check_layers(layers: str, full_precision: Sequence[str], names: Sequence[str], field: str):
