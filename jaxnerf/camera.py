@@ -176,8 +176,8 @@ class NDCSpace(NamedTuple):
 
   focal_x: float
   focal_y: float
-  width: int
-  height: int
+  width: float  # Of the reference camera's image (only focal / width matters), in pixels: fractional where a
+  height: float  # downsampled size rounds.
   near_plane: float = 1.0
 
   def convert(self, origins, directions, xnp=np):

@@ -77,6 +77,34 @@ def test_split_sizes_and_aspect_checks(tmp_path):
     capture.split_indices(10, 'holdout', 8)
 
 
+def test_sizes_that_round_are_read_and_files_of_another_size_refused(tmp_path):
+  raw = _inward_capture(tmp_path, num=4, size=(8, 6))
+  split = capture.load_capture_split(raw, 'train', factor=4, test_every=2)
+  # 6 / 4 = 1.5 rows: one, the ragged half cropped, which moves neither the focal length nor the centre.
+  assert split.images.shape == (2, 1, 2, 3)
+  np.testing.assert_allclose(split.intrinsics.focal_x, 10.0 / 4)
+  np.testing.assert_allclose(split.intrinsics.center_y, 6 / 2 / 4)
+  described_larger = capture.Capture(raw.image_paths, raw.camtoworlds, raw.intrinsics, raw.sizes * 2,
+                                     source='cameras.bin')
+  with pytest.raises(DatasetError, match=r'01.png is 8x6, but cameras.bin describes 16x12: expected that size'):
+    capture.load_capture_split(described_larger, 'train', factor=2, test_every=2)
+
+
+def test_a_copy_beside_the_images_is_found_by_name(tmp_path):
+  (tmp_path / 'images').mkdir()
+  raw = _inward_capture(tmp_path / 'images', num=4, size=(8, 6))
+  (tmp_path / 'images_2').mkdir()
+  for path in raw.image_paths:  # Another suffix, and content told apart from the full-size images.
+    Image.fromarray(np.full((3, 4, 3), 255, np.uint8)).save(tmp_path / 'images_2' / f'{path.stem}.jpg')
+  assert capture.image_source(raw, 2)[0][0] == tmp_path / 'images_2' / '00.jpg'
+  assert capture.image_source(raw, 4) == (raw.image_paths, 1)  # The full-size images before a copy.
+  split = capture.load_capture_split(raw, 'train', factor=2, test_every=2)
+  np.testing.assert_allclose(split.images, 1.0, atol=2 / 255)
+  np.testing.assert_allclose(split.intrinsics.focal_x, 10.0 / 2)
+  (tmp_path / 'images_2' / '03.jpg').unlink()  # An incomplete copy is passed over.
+  assert capture.image_source(raw, 2) == (raw.image_paths, 1)
+
+
 def test_capture_format_is_told_by_the_files(tmp_path):
   with pytest.raises(DatasetError, match='transforms.json, a COLMAP model'):
     datasets.capture_format(tmp_path)

@@ -4,6 +4,7 @@ per-frame forms, its round trip through write_transforms, and a clear error for 
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 
 from jaxnerf import camera
 from jaxnerf import datasets
+from jaxnerf.datasets import capture
 from jaxnerf.datasets import colmap
 from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import DatasetError
@@ -108,6 +110,50 @@ def test_colmap_errors_name_the_file_and_model(tmp_path):
     colmap.intrinsics_of('OPENCV_FISHEYE', [1, 1, 1, 1, 0, 0, 0, 0], 'cameras.txt')
   with pytest.raises(DatasetError, match='rational coefficients'):
     colmap.intrinsics_of('FULL_OPENCV', [1, 1, 1, 1, 0, 0, 0, 0, 0, 0.1, 0, 0], 'cameras.txt')
+
+
+@pytest.mark.parametrize('name', ['cameras.bin', 'images.bin', 'points3D.bin'])
+def test_a_damaged_binary_model_is_refused_without_pycolmap_internals(tmp_path, name):
+  scene = _write_text_model(tmp_path / 'text')
+  binary = tmp_path / 'binary' / 'sparse' / '0'
+  binary.mkdir(parents=True)
+  (tmp_path / 'binary' / 'images').symlink_to(scene / 'images')
+  pycolmap.Reconstruction(str(scene / 'sparse' / '0')).write_binary(str(binary))
+  data = (binary / name).read_bytes()
+  (binary / name).write_bytes(data[:len(data) // 2])
+  with pytest.raises(DatasetError, match=r'sparse/0: could not read the COLMAP model \(cameras.bin, images.bin, '
+                                         r'points3D.bin\): the files are damaged or not a COLMAP model.$'):
+    colmap.read_colmap(tmp_path / 'binary')
+
+
+@pytest.mark.skipif(not CUP.is_dir(), reason='the cup capture is not in ../shared/data')
+def test_the_cup_with_a_truncated_images_bin_is_refused(tmp_path):
+  model = tmp_path / 'sparse' / '0'
+  model.mkdir(parents=True)
+  for path in (CUP / 'sparse' / '0').iterdir():
+    (model / path.name).symlink_to(path)
+  (model / 'images.bin').unlink()
+  with open(CUP / 'sparse' / '0' / 'images.bin', 'rb') as source, open(model / 'images.bin', 'wb') as copy:
+    shutil.copyfileobj(source, copy, length=1 << 16)
+    copy.truncate(1_000_000)
+  (tmp_path / 'images').symlink_to(CUP / 'images')
+  with pytest.raises(DatasetError, match='the files are damaged or not a COLMAP model') as error:
+    colmap.read_colmap(tmp_path)
+  assert 'Rig' not in str(error.value) and 'does not exist' not in str(error.value)
+
+
+@pytest.mark.skipif(not CUP.is_dir(), reason='the cup capture is not in ../shared/data')
+def test_cup_at_factor_32(tmp_path):
+  """The cup's 800x600 photos at 1/32: 25 x 18.75 pixels, read as 25x18 (the ragged row cropped), with the
+  model's intrinsics over 32; at 1/4 from its images_4/ (200x150), over 4."""
+  result = colmap.read_colmap(CUP)
+  for factor, (width, height) in ((32, (25, 18)), (4, (200, 150))):
+    split = capture.load_capture_split(result, 'test', factor, test_every=8)
+    assert split.images.shape == (10, height, width, 3)
+    np.testing.assert_allclose(split.intrinsics.focal_x, result.intrinsics.focal_x[::8] / factor, rtol=1e-6)
+    np.testing.assert_allclose(split.intrinsics.center_x, result.intrinsics.center_x[::8] / factor, rtol=1e-6)
+    np.testing.assert_allclose(split.intrinsics.center_y, result.intrinsics.center_y[::8] / factor, rtol=1e-6)
+  assert capture.image_source(result, 4)[0][0] == CUP / 'images_4' / '1.jpg'
 
 
 def _write_images(directory, names, size=(WIDTH, HEIGHT)):

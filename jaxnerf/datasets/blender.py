@@ -136,7 +136,13 @@ def check_pose(matrix, meta_path, index) -> np.ndarray:
     raise DatasetError(f'{where} has non-finite entries.')
   if np.max(np.abs(pose[3] - [0, 0, 0, 1])) > POSE_TOLERANCE:
     raise DatasetError(f'{where} must end in the row (0, 0, 0, 1), got {pose[3].tolist()}.')
-  rotation = pose[:3, :3]
+  check_rotation(pose[:3, :3], where)
+  return pose
+
+
+def check_rotation(rotation: np.ndarray, where: str) -> None:
+  """Checks that the [3, 3] part of a camera-to-world matrix is a rotation (orthonormal columns, determinant +1,
+  no scale) to within POSE_TOLERANCE; `where` names the matrix in the DatasetError."""
   lengths = np.linalg.norm(rotation, axis=0)
   determinant = np.linalg.det(rotation)
   expected = ('a camera-to-world matrix must hold a rotation (orthonormal columns, determinant +1) and a '
@@ -149,7 +155,6 @@ def check_pose(matrix, meta_path, index) -> np.ndarray:
   if np.max(np.abs(rotation.T @ rotation - np.eye(3))) > POSE_TOLERANCE or determinant < 0:
     raise DatasetError(f'{where} is not a rotation (its 3x3 part shears or mirrors; determinant '
                        f'{determinant:.4g}): {expected}.')
-  return pose
 
 
 def _png_bit_depth(path: pathlib.Path) -> Optional[int]:

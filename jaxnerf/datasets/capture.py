@@ -2,7 +2,8 @@
 share after it: scene normalisation, the held-out split, image reading at a downsampling factor, ray bounds.
 
 A reader returns a `Capture`: every posed photo of the scene, in the OpenGL camera convention of camera.py,
-with intrinsics at the resolution of its files. `load_capture_split` turns it into one split.
+with intrinsics at the size its cameras describe (`Capture.sizes`), whatever the size of the files it names.
+`load_capture_split` turns it into one split, reading each image from the copy `image_source` picks.
 
 Splits follow the papers' protocol for captures: every `test_every`-th image (the 0th, 8th, 16th, ...) is held
 out as 'test', which 'val' names too; the others are 'train'.
@@ -11,9 +12,11 @@ out as 'test', which 'val' names too; the others are 'train'.
 import concurrent.futures
 import dataclasses
 import pathlib
+import re
 from typing import Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
 from jaxnerf import camera
 from jaxnerf.datasets import blender
@@ -23,6 +26,9 @@ from jaxnerf.errors import DatasetError
 SPLITS = ('train', 'val', 'test')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')  # Matched without regard to case.
 NORMALIZATIONS = ('cameras', 'points', 'none')
+# How far (relative, and at least one pixel) an image file's width or height may be from the size its camera
+# describes over its images_<N>'s N: tools round downsampled sizes either way.
+SIZE_TOLERANCE = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +36,8 @@ class Capture:
   """Every posed photo of a capture, as a reader finds it.
 
   Attributes:
-    image_paths: one file per photo, in the capture's order (sorted by name).
+    image_paths: one file per photo, in the capture's order (sorted by name); at full size or in an
+      images_<N>/ copy (`image_source` picks the file read at each factor).
     camtoworlds: [N, 3, 4] float64 camera-to-world matrices (OpenGL convention).
     intrinsics: camera.Intrinsics, each field [N], at the resolution of `sizes`.
     sizes: [N, 2] (width, height) in pixels of the images the intrinsics describe.
@@ -190,32 +197,127 @@ def ray_bounds(capture: Capture, near: float, far: float,
 # Images.
 
 
-def downsampled_files(image_paths, factor: int) -> Optional[dict]:
-  """{stem: file} of the `images_<factor>` directory beside the images (LLFF's and COLMAP tools' convention),
-  when it holds every image under the same name (any of the image suffixes); else None."""
-  if factor == 1:
-    return None
-  directory = pathlib.Path(image_paths[0]).parent.with_name(f'images_{factor}')
-  if not directory.is_dir():
-    return None
-  files = {p.stem: p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-  return files if all(pathlib.Path(p).stem in files for p in image_paths) else None
+def copy_factor(directory: pathlib.Path) -> int:
+  """N for a directory named images_<N> (by LLFF's and COLMAP tools' convention, the photos downsampled N
+  times), else 1 (full size)."""
+  match = re.fullmatch(r'images_([1-9][0-9]*)', pathlib.Path(directory).name)
+  return int(match.group(1)) if match else 1
 
 
-def _read_at_factor(path: pathlib.Path, factor: int, downsampled: Optional[dict]) -> np.ndarray:
-  """[H, W, 3] of one photo at 1 / factor of its size (alpha composited on white): its file in images_<factor>,
-  else the photo area-averaged over whole factor x factor blocks (a ragged last row or column is cropped)."""
-  if downsampled is not None:
-    return blender.composite(blender.read_rgba(downsampled[path.stem]), 1.0)
+def _image_size(path: pathlib.Path) -> Tuple[int, int]:
+  """(width, height) of an image file, from its header."""
+  try:
+    with Image.open(path) as image:
+      return image.size
+  except OSError as e:
+    raise DatasetError(f'{path} could not be read as an image: {e}') from e
+
+
+def _directories_beside(image_paths) -> list:
+  """The directories of the images, and the images/ and images_<N>/ directories beside them, sorted."""
+  directories = {pathlib.Path(p).parent for p in image_paths}
+  for parent in {d.parent for d in directories}:
+    directories.update(d for d in parent.iterdir() if d.is_dir() and (d.name == 'images' or copy_factor(d) > 1))
+  return sorted(directories)
+
+
+def _describe_directories(directories) -> str:
+  """'images_4/ (1008x756, 20 images), ...': what the directories hold, for messages."""
+  found = []
+  for directory in directories:
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if files:
+      width, height = _image_size(files[0])
+      found.append(f'{directory.name}/ ({width}x{height}, {len(files)} images)')
+  return ', '.join(found) or 'no images'
+
+
+def image_source(capture: Capture, factor: int) -> Tuple[Tuple[pathlib.Path, ...], int]:
+  """Where to read the capture's images at 1 / `factor` of the size its cameras describe (`Capture.sizes`).
+
+  The first of these that holds every image (by file name, whatever the suffix): `images_<factor>/`, read as
+  it is; the full-size images (the capture's own files, or `images/` beside them where those are in an
+  `images_<N>/`); `images_<k>/` for the largest k < factor that divides it, downsampled by factor / k. The
+  images are never upsampled. Each file's size is checked against this when it is read (`read_image`).
+
+  Returns:
+    (files, k): one file per capture image, from a copy k times smaller than `Capture.sizes`.
+  """
+  own = [pathlib.Path(p) for p in capture.image_paths]
+  listings = {}
+
+  def copy_of(k: int) -> Optional[Tuple[pathlib.Path, ...]]:
+    files = []
+    for path in own:
+      if k == 1 and copy_factor(path.parent) == 1:
+        files.append(path)
+        continue
+      directory = path.parent.with_name(f'images_{k}' if k > 1 else 'images')
+      if directory not in listings:
+        listings[directory] = ({p.stem: p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+                               if directory.is_dir() else {})
+      if path.stem not in listings[directory]:
+        return None
+      files.append(listings[directory][path.stem])
+    return tuple(files)
+
+  coarser = [k for k in range(factor - 1, 1, -1) if factor % k == 0]
+  for k in dict.fromkeys([factor, 1] + coarser):
+    files = copy_of(k)
+    if files is not None:
+      return files, k
+  needed = ([f'images_{factor}/'] if factor > 1 else []) + ['the full-size images/']
+  if coarser:
+    needed.append(' or '.join(f'images_{k}/' for k in sorted(coarser)) + ' to downsample further')
+  directories = _directories_beside(own)
+  usable = sorted(k for k in {copy_factor(d) for d in directories} if copy_of(k) is not None)
+  smallest = [k for k in usable if not any(k % j == 0 for j in usable if j < k)]
+  hint = f' config.factor can be a multiple of {" or ".join(map(str, smallest))}.' if smallest else ''
+  width, height = (int(v) for v in capture.sizes[0])
+  raise DatasetError(f'{capture.source}: config.factor={factor} needs {", or ".join(needed)} (the cameras '
+                     f'describe {width}x{height} images), but beside them are only '
+                     f'{_describe_directories(directories)}; images are not upsampled.{hint}')
+
+
+def read_image(path: pathlib.Path, size, copy: int, factor: int, source: str) -> Tuple[np.ndarray, np.ndarray]:
+  """One photo at 1 / `factor` of the `size` its camera describes, from its `copy` times smaller file.
+
+  Args:
+    path: the image file (alpha is composited on white).
+    size: (width, height) the camera describes.
+    copy: how many times smaller the file should be than `size` (its images_<copy>/ directory's N).
+    factor: the downsampling factor wanted; a multiple of `copy`.
+    source: the file that describes the camera, for messages.
+
+  Returns:
+    (image [H, W, 3], scale [2]): the file averaged over whole factor / copy blocks (a ragged right or bottom
+    edge cropped), and (x, y) by which intrinsics at `size` scale to it: the file's size over `size`, over
+    factor / copy (cropping moves neither the focal length nor the principal point).
+  """
   image = blender.composite(blender.read_rgba(path), 1.0)
-  height, width = image.shape[0] // factor * factor, image.shape[1] // factor * factor
-  return blender.downsample(image[None, :height, :width], factor)[0]
+  height, width = image.shape[:2]
+  expected = np.asarray(size, np.float64) / copy
+  tolerance = np.maximum(1.0, SIZE_TOLERANCE * expected)
+  if np.any(np.abs([width, height] - expected) > tolerance):
+    described = f'{source} describes {int(size[0])}x{int(size[1])}'
+    if abs(height - width * size[1] / size[0]) > max(1.0, SIZE_TOLERANCE * height):
+      raise DatasetError(f'{path} is {width}x{height}, but {described}: another aspect ratio. Are the images '
+                         'rotated, or from another capture?')
+    wanted = (f'about {expected[0]:g}x{expected[1]:g} (1/{copy} of that, as its directory\'s name says)'
+              if copy > 1 else 'that size (the full-size images)')
+    raise DatasetError(f'{path} is {width}x{height}, but {described}: expected {wanted}.')
+  blocks = factor // copy
+  if width < blocks or height < blocks:
+    raise DatasetError(f'{path} is {width}x{height}, too small to downsample {blocks} times more for '
+                       f'config.factor={factor}.')
+  image = blender.downsample(image[None, :height // blocks * blocks, :width // blocks * blocks], blocks)[0]
+  return image, np.array([width / size[0], height / size[1]]) / blocks
 
 
 def load_capture_split(capture: Capture, split: str, factor: int, test_every: int, near: float = 0.0,
                        far: float = 0.0) -> SceneSplit:
-  """One split of a capture, its images read at 1 / `factor` of their size (from `images_<factor>` where it
-  exists) and its intrinsics scaled to match.
+  """One split of a capture, its images read at 1 / `factor` of the size its cameras describe (from the files
+  `image_source` picks) and its intrinsics (and NDC space) scaled by the size of each file read.
 
   Args:
     capture: the (normalised) capture.
@@ -230,26 +332,18 @@ def load_capture_split(capture: Capture, split: str, factor: int, test_every: in
   if not len(indices):
     raise DatasetError(f'{capture.source}: the capture has {capture.num_images} images, too few to hold out '
                        f'every {test_every}th for the {split!r} split.')
-  paths = [pathlib.Path(capture.image_paths[i]) for i in indices]
-  downsampled = downsampled_files(capture.image_paths, factor)
+  files, copy = image_source(capture, factor)
+  paths = [files[i] for i in indices]
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-    images = list(pool.map(lambda p: _read_at_factor(p, factor, downsampled), paths))
+    read = list(pool.map(lambda i: read_image(files[i], capture.sizes[i], copy, factor, capture.source), indices))
+  images = [image for image, _ in read]
   first = images[0].shape
   for path, image in zip(paths, images):
     if image.shape != first:
       raise DatasetError(f'{path}: image is {image.shape[1]}x{image.shape[0]} at factor {factor}, but '
                          f'{paths[0]} is {first[1]}x{first[0]}; all images of a capture must have one size.')
-  height, width = first[:2]
-  sizes = capture.sizes[indices].astype(np.float64)
-  if np.any(np.abs(sizes[:, 0] / sizes[:, 1] - width / height) > 0.02 * width / height):
-    raise DatasetError(f'{capture.source}: the cameras describe images of {int(sizes[0, 0])}x{int(sizes[0, 1])}, '
-                       f'but the images read ({paths[0]}, factor {factor}) are {width}x{height}: another aspect '
-                       'ratio. Are the images rotated, or from another capture?')
+  scale_x, scale_y = np.stack([scale for _, scale in read], axis=-1)
   intrinsics = capture.intrinsics.take(indices)
-  if downsampled is None:  # Whole factor x factor blocks, from the top-left corner: exactly 1 / factor.
-    scale_x = scale_y = np.full(len(indices), 1.0 / factor)
-  else:  # Resized by another tool: by the sizes.
-    scale_x, scale_y = width / sizes[:, 0], height / sizes[:, 1]
   intrinsics = intrinsics._replace(
       focal_x=(intrinsics.focal_x * scale_x).astype(np.float32),
       focal_y=(intrinsics.focal_y * scale_y).astype(np.float32),
@@ -257,9 +351,9 @@ def load_capture_split(capture: Capture, split: str, factor: int, test_every: in
       center_y=(intrinsics.center_y * scale_y).astype(np.float32),
       distortion=None if intrinsics.distortion is None else intrinsics.distortion.astype(np.float32))
   ndc = capture.ndc
-  if ndc is not None:  # NDC is defined by the reference camera at the resolution rendered.
-    ndc = ndc._replace(focal_x=ndc.focal_x * width / ndc.width, focal_y=ndc.focal_y * height / ndc.height,
-                       width=width, height=height)
+  if ndc is not None:  # Scaled like the images; its map from the world depends on focal / width alone.
+    ndc = ndc._replace(focal_x=float(ndc.focal_x * scale_x[0]), focal_y=float(ndc.focal_y * scale_y[0]),
+                       width=float(ndc.width * scale_x[0]), height=float(ndc.height * scale_y[0]))
   depths = content_depths(capture)
   near, far = ray_bounds(capture, near, far, depths)
   return SceneSplit(images=np.stack(images).astype(np.float32),

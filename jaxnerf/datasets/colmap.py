@@ -92,8 +92,11 @@ def read_colmap(scene_dir) -> capture_lib.Capture:
   pycolmap = import_pycolmap()
   try:
     reconstruction = pycolmap.Reconstruction(str(model_dir))
-  except Exception as e:  # pycolmap raises plain RuntimeErrors and ValueErrors for damaged files.
-    raise DatasetError(f'{model_dir}: could not read the COLMAP model: {e}') from e
+  except Exception as e:  # pycolmap's errors for damaged files (IndexError, ValueError, MemoryError) name
+    # its internals ("Rig with ID -2112926112 does not exist"), which say nothing to the user.
+    files = ', '.join(sorted(p.name for p in model_dir.iterdir() if p.stem in ('cameras', 'images', 'points3D')))
+    raise DatasetError(f'{model_dir}: could not read the COLMAP model ({files}): the files are damaged or not a '
+                       'COLMAP model.') from e
   images = sorted((reconstruction.images[i] for i in reconstruction.reg_image_ids()), key=lambda im: im.name)
   if not images:
     raise DatasetError(f'{model_dir}: the COLMAP model has no registered images.')
