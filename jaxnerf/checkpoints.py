@@ -16,10 +16,13 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import pathlib
+import re
 import shutil
 import sys
 import time
+import traceback
 from typing import Dict, NamedTuple, Optional
 
 import jax
@@ -119,8 +122,24 @@ def _root_cause(e: BaseException) -> str:
   return f'{type(e).__name__}: {lines[0] if lines else ""}'[:240]
 
 
-def _is_leftover_of_a_failed_read(unraisable) -> bool:
-  return isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == 'Event loop is closed'
+def _model_mismatch(reason: str) -> Optional[str]:
+  """What differs, when a restore failed because the checkpoint holds another model (not damage)."""
+  shapes = re.search(r'Requested shape: (\(.*?\)) is not compatible with the stored shape: (\(.*?\))', reason)
+  if shapes:
+    return f'an array stored as {shapes.group(2)} where this config has {shapes.group(1)}'
+  if 'tree structures do not match' in reason:
+    return 'other arrays than this config\'s model'
+  return None
+
+
+def _is_leftover_of_a_failed_read(exc_value, exc_traceback) -> bool:
+  """Noise that the reads of a failed restore leave: 'Event loop is closed' errors, and anything raised in
+  asyncio's or Orbax's code after it."""
+  if isinstance(exc_value, RuntimeError) and str(exc_value) == 'Event loop is closed':
+    return True
+  frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc_traceback)]
+  return any(f'{os.sep}{package}{os.sep}' in filename for filename in frames
+             for package in ('asyncio', 'orbax', 'tensorstore'))
 
 
 @contextlib.contextmanager
@@ -128,8 +147,9 @@ def _quiet_failed_reads():
   """Orbax reads arrays in asyncio tasks over TensorStore. When a damaged file fails one read, the failure
   is handled here, but the other reads leave noise, each with a long traceback: asyncio logs their errors
   as 'never retrieved' and their coroutines complain when collected (silenced here), and TensorStore's
-  threads finish them later into the event loop that Orbax has closed, which Python reports as unraisable
-  RuntimeErrors at any later moment (filtered out for the rest of the process once a read has failed)."""
+  threads finish them later into the event loop that Orbax has closed, which Python reports (as unraisable
+  errors, or through sys.excepthook) at any later moment: `_drop_leftovers_of_failed_reads` filters those
+  out for the rest of the process."""
   logger = logging.getLogger('asyncio')
   level, hook = logger.level, sys.unraisablehook
   logger.setLevel(logging.CRITICAL)
@@ -145,16 +165,20 @@ def _quiet_failed_reads():
 
 
 def _drop_leftovers_of_failed_reads():
-  previous = sys.unraisablehook
-  if getattr(previous, 'drops_leftovers_of_failed_reads', False):
+  previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+  if getattr(previous_unraisable, 'drops_leftovers_of_failed_reads', False):
     return
 
-  def hook(unraisable):
-    if not _is_leftover_of_a_failed_read(unraisable):
-      previous(unraisable)
+  def unraisable_hook(unraisable):
+    if not _is_leftover_of_a_failed_read(unraisable.exc_value, unraisable.exc_traceback):
+      previous_unraisable(unraisable)
 
-  hook.drops_leftovers_of_failed_reads = True
-  sys.unraisablehook = hook
+  def except_hook(exc_type, exc_value, exc_traceback):
+    if not _is_leftover_of_a_failed_read(exc_value, exc_traceback):
+      previous_except(exc_type, exc_value, exc_traceback)
+
+  unraisable_hook.drops_leftovers_of_failed_reads = True
+  sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
 
 
 def _newest_restorable(manager, abstract_state):
@@ -177,11 +201,15 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state) -> Opt
   come from another version of jaxnerf).
   """
   directory = pathlib.Path(manager.directory)
+  _drop_leftovers_of_failed_reads()
   with _quiet_failed_reads():
     restored, failures, step = _newest_restorable(manager, abstract_state)
-  if failures:
-    _drop_leftovers_of_failed_reads()
   if restored is None and failures:
+    mismatches = [_model_mismatch(r) for r in failures.values()]
+    if all(mismatches):
+      raise CheckpointError(f'The checkpoints in {directory} hold another model than this config describes '
+                            f'({mismatches[0]}): they were trained with another config.model. Use the config '
+                            'they were trained with, or a new --workdir.')
     reasons = '; '.join(f'step {s}: {r}' for s, r in failures.items())
     raise CheckpointError(f'No checkpoint in {directory} could be restored ({reasons}). They may come from '
                           'another version of jaxnerf or be damaged: move them away or use a new --workdir.')

@@ -8,6 +8,7 @@ import pathlib
 import re
 import signal
 import sys
+import traceback
 from typing import NamedTuple, Optional
 
 import jax
@@ -84,7 +85,11 @@ def _keep_compiled_programs():
   if os.environ.get('JAX_COMPILATION_CACHE_DIR') or jax.config.jax_compilation_cache_dir:
     return
   from jaxnerf import datasets  # pylint: disable=g-import-not-at-top  # Where jaxnerf keeps its caches.
-  jax.config.update('jax_compilation_cache_dir', str(datasets.default_cache_dir() / 'xla'))
+  cache_dir = datasets.default_cache_dir()
+  if cache_dir.exists() and not cache_dir.is_dir():
+    raise errors.WorkdirError(f'the cache {cache_dir} ($JAXNERF_CACHE) is a file; expected a directory for '
+                              'jaxnerf\'s caches (the procedural scenes, compiled programs).')
+  jax.config.update('jax_compilation_cache_dir', str(cache_dir / 'xla'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
@@ -137,12 +142,30 @@ def flag_error_message(e: BaseException, argv=()) -> str:
     return f'{flag}: the config has no key {key!r}. {hint.strip()}'.strip()
   lines = [line.strip() for line in str(chain[-1]).splitlines() if line.strip()]
   text = lines[-1] if lines else type(chain[-1]).__name__
+  config_arg = next((a for a in argv if a.startswith('--config=')), '--config')
   if 'Failed loading config file' in str(chain[-1]):
-    config_arg = next((a for a in argv if a.startswith('--config=')), '--config')
     return f'{config_arg}: the config file cannot be loaded: {text}'
+  config_file, _, preset = config_arg.removeprefix('--config=').partition(':')
+  if isinstance(chain[-1], TypeError) and re.match(r'get_config\(\) takes 0 positional', text) and preset:
+    return f'{config_arg}: {config_file} has no presets (its get_config() takes no argument); drop ":{preset}".'
+  line = _line_in_file(chain[-1], config_file) if config_file else None
+  if line is not None:  # The config file itself raised (not Python, or a bad config).
+    return (f'{config_arg}: the config file cannot be loaded: line {line}: {type(chain[-1]).__name__}: {text} '
+            '(expected a Python file defining get_config()).')
   if flag and not text.startswith('flag --'):
     return f'{flag}: {text}'
   return text.removeprefix('flag ')
+
+
+def _line_in_file(e: BaseException, path: str) -> Optional[int]:
+  """The line of file `path` in `e`'s traceback (its innermost frame there), or None."""
+  try:
+    target = pathlib.Path(path).resolve()
+  except OSError:
+    return None
+  frame_lines = [(frame.f_code.co_filename, line) for frame, line in traceback.walk_tb(e.__traceback__)]
+  lines = [line for filename, line in frame_lines if pathlib.Path(filename).resolve() == target]
+  return lines[-1] if lines else None
 
 
 @contextlib.contextmanager

@@ -18,4 +18,9 @@ class CheckpointError(FileNotFoundError):
   """A workdir lacks the checkpoint or saved config that was asked for."""
 
 
-USER_ERRORS = (DatasetError, ConfigError, NonFiniteLossError, CheckpointError)
+class WorkdirError(RuntimeError):
+  """A folder that a command would write to cannot be used: another run owns it, it is not writable, or it is
+  a file."""
+
+
+USER_ERRORS = (DatasetError, ConfigError, NonFiniteLossError, CheckpointError, WorkdirError)

@@ -27,13 +27,16 @@ import numpy as np
 from jaxnerf import checkpoints
 from jaxnerf import experiment as experiment_lib
 from jaxnerf import quantization
+from jaxnerf import workdirs
 from jaxnerf.errors import CheckpointError
+from jaxnerf.errors import WorkdirError
 from jaxnerf.models import layers as layers_lib
 
 FORMATS = ('packed', 'float32')
 METADATA_KEY = '__metadata__'
 PACKED_SUFFIX = '.base3'
 FILE_VERSION = 1
+ZIP_MAGIC = b'PK\x03\x04'  # How every .npz file starts.
 
 
 class ExportedModel(NamedTuple):
@@ -113,9 +116,14 @@ def default_path(workdir, export_format: str) -> pathlib.Path:
 def export_workdir(workdir, export_format: str, path=None) -> Dict:
   """Exports the newest intact checkpoint of `workdir` to `path` (default: workdir/export/<format>.npz);
   returns the size report with the step."""
+  path = pathlib.Path(path or default_path(workdir, export_format))
+  if path.is_dir():  # Checked before the restore, which takes a while.
+    raise WorkdirError(f'--out={path} is a directory; expected the path of the file to write, e.g. '
+                       f'{path / f"{export_format}.npz"}.')
+  workdirs.check_writable(path.parent, 'the folder of the export')
   config, _, state = experiment_lib.restore_model(workdir)
   step = int(jax.device_get(state.step))
-  report = write(path or default_path(workdir, export_format), config, step, state.variables, export_format)
+  report = write(path, config, step, state.variables, export_format)
   return {'format': export_format, 'step': step, **report}
 
 
@@ -125,6 +133,9 @@ def read(path) -> ExportedModel:
   if not path.is_file():
     raise CheckpointError(f'{path} does not exist: export a trained workdir first '
                           '(python export.py --workdir=DIR --format=packed).')
+  with open(path, 'rb') as f:
+    if f.read(4) != ZIP_MAGIC:  # (NumPy would take any other file for a pickle and suggest loading it so.)
+      raise CheckpointError(f'{path} is not a model exported by export.py: not a .npz archive.')
   try:
     with np.load(path, allow_pickle=False) as archive:
       arrays = {key: archive[key] for key in archive.files}

@@ -21,6 +21,7 @@ from jaxnerf import experiment as experiment_lib
 from jaxnerf import pruning
 from jaxnerf import reporting
 from jaxnerf import trainer
+from jaxnerf import workdirs
 from jaxnerf.errors import ConfigError
 
 REPORT_FILE = 'pruning.json'
@@ -96,22 +97,24 @@ def prune_workdir(workdir, levels: str, sparsity: float = 0.5, finetune_steps: i
     raise ConfigError(f'--sparsity={sparsity}: expected a fraction in [0, 1).')
   if finetune_steps < 0:
     raise ConfigError(f'--finetune_steps={finetune_steps}: expected a number of steps >= 0.')
+  checkpoints.load_config(workdir)  # A wrong --workdir is refused before --out is made.
   out = pathlib.Path(out) if out else default_out(workdir, levels, sparsity)
-  if (out / REPORT_FILE).is_file():  # An interrupted fine-tune: resume it.
-    report = json.loads((out / REPORT_FILE).read_text())
-    if (report['levels'], report['target_sparsity']) != (levels, sparsity):
-      raise ConfigError(f'{out} holds a model pruned with --prune={report["levels"]} '
-                        f'--sparsity={report["target_sparsity"]}: use another --out.')
-    reporting.message(f'Resuming the fine-tuning in {out}.')
-  else:
-    report = _prune(workdir, out, levels, sparsity, eval_images)
-  finetune_config = checkpoints.load_config(out)
-  finetune_config.unlock()
-  finetune_config.train.num_steps = report['trained_step'] + finetune_steps
-  finetune_config.lock()
-  result = trainer.run_training(finetune_config, out)
-  zeros, total = pruning.kernel_sparsity(jax.device_get(result.state.params), report['fields'])
-  report.update(sparsity=zeros / max(total, 1), pruned_weights=zeros, finetune_steps=finetune_steps,
-                psnr_after=result.summary.get('val_psnr'), step=result.summary['step'], out=str(out))
-  reporting.write_text_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
-  return report
+  with workdirs.owned(out, '--out'):  # The fine-tune's workdir: one prune.py at a time.
+    if (out / REPORT_FILE).is_file():  # An interrupted fine-tune: resume it.
+      report = json.loads((out / REPORT_FILE).read_text())
+      if (report['levels'], report['target_sparsity']) != (levels, sparsity):
+        raise ConfigError(f'{out} holds a model pruned with --prune={report["levels"]} '
+                          f'--sparsity={report["target_sparsity"]}: use another --out.')
+      reporting.message(f'Resuming the fine-tuning in {out}.')
+    else:
+      report = _prune(workdir, out, levels, sparsity, eval_images)
+    finetune_config = checkpoints.load_config(out)
+    finetune_config.unlock()
+    finetune_config.train.num_steps = report['trained_step'] + finetune_steps
+    finetune_config.lock()
+    result = trainer.run_training(finetune_config, out)
+    zeros, total = pruning.kernel_sparsity(jax.device_get(result.state.params), report['fields'])
+    report.update(sparsity=zeros / max(total, 1), pruned_weights=zeros, finetune_steps=finetune_steps,
+                  psnr_after=result.summary.get('val_psnr'), step=result.summary['step'], out=str(out))
+    reporting.write_text_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
+    return report

@@ -20,6 +20,7 @@ from jaxnerf import evaluation
 from jaxnerf import experiment as experiment_lib
 from jaxnerf import exported_models
 from jaxnerf import reporting
+from jaxnerf import workdirs
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 
@@ -55,7 +56,7 @@ def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None) -
   else:
     config, experiment, state = experiment_lib.restore_model(workdir)
     variables, step = state.variables, int(jax.device_get(state.step))
-  chunk_size = chunk_size or config.eval.chunk_size
+  chunk_size = config.eval.chunk_size if chunk_size is None else chunk_size
   if chunk_size <= 0:
     raise ConfigError(f'--chunk_size={chunk_size}: expected a positive number of rays.')
   config_checks.check_divisible(chunk_size, '--chunk_size')
@@ -83,8 +84,13 @@ def _split_to_render(config, split_name: Optional[str], data_dir: Optional[str])
 
 
 def _out_root(workdir, packed: Optional[str]) -> pathlib.Path:
-  """Renders of an exported model go beside its file (<dir>/render/...), others into the workdir."""
-  return pathlib.Path(packed).parent if packed else pathlib.Path(workdir)
+  """Renders of an exported model go beside its file (<dir>/render/...), others into the workdir; checked
+  writable before anything is rendered."""
+  root = pathlib.Path(packed).parent if packed else pathlib.Path(workdir)
+  if not packed and not (root / checkpoints.CONFIG_FILE).is_file():
+    checkpoints.load_config(root)  # Raises the error that says what a workdir holds.
+  workdirs.check_writable(root / 'render', 'the folder of the renders')
+  return root
 
 
 def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[str] = None, limit: int = -1,
@@ -96,6 +102,9 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
     The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
     without the per-image list, and 'out_dir'.
   """
+  if limit == 0 or limit < -1:
+    raise ConfigError(f'--limit={limit}: expected a positive number of images, or -1 for all of them.')
+  out_root = _out_root(workdir, packed)
   model = _restore(workdir, chunk_size, packed)
   split_name = _split_to_render(model.config, split_name, data_dir)
   split = datasets.load_split(model.config, split_name, data_dir)
@@ -104,8 +113,7 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   per_image, renderings = evaluation.evaluate(model.experiment.steps, model.variables, split, indices,
                                               model.chunk_size, description=f'rendering the {split_name} split')
   seconds = time.perf_counter() - start
-  out_dir = (_out_root(workdir, packed) / 'render' / _scene_label(model.config, data_dir) /
-             f'{split_name}_{model.step}')
+  out_dir = out_root / 'render' / _scene_label(model.config, data_dir) / f'{split_name}_{model.step}'
   summary = evaluation.split_summary(per_image, {
       'step': model.step, 'split': split_name,
       'scene_dir': str(pathlib.Path(data_dir) if data_dir else datasets.scene_directory(model.config)),
@@ -127,6 +135,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   """
   if num_frames <= 0 or fps <= 0:  # Before the checkpoint's restore, which takes a while.
     raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
+  out_root = _out_root(workdir, packed)
   model = _restore(workdir, chunk_size, packed)
   config, step = model.config, model.step
   train_split = datasets.load_split(config, 'train', data_dir)
@@ -136,7 +145,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   frames = evaluation.render_path(model.experiment.steps, model.variables, train_split, poses, model.chunk_size,
                                   model.experiment.background, min_size, f'rendering the {name}')
   seconds = time.perf_counter() - start
-  out_dir = _out_root(workdir, packed) / 'render' / _scene_label(config, data_dir) / f'{name}_{step}'
+  out_dir = out_root / 'render' / _scene_label(config, data_dir) / f'{name}_{step}'
   paths = []
   if jax.process_index() == 0:
     paths = evaluation.write_video(out_dir, name, frames, fps, formats=('gif', 'mp4'))

@@ -27,6 +27,7 @@ from jaxnerf import evaluation
 from jaxnerf import experiment as experiment_lib
 from jaxnerf import parallel
 from jaxnerf import reporting
+from jaxnerf import workdirs
 from jaxnerf.datasets import batching
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.train_state import TrainState
@@ -272,6 +273,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       budget.start()
   except NonFiniteLossError as e:
     prefetcher.close()
+    progress.close()  # The error's line starts below the bar, not on it.
     manager.wait_until_finished()
     raise NonFiniteLossError(_failure_message(e.args[0], state, manager)) from None
   except KeyboardInterrupt:
@@ -338,21 +340,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
 
 
 def run_training(config: ml_collections.ConfigDict, workdir) -> TrainingResult:
-  """`train_and_evaluate`, returning the final training state too."""
+  """`train_and_evaluate`, returning the final training state too.
+
+  The workdir is owned by this run while it trains (`workdirs.owned_by_run`: a second run is refused), and
+  nothing is written to it before the run is known to start: its data loaded, its camera path possible, and
+  its newest checkpoint restored (a failed resume leaves the workdir as it found it).
+  """
   workdir = pathlib.Path(workdir)
   config_checks.check_training(config)
   reporting.check_wandb_available(config.train.wandb_project)
+  with workdirs.owned_by_run(workdir):
+    return _run_training_in_owned_workdir(config, workdir)
+
+
+def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingResult:
   experiment_lib.check_resumable(config, workdir)
   train_split = datasets.load_split(config, 'train')
   val_split = datasets.load_split(config, 'val')
+  if config.eval.video_frames > 0:  # Refused now, not after all the training.
+    evaluation.camera_path(train_split, config.eval.path, 2)
   experiment = experiment_lib.build_experiment(config)
-  if jax.process_index() == 0:
-    checkpoints.save_config(workdir, config)
 
   manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
   restored = None
-  if manager.all_steps():  # (Tracing the state's shapes takes a while: only where there is a checkpoint.)
-    restored = checkpoints.restore_newest_intact(manager, experiment_lib.abstract_state(experiment, config.seed))
+  try:
+    if manager.all_steps():  # (Tracing the state's shapes takes a while: only where there is a checkpoint.)
+      restored = checkpoints.restore_newest_intact(manager,
+                                                   experiment_lib.abstract_state(experiment, config.seed))
+  except BaseException:
+    manager.close()
+    raise
+  if jax.process_index() == 0:
+    checkpoints.save_config(workdir, config)
   state = restored.state if restored else experiment_lib.init_state(experiment, config.seed)
   start_step = int(jax.device_get(state.step))
   if restored:

@@ -16,8 +16,10 @@ from jaxnerf import render_outputs
 from jaxnerf import reporting
 from jaxnerf import steps as steps_lib
 from jaxnerf import trainer
+from jaxnerf import workdirs
 from jaxnerf.datasets import batching
 from jaxnerf.datasets import transforms_json
+from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from tests.scenes import write_llff_scene
@@ -119,9 +121,23 @@ def test_checkpoint_round_trip(scene_cache, tmp_path):
 def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
   config = tiny_config(scene_cache, num_steps=5)
   trainer.train_and_evaluate(config, tmp_path)
+  before = _files_and_contents(tmp_path)
   config.model.hash_grid.log2_table_size = 11
   with pytest.raises(ConfigError, match=r'different model \(config.model.hash_grid.log2_table_size differ'):
     trainer.train_and_evaluate(config, tmp_path)
+  assert _files_and_contents(tmp_path) == before
+  # Without config.json to compare, the restore finds the other model; the failed resume writes nothing.
+  (tmp_path / checkpoints.CONFIG_FILE).unlink()
+  before = _files_and_contents(tmp_path)
+  with pytest.raises(CheckpointError, match=r'hold another model than this config describes'):
+    trainer.train_and_evaluate(config, tmp_path)
+  assert _files_and_contents(tmp_path) == before
+
+
+def _files_and_contents(directory: pathlib.Path):
+  """{relative path: bytes} of every file under `directory` but the lock (which names the last holder)."""
+  return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob('*'))
+          if p.is_file() and p.name != workdirs.LOCK_FILE}
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(scene_cache, tmp_path, monkeypatch):

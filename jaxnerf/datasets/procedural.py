@@ -46,6 +46,7 @@ from PIL import Image
 
 from jaxnerf import camera
 from jaxnerf import reporting
+from jaxnerf import workdirs
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.datasets import textures
 
@@ -279,7 +280,7 @@ def ensure_scene(cache_dir, spec: ProceduralSceneSpec = ProceduralSceneSpec()) -
   target = cache_dir / scene_name(spec)
   if target.is_dir():
     return target
-  cache_dir.mkdir(parents=True, exist_ok=True)
+  workdirs.check_writable(cache_dir, 'the scene cache ($JAXNERF_CACHE, or config.data_dir)')
   partial = pathlib.Path(tempfile.mkdtemp(prefix=f'.{target.name}.partial-', dir=cache_dir))
   partial.chmod(0o755)  # mkdtemp makes it private; the scene is ordinary data.
   try:

@@ -1,0 +1,124 @@
+"""Folders that commands write to: one run at a time owns a workdir, and every output folder is checked to be
+writable before any work starts, so that a mistake costs one line, not a traceback after minutes of work.
+
+Ownership is an advisory lock (`flock`) on `<workdir>/run.lock`, held for as long as the run's process lives:
+the operating system releases it when the process ends, however it ends (kill -9 included), so a lock is
+never stale. The file names its holder (process id, host, command, start time) for the message a second run
+gets. Readers (render.py, export.py) take no lock and may run beside a training run.
+"""
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import pathlib
+import socket
+import sys
+import tempfile
+from typing import Dict
+
+from jaxnerf.errors import WorkdirError
+
+LOCK_FILE = 'run.lock'
+
+# Locks this process holds, by resolved workdir: [open lock file, depth of nested `owned` blocks]. A second
+# flock on another descriptor of the same file would block against our own lock.
+_held: Dict[pathlib.Path, list] = {}
+
+
+def check_writable(directory, what: str = 'the workdir') -> pathlib.Path:
+  """Creates `directory` (and its parents) if missing and checks that files can be written in it.
+
+  Args:
+    directory: the folder.
+    what: how the user named it, for messages (e.g. '--workdir', '--out').
+
+  Raises:
+    WorkdirError: naming the folder, if it is a file, cannot be created or is not writable.
+  """
+  directory = pathlib.Path(directory)
+  if directory.exists() and not directory.is_dir():
+    raise WorkdirError(f'{what} {directory} is a file; expected a directory.')
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+  except (FileExistsError, NotADirectoryError):  # A parent is a file.
+    raise WorkdirError(f'{what} {directory} cannot be created: a part of its path is a file.') from None
+  except OSError as e:
+    raise WorkdirError(f'{what} {directory} is not writable ({e.strerror}); choose another folder or fix its '
+                       'permissions.') from None
+  return directory
+
+
+def _holder(lock_file) -> str:
+  lock_file.seek(0)
+  try:
+    record = json.loads(lock_file.read() or '{}')
+  except json.JSONDecodeError:
+    record = {}
+  if not record:
+    return 'another process'
+  return (f'process {record.get("pid")} on {record.get("host")} ({record.get("command")}, started '
+          f'{record.get("started")})')
+
+
+@contextlib.contextmanager
+def owned(workdir, what: str = '--workdir'):
+  """Holds `workdir` for this process's run: creates it (checked writable) and locks it.
+
+  Nested blocks of one process on the same workdir share the lock (prune.py trains through the trainer,
+  which takes it too).
+
+  Raises:
+    WorkdirError: naming the process that owns the workdir, or why the folder cannot be used.
+  """
+  workdir = check_writable(workdir, what)
+  key = workdir.resolve()
+  if key in _held:
+    _held[key][1] += 1
+    try:
+      yield workdir
+    finally:
+      _held[key][1] -= 1
+    return
+  lock_file = open(workdir / LOCK_FILE, 'a+')  # pylint: disable=consider-using-with  # Closed below.
+  try:
+    try:
+      fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise WorkdirError(f'{workdir} is in use by {_holder(lock_file)}: one run at a time may write to a '
+                         'workdir. Wait for it to finish, stop it, or use another --workdir.') from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                                'command': ' '.join([pathlib.Path(sys.executable).name, *sys.argv])[:300],
+                                'started': datetime.datetime.now().isoformat(timespec='seconds')}))
+    lock_file.flush()
+    _held[key] = [lock_file, 1]
+    try:
+      yield workdir
+    finally:
+      del _held[key]
+  finally:
+    lock_file.close()  # Releases the lock.
+
+
+@contextlib.contextmanager
+def owned_by_run(workdir):
+  """`owned` for a run of one or several processes: process 0 takes the lock for all of them (they share the
+  workdir), and every process stops with the same error when it cannot."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxnerf import parallel  # pylint: disable=g-import-not-at-top
+  with contextlib.ExitStack() as stack:
+    failure = None
+    if jax.process_index() == 0:
+      try:
+        stack.enter_context(owned(workdir))
+      except WorkdirError as e:
+        failure = e
+    if not bool(parallel.agree(np.array(failure is None))):
+      raise failure or WorkdirError(f'process 0 could not take {workdir} for this run; see its message.')
+    yield pathlib.Path(workdir)
