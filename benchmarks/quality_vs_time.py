@@ -9,13 +9,16 @@ instant-ngp's figures do). Intermediate points score the first --eval_images val
 scores config.eval.final_num_images views (all by default in the *_ngp configs). Prints one JSON line per
 point: training time, step, val PSNR/SSIM, training rays/s (rays that reached the loss, from the start to
 that point), compile time, and the run's peak memory (host RSS, and device memory where the backend reports
-it).
+it). A --workdir must hold no run yet (by default the run writes to a temporary directory).
 """
 
 import json
+import math
+import pathlib
 import resource
 import sys
 import tempfile
+from typing import List, Sequence, Union
 
 import jax
 import numpy as np
@@ -25,16 +28,46 @@ from ml_collections import config_flags
 sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
+from jaxnerf import errors
 from jaxnerf import reporting
 from jaxnerf import trainer
+from jaxnerf import workdirs
 
-with cli.flag_errors():
-  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/lego_ngp.py', 'Configuration file.',
-                                            lock_config=True)
-_SECONDS = flags.DEFINE_list('seconds', ['15', '30', '60', '120', '300'],
-                             'Training times (s) at which to report quality; the largest is the budget.')
-_EVAL_IMAGES = flags.DEFINE_integer('eval_images', 10, 'Val views scored at the intermediate points.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where the run writes (default: a temporary directory).')
+
+def parse_seconds(argument: Union[str, Sequence]) -> List[float]:
+  """The training times of --seconds ('15,30,60', or a list of them), sorted; a ValueError says what is
+  expected (absl reports it as `flag --seconds=...: <it>`)."""
+  items = argument.split(',') if isinstance(argument, str) else list(argument)
+  seconds = []
+  for item in items:
+    try:
+      value = float(item)
+    except (TypeError, ValueError):
+      value = math.nan
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f'{str(item).strip()!r} is not a positive number of seconds; expected positive numbers '
+                       'of seconds separated by commas, e.g. --seconds=15,30,60.')
+    seconds.append(value)
+  return sorted(set(seconds))
+
+
+class _SecondsParser(flags.ArgumentParser):
+  """--seconds: positive numbers of seconds separated by commas."""
+
+  def parse(self, argument):
+    return parse_seconds(argument)
+
+  def flag_type(self):
+    return 'list of seconds'
+
+
+def prepare_workdir(workdir) -> pathlib.Path:
+  """Creates --workdir and checks that the run can write there and that it holds no run yet (its points
+  would mix two runs' training); a ConfigError names --workdir."""
+  workdir = workdirs.check_writable(workdir, '--workdir')
+  if reporting.read_metrics(workdir):
+    raise errors.ConfigError(f'--workdir={workdir} already holds a run; the benchmark needs a fresh --workdir.')
+  return workdir
 
 
 def _peak_memory():
@@ -45,19 +78,22 @@ def _peak_memory():
   return memory
 
 
-def run(config, workdir):
-  """Trains and returns the JSON records, one per reported training time."""
-  if reporting.read_metrics(workdir):
-    raise SystemExit(f'error: {workdir} already holds a run; the benchmark needs a fresh --workdir.')
-  seconds = sorted(float(s) for s in _SECONDS.value)
+def run(config, workdir, seconds: Sequence[float], eval_images: int, config_name: str = ''):
+  """Trains in a fresh `workdir` for the largest of `seconds` of training time, validating on `eval_images`
+  val views whenever it passes one of the others; returns the JSON records, one per training time."""
+  if config.eval.final_num_images == 0:
+    raise errors.ConfigError('config.eval.final_num_images=0: the benchmark scores the largest --seconds on '
+                             'that many val views; expected -1 (all) or a positive number of views.')
+  workdir = prepare_workdir(workdir)
+  seconds = sorted(seconds)
   config.train.max_seconds = seconds[-1]
   config.eval.at_train_seconds = tuple(seconds[:-1])
-  config.eval.num_images = _EVAL_IMAGES.value
+  config.eval.num_images = eval_images
   config.eval.every_steps = 0
   config.eval.video_frames = 0
   summary = trainer.train_and_evaluate(config, workdir)
   records = reporting.read_metrics(workdir)
-  common = {'config': config_flags.get_config_filename(flags.FLAGS['config']),
+  common = {'config': config_name,
             'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
             'devices': jax.device_count(), 'batch_size': config.train.batch_size,
             'compile_seconds': round(summary['compile_seconds'], 2)}
@@ -82,15 +118,25 @@ def main(argv):
   del argv
   cli.initialize()
   config = _CONFIG.value
+  config_name = config_flags.get_config_filename(flags.FLAGS['config'])
   with cli.friendly_errors():
     if _WORKDIR.value:
-      records = run(config, _WORKDIR.value)
+      records = run(config, _WORKDIR.value, _SECONDS.value, _EVAL_IMAGES.value, config_name)
     else:
       with tempfile.TemporaryDirectory() as workdir:
-        records = run(config, workdir)
+        records = run(config, workdir, _SECONDS.value, _EVAL_IMAGES.value, config_name)
   for record in records:
     print(json.dumps(record))
 
 
 if __name__ == '__main__':
+  with cli.flag_errors():
+    _CONFIG = config_flags.DEFINE_config_file('config', 'configs/lego_ngp.py', 'Configuration file.',
+                                              lock_config=True)
+  _SECONDS = flags.DEFINE(_SecondsParser(), 'seconds', '15,30,60,120,300',
+                          'Training times (s) at which to report quality; the largest is the budget.',
+                          serializer=flags.CsvListSerializer(','))
+  _EVAL_IMAGES = flags.DEFINE_integer('eval_images', 10, 'Val views scored at the intermediate points.',
+                                      lower_bound=1)
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the run writes (default: a temporary directory).')
   cli.run(main, _CONFIG)

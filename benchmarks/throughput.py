@@ -30,14 +30,6 @@ from jaxnerf import experiment as experiment_lib
 from jaxnerf import image_rendering
 from jaxnerf import parallel
 
-with cli.flag_errors():
-  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/chair.py', 'Configuration file.',
-                                            lock_config=True)
-_STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps per repeat.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Repeats; the median step and render times are reported.')
-_RENDER_CHUNKS = flags.DEFINE_integer('render_chunks', 2, 'Chunks of config.eval.chunk_size rays rendered '
-                                      'for timing (whole chunks, so that no padding is counted as work).')
-
 
 def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> camera.Rays:
   """Rays from random cameras at radius 4 through random points of the central [-1, 1]^3 box."""
@@ -128,4 +120,13 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  with cli.flag_errors():
+    _CONFIG = config_flags.DEFINE_config_file('config', 'configs/chair.py', 'Configuration file.',
+                                              lock_config=True)
+  _STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps per repeat.', lower_bound=1)
+  _REPEATS = flags.DEFINE_integer('repeats', 3, 'Repeats; the median step and render times are reported.',
+                                  lower_bound=1)
+  _RENDER_CHUNKS = flags.DEFINE_integer('render_chunks', 2, 'Chunks of config.eval.chunk_size rays rendered '
+                                        'for timing (whole chunks, so that no padding is counted as work).',
+                                        lower_bound=1)
   cli.run(main, _CONFIG)

@@ -1,0 +1,71 @@
+"""benchmarks/quality_vs_time.py and benchmarks/throughput.py: bad flags and workdirs are refused with one
+line naming the flag and what it expects."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from jaxnerf import cli
+from jaxnerf.errors import ConfigError
+from jaxnerf.errors import WorkdirError
+from tests.conftest import REPO
+from tests.conftest import subprocess_env
+from tests.tiny_configs import tiny_config
+
+_SPEC = importlib.util.spec_from_file_location('quality_vs_time',
+                                               pathlib.Path(REPO) / 'benchmarks' / 'quality_vs_time.py')
+quality_vs_time = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(quality_vs_time)
+
+
+def test_seconds_are_positive_numbers():
+  assert quality_vs_time.parse_seconds('60,15, 30,15') == [15.0, 30.0, 60.0]
+  assert quality_vs_time.parse_seconds(['2.5']) == [2.5]
+  for bad in ('abc', '-5', '0', 'nan', 'inf', '15,,30'):
+    with pytest.raises(ValueError, match='is not a positive number of seconds; expected positive numbers of '
+                                         r'seconds separated by commas, e.g. --seconds=15,30,60\.'):
+      quality_vs_time.parse_seconds(bad)
+
+
+@pytest.mark.parametrize('argument, bad', [('abc', 'abc'), ('-5', '-5'), ('30,x', 'x')])
+def test_a_bad_seconds_flag_is_one_line_naming_it(argument, bad):
+  flag_values = flags.FlagValues()
+  flags.DEFINE(quality_vs_time._SecondsParser(), 'seconds', '15,30', 'Training times.', flag_values=flag_values,
+               serializer=flags.CsvListSerializer(','))
+  assert flag_values['seconds'].value == [15.0, 30.0]
+  with pytest.raises(flags.IllegalFlagValueError) as raised:
+    flag_values(['quality_vs_time.py', f'--seconds={argument}'])
+  assert cli.flag_error_message(raised.value) == (
+      f"--seconds={argument}: '{bad}' is not a positive number of seconds; expected positive numbers of seconds "
+      'separated by commas, e.g. --seconds=15,30,60.')
+
+
+def test_the_workdir_must_be_writable_and_fresh(tmp_path):
+  assert quality_vs_time.prepare_workdir(tmp_path / 'new' / 'run') == tmp_path / 'new' / 'run'
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(WorkdirError, match=r'^--workdir .*file/run cannot be created: a part of its path is a file'):
+    quality_vs_time.prepare_workdir(tmp_path / 'file' / 'run')
+  (tmp_path / 'old').mkdir()
+  (tmp_path / 'old' / 'metrics.jsonl').write_text(json.dumps({'step': 1, 'split': 'train'}) + '\n')
+  with pytest.raises(ConfigError, match='^--workdir=.*old already holds a run; the benchmark needs a fresh'):
+    quality_vs_time.prepare_workdir(tmp_path / 'old')
+
+
+def test_a_run_that_scores_nothing_at_its_budget_is_refused(tmp_path):
+  config = tiny_config()
+  config.eval.final_num_images = 0
+  with pytest.raises(ConfigError, match=r'^config.eval.final_num_images=0: .*expected -1 \(all\) or a positive'):
+    quality_vs_time.run(config, tmp_path / 'run', [1.0], 1)
+  assert not (tmp_path / 'run').exists()
+
+
+def test_throughput_refuses_a_count_below_one():
+  result = subprocess.run([sys.executable, str(pathlib.Path(REPO) / 'benchmarks' / 'throughput.py'), '--steps=0'],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=subprocess_env(1))
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == ['error: --steps=0: 0 is not a positive integer']
