@@ -90,6 +90,9 @@ def owned(workdir, what: str = '--workdir'):
     except BlockingIOError:
       raise WorkdirError(f'{workdir} is in use by {_holder(lock_file)}: one run at a time may write to a '
                          'workdir. Wait for it to finish, stop it, or use another --workdir.') from None
+    except OSError as e:  # A file system without locks (some network mounts): run, but say what is lost.
+      print(f'warning: cannot lock {workdir / LOCK_FILE} ({e.strerror}): a second run started on this workdir '
+            'would not be refused.', file=sys.stderr)
     lock_file.seek(0)
     lock_file.truncate()
     lock_file.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
