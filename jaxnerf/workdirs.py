@@ -74,6 +74,7 @@ def owned(workdir, what: str = '--workdir'):
   Raises:
     WorkdirError: naming the process that owns the workdir, or why the folder cannot be used.
   """
+  created = not pathlib.Path(workdir).exists()
   workdir = check_writable(workdir, what)
   key = workdir.resolve()
   if key in _held:
@@ -102,6 +103,11 @@ def owned(workdir, what: str = '--workdir'):
     _held[key] = [lock_file, 1]
     try:
       yield workdir
+    except BaseException:
+      if created and [p.name for p in workdir.iterdir()] == [LOCK_FILE]:  # A run that failed before writing:
+        (workdir / LOCK_FILE).unlink()  # leave no folder behind (while still holding the lock).
+        workdir.rmdir()
+      raise
     finally:
       del _held[key]
   finally:

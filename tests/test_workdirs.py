@@ -137,6 +137,9 @@ def test_a_camera_path_the_scene_cannot_have_is_refused_before_training(scene_ca
     trainer.train_and_evaluate(config, tmp_path)
   assert not (tmp_path / checkpoints.CHECKPOINTS_DIR).exists()
   assert not (tmp_path / checkpoints.CONFIG_FILE).exists()
+  with pytest.raises(ConfigError, match='spiral'):  # A workdir it made is removed again.
+    trainer.train_and_evaluate(config, tmp_path / 'new')
+  assert not (tmp_path / 'new').exists()
 
 
 def test_lock_file_is_written_in_the_workdir_only(tmp_path):
