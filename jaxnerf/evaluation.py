@@ -22,9 +22,13 @@ def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], ch
           for i in reporting.progress(indices, description, unit='view')]
 
 
-def image_metrics(rendering: Dict[str, np.ndarray], target: np.ndarray) -> Dict[str, float]:
-  return {'psnr': float(metrics.psnr(rendering['rgb'], target)),
-          'ssim': float(metrics.ssim(rendering['rgb'], target))}
+def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
+  """What `split` holds of view `index` to score a rendering against: 'rgb', and 'depth' where it has depth
+  maps."""
+  truth = {'rgb': split.images[index]}
+  if split.depths is not None:
+    truth['depth'] = split.depths[index]
+  return truth
 
 
 def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
@@ -32,16 +36,21 @@ def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_
   """Renders views and scores them against the split's images.
 
   Returns:
-    (per_image, renderings): per_image is a list of {'name', 'psnr', 'ssim'}; renderings as render_views.
+    (per_image, renderings): per_image is a list of {'name', 'psnr', 'ssim', ...}, every metric whose ground
+    truth the split holds (metrics.view_metrics); renderings as render_views.
   """
   renderings = render_views(steps, variables, split, indices, chunk_size, description)
-  per_image = [{'name': split.names[i] if split.names else str(i), **image_metrics(r, split.images[i])}
-               for i, r in zip(indices, renderings)]
+  per_image = [{'name': split.names[i] if split.names else str(i),
+                **metrics.view_metrics(r, ground_truth(split, i))} for i, r in zip(indices, renderings)]
   return per_image, renderings
 
 
 def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
-  return {key: float(np.mean([m[key] for m in per_image])) for key in ('psnr', 'ssim')}
+  """The mean of each metric over the views (NaN values, e.g. the depth error of a view of empty space, left
+  out)."""
+  keys = [key for key in (per_image[0] if per_image else ()) if key != 'name']
+  return {key: float('nan') if all(np.isnan(m[key]) for m in per_image) else
+          float(np.nanmean([m[key] for m in per_image])) for key in keys}
 
 
 def visualize(rendering: Dict[str, np.ndarray], split: SceneSplit, background: float) -> Dict[str, np.ndarray]:

@@ -1,9 +1,16 @@
-"""Image-quality metrics: PSNR and SSIM.
+"""Metrics of rendered views against a scene's ground truth, registered per kind of ground truth.
 
-Naming: `mse` mean squared error; images are [..., height, width, 3] in [0, 1].
+Naming: `mse` mean squared error; images are [..., height, width, 3] in [0, 1]. A view's `rendering` is a dict
+of [H, W, ...] arrays ('rgb', 'depth', ...: what the renderer produces) and its `truth` a dict of what the
+scene holds for it ('rgb' always; 'depth' [H, W], inf where the ray hits nothing, where the scene knows it).
+
+`IMAGE_METRICS` maps a metric's name to its function and the ground truth it needs; `view_metrics` computes
+every metric whose ground truth a view has, so a scene with depth maps is scored on depth too, and a new
+metric is one `register_image_metric`.
 """
 
 import functools
+from typing import Callable, Dict, NamedTuple
 
 import dm_pix as pix
 import jax
@@ -30,3 +37,49 @@ def ssim(image, reference, max_value: float = 1.0, filter_size: int = 11, filter
   """
   return pix.ssim(jnp.asarray(image, jnp.float32), jnp.asarray(reference, jnp.float32), max_val=max_value,
                   filter_size=filter_size, filter_sigma=filter_sigma, k1=k1, k2=k2)
+
+
+class ImageMetric(NamedTuple):
+  compute: Callable  # (rendering, truth) -> float.
+  needs: str  # The ground truth it compares with: a key of `truth`.
+
+
+IMAGE_METRICS: Dict[str, ImageMetric] = {}
+
+
+def register_image_metric(name: str, needs: str = 'rgb'):
+  """Registers the decorated function (rendering, truth) -> float as metric `name` of views whose ground
+  truth holds `needs`."""
+
+  def register(compute):
+    IMAGE_METRICS[name] = ImageMetric(compute, needs)
+    return compute
+
+  return register
+
+
+@register_image_metric('psnr')
+def _view_psnr(rendering, truth) -> float:
+  return float(psnr(rendering['rgb'], truth['rgb']))
+
+
+@register_image_metric('ssim')
+def _view_ssim(rendering, truth) -> float:
+  return float(ssim(rendering['rgb'], truth['rgb']))
+
+
+@register_image_metric('depth_mae', needs='depth')
+def depth_mean_absolute_error(rendering, truth) -> float:
+  """Mean |expected depth - true depth| in scene units over the pixels whose ray hits the scene (finite true
+  depth); NaN when none does."""
+  true_depth = np.asarray(truth['depth'], np.float64)
+  hits = np.isfinite(true_depth)
+  if not hits.any():
+    return float('nan')
+  return float(np.mean(np.abs(np.asarray(rendering['depth'], np.float64)[hits] - true_depth[hits])))
+
+
+def view_metrics(rendering: Dict, truth: Dict) -> Dict[str, float]:
+  """{name: value} of every registered metric whose ground truth `truth` holds."""
+  return {name: metric.compute(rendering, truth) for name, metric in IMAGE_METRICS.items()
+          if truth.get(metric.needs) is not None}

@@ -310,7 +310,7 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
     if jax.process_index() == 0:
       evaluation.write_split(out_dir / 'val', val_split, result, renderings, experiment.background)
     writer.write_scalars(step, 'final_val', result['mean'])
-    summary.update(val_psnr=result['mean']['psnr'], val_ssim=result['mean']['ssim'], val_images=num,
+    summary.update({f'val_{name}': value for name, value in result['mean'].items()}, val_images=num,
                    eval_seconds=time.perf_counter() - start)
   if config.eval.video_frames > 0:
     start = time.perf_counter()

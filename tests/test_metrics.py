@@ -179,3 +179,30 @@ def test_save_png_round_trip(tmp_path):
   visualization.save_png(path, image)
   with Image.open(path) as png:
     np.testing.assert_array_equal(np.asarray(png), visualization.to_uint8(image))
+
+
+def test_depth_error_is_scored_where_the_truth_has_depth_and_only_over_hits():
+  rng = np.random.default_rng(7)
+  true_depth = rng.uniform(2, 6, (8, 8)).astype(np.float32)
+  true_depth[:2] = np.inf  # Rays that hit nothing.
+  rendered_depth = true_depth + rng.normal(0, 0.1, (8, 8)).astype(np.float32)
+  rendered_depth[:2] = 6.0
+  image = rng.random((8, 8, 3)).astype(np.float32)
+  rendering = {'rgb': image, 'depth': rendered_depth}
+  scored = metrics.view_metrics(rendering, {'rgb': image, 'depth': true_depth})
+  assert sorted(scored) == ['depth_mae', 'psnr', 'ssim']
+  brute = sum(abs(float(rendered_depth[i, j]) - float(true_depth[i, j])) for i in range(2, 8) for j in range(8))
+  assert scored['depth_mae'] == pytest.approx(brute / 48, rel=1e-6)
+  assert sorted(metrics.view_metrics(rendering, {'rgb': image})) == ['psnr', 'ssim']  # No depth, no error.
+  assert np.isnan(metrics.view_metrics(rendering, {'rgb': image, 'depth': np.full((8, 8), np.inf)})['depth_mae'])
+
+
+def test_a_metric_registered_outside_the_library_is_computed_and_averaged(monkeypatch):
+  from jaxnerf import evaluation
+  monkeypatch.setitem(metrics.IMAGE_METRICS, 'mean_opacity',
+                      metrics.ImageMetric(lambda rendering, truth: float(np.mean(rendering['acc'])), 'rgb'))
+  image = np.zeros((4, 4, 3), np.float32)
+  per_image = [{'name': str(i), **metrics.view_metrics({'rgb': image, 'acc': np.full((4, 4), a)}, {'rgb': image})}
+               for i, a in enumerate([0.2, 0.6])]
+  mean = evaluation.mean_metrics(per_image)
+  assert mean['mean_opacity'] == pytest.approx(0.4) and np.isinf(mean['psnr'])
