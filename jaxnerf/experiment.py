@@ -11,6 +11,7 @@ from flax.training.dynamic_scale import DynamicScale
 
 from jaxnerf import camera
 from jaxnerf import checkpoints
+from jaxnerf import losses
 from jaxnerf import models
 from jaxnerf import parallel
 from jaxnerf import pruning
@@ -35,6 +36,7 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
   model = models.make_model(config.model, config.scene_box)
+  losses.check_terms(config.loss, type(model).PROVIDES, config.model.name)
   schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
   optimizer = train_state_lib.make_optimizer(config.optim, pruned_fields(model, config.optim.pruned_levels))
   mesh = parallel.make_mesh(devices)

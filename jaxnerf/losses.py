@@ -1,16 +1,20 @@
-"""The training loss: named, weighted terms over a batch's renderings (`config.loss`).
+"""The training loss: a registry of named, weighted terms over a batch's ray history (`config.loss`).
 
 Naming conventions:
-- `renderings`: the renderer's ray history, one rendering.RenderedRays per level, coarse first, the final
+- `history`: the renderer's ray history, one rendering.RenderedRays per level, coarse first, the final
   output last, with rgb [..., 3] (None on density-only levels), `complete` [...] (None: every ray was
   rendered with all its samples), and `s_edges` [..., N + 1] and `w` [..., N], the intervals' edges in
   normalised distance and their weights (None for packed samples).
-- `target`: the colours the rays should render, [..., 3].
-- a *term* is a scalar; the loss is the sum of the terms, each already multiplied by its weight.
+- `batch`: what the step trains on: 'rgb' [..., 3], the colours the rays should render (on the batch's
+  background), 'rays' (camera.Rays, fields [..., C]), and the batch's other arrays ('alpha', ...).
+- a *term* is a pure function (history, batch, loss_config) -> scalar, registered with `register_loss_term`
+  under a name, with what it needs from the renderer (`NEEDS`); its weight is `config.loss.<name>_weight`
+  (the data term's is 1 unless a config sets `data_weight`). The loss is the sum of the weighted terms.
+  `check_terms` refuses, when the model is built, a term of non-zero weight that the renderer cannot feed.
 Statistics that are not trained on (MSE and PSNR per level) are computed apart, in `level_mses`.
 """
 
-from typing import Dict, Sequence
+from typing import Callable, Dict, FrozenSet, NamedTuple, Sequence
 
 import jax.numpy as jnp
 
@@ -38,52 +42,93 @@ def _masked_mean(values, complete):
   return jnp.sum(mask * values) / jnp.maximum(values.shape[-1] * jnp.sum(mask), 1.0)
 
 
-def data_term(renderings: Sequence, target, penalty: str = 'mse', eps: float = 1e-3,
-              coarse_weight: float = 1.0):
-  """The reconstruction term: the mean penalty of each level's colours against the target, summed over
-  levels with weight `coarse_weight` on all but the finest (the NeRF paper sums coarse and fine, Eq. 6).
+# What a term can need of the renderer: renderers declare what they provide (their PROVIDES).
+NEEDS = {
+    'intervals': 'interval edges and weights per level (renderers that sample intervals: nerf, mipnerf, '
+                 'proposal; packed samples have none)',
+}
+
+
+class LossTerm(NamedTuple):
+  compute: Callable  # (history, batch, loss_config) -> scalar, unweighted.
+  needs: FrozenSet[str]  # Keys of NEEDS.
+  default_weight: float  # Its weight where the config has no <name>_weight.
+
+
+LOSS_TERMS: Dict[str, LossTerm] = {}
+
+
+def register_loss_term(name: str, needs: Sequence[str] = (), default_weight: float = 0.0):
+  """Registers the decorated function (history, batch, loss_config) -> scalar as loss term `name`, weighted
+  by config.loss.<name>_weight (default `default_weight`), needing `needs` (keys of NEEDS)."""
+  unknown = set(needs) - set(NEEDS)
+  if unknown:
+    raise ValueError(f'loss term {name!r} needs {sorted(unknown)}, which no renderer declares; known: '
+                     f'{sorted(NEEDS)}.')
+
+  def register(compute):
+    LOSS_TERMS[name] = LossTerm(compute, frozenset(needs), default_weight)
+    return compute
+
+  return register
+
+
+def term_weights(loss_config) -> Dict[str, float]:
+  """{name: weight} of the registered terms that `loss_config` weighs above zero."""
+  weights = {name: float(loss_config.get(f'{name}_weight', term.default_weight))
+             for name, term in LOSS_TERMS.items()}
+  return {name: weight for name, weight in weights.items() if weight > 0}
+
+
+def check_terms(loss_config, provides: FrozenSet[str], renderer: str):
+  """Raises ConfigError, before anything compiles, for a term of non-zero weight that `renderer` (which
+  provides `provides`, keys of NEEDS) cannot feed, and for an unknown data penalty."""
+  if loss_config.data not in DATA_PENALTIES:
+    raise ConfigError(f'config.loss.data must be one of {sorted(DATA_PENALTIES)}, got {loss_config.data!r}.')
+  for name, weight in term_weights(loss_config).items():
+    for need in sorted(LOSS_TERMS[name].needs - provides):
+      raise ConfigError(f'config.loss.{name}_weight={weight:g} needs {NEEDS[need]}, which the {renderer} '
+                        'renderer does not provide; set it to 0 or choose another config.model.name.')
+
+
+@register_loss_term('data', default_weight=1.0)
+def data_term(history: Sequence, batch: Dict, loss_config):
+  """The reconstruction term: the mean penalty (config.loss.data: 'mse', the NeRF paper's Eq. 6, or
+  'charbonnier', mip-NeRF 360's, with `charbonnier_eps`) of each level's colours against batch['rgb'],
+  summed over levels with weight `coarse_weight` on all but the finest (the NeRF paper sums coarse and fine).
   Rays marked incomplete are left out of their level's mean."""
-  if penalty not in DATA_PENALTIES:
-    raise ConfigError(f'config.loss.data must be one of {sorted(DATA_PENALTIES)}, got {penalty!r}.')
-  level_terms = [_masked_mean(DATA_PENALTIES[penalty](r.rgb - target, eps), r.complete)
-                 for r in renderings if r.rgb is not None]
-  return sum(coarse_weight * term for term in level_terms[:-1]) + level_terms[-1]
+  penalty = DATA_PENALTIES[loss_config.data]
+  level_terms = [_masked_mean(penalty(r.rgb - batch['rgb'], loss_config.charbonnier_eps), r.complete)
+                 for r in history if r.rgb is not None]
+  return sum(loss_config.coarse_weight * term for term in level_terms[:-1]) + level_terms[-1]
 
 
-def level_mses(renderings: Sequence, target):
+def level_mses(history: Sequence, target):
   """The mean squared error of each level's colours, [levels with colour] (incomplete rays left out)."""
-  return jnp.stack([_masked_mean((r.rgb - target)**2, r.complete) for r in renderings if r.rgb is not None])
+  return jnp.stack([_masked_mean((r.rgb - target)**2, r.complete) for r in history if r.rgb is not None])
 
 
-def _intervals(renderings: Sequence, term: str):
-  if any(r.s_edges is None for r in renderings):
-    raise ConfigError(f'config.loss.{term}_weight needs a renderer that samples intervals (nerf, mipnerf, '
-                      'proposal); packed samples (occupancy_grid) have no interval edges.')
-  return renderings
-
-
-def interlevel_term(renderings: Sequence):
+@register_loss_term('interlevel', needs=('intervals',))
+def interlevel_term(history: Sequence, batch: Dict = None, loss_config=None):
   """mip-NeRF 360's proposal loss (Eq. 14), summed over the levels before the final one: each must bound
   the final level's weights (stepfun.interlevel_loss; gradients reach only the earlier levels)."""
-  renderings = _intervals(renderings, 'interlevel')
-  final = renderings[-1]
-  return sum(stepfun.interlevel_loss(final.s_edges, final.w, r.s_edges, r.w) for r in renderings[:-1])
+  del batch, loss_config
+  final = history[-1]
+  return sum(stepfun.interlevel_loss(final.s_edges, final.w, r.s_edges, r.w) for r in history[:-1])
 
 
-def distortion_term(renderings: Sequence):
+@register_loss_term('distortion', needs=('intervals',))
+def distortion_term(history: Sequence, batch: Dict = None, loss_config=None):
   """mip-NeRF 360's distortion regulariser (Eq. 15) of the final level, in normalised distance, mean over
   rays."""
-  final = _intervals(renderings, 'distortion')[-1]
+  del batch, loss_config
+  final = history[-1]
   return jnp.mean(stepfun.distortion_loss(final.s_edges, final.w))
 
 
-def total_loss(renderings: Sequence, target, loss_config) -> Dict[str, jnp.ndarray]:
-  """The terms `loss_config` (config.loss) asks for (those of zero weight are not computed), weighted, by
-  name ('loss_data', 'loss_interlevel', ...), and their sum as 'loss'."""
-  terms = {'data': data_term(renderings, target, loss_config.data, loss_config.charbonnier_eps,
-                             loss_config.coarse_weight)}
-  if loss_config.interlevel_weight > 0:
-    terms['interlevel'] = loss_config.interlevel_weight * interlevel_term(renderings)
-  if loss_config.distortion_weight > 0:
-    terms['distortion'] = loss_config.distortion_weight * distortion_term(renderings)
+def total_loss(history: Sequence, batch: Dict, loss_config) -> Dict[str, jnp.ndarray]:
+  """The registered terms that `loss_config` (config.loss) weighs above zero (the others are not computed),
+  weighted, by name ('loss_data', 'loss_interlevel', ...), and their sum as 'loss'."""
+  terms = {name: weight * LOSS_TERMS[name].compute(history, batch, loss_config)
+           for name, weight in term_weights(loss_config).items()}
   return {'loss': sum(terms.values()), **{f'loss_{name}': value for name, value in terms.items()}}

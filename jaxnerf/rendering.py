@@ -13,11 +13,14 @@ Naming conventions:
   and t[..., 1:]).
 - `mean`, `cov` / `cov_diag`: Gaussians standing in for the conical frustums of intervals (mip-NeRF),
   [..., num_samples, 3] and [..., num_samples, 3, 3] / [..., num_samples, 3].
+- `samples`: a level's per-sample field outputs by name ('density' [..., N], 'rgb' [..., N, 3], and whatever
+  else the field gives, [..., N, D]); `extras`: the per-ray composites [..., D] of those other than density
+  and rgb (`composite`: the same weighted sum as colour, Eq. 3).
 Packed samples (marching.py) hold the samples of many rays in one flat buffer of C slots, ray by ray:
 `ray_index` [C] names each slot's ray (num_rays for unused slots), and per-sample arrays are [C, ...].
 """
 
-from typing import NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +47,29 @@ class RenderedRays(NamedTuple):
   # [..., num_samples + 1]: the same edges as distances t along the rays (for `median_depth`); None for
   # packed samples.
   t_edges: Optional[jnp.ndarray] = None
+  # The level's per-sample field outputs by name, [..., num_samples, ...] ([C, ...] packed): what loss terms
+  # that need per-sample values (normals, ...) read.
+  samples: Optional[Dict[str, jnp.ndarray]] = None
+  # Per-ray composites [..., D] of the per-sample outputs other than density and rgb (normals, ...).
+  extras: Optional[Dict[str, jnp.ndarray]] = None
+
+
+def composite(w, values):
+  """The per-ray sum [..., D] of per-sample values [..., num_samples, D] weighted by w [..., num_samples]
+  (Eq. 3's sum, for colour or any other quantity)."""
+  return jnp.sum(w[..., None] * values, axis=-2)
+
+
+def composite_packed(w, values, ray_index, num_rays: int):
+  """`composite` for packed samples: w [C], values [C, D], ray_index [C] (sorted) -> [num_rays, D]."""
+  return jax.ops.segment_sum(w[:, None] * values, ray_index, num_segments=num_rays, indices_are_sorted=True)
+
+
+def _with_samples(rendered: RenderedRays, rgb, density, extras: Optional[Dict], composite_fn) -> RenderedRays:
+  """`rendered` with its level's per-sample outputs and the per-ray composites of `extras`."""
+  extras = extras or {}
+  samples = {'density': density, **({} if rgb is None else {'rgb': rgb}), **extras}
+  return rendered._replace(samples=samples, extras={k: composite_fn(rendered.w, v) for k, v in extras.items()})
 
 
 def median_depth(rendered: RenderedRays) -> jnp.ndarray:
@@ -81,7 +107,8 @@ def compute_weights(density, delta):
   return alpha * jnp.exp(-optical_depth)
 
 
-def volume_render(rgb, density, t, directions, background, far_delta: float = FAR_DELTA) -> RenderedRays:
+def volume_render(rgb, density, t, directions, background, far_delta: float = FAR_DELTA,
+                  extras: Optional[Dict] = None) -> RenderedRays:
   """Composites samples along rays into colour, depth and opacity.
 
   Args:
@@ -93,20 +120,22 @@ def volume_render(rgb, density, t, directions, background, far_delta: float = FA
     far_delta: length in t of the last sample's interval, scalar or [..., 1]. The paper's 1e10 makes any
       density at the last sample opaque, which suits bounds that end behind the scene; rays clipped to a
       scene box pass the distance to the box's exit instead, so that they can stay transparent.
+    extras: other per-sample quantities {name: [..., num_samples, D]} to composite like colour.
 
   Returns:
     RenderedRays. `depth` is sum(w * t) / acc, clipped to [t_first, t_last]; it is t_last where acc is 0.
   """
   w = compute_weights(density, sample_deltas(t, directions, far_delta))
   acc = jnp.sum(w, axis=-1)
-  color = jnp.sum(w[..., None] * rgb, axis=-2) + (1.0 - acc[..., None]) * background
+  color = composite(w, rgb) + (1.0 - acc[..., None]) * background
   expected_t = jnp.sum(w * t, axis=-1) / jnp.maximum(acc, 1e-10)
   depth = jnp.where(acc > 1e-10, expected_t, t[..., -1])
   depth = jnp.clip(depth, t[..., 0], t[..., -1])
-  return RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
+  return _with_samples(RenderedRays(rgb=color, depth=depth, acc=acc, w=w), rgb, density, extras, composite)
 
 
-def render_intervals(rgb, density, t_edges, directions, background, opaque_last: bool = False) -> RenderedRays:
+def render_intervals(rgb, density, t_edges, directions, background, opaque_last: bool = False,
+                     extras: Optional[Dict] = None) -> RenderedRays:
   """Composites intervals along rays (mip-NeRF's form of Eq. 3: each sample stands for its interval).
 
   Args:
@@ -130,12 +159,13 @@ def render_intervals(rgb, density, t_edges, directions, background, opaque_last:
   acc = jnp.sum(w, axis=-1)
   color = None
   if rgb is not None:
-    color = jnp.sum(w[..., None] * rgb, axis=-2) + (1.0 - acc[..., None]) * background
+    color = composite(w, rgb) + (1.0 - acc[..., None]) * background
   middle = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1])
   empty = acc <= 1e-10
   expected_t = jnp.sum(w * middle, axis=-1) / jnp.where(empty, 1.0, acc)
   depth = jnp.where(empty, t_edges[..., -1], jnp.clip(expected_t, t_edges[..., 0], t_edges[..., -1]))
-  return RenderedRays(rgb=color, depth=depth, acc=acc, w=w, t_edges=t_edges)
+  return _with_samples(RenderedRays(rgb=color, depth=depth, acc=acc, w=w, t_edges=t_edges), rgb, density,
+                       extras, composite)
 
 
 def _segmented_cumsum(values, segment_start):
@@ -169,7 +199,7 @@ def compute_weights_packed(density, delta, ray_index):
 
 
 def volume_render_packed(rgb, density, t, delta, ray_index, num_rays: int, background,
-                         empty_depth) -> RenderedRays:
+                         empty_depth, extras: Optional[Dict] = None) -> RenderedRays:
   """`volume_render` for packed samples (Eq. 3 per ray, over the ray's slots).
 
   Args:
@@ -179,6 +209,7 @@ def volume_render_packed(rgb, density, t, delta, ray_index, num_rays: int, backg
     num_rays: R.
     background: [3] or [R, 3].
     empty_depth: [R] depth reported for rays with no opacity (e.g. their far bound).
+    extras: other per-sample quantities {name: [C, D]} to composite like colour.
 
   Returns:
     RenderedRays with rgb [R, 3], depth [R], acc [R] and w [C].
@@ -186,10 +217,12 @@ def volume_render_packed(rgb, density, t, delta, ray_index, num_rays: int, backg
   w, _ = compute_weights_packed(density, delta, ray_index)
   per_ray = lambda x: jax.ops.segment_sum(x, ray_index, num_segments=num_rays, indices_are_sorted=True)
   acc = per_ray(w)
-  color = per_ray(w[:, None] * rgb) + (1.0 - acc[:, None]) * background
+  color = composite_packed(w, rgb, ray_index, num_rays) + (1.0 - acc[:, None]) * background
   expected_t = per_ray(w * t) / jnp.maximum(acc, 1e-10)
   depth = jnp.where(acc > 1e-10, expected_t, empty_depth)
-  return RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
+  rendered = RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
+  return _with_samples(rendered, rgb, density, extras,
+                       lambda w, values: composite_packed(w, values, ray_index, num_rays))
 
 
 def conical_frustum_to_gaussian(directions, t0, t1, radii, diagonal: bool = True):

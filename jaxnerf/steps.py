@@ -64,7 +64,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
       target = recomposite(target, batch['alpha'], background, ray_background)
     renderings, sown = model.apply({'params': params, **model_state}, rng, batch['rays'], ray_background,
                                    progress, mutable=['diagnostics'])
-    terms = losses.total_loss(renderings, target, loss_config)
+    terms = losses.total_loss(renderings, {**batch, 'rgb': target}, loss_config)
     diagnostics = {name: values[0] for name, values in sown.get('diagnostics', {}).items()}
     return terms['loss'], (terms, losses.level_mses(renderings, target), diagnostics)
 

@@ -13,6 +13,15 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.rendering import RenderedRays
 
 
+def _loss_config(data='mse', coarse_weight=1.0, **weights):
+  return ml_collections.ConfigDict(dict(data=data, charbonnier_eps=1e-3, coarse_weight=coarse_weight,
+                                        interlevel_weight=0.0, distortion_weight=0.0, **weights))
+
+
+def _data_term(history, target, penalty='mse', coarse_weight=1.0):
+  return losses.data_term(history, {'rgb': jnp.asarray(target)}, _loss_config(penalty, coarse_weight))
+
+
 def _renderings(rng, num_levels=2, complete=None):
   return [RenderedRays(rgb=jnp.asarray(rng.random((5, 3))), depth=None, acc=None, w=None, complete=complete)
           for _ in range(num_levels)]
@@ -24,16 +33,16 @@ def test_data_term_leaves_out_incomplete_rays_and_weights_the_coarse_levels():
   complete = np.array([True, False, True, True, False])
   coarse, fine = _renderings(rng, complete=jnp.asarray(complete))
   mse = lambda r: np.mean((np.asarray(r.rgb)[complete] - target[complete]) ** 2)
-  np.testing.assert_allclose(losses.data_term([coarse, fine], jnp.asarray(target), 'mse', coarse_weight=0.1),
+  np.testing.assert_allclose(_data_term([coarse, fine], target, 'mse', coarse_weight=0.1),
                              0.1 * mse(coarse) + mse(fine), rtol=1e-6)
   np.testing.assert_allclose(losses.level_mses([coarse, fine], jnp.asarray(target)), [mse(coarse), mse(fine)],
                              rtol=1e-6)
   # Without completeness flags every ray counts; with none complete the term is 0, not NaN.
   everything = fine._replace(complete=None)
-  np.testing.assert_allclose(losses.data_term([everything], jnp.asarray(target)),
+  np.testing.assert_allclose(_data_term([everything], target),
                              np.mean((np.asarray(everything.rgb) - target) ** 2), rtol=1e-6)
   nothing = fine._replace(complete=jnp.zeros(5, bool))
-  assert float(losses.data_term([nothing], jnp.asarray(target))) == 0.0
+  assert float(_data_term([nothing], target)) == 0.0
 
 
 def test_charbonnier_term_is_a_smooth_l1():
@@ -41,7 +50,7 @@ def test_charbonnier_term_is_a_smooth_l1():
   target = rng.random((5, 3))
   (rendering,) = _renderings(rng, 1)
   residual = np.asarray(rendering.rgb) - target
-  np.testing.assert_allclose(losses.data_term([rendering], jnp.asarray(target), 'charbonnier', eps=1e-3),
+  np.testing.assert_allclose(_data_term([rendering], target, 'charbonnier'),
                              np.mean(np.sqrt(residual**2 + 1e-6)), rtol=1e-6)
   # Near |r| = 0 it is quadratic and bounded below by eps; far from it, |r|.
   np.testing.assert_allclose(losses.charbonnier(jnp.array([0.0, 1e-5, 10.0]), 1e-3), [1e-3, 1e-3, 10.0],
@@ -52,21 +61,20 @@ def test_charbonnier_term_is_a_smooth_l1():
 def test_gradients_stay_finite_from_tiny_to_huge_residuals(penalty):
   target = jnp.zeros((4, 3))
   rgb = jnp.array([[0.0] * 3, [1e-12] * 3, [1.0] * 3, [1e6] * 3])
-  grad = jax.grad(lambda rgb: losses.data_term([RenderedRays(rgb, None, None, None)], target, penalty))(rgb)
+  grad = jax.grad(lambda rgb: _data_term([RenderedRays(rgb, None, None, None)], target, penalty))(rgb)
   chex.assert_tree_all_finite(grad)
 
 
-def test_total_loss_names_its_terms_and_rejects_unknown_penalties():
+def test_total_loss_names_its_terms_and_unknown_penalties_are_refused_when_the_model_is_built():
   rng = np.random.default_rng(3)
   renderings, target = _renderings(rng), jnp.asarray(rng.random((5, 3)))
-  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0,
-                                           interlevel_weight=0.0, distortion_weight=0.0))
-  terms = losses.total_loss(renderings, target, config)
+  config = _loss_config()
+  terms = losses.total_loss(renderings, {'rgb': target}, config)
   assert sorted(terms) == ['loss', 'loss_data']
   np.testing.assert_allclose(terms['loss'], jnp.sum(losses.level_mses(renderings, target)), rtol=1e-6)
   config.data = 'l1'
   with pytest.raises(ConfigError, match=r"config.loss.data must be one of \['charbonnier', 'mse'\]"):
-    losses.total_loss(renderings, target, config)
+    losses.check_terms(config, frozenset({'intervals'}), 'nerf')
 
 
 def _interval_level(rng, num_samples, rgb=True):
@@ -81,9 +89,9 @@ def test_interlevel_and_distortion_terms_read_the_ray_history():
   rng = np.random.default_rng(4)
   proposal, final = _interval_level(rng, 6, rgb=False), _interval_level(rng, 9)
   target = jnp.asarray(rng.random((5, 3)))
-  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0,
-                                          interlevel_weight=0.5, distortion_weight=0.01))
-  terms = losses.total_loss([proposal, final], target, config)
+  config = _loss_config()
+  config.update(interlevel_weight=0.5, distortion_weight=0.01)
+  terms = losses.total_loss([proposal, final], {'rgb': target}, config)
   assert sorted(terms) == ['loss', 'loss_data', 'loss_distortion', 'loss_interlevel']
   # The proposal level has no colour: only the final level's data term counts.
   np.testing.assert_allclose(terms['loss_data'], np.mean((np.asarray(final.rgb) - target)**2), rtol=1e-6)
@@ -103,10 +111,23 @@ def test_interlevel_and_distortion_terms_read_the_ray_history():
   assert float(jnp.abs(grads[0]).sum()) > 0 and float(jnp.abs(grads[1]).sum()) == 0
 
 
-def test_interval_terms_need_interval_edges():
-  rng = np.random.default_rng(5)
-  packed = _renderings(rng, 1)
-  config = ml_collections.ConfigDict(dict(data='mse', charbonnier_eps=1e-3, coarse_weight=1.0,
-                                          interlevel_weight=0.0, distortion_weight=0.01))
-  with pytest.raises(ConfigError, match=r'config.loss.distortion_weight needs a renderer that samples intervals'):
-    losses.total_loss(packed, jnp.asarray(rng.random((5, 3))), config)
+def test_terms_the_renderer_cannot_feed_are_refused_when_the_model_is_built():
+  config = _loss_config()
+  config.distortion_weight = 0.01
+  losses.check_terms(config, frozenset({'intervals'}), 'proposal')
+  with pytest.raises(ConfigError, match=r'config.loss.distortion_weight=0.01 needs interval edges and weights '
+                                        r'.* which the occupancy_grid renderer does not provide'):
+    losses.check_terms(config, frozenset(), 'occupancy_grid')
+
+
+def test_a_term_registered_elsewhere_is_weighted_by_its_config_key(monkeypatch):
+  monkeypatch.setitem(losses.LOSS_TERMS, 'toy', losses.LossTerm(
+      lambda history, batch, config: jnp.mean(history[-1].rgb), frozenset(), 0.0))
+  rng = np.random.default_rng(6)
+  renderings, target = _renderings(rng), jnp.asarray(rng.random((5, 3)))
+  config = _loss_config()
+  assert 'loss_toy' not in losses.total_loss(renderings, {'rgb': target}, config)  # Weight 0 by default.
+  config.toy_weight = 0.5
+  terms = losses.total_loss(renderings, {'rgb': target}, config)
+  np.testing.assert_allclose(terms['loss_toy'], 0.5 * jnp.mean(renderings[-1].rgb), rtol=1e-6)
+  np.testing.assert_allclose(terms['loss'], terms['loss_data'] + terms['loss_toy'], rtol=1e-6)

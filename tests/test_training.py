@@ -12,6 +12,7 @@ import pytest
 from jaxnerf import checkpoints
 from jaxnerf import datasets
 from jaxnerf import experiment as experiment_lib
+from jaxnerf import losses
 from jaxnerf import render_outputs
 from jaxnerf import reporting
 from jaxnerf import steps as steps_lib
@@ -392,3 +393,26 @@ def test_capture_config_trains_and_renders_a_transforms_json_scene(tmp_path, sou
   assert rendered['num_images'] == 1 and np.isfinite(rendered['mean']['psnr'])
   video = render_outputs.render_path_video(workdir, None, num_frames=2, fps=2, min_size=0)
   assert video['path'] == 'ellipse'
+
+
+def test_a_loss_term_registered_outside_the_library_reaches_the_training_metrics(scene_cache, tmp_path,
+                                                                                 monkeypatch):
+  # A toy term, as a new method would register it: the mean final opacity, weighted by config.loss.toy_weight.
+  monkeypatch.setitem(losses.LOSS_TERMS, 'toy', losses.LossTerm(
+      lambda history, batch, loss_config: jnp.mean(history[-1].acc) * jnp.mean(batch['rgb'] >= 0),
+      frozenset({'intervals'}), 0.0))
+  config = tiny_config(scene_cache, num_steps=5)
+  config.eval.final_num_images = 0
+  config.loss.unlock()
+  config.loss.toy_weight = 0.25
+  trainer.train_and_evaluate(config, tmp_path)
+  train_records = [r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train']
+  assert all(0 < r['loss_toy'] <= 0.25 for r in train_records)
+  np.testing.assert_allclose([r['loss'] for r in train_records],
+                             [r['loss_data'] + r['loss_toy'] for r in train_records], rtol=1e-5)
+  # A term the renderer cannot feed is refused when the model is built, before anything compiles.
+  ngp = tiny_ngp_config(scene_cache)
+  ngp.loss.unlock()
+  ngp.loss.toy_weight = 0.25
+  with pytest.raises(ConfigError, match='config.loss.toy_weight=0.25 needs interval edges'):
+    experiment_lib.build_experiment(ngp)

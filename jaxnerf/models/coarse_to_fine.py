@@ -10,7 +10,7 @@ Renderers are called as model.apply(variables, rng, rays, background, progress) 
 a list of rendering.RenderedRays, one per level, the final output last (see models/__init__.py).
 """
 
-from typing import ClassVar, Dict, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -31,6 +31,8 @@ class NeRF(StatelessRenderer):
 
   # The fields (attribute names) that render each level: what prune.py's --prune=coarse|fine names.
   LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'coarse': ('coarse_field',), 'fine': ('fine_field',)}
+  # What the ray history holds for loss terms (losses.NEEDS).
+  PROVIDES: ClassVar[FrozenSet[str]] = frozenset({'intervals'})
   coarse_field: nn.Module
   fine_field: Optional[nn.Module] = None
   num_coarse_samples: int = 64
@@ -47,7 +49,7 @@ class NeRF(StatelessRenderer):
     # Inside a box the ray ends at its exit: the last sample's interval reaches it, not the paper's 1e10,
     # which would make the last sample opaque and hide the background behind haze.
     far_delta = rendering.FAR_DELTA if self.scene_box is None else far - t[..., -1:]
-    rendered = rendering.volume_render(out.rgb, density, t, rays.directions, background, far_delta)
+    rendered = rendering.volume_render(out.rgb, density, t, rays.directions, background, far_delta, out.extras)
     # Sample i stands for the interval from t_i to the next sample; for the losses and the median depth
     # the last one ends at the far bound (its 1e10 only makes it opaque).
     edges = jax.lax.stop_gradient(jnp.concatenate([t, jnp.maximum(far, t[..., -1:])], axis=-1))
@@ -87,6 +89,8 @@ class MipNeRF(StatelessRenderer):
   """
 
   LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'fine': ('field',)}  # One field renders every level.
+  # What the ray history holds for loss terms (losses.NEEDS).
+  PROVIDES: ClassVar[FrozenSet[str]] = frozenset({'intervals'})
   field: nn.Module
   num_samples: int = 128
   num_levels: int = 2
@@ -102,8 +106,7 @@ class MipNeRF(StatelessRenderer):
 
     def shade(level, t_edges, gaussians, key):
       del level, t_edges
-      out = self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
-      return out.rgb, out.density
+      return self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
 
     return render_levels(rng, rays, background, [self.num_samples] * self.num_levels,
                          lambda s: coord.s_to_t(s, near, far, spacing), lambda level, w: stepfun.blur_weights(w),

@@ -26,7 +26,7 @@ Compute runs in `dtype` (bfloat16 or float16 for mixed precision); parameters, e
 after the last layer stay float32.
 """
 
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -47,7 +47,10 @@ class Gaussians(NamedTuple):
 
 class FieldOutputs(NamedTuple):
   density: jnp.ndarray  # [...], activated, float32.
-  rgb: jnp.ndarray  # [..., 3], in [-rgb_padding, 1 + rgb_padding], float32.
+  rgb: Optional[jnp.ndarray]  # [..., 3], in [-rgb_padding, 1 + rgb_padding], float32; None: density only.
+  # Other per-sample outputs by name, [..., D] (normals, ...): renderers keep them in the ray history and
+  # composite them per ray like colour.
+  extras: Optional[Dict[str, jnp.ndarray]] = None
 
 
 WARPS = ('none', 'contract')

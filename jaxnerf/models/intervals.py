@@ -47,7 +47,8 @@ def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_sample
     level_samples: intervals of each level.
     s_to_t: s_edges [..., N + 1] -> t_edges, the renderer's spacing between its near and far bounds.
     resampling_weights: (level, w) -> the weights the level's intervals are drawn from (level >= 1).
-    shade: (level, t_edges, gaussians [..., N], key) -> (rgb [..., N, 3] or None, density [..., N]).
+    shade: (level, t_edges, gaussians [..., N], key) -> fields.FieldOutputs: density [..., N], rgb
+      [..., N, 3] or None (a density-only level), and extras [..., N, D] to keep and composite.
     padding: added to the weights before each resampling (not to the first level's uniform weight).
     single_jitter, opaque_last: as stepfun.sample_intervals and rendering.render_intervals take them.
 
@@ -64,8 +65,9 @@ def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_sample
     s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, num_samples,
                                        single_jitter=single_jitter, padding=0.0 if level == 0 else padding)
     t_edges = s_to_t(s_edges)
-    rgb, density = shade(level, t_edges, frustum_gaussians(rays, t_edges), keys[2 * level + 1])
-    rendered = rendering.render_intervals(rgb, density, t_edges, rays.directions, background, opaque_last)
+    out = shade(level, t_edges, frustum_gaussians(rays, t_edges), keys[2 * level + 1])
+    rendered = rendering.render_intervals(out.rgb, out.density, t_edges, rays.directions, background, opaque_last,
+                                          out.extras)
     renderings.append(rendered._replace(s_edges=s_edges))
     w = rendered.w
   return renderings

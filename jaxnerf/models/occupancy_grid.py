@@ -7,7 +7,7 @@ group per device, so packing never crosses devices). The renderer owns the updat
 """
 
 import math
-from typing import ClassVar, Dict, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -44,6 +44,8 @@ class OccupancyGridNeRF(nn.Module):
   """
 
   LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'fine': ('field',)}  # One level, one field.
+  # What the ray history holds for loss terms (losses.NEEDS): packed samples keep no interval edges.
+  PROVIDES: ClassVar[FrozenSet[str]] = frozenset()
   field: nn.Module
   scene_box: Sequence[float]
   grid_resolution: int = 64
@@ -141,7 +143,7 @@ class OccupancyGridNeRF(nn.Module):
     t = s / per_group(marching.gather_rays, direction_norm, kept)
     rendered = per_group(
         lambda *a: rendering.volume_render_packed(*a[:5], num_rays, *a[5:]), out.rgb, density, t,
-        jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0])
+        jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0], out.extras)
     rendered = rendered._replace(complete=kept.complete)
 
     self.sow('diagnostics', 'marched_samples_per_ray', jnp.sum(marched.valid) / (num_groups * num_rays))

@@ -13,7 +13,7 @@ With MLP fields this is mip-NeRF 360; with hash-grid fields (warped by the contr
 it is the proposal sampler of nerfstudio's nerfacto.
 """
 
-from typing import ClassVar, Dict, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from jaxnerf import coord
 from jaxnerf.camera import Rays
+from jaxnerf.models.fields import FieldOutputs
 from jaxnerf.models.intervals import StatelessRenderer
 from jaxnerf.models.intervals import ray_bounds
 from jaxnerf.models.intervals import render_levels
@@ -49,6 +50,8 @@ class ProposalNeRF(StatelessRenderer):
 
   # The proposal fields are the coarse levels (prune.py's --prune=coarse), the NeRF field the fine one.
   LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'coarse': ('proposal_fields',), 'fine': ('field',)}
+  # What the ray history holds for loss terms (losses.NEEDS).
+  PROVIDES: ClassVar[FrozenSet[str]] = frozenset({'intervals'})
   field: nn.Module
   proposal_fields: Sequence[nn.Module]
   num_proposal_samples: Sequence[int] = (64, 64)
@@ -86,15 +89,15 @@ class ProposalNeRF(StatelessRenderer):
 
     def shade(level, t_edges, gaussians, key):
       if level < num_levels - 1:
-        return None, self.proposal_fields[level].density(gaussians, key)[0]
+        return FieldOutputs(self.proposal_fields[level].density(gaussians, key)[0], None)
       out = self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
-      density, rgb = out.density, out.rgb
       if self.gradient_scaling_distance > 0:
         distance = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1]) * jnp.linalg.norm(rays.directions, axis=-1,
                                                                                    keepdims=True)
         scale = jnp.clip((distance / self.gradient_scaling_distance)**2, 0.0, 1.0)
-        density, rgb = scale_gradient(density, scale), scale_gradient(rgb, scale[..., None])
-      return rgb, density
+        out = FieldOutputs(scale_gradient(out.density, scale), scale_gradient(out.rgb, scale[..., None]),
+                           out.extras)
+      return out
 
     return render_levels(rng, rays, background, list(self.num_proposal_samples) + [self.num_samples],
                          lambda s: coord.s_to_t(s, near, far, self.spacing, self.spacing_pivot),
