@@ -69,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
       # everything beyond contract_radius into a ball of twice that radius; for unbounded scenes).
       warp='none',
       contract_radius=1.0,
+      # 'density': fields also output normals, the negative gradient of their density with respect to the
+      # position (one backward pass of the geometry network): normal maps in renders. 'none': no normals.
+      normals='none',
       # Compute dtype: 'bfloat16' or 'float16' (T4s and other GPUs without bfloat16 tensor cores; with loss
       # scaling, optim.loss_scale) for mixed precision. Parameters, optimizer state and loss stay float32.
       dtype='float32',

@@ -12,6 +12,7 @@ from jaxnerf import camera_paths
 from jaxnerf import losses
 from jaxnerf.datasets.capture import NORMALIZATIONS
 from jaxnerf.errors import ConfigError
+from jaxnerf.models import fields
 from jaxnerf.models.layers import LAYER_KINDS
 from jaxnerf.pruning import LEVELS
 from jaxnerf.train_state import LOSS_SCALE_MODES
@@ -68,6 +69,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.num_fine_samples', NON_NEGATIVE_INT),
     ('model.density_noise_std', NON_NEGATIVE),
     ('model.rgb_padding', NON_NEGATIVE),
+    ('model.normals', (lambda v: v in fields.NORMALS, f'one of {list(fields.NORMALS)}')),
     ('model.occupancy_grid.grid_resolution', POSITIVE_INT),
     ('model.occupancy_grid.step_size', POSITIVE),
     ('model.occupancy_grid.march_samples_per_ray', POSITIVE),

@@ -56,11 +56,14 @@ def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
 def visualize(rendering: Dict[str, np.ndarray], split: SceneSplit, background: float) -> Dict[str, np.ndarray]:
   """Pictures of a rendering, [H, W, 3] each: 'rgb'; 'depth' and 'median_depth' (the expected depth, and
   the depth in front of which half of a ray's weight lies: sharper at silhouettes), coloured alike; 'acc',
-  the accumulated opacity."""
+  the accumulated opacity; 'normals', where the model renders them (world-space normal map)."""
   depth = lambda key: visualization.colorize_depth(rendering[key], rendering['acc'], split.near, split.far,
                                                    background)
-  return {'rgb': rendering['rgb'], 'depth': depth('depth'), 'median_depth': depth('median_depth'),
-          'acc': visualization.colorize_opacity(rendering['acc'])}
+  pictures = {'rgb': rendering['rgb'], 'depth': depth('depth'), 'median_depth': depth('median_depth'),
+              'acc': visualization.colorize_opacity(rendering['acc'])}
+  if 'normals' in rendering:
+    pictures['normals'] = visualization.colorize_normals(rendering['normals'], rendering['acc'], background)
+  return pictures
 
 
 def split_summary(per_image: List[Dict], extra: Dict = None) -> Dict:

@@ -102,24 +102,26 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
 
 
 def make_render_rays(model, background, num_groups: int = 1):
-  """Deterministic rendering (variables, rays) -> {'rgb', 'depth', 'median_depth', 'acc', 'complete'} of
-  the final level, for [B] rays split into `num_groups` groups. `complete` is False for rays to render
-  again (packed models can run out of slots; see image_rendering.render_image). `median_depth` is the
-  expected depth where the renderer gives none."""
+  """Deterministic rendering (variables, rays) -> {'rgb', 'depth', 'median_depth', 'acc', 'complete', ...}
+  of the final level, for [B] rays split into `num_groups` groups, with the per-ray composites of whatever
+  else its field outputs (rendering.RenderedRays.extras: 'normals', ...). `complete` is False for rays to
+  render again (packed models can run out of slots; see image_rendering.render_image). `median_depth` is
+  the expected depth where the renderer gives none."""
 
   def render_rays(variables, rays):
     final = model.apply(variables, None, _split_groups(rays, num_groups), background)[-1]
     complete = jnp.ones(final.acc.shape, bool) if final.complete is None else final.complete
-    return _merge_groups({'rgb': final.rgb, 'depth': final.depth, 'median_depth': rendering.median_depth(final),
-                          'acc': final.acc, 'complete': complete})
+    return _merge_groups({**(final.extras or {}), 'rgb': final.rgb, 'depth': final.depth,
+                          'median_depth': rendering.median_depth(final), 'acc': final.acc,
+                          'complete': complete})
 
   return render_rays
 
 
 def make_probe_rays(model, background):
   """For models that can tell which rays cross only empty space (OccupancyGridNeRF.empty_rays): (variables,
-  rays) -> {'empty', 'rgb', 'depth', 'median_depth', 'acc'} of [B] rays, the last four as `render_rays` gives them for the
-  empty rays (the background at the far depth), with no call of the field."""
+  rays) -> {'empty', 'rgb', 'depth', 'median_depth', 'acc'} of [B] rays, the last four as `render_rays`
+  gives them for the empty rays (the background at the far depth), with no call of the field."""
 
   def probe_rays(variables, rays):
     empty, depth = model.apply(variables, rays, method=model.empty_rays)

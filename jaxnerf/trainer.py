@@ -29,6 +29,7 @@ from jaxnerf import parallel
 from jaxnerf import reporting
 from jaxnerf import workdirs
 from jaxnerf.datasets import batching
+from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.train_state import TrainState
 
@@ -359,6 +360,10 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   val_split = datasets.load_split(config, 'val')
   if config.eval.video_frames > 0:  # Refused now, not after all the training.
     evaluation.camera_path(train_split, config.eval.path, 2)
+  if train_split.ndc is not None and config.model.normals != 'none':
+    raise ConfigError(f'config.model.normals={config.model.normals!r}: this scene\'s rays are in NDC '
+                      '(config.capture.forward_facing), where the density\'s gradient is not a world-space '
+                      "normal; use 'none', or forward_facing=False.")
   experiment = experiment_lib.build_experiment(config)
 
   manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)

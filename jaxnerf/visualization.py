@@ -47,6 +47,13 @@ def colorize_depth(depth: np.ndarray, acc: np.ndarray, near: float, far: float,
   return colors * acc[..., None] + background * (1.0 - acc[..., None])
 
 
+def colorize_normals(normals: np.ndarray, acc: np.ndarray, background: float) -> np.ndarray:
+  """[H, W, 3] colours of composited normals [H, W, 3] (normalised, each axis from -1..1 to 0..1, the usual
+  normal-map colours), blended by opacity acc [H, W] onto the background grey."""
+  unit = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-10)
+  return (0.5 * (unit + 1.0)) * acc[..., None] + background * (1.0 - acc[..., None])
+
+
 def colorize_opacity(acc: np.ndarray) -> np.ndarray:
   """[H, W, 3] grey picture of accumulated opacity [H, W]: white where opaque, black where empty."""
   return np.repeat(np.clip(np.asarray(acc, np.float32), 0.0, 1.0)[..., None], 3, axis=-1)

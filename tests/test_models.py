@@ -10,6 +10,7 @@ import pytest
 from jaxnerf import models
 from jaxnerf import rendering
 from jaxnerf.camera import Rays
+from jaxnerf.models import fields
 from jaxnerf.models.proposal import anneal_power
 from jaxnerf.models.proposal import scale_gradient
 
@@ -139,3 +140,60 @@ def test_gradient_scaling_keeps_values_and_scales_gradients():
   scale = jnp.array([0.0, 0.25, 1.0])
   np.testing.assert_array_equal(scale_gradient(x, scale), x)
   np.testing.assert_allclose(jax.grad(lambda y: jnp.sum(scale_gradient(y, scale) ** 2))(x), 2 * x * scale)
+
+
+class _RadialDensityField(fields.FieldBase):
+  """A field whose raw density is analytic: 1 - |x|^2 (denser towards the centre), so its normals are known
+  in closed form: x / |x|, outwards."""
+
+  def geometry(self, inputs):
+    points = inputs.mean if isinstance(inputs, fields.Gaussians) else inputs
+    warped = fields.warp_inputs(points, self.warp, self.contract_radius)
+    return 1.0 - jnp.sum(warped**2, axis=-1), warped
+
+  def color(self, features, viewdirs):
+    return features + viewdirs
+
+
+@pytest.mark.parametrize('warp', ['none', 'contract'])
+def test_density_normals_of_an_analytic_density_point_out_of_the_surface(warp):
+  rng = np.random.default_rng(0)
+  directions = rng.normal(size=(64, 3))
+  directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+  # Points at radii from 1e-3 to 1e3: through the contraction too, the normals stay radial.
+  points = jnp.asarray(directions * np.logspace(-3, 3, 64)[:, None], jnp.float32)
+  field = _RadialDensityField(normals='density', warp=warp)
+  out = field.apply({}, points, jnp.asarray(directions, jnp.float32))
+  chex.assert_shape(out.extras['normals'], (64, 3))
+  # (Far out, the contraction's gradient is ~1 / r^2: float32 keeps its direction to about 1e-4.)
+  np.testing.assert_allclose(out.extras['normals'], directions, atol=1e-4)
+  gaussians = fields.Gaussians(points, jnp.full_like(points, 0.01))  # Normals at the Gaussians' means.
+  np.testing.assert_allclose(field.apply({}, gaussians, method='density_normals'), directions, atol=1e-4)
+  # At the centre, where the gradient has no direction, the normal and its gradient stay finite.
+  chex.assert_tree_all_finite(jax.grad(lambda x: jnp.sum(field.apply({}, x, x).extras['normals']))(
+      jnp.zeros((1, 3))))
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'hash_grid'])
+def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(kind):
+  if kind == 'mlp':  # Octaves low enough for central differences of 1e-3.
+    field = fields.MLPField(depth=2, width=32, width_view=16, point_max_deg=4, normals='density')
+  else:
+    field = fields.HashGridField(num_levels=4, log2_table_size=10, max_resolution=64, normals='density')
+  points = jax.random.uniform(jax.random.key(0), (16, 3), minval=-1, maxval=1)
+  viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
+  variables = field.init(jax.random.key(1), points, viewdirs)
+  out = field.apply(variables, points, viewdirs)
+  raw_density = lambda x: field.apply(variables, x[None], method=lambda m, x: m.geometry(x)[0])[0]
+  gradient = np.asarray(jax.vmap(jax.grad(raw_density))(points), np.float64)
+  # The brute force: central differences of the raw density, point by point.
+  step = 1e-3
+  central = np.stack([[(float(raw_density(p + step * e)) - float(raw_density(p - step * e))) / (2 * step)
+                       for e in np.eye(3, dtype=np.float32)] for p in points[:4]])
+  np.testing.assert_allclose(central, gradient[:4], rtol=0.05, atol=1e-3)
+  np.testing.assert_allclose(out.extras['normals'], -gradient / np.linalg.norm(gradient, axis=-1, keepdims=True),
+                             atol=1e-5)
+  # Without normals asked for, the field gives the same density and colour and no extras.
+  plain = field.clone(normals='none').apply(variables, points, viewdirs)
+  assert plain.extras is None
+  chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)

@@ -113,7 +113,8 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
   shared = dict(dtype=DTYPES[model_config.dtype], density_activation=model_config.density_activation,
                 density_bias=model_config.density_bias,
                 density_noise_std=model_config.density_noise_std, rgb_padding=model_config.rgb_padding,
-                warp=model_config.warp, contract_radius=model_config.contract_radius)
+                warp=model_config.warp, contract_radius=model_config.contract_radius,
+                normals=model_config.normals)
 
   def make_field(kind=None, overrides=None):
     kind = kind or model_config.field

@@ -5,12 +5,18 @@
 - `HashGridField`: instant-ngp's (Mueller et al. 2022): a multiresolution hash encoding of the point, a tiny
   density MLP, and a tiny colour MLP that also sees the encoded view direction.
 
+Both are a `FieldBase`: geometry (`geometry(inputs)` -> raw density and features) apart from appearance
+(`color(features, viewdirs)` -> raw colour), with the attributes every field shares in one place.
+
 The contract every field keeps (renderers rely on nothing else):
 - inputs are points [..., 3] or `Gaussians` (mean [..., 3] and the diagonal of the covariance [..., 3], a
   conical frustum's stand-in); a field reads what it needs (the hash grid reads the means);
-- `density(inputs)` -> (density [...], features): the activated density alone (occupancy grids, proposal
-  levels and normals call it) and whatever the colour network reads;
-- `field(inputs, viewdirs, rng=None)` -> FieldOutputs(density [...], rgb [..., 3]), activations applied. With
+- `geometry(inputs)` -> (raw density [...], features): before the bias and activation, differentiable
+  everywhere (normals are its gradient); `density(inputs)` -> (density [...], features): the activated
+  density (occupancy grids and proposal levels call it) and whatever the colour network reads;
+- `field(inputs, viewdirs, rng=None)` -> FieldOutputs(density [...], rgb [..., 3], extras), activations
+  applied; extras hold 'normals' [..., 3] when the field's `normals` is 'density'
+  (`geometry_and_normals`: the negative, normalised gradient of the raw density, one backward pass). With
   `rng` (training) Gaussian noise of std `density_noise_std` is added to the raw density (the paper's
   regulariser for real scenes). `density_bias` is added to every raw density: a negative bias starts
   training from nearly empty space, where an untrained field would fill the first units before the camera
@@ -54,6 +60,12 @@ class FieldOutputs(NamedTuple):
 
 
 WARPS = ('none', 'contract')
+NORMALS = ('none', 'density')
+
+
+def safe_normalize(x, eps: float = 1e-20):
+  """x [..., D] / |x|, with a finite value and gradient where x is 0 (the norm is floored at sqrt(eps))."""
+  return x / jnp.sqrt(jnp.maximum(jnp.sum(x**2, axis=-1, keepdims=True), eps))
 
 
 def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
@@ -67,16 +79,6 @@ def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
                                              inputs.cov_diag / contract_radius**2)
     return Gaussians(mean * contract_radius, cov_diag * contract_radius**2)
   return coord.contract(inputs / contract_radius) * contract_radius
-
-
-def _make_layers(field, specs):
-  """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`."""
-  names = [name for name, _, _ in specs]
-  layers_lib.check_layers(field.layers, field.full_precision_layers, names,
-                          f'{type(field).__name__} (config.model.<field>)')
-  return {name: layers_lib.make_dense(field.layers, field.full_precision_layers, units, name, role,
-                                      field.dtype, field.activation_bits)
-          for name, units, role in specs}
 
 
 def _activate_rgb(raw_rgb, padding: float):
@@ -93,7 +95,81 @@ def _activate_density(field, raw_density, rng: Optional[jax.Array]):
   return density_activation(field.density_activation)(raw_density)
 
 
-class MLPField(nn.Module):
+class FieldBase(nn.Module):
+  """What every field shares: the warp of positions, the density's activation, bias and noise, the colour's
+  activation, the kind of its layers and the compute dtype; and the split of a field into geometry and
+  appearance that renderers, occupancy grids and normals rely on.
+
+  A field defines, beside `setup`:
+  - `geometry(inputs)` -> (raw density [...], features [..., F]): the density before its bias and activation
+    (differentiable everywhere: normals are its gradient), and the features the colour reads;
+  - `color(features, viewdirs)` -> raw colour [..., 3], before the sigmoid.
+  """
+
+  warp: str = 'none'
+  contract_radius: float = 1.0
+  density_activation: str = 'relu'
+  density_bias: float = 0.0
+  density_noise_std: float = 0.0
+  rgb_padding: float = 0.0
+  layers: str = 'dense'
+  full_precision_layers: Sequence[str] = ('input', 'output')
+  activation_bits: int = 8
+  dtype: Any = jnp.float32
+  # 'density': also output 'normals' [..., 3], the density's normals (`density_normals`), kept per sample in
+  # the ray history and composited per ray; 'none': no normals (they cost a backward pass of the geometry).
+  normals: str = 'none'
+
+  def _make_layers(self, specs):
+    """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`
+    (after checking its density activation)."""
+    density_activation(self.density_activation)
+    names = [name for name, _, _ in specs]
+    layers_lib.check_layers(self.layers, self.full_precision_layers, names,
+                            f'{type(self).__name__} (config.model.<field>)')
+    return {name: layers_lib.make_dense(self.layers, self.full_precision_layers, units, name, role, self.dtype,
+                                        self.activation_bits)
+            for name, units, role in specs}
+
+  def density(self, inputs, rng: Optional[jax.Array] = None):
+    """Density [...] at points [..., 3] or Gaussians (activated, after `density_bias` and, with rng, the
+    field's noise), and the geometry features the colour reads."""
+    raw_density, features = self.geometry(inputs)
+    return _activate_density(self, raw_density, rng), features
+
+  def geometry_and_normals(self, inputs):
+    """(raw density [...], features, normals [..., 3]) at points [..., 3] or Gaussians (at their means): the
+    normals are the negative gradient of the raw density with respect to the position, normalised (Ref-NeRF,
+    Eq. 2: they point out of the surface), through the warp and the encoding, by one backward pass."""
+    points = inputs.mean if isinstance(inputs, Gaussians) else inputs
+
+    def geometry_at(x):
+      raw_density, features = self.geometry(inputs._replace(mean=x) if isinstance(inputs, Gaussians) else x)
+      return raw_density.astype(jnp.float32), features
+
+    raw_density, pullback, features = jax.vjp(geometry_at, points, has_aux=True)
+    gradient = pullback(jnp.ones_like(raw_density))[0]
+    return raw_density, features, -safe_normalize(gradient)
+
+  def density_normals(self, inputs):
+    """Unit normals [..., 3] of the density at points [..., 3] or Gaussians (`geometry_and_normals`)."""
+    return self.geometry_and_normals(inputs)[2]
+
+  def __call__(self, inputs, viewdirs, rng: Optional[jax.Array] = None) -> FieldOutputs:
+    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3] (and 'normals'
+    among the extras when the field's `normals` is 'density')."""
+    if self.normals not in NORMALS:
+      raise ConfigError(f'config.model.normals must be one of {NORMALS}, got {self.normals!r}.')
+    extras = None
+    if self.normals == 'density':
+      raw_density, features, normals = self.geometry_and_normals(inputs)
+      density, extras = _activate_density(self, raw_density, rng), {'normals': normals}
+    else:
+      density, features = self.density(inputs, rng)
+    return FieldOutputs(density, _activate_rgb(self.color(features, viewdirs), self.rgb_padding), extras)
+
+
+class MLPField(FieldBase):
   """NeRF's field: encoded positions, then a trunk of `depth` ReLU layers of `width` units; the output of
   trunk layer k * skip_every (counting from 0: the 5th layer with the paper's 4) is concatenated with the
   encoded position, so the next layer (the 6th) reads it again; density from the trunk; colour from a
@@ -113,23 +189,12 @@ class MLPField(nn.Module):
   skip_every: int = 4
   width_view: int = 128
   encoding: str = 'positional'
-  warp: str = 'none'
-  contract_radius: float = 1.0
-  density_activation: str = 'relu'
-  density_bias: float = 0.0
-  density_noise_std: float = 0.0
-  rgb_padding: float = 0.0
-  layers: str = 'dense'
-  full_precision_layers: Sequence[str] = ('input', 'output')
-  activation_bits: int = 8
-  dtype: Any = jnp.float32
 
   def setup(self):
     if self.encoding not in ('positional', 'integrated'):
       raise ConfigError("config.model.mlp.encoding must be 'positional' or 'integrated', "
                         f'got {self.encoding!r}.')
-    density_activation(self.density_activation)
-    layers = _make_layers(self, [(f'trunk_{i}', self.width, 'input' if i == 0 else 'hidden')
+    layers = self._make_layers([(f'trunk_{i}', self.width, 'input' if i == 0 else 'hidden')
                                  for i in range(self.depth)] +
                           [('density', 1, 'output'), ('bottleneck', self.width, 'hidden'),
                            ('view', self.width_view, 'hidden'), ('rgb', 3, 'output')])
@@ -147,30 +212,24 @@ class MLPField(nn.Module):
     points = inputs.mean if isinstance(inputs, Gaussians) else inputs
     return encoding.positional_encoding(points, self.point_min_deg, self.point_max_deg)
 
-  def _trunk(self, inputs):
+  def geometry(self, inputs):
+    """Raw density [...] and the trunk's features [..., width] at points [..., 3] or Gaussians."""
     encoded = self._encode(inputs).astype(self.dtype)
     x = encoded
     for i, layer in enumerate(self.trunk):
       x = nn.relu(layer(x))
       if i > 0 and i % self.skip_every == 0:  # The paper's code, JaxNeRF and multinerf skip here.
         x = jnp.concatenate([x, encoded], axis=-1)
-    return x, self.density_out(x)[..., 0]
+    return self.density_out(x)[..., 0], x
 
-  def density(self, inputs, rng: Optional[jax.Array] = None):
-    """Density [...] at points [..., 3] or Gaussians, and the trunk's features."""
-    features, raw_density = self._trunk(inputs)
-    return _activate_density(self, raw_density, rng), features
-
-  def __call__(self, inputs, viewdirs, rng: Optional[jax.Array] = None) -> FieldOutputs:
-    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3]."""
-    density, features = self.density(inputs, rng)
+  def color(self, features, viewdirs):
+    """Raw colour [..., 3] from the trunk's features (through a bottleneck) and encoded unit viewdirs."""
     view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
     x = jnp.concatenate([self.bottleneck(features), view_features.astype(self.dtype)], axis=-1)
-    raw_rgb = self.rgb_out(nn.relu(self.view_hidden(x)))
-    return FieldOutputs(density, _activate_rgb(raw_rgb, self.rgb_padding))
+    return self.rgb_out(nn.relu(self.view_hidden(x)))
 
 
-class HashGridField(nn.Module):
+class HashGridField(FieldBase):
   """instant-ngp's field: hash-encoded point -> `density_width` hidden units -> raw density and
   `geo_features` features; those and the encoded view direction -> `color_depth` hidden layers of
   `color_width` units -> raw colour.
@@ -196,22 +255,12 @@ class HashGridField(nn.Module):
   view_encoding: str = 'positional'
   view_max_deg: int = 4
   sh_degree: int = 4
-  warp: str = 'none'
-  contract_radius: float = 1.0
-  density_activation: str = 'trunc_exp'
-  density_bias: float = 0.0
-  density_noise_std: float = 0.0
-  rgb_padding: float = 0.0
-  layers: str = 'dense'
-  full_precision_layers: Sequence[str] = ('input', 'output')
-  activation_bits: int = 8
-  dtype: Any = jnp.float32
+  density_activation: str = 'trunc_exp'  # instant-ngp's (the base's default is NeRF's relu).
 
   def setup(self):
     if self.view_encoding not in ('sh', 'positional'):
       raise ConfigError("config.model.hash_grid.view_encoding must be 'sh' or 'positional', "
                         f'got {self.view_encoding!r}.')
-    density_activation(self.density_activation)
     self.resolutions = hash_grid.level_resolutions(self.num_levels, self.min_resolution,
                                                    self.max_resolution)
     sizes = hash_grid.level_table_sizes(self.resolutions, 2**self.log2_table_size)
@@ -221,7 +270,7 @@ class HashGridField(nn.Module):
                    for level, size in enumerate(sizes)]
     # The colour network reads the density head's features (and the view direction): its first layer is
     # a hidden one.
-    layers = _make_layers(self, [('density_hidden', self.density_width, 'input'),
+    layers = self._make_layers([('density_hidden', self.density_width, 'input'),
                                  ('density_out', 1 + self.geo_features, 'output')] +
                           [(f'color_hidden_{i}', self.color_width, 'hidden') for i in range(self.color_depth)] +
                           [('color_out', 3, 'output')])
@@ -234,25 +283,24 @@ class HashGridField(nn.Module):
       return (-2.0 * self.contract_radius,) * 3 + (2.0 * self.contract_radius,) * 3
     return self.scene_box
 
-  def density(self, inputs, rng: Optional[jax.Array] = None):
-    """Density [...] at points [..., 3] (or Gaussians: at their means), and the geometry features
+  def geometry(self, inputs):
+    """Raw density [...] at points [..., 3] (or Gaussians: at their means), and the geometry features
     [..., geo_features] that the colour network reads."""
     points = inputs.mean if isinstance(inputs, Gaussians) else inputs
     unit_points = coord.to_unit_cube(warp_inputs(points, self.warp, self.contract_radius), self._grid_box())
     features = hash_grid.encode(unit_points, self.tables, self.resolutions).astype(self.dtype)
     x = self.density_out(nn.relu(self.density_hidden(features)))
-    return _activate_density(self, x[..., 0], rng), x[..., 1:]
+    return x[..., 0], x[..., 1:]
 
-  def __call__(self, inputs, viewdirs, rng: Optional[jax.Array] = None) -> FieldOutputs:
-    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3]."""
+  def color(self, features, viewdirs):
+    """Raw colour [..., 3] from the geometry features and the encoded unit viewdirs."""
     if self.color_depth == 0:
       raise ConfigError('A hash grid with color_depth=0 has no colour network: only its density can be asked.')
-    density, geometry = self.density(inputs, rng)
     if self.view_encoding == 'sh':
       view_features = encoding.spherical_harmonics(viewdirs, self.sh_degree)
     else:
       view_features = encoding.positional_encoding(viewdirs, 0, self.view_max_deg)
-    x = jnp.concatenate([geometry, view_features.astype(self.dtype)], axis=-1)
+    x = jnp.concatenate([features, view_features.astype(self.dtype)], axis=-1)
     for layer in self.color_hidden:
       x = nn.relu(layer(x))
-    return FieldOutputs(density, _activate_rgb(self.color_out(x), self.rgb_padding))
+    return self.color_out(x)
