@@ -1,9 +1,14 @@
 """Input encodings for coordinate networks.
 
-Naming: `x` are the points or directions to encode, [..., D]; `min_deg`/`max_deg` bound the octaves.
+Naming: `x` are the points or directions to encode, [..., D]; `min_deg`/`max_deg` bound the octaves; `d`
+unit directions [..., 3]; `l`, `m` a spherical harmonic's degree and order; `roughness` [..., 1] the width
+of a von Mises-Fisher lobe, 1 / its concentration kappa (Ref-NeRF).
 """
 
+import math
+
 import jax.numpy as jnp
+import numpy as np
 
 
 def positional_encoding(x, min_deg: int, max_deg: int, include_input: bool = True):
@@ -83,3 +88,73 @@ def spherical_harmonics(d, degree: int = 4):
                 1.7701307697799304 * x * z * (3.0 * yy - xx),
                 0.62583573544917614 * (xx * xx + yy * yy) - 3.7550144126950569 * xx * yy])
   return jnp.stack([f for band in bands[:degree] for f in band], axis=-1)
+
+
+def spherical_harmonics_of_degrees(d, degrees):
+  """Real, orthonormal spherical harmonics of unit directions d [..., 3] for each degree l in `degrees`:
+  [..., sum(2 l + 1)], per degree ordered m = 0, then (cos, sin) pairs for m = 1..l.
+
+  Any degree (Ref-NeRF's directional encoding reaches l = 16, beyond `spherical_harmonics`' tables). With
+  z = cos(theta) and (x + i y)^m = sin(theta)^m e^{i m phi}, Y_l^m = N_lm Q_l^m(z) (x + i y)^m, where
+  Q_l^m = P_l^m / sin(theta)^m is a polynomial in z given by the associated Legendre recurrence
+  Q_m^m = (-1)^m (2m - 1)!!, Q_{m+1}^m = (2m + 1) z Q_m^m,
+  (l - m) Q_l^m = (2l - 1) z Q_{l-1}^m - (l + m - 1) Q_{l-2}^m; the real basis takes N_l0 Q_l^0 and
+  sqrt(2) N_lm Q_l^m times the real and imaginary parts of (x + i y)^m. Polynomials only: no angles, so no
+  singularity at the poles for values or gradients.
+  """
+  x, y, z = d[..., 0], d[..., 1], d[..., 2]
+  max_degree = max(degrees)
+  # (x + i y)^m for m = 0..max_degree, as real and imaginary parts.
+  powers = [(jnp.ones_like(x), jnp.zeros_like(x))]
+  for _ in range(max_degree):
+    re, im = powers[-1]
+    powers.append((re * x - im * y, re * y + im * x))
+  features = {l: [] for l in degrees}
+  for m in range(max_degree + 1):
+    # Q_l^m for l = m, m + 1, ...: the recurrence in l at fixed m.
+    double_factorial = float(np.prod(np.arange(2 * m - 1, 0, -2))) if m > 0 else 1.0
+    q_previous, q = None, (-1.0)**m * double_factorial * jnp.ones_like(z)
+    for l in range(m, max_degree + 1):
+      if l == m + 1:
+        q_previous, q = q, (2 * m + 1) * z * q
+      elif l > m + 1:
+        q_previous, q = q, ((2 * l - 1) * z * q - (l + m - 1) * q_previous) / (l - m)
+      if l not in features:
+        continue
+      norm = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m) / math.factorial(l + m))
+      if m == 0:
+        features[l].append(norm * q)
+      else:
+        re, im = powers[m]
+        features[l].extend([math.sqrt(2.0) * norm * q * re, math.sqrt(2.0) * norm * q * im])
+  return jnp.stack([f for l in degrees for f in features[l]], axis=-1)
+
+
+def ide_degrees(num_levels: int):
+  """Ref-NeRF's degrees of the directional encoding: l = 1, 2, 4, ..., 2^(num_levels - 1)."""
+  return [2**i for i in range(num_levels)]
+
+
+def integrated_directional_encoding(directions, roughness, num_levels: int = 5):
+  """Ref-NeRF's integrated directional encoding (Verbin et al. 2022, Eq. 7-8): the expected spherical
+  harmonics of a direction drawn from a von Mises-Fisher lobe about unit `directions` [..., 3] with
+  concentration kappa = 1 / roughness [..., 1], for degrees `ide_degrees(num_levels)`.
+
+  E[Y_l^m(w)] = A_l(kappa) Y_l^m(directions), with A_l(kappa) ~ exp(-l (l + 1) / (2 kappa)) (the paper's
+  approximation of the exact Bessel-function ratio): rough surfaces blur the high degrees away; as roughness
+  goes to 0 the encoding tends to the plain spherical harmonics of the direction.
+
+  Returns:
+    [..., sum(2 l + 1)] (67 for the paper's 5 levels), ordered as `spherical_harmonics_of_degrees`.
+  """
+  degrees = ide_degrees(num_levels)
+  harmonics = spherical_harmonics_of_degrees(directions, degrees)
+  attenuation = jnp.concatenate([jnp.full((2 * l + 1,), -0.5 * l * (l + 1)) for l in degrees])
+  return harmonics * jnp.exp(attenuation * roughness)
+
+
+def reflect(viewdirs, normals):
+  """Directions [..., 3] of unit viewdirs (from the camera) mirrored about unit normals [..., 3] (Ref-NeRF,
+  Eq. 4: w_r = 2 (w_o . n) n - w_o, with w_o = -viewdirs pointing back to the camera)."""
+  towards_camera = -viewdirs
+  return 2.0 * jnp.sum(towards_camera * normals, axis=-1, keepdims=True) * normals - towards_camera
