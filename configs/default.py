@@ -72,6 +72,13 @@ def get_config() -> ml_collections.ConfigDict:
       # 'density': fields also output normals, the negative gradient of their density with respect to the
       # position (one backward pass of the geometry network): normal maps in renders. 'none': no normals.
       normals='none',
+      # The colour model over the geometry: 'nerf' (the field's own view-dependent colour network) or
+      # 'refnerf' (Ref-NeRF's diffuse + tint x specular of the reflected direction, model.refnerf; it needs
+      # normals='density' for its predicted-normal loss).
+      appearance='nerf',
+      refnerf=dict(bottleneck_width=128, depth=8, width=256, skip_every=4, ide_levels=5, roughness_bias=-1.0),
+      # How the fields' linear colour becomes the pixel's: 'none', or 'srgb' (Ref-NeRF's tone mapping).
+      tone_mapping='none',
       # Compute dtype: 'bfloat16' or 'float16' (T4s and other GPUs without bfloat16 tensor cores; with loss
       # scaling, optim.loss_scale) for mixed precision. Parameters, optimizer state and loss stay float32.
       dtype='float32',
@@ -159,6 +166,8 @@ def get_config() -> ml_collections.ConfigDict:
       coarse_weight=1.0,  # Weight of the data term of every level but the finest (the paper sums them).
       interlevel_weight=0.0,  # mip-NeRF 360's proposal loss (its weight 1), which alone trains proposals.
       distortion_weight=0.0,  # mip-NeRF 360's distortion regulariser on the final level (its 0.01).
+      orientation_weight=0.0,  # Ref-NeRF's penalty on predicted normals facing away from the camera (0.1).
+      predicted_normals_weight=0.0,  # Ref-NeRF's tie of predicted normals to the density's (3e-4).
   ))
 
   # The training loop (trainer.py).

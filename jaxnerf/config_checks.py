@@ -13,6 +13,8 @@ from jaxnerf import losses
 from jaxnerf.datasets.capture import NORMALIZATIONS
 from jaxnerf.errors import ConfigError
 from jaxnerf.models import fields
+from jaxnerf.models.activations import TONE_MAPPINGS
+from jaxnerf.models.appearance import APPEARANCES
 from jaxnerf.models.layers import LAYER_KINDS
 from jaxnerf.pruning import LEVELS
 from jaxnerf.train_state import LOSS_SCALE_MODES
@@ -70,6 +72,8 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.density_noise_std', NON_NEGATIVE),
     ('model.rgb_padding', NON_NEGATIVE),
     ('model.normals', (lambda v: v in fields.NORMALS, f'one of {list(fields.NORMALS)}')),
+    ('model.appearance', (lambda v: v in APPEARANCES, f'one of {sorted(APPEARANCES)}')),
+    ('model.tone_mapping', (lambda v: v in TONE_MAPPINGS, f'one of {sorted(TONE_MAPPINGS)}')),
     ('model.occupancy_grid.grid_resolution', POSITIVE_INT),
     ('model.occupancy_grid.step_size', POSITIVE),
     ('model.occupancy_grid.march_samples_per_ray', POSITIVE),
@@ -98,6 +102,8 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('loss.data', (lambda v: v in losses.DATA_PENALTIES, f'one of {sorted(losses.DATA_PENALTIES)}')),
     ('loss.charbonnier_eps', POSITIVE),
     ('loss.coarse_weight', NON_NEGATIVE),
+    *((f'loss.{term}_weight', NON_NEGATIVE)
+      for term in ('interlevel', 'distortion', 'orientation', 'predicted_normals')),
     ('train.batch_size', POSITIVE_INT),
     ('train.num_steps', POSITIVE_INT),
     ('train.max_seconds', NON_NEGATIVE),

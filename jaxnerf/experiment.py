@@ -36,7 +36,7 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
   model = models.make_model(config.model, config.scene_box)
-  losses.check_terms(config.loss, type(model).PROVIDES, config.model.name)
+  losses.check_terms(config.loss, models.model_provides(model, config.model), config.model.name)
   schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
   optimizer = train_state_lib.make_optimizer(config.optim, pruned_fields(model, config.optim.pruned_levels))
   mesh = parallel.make_mesh(devices)

@@ -16,6 +16,7 @@ Statistics that are not trained on (MSE and PSNR per level) are computed apart, 
 
 from typing import Callable, Dict, FrozenSet, NamedTuple, Sequence
 
+import jax
 import jax.numpy as jnp
 
 from jaxnerf import stepfun
@@ -46,6 +47,8 @@ def _masked_mean(values, complete):
 NEEDS = {
     'intervals': 'interval edges and weights per level (renderers that sample intervals: nerf, mipnerf, '
                  'proposal; packed samples have none)',
+    'normals': "per-sample normals of the density (config.model.normals='density')",
+    'predicted_normals': "per-sample predicted normals (config.model.appearance='refnerf')",
 }
 
 
@@ -124,6 +127,35 @@ def distortion_term(history: Sequence, batch: Dict = None, loss_config=None):
   del batch, loss_config
   final = history[-1]
   return jnp.mean(stepfun.distortion_loss(final.s_edges, final.w))
+
+
+def _over_levels(history: Sequence, key: str, loss_config, per_sample):
+  """sum_i w_i per_sample(samples)_i, mean over rays, of each level whose samples hold `key`, summed with
+  weight config.loss.coarse_weight on all but the last (multinerf's coarse multipliers for Ref-NeRF are a
+  tenth of the fine ones, as mip-NeRF's coarse_weight). The weights w [..., N] are held constant: these
+  terms shape the normals, not where the weight lies."""
+  levels = [r for r in history if r.samples is not None and key in r.samples]
+  terms = [jnp.mean(jnp.sum(jax.lax.stop_gradient(r.w) * per_sample(r.samples), axis=-1)) for r in levels]
+  return sum(loss_config.coarse_weight * term for term in terms[:-1]) + terms[-1]
+
+
+@register_loss_term('orientation', needs=('predicted_normals',))
+def orientation_term(history: Sequence, batch: Dict, loss_config):
+  """Ref-NeRF's orientation loss (Eq. 10): sum_i w_i max(0, n'_i . d)^2 with n' the predicted normals (which
+  reflect the view direction) and d the ray's view direction: a normal facing away from the camera where the
+  ray sees the surface is penalised. (Ref-NeRF's weight 0.1.)"""
+  viewdirs = batch['rays'].viewdirs[..., None, :]
+  return _over_levels(history, 'normals_pred', loss_config, lambda samples: jnp.maximum(
+      jnp.sum(samples['normals_pred'] * viewdirs, axis=-1), 0.0)**2)
+
+
+@register_loss_term('predicted_normals', needs=('normals', 'predicted_normals'))
+def predicted_normals_term(history: Sequence, batch: Dict, loss_config):
+  """Ref-NeRF's predicted-normal loss (Eq. 11): sum_i w_i |n_i - n'_i|^2, tying the predicted normals n' to
+  the density's normals n (gradients reach both). (Ref-NeRF's weight 3e-4.)"""
+  del batch
+  return _over_levels(history, 'normals_pred', loss_config, lambda samples: jnp.sum(
+      (samples['normals'] - samples['normals_pred'])**2, axis=-1))
 
 
 def total_loss(history: Sequence, batch: Dict, loss_config) -> Dict[str, jnp.ndarray]:

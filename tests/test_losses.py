@@ -1,5 +1,7 @@
 """The loss terms: brute-force references, masks, and finite gradients at extreme residuals."""
 
+import types
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -131,3 +133,49 @@ def test_a_term_registered_elsewhere_is_weighted_by_its_config_key(monkeypatch):
   terms = losses.total_loss(renderings, {'rgb': target}, config)
   np.testing.assert_allclose(terms['loss_toy'], 0.5 * jnp.mean(renderings[-1].rgb), rtol=1e-6)
   np.testing.assert_allclose(terms['loss'], terms['loss_data'] + terms['loss_toy'], rtol=1e-6)
+
+
+def _normal_level(rng, normals, normals_pred, num_rays=4):
+  num_samples = normals.shape[-2]
+  w = jnp.asarray(rng.random((num_rays, num_samples)) / num_samples)
+  return RenderedRays(rgb=jnp.zeros((num_rays, 3)), depth=None, acc=None, w=w,
+                      samples={'normals': jnp.asarray(normals), 'normals_pred': jnp.asarray(normals_pred)})
+
+
+def test_orientation_term_is_zero_for_front_facing_normals_and_matches_a_brute_force_sum():
+  rng = np.random.default_rng(8)
+  viewdirs = np.tile([[0.0, 0.0, -1.0]], (4, 1))  # Rays looking down -z.
+  rays = types.SimpleNamespace(viewdirs=jnp.asarray(viewdirs))
+  config = _loss_config(coarse_weight=0.1)
+  facing = np.tile([0.0, 0.0, 1.0], (4, 5, 1))  # Towards the camera.
+  assert float(losses.orientation_term([_normal_level(rng, facing, facing)], {'rays': rays}, config)) == 0.0
+  normals_pred = rng.normal(size=(4, 5, 3))
+  normals_pred /= np.linalg.norm(normals_pred, axis=-1, keepdims=True)
+  coarse, fine = _normal_level(rng, facing, facing), _normal_level(rng, facing, normals_pred)
+  w = np.asarray(fine.w)
+  brute = np.mean([sum(w[r, i] * max(0.0, float(normals_pred[r, i] @ viewdirs[r]))**2 for i in range(5))
+                   for r in range(4)])
+  value = losses.orientation_term([coarse, fine], {'rays': rays}, config)  # The coarse level adds 0.
+  np.testing.assert_allclose(value, brute, rtol=1e-5)
+  assert brute > 0
+  # Only normals facing away count: their gradient pushes them towards the camera, not the weights.
+  grads = jax.grad(lambda n, w: losses.orientation_term([fine._replace(w=w, samples={'normals_pred': n})],
+                                                        {'rays': rays}, config), argnums=(0, 1))(
+      jnp.asarray(normals_pred), fine.w)
+  assert float(jnp.abs(grads[1]).sum()) == 0.0 and float(jnp.abs(grads[0]).sum()) > 0
+
+
+def test_predicted_normals_term_against_a_brute_force_sum_with_the_coarse_weight():
+  rng = np.random.default_rng(9)
+  normals, normals_pred = rng.normal(size=(2, 4, 6, 3))
+  levels = [_normal_level(rng, normals, normals_pred), _normal_level(rng, normals, -normals_pred)]
+  config = _loss_config(coarse_weight=0.1)
+  per_level = [np.mean(np.sum(np.asarray(r.w) * np.sum((np.asarray(r.samples['normals']) -
+                                                         np.asarray(r.samples['normals_pred']))**2, -1), -1))
+               for r in levels]
+  np.testing.assert_allclose(losses.predicted_normals_term(levels, {}, config), 0.1 * per_level[0] + per_level[1],
+                             rtol=1e-5)
+  # A renderer without normals cannot feed it: refused when the model is built.
+  config.predicted_normals_weight = 3e-4
+  with pytest.raises(ConfigError, match=r"needs per-sample normals of the density \(config.model.normals"):
+    losses.check_terms(config, frozenset({'intervals', 'predicted_normals'}), 'mipnerf')

@@ -197,3 +197,19 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
   plain = field.clone(normals='none').apply(variables, points, viewdirs)
   assert plain.extras is None
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
+
+
+@pytest.mark.parametrize('scale', [1e-6, 1.0, 1e4])
+def test_refnerf_appearance_stays_finite_from_mirror_like_to_rough(scale):
+  from jaxnerf.models.appearance import RefNeRFAppearance
+  appearance = RefNeRFAppearance(bottleneck_width=8, depth=3, width=16, skip_every=1, ide_levels=5)
+  features = scale * jax.random.normal(jax.random.key(0), (32, 12))
+  viewdirs = fields.safe_normalize(jax.random.normal(jax.random.key(1), (32, 3)))
+  variables = appearance.init(jax.random.key(2), features, viewdirs)
+  linear, extras = appearance.apply(variables, features, viewdirs)
+  chex.assert_shape(linear, (32, 3))
+  assert float(linear.min()) >= 0 and float(linear.max()) <= 2  # Diffuse + tint x specular, each in [0, 1].
+  np.testing.assert_allclose(jnp.linalg.norm(extras['normals_pred'], axis=-1), 1.0, atol=1e-5)
+  assert float(extras['roughness'].min()) >= 0  # (Large features drive it to 0 or to thousands.)
+  grads = jax.grad(lambda v, f: jnp.sum(appearance.apply(v, f, viewdirs)[0]), argnums=(0, 1))(variables, features)
+  chex.assert_tree_all_finite(grads)

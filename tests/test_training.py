@@ -437,3 +437,20 @@ def test_normal_maps_are_rendered_written_and_refused_in_ndc(scene_cache, tmp_pa
   llff.model.normals = 'density'
   with pytest.raises(ConfigError, match=r"config.model.normals='density': this scene's rays are in NDC"):
     trainer.train_and_evaluate(llff, tmp_path / 'run')
+
+
+def test_refnerf_config_trains_resumes_and_renders_normal_maps(scene_cache, tmp_path):
+  """configs/refnerf.py (shrunk): Ref-NeRF's appearance over mip-NeRF trains with its normal losses,
+  resumes, and renders normal maps."""
+  config = tiny_method_config('refnerf', scene_cache, num_steps=4, checkpoint_every=2, log_every=2)
+  config.eval.update(final_num_images=0)
+  trainer.train_and_evaluate(config, tmp_path)
+  config.train.num_steps = 6
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  assert summary['resumed_from'] == 4 and summary['step'] == 6
+  records = [r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train']
+  assert all(np.isfinite(r['loss']) and r['loss_orientation'] >= 0 and r['loss_predicted_normals'] > 0
+             for r in records)
+  rendered = render_outputs.render_split(tmp_path, 'val', limit=1)
+  assert np.isfinite(rendered['mean']['psnr']) and np.isfinite(rendered['mean']['depth_mae'])
+  assert (pathlib.Path(rendered['out_dir']) / 'r_0_normals.png').is_file()

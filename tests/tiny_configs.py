@@ -58,6 +58,7 @@ def tiny_method_config(name: str, scene_cache='', **train):
   config.model.proposal.update(num_proposal_samples=(16, 8), num_nerf_samples=8)
   config.model.proposal.mlp.update(depth=1, width=16)
   config.model.proposal.hash_grid.update(num_levels=3, log2_table_size=10, max_resolution=32)
+  config.model.refnerf.update(bottleneck_width=8, depth=2, width=16, ide_levels=3)
   config.optim.update(lr_delay_steps=0, grad_clip_norm=0.0)
   config.train = tiny.train
   config.eval = tiny.eval

@@ -15,7 +15,7 @@ non-trained variables for a training step.
 `make_model(config.model, scene_box)` builds the renderer a config names.
 """
 
-from typing import Sequence
+from typing import FrozenSet, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.models.activations import DENSITY_ACTIVATIONS
 from jaxnerf.models.activations import density_activation
 from jaxnerf.models.activations import trunc_exp
+from jaxnerf.models.appearance import APPEARANCES
 from jaxnerf.models.fields import HashGridField
 from jaxnerf.models.fields import MLPField
 from jaxnerf.models.coarse_to_fine import MipNeRF
@@ -114,7 +115,11 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
                 density_bias=model_config.density_bias,
                 density_noise_std=model_config.density_noise_std, rgb_padding=model_config.rgb_padding,
                 warp=model_config.warp, contract_radius=model_config.contract_radius,
-                normals=model_config.normals)
+                normals=model_config.normals, tone_mapping=model_config.tone_mapping)
+  if model_config.appearance not in APPEARANCES:
+    raise ConfigError(f'config.model.appearance must be one of {sorted(APPEARANCES)}, '
+                      f'got {model_config.appearance!r}.')
+  appearance = APPEARANCES[model_config.appearance]
 
   def make_field(kind=None, overrides=None):
     kind = kind or model_config.field
@@ -124,6 +129,20 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     kwargs = dict(model_config[kind], **shared, **(overrides or {}))
     if kind == 'hash_grid' and scene_box is not None:
       kwargs['scene_box'] = scene_box
+    if appearance is not None:  # Each field its own (density-only proposal fields never call it).
+      kwargs['appearance'] = appearance(dtype=shared['dtype'], **model_config[model_config.appearance])
     return FIELDS[kind](**kwargs)
 
   return RENDERERS[model_config.name](model_config, make_field, scene_box)
+
+
+def model_provides(model, model_config) -> FrozenSet[str]:
+  """What the ray history of `model` (built from `model_config`) holds for loss terms (losses.NEEDS): its
+  renderer's PROVIDES, 'normals' where its fields give density normals, 'predicted_normals' where its
+  appearance predicts normals (Ref-NeRF)."""
+  provided = set(type(model).PROVIDES)
+  if model_config.normals == 'density':
+    provided.add('normals')
+  if model_config.appearance == 'refnerf':
+    provided.add('predicted_normals')
+  return frozenset(provided)

@@ -1,5 +1,5 @@
 """Activations of raw field outputs: density (NeRF's ReLU, mip-NeRF's softplus, instant-ngp's truncated
-exponential)."""
+exponential) and colour's tone mapping (linear colour to sRGB, as Ref-NeRF's fields output)."""
 
 import flax.linen as nn
 import jax
@@ -34,3 +34,18 @@ def density_activation(name: str):
                       f'got {name!r}.')
   return DENSITY_ACTIVATIONS[name]
 
+
+
+def linear_to_srgb(linear, eps: float = 1e-10):
+  """The sRGB transfer curve (IEC 61966-2-1) of linear colour [..., 3], clipped to [0, 1]: 12.92 x below
+  0.0031308, 1.055 x^(1/2.4) - 0.055 above (x floored at eps inside the power, so gradients stay finite
+  at 0)."""
+  linear = jnp.clip(linear, 0.0, 1.0)
+  curve = 1.055 * jnp.maximum(linear, eps)**(1.0 / 2.4) - 0.055
+  return jnp.where(linear <= 0.0031308, 12.92 * linear, curve)
+
+
+TONE_MAPPINGS = {
+    'none': lambda rgb: rgb,  # The field's colour is the pixel's (NeRF).
+    'srgb': linear_to_srgb,  # The field's colour is linear light, shown through the sRGB curve (Ref-NeRF).
+}

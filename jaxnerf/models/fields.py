@@ -43,6 +43,7 @@ from jaxnerf import encoding
 from jaxnerf import hash_grid
 from jaxnerf.errors import ConfigError
 from jaxnerf.models import layers as layers_lib
+from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models.activations import density_activation
 
 
@@ -119,6 +120,11 @@ class FieldBase(nn.Module):
   # 'density': also output 'normals' [..., 3], the density's normals (`density_normals`), kept per sample in
   # the ray history and composited per ray; 'none': no normals (they cost a backward pass of the geometry).
   normals: str = 'none'
+  # Another colour model over this geometry (appearance.py: Ref-NeRF's), called as appearance(features,
+  # viewdirs) -> (linear rgb, extras); None: the field's own `color`, through a sigmoid.
+  appearance: Optional[nn.Module] = None
+  # How linear colour becomes the pixel's (activations.TONE_MAPPINGS): 'none', or 'srgb'.
+  tone_mapping: str = 'none'
 
   def _make_layers(self, specs):
     """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`
@@ -160,13 +166,21 @@ class FieldBase(nn.Module):
     among the extras when the field's `normals` is 'density')."""
     if self.normals not in NORMALS:
       raise ConfigError(f'config.model.normals must be one of {NORMALS}, got {self.normals!r}.')
-    extras = None
+    if self.tone_mapping not in TONE_MAPPINGS:
+      raise ConfigError(f'config.model.tone_mapping must be one of {sorted(TONE_MAPPINGS)}, '
+                        f'got {self.tone_mapping!r}.')
+    extras = {}
     if self.normals == 'density':
       raw_density, features, normals = self.geometry_and_normals(inputs)
       density, extras = _activate_density(self, raw_density, rng), {'normals': normals}
     else:
       density, features = self.density(inputs, rng)
-    return FieldOutputs(density, _activate_rgb(self.color(features, viewdirs), self.rgb_padding), extras)
+    if self.appearance is None:
+      linear = _activate_rgb(self.color(features, viewdirs), self.rgb_padding)
+    else:
+      linear, appearance_extras = self.appearance(features, viewdirs)
+      extras.update(appearance_extras)
+    return FieldOutputs(density, TONE_MAPPINGS[self.tone_mapping](linear), extras or None)
 
 
 class MLPField(FieldBase):
