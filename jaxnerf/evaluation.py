@@ -23,11 +23,13 @@ def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], ch
 
 
 def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
-  """What `split` holds of view `index` to score a rendering against: 'rgb', and 'depth' where it has depth
-  maps."""
+  """What `split` holds of view `index` to score a rendering against: 'rgb', and 'depth' and 'normals' where
+  it has such maps."""
   truth = {'rgb': split.images[index]}
   if split.depths is not None:
     truth['depth'] = split.depths[index]
+  if split.normals is not None:
+    truth['normals'] = split.normals[index]
   return truth
 
 

@@ -2,7 +2,8 @@
 
 Naming: `mse` mean squared error; images are [..., height, width, 3] in [0, 1]. A view's `rendering` is a dict
 of [H, W, ...] arrays ('rgb', 'depth', ...: what the renderer produces) and its `truth` a dict of what the
-scene holds for it ('rgb' always; 'depth' [H, W], inf where the ray hits nothing, where the scene knows it).
+scene holds for it ('rgb' always; 'depth' [H, W], inf where the ray hits nothing, and 'normals' [H, W, 3],
+0 there, where the scene knows them).
 
 `IMAGE_METRICS` maps a metric's name to its function and the ground truth it needs; `view_metrics` computes
 every metric whose ground truth a view has, so a scene with depth maps is scored on depth too, and a new
@@ -41,7 +42,7 @@ def ssim(image, reference, max_value: float = 1.0, filter_size: int = 11, filter
 
 class ImageMetric(NamedTuple):
   compute: Callable  # (rendering, truth) -> float.
-  needs: str  # The ground truth it compares with: a key of `truth`.
+  needs: str  # The quantity it compares: a key of the rendering and of `truth`.
 
 
 IMAGE_METRICS: Dict[str, ImageMetric] = {}
@@ -79,7 +80,22 @@ def depth_mean_absolute_error(rendering, truth) -> float:
   return float(np.mean(np.abs(np.asarray(rendering['depth'], np.float64)[hits] - true_depth[hits])))
 
 
+@register_image_metric('normal_mae_deg', needs='normals')
+def normal_mean_angular_error(rendering, truth) -> float:
+  """Mean angle in degrees between the rendered normals (composited, normalised) and the true ones over the
+  pixels whose ray hits the scene (a non-zero true normal); NaN where nothing is hit."""
+  true_normals = np.asarray(truth['normals'], np.float64)
+  hits = np.linalg.norm(true_normals, axis=-1) > 0.5
+  if not hits.any():
+    return float('nan')
+  rendered = np.asarray(rendering['normals'], np.float64)[hits]
+  rendered /= np.maximum(np.linalg.norm(rendered, axis=-1, keepdims=True), 1e-10)
+  cosine = np.clip(np.sum(rendered * true_normals[hits], axis=-1), -1.0, 1.0)
+  return float(np.mean(np.degrees(np.arccos(cosine))))
+
+
 def view_metrics(rendering: Dict, truth: Dict) -> Dict[str, float]:
-  """{name: value} of every registered metric whose ground truth `truth` holds."""
+  """{name: value} of every registered metric whose quantity both the rendering and the ground truth hold
+  (normals are scored only for models that render them)."""
   return {name: metric.compute(rendering, truth) for name, metric in IMAGE_METRICS.items()
-          if truth.get(metric.needs) is not None}
+          if truth.get(metric.needs) is not None and metric.needs in rendering}

@@ -7,6 +7,7 @@ import pytest
 from configs import default
 from configs import demo
 from jaxnerf import config_checks
+from jaxnerf import losses
 from jaxnerf.errors import ConfigError
 
 
@@ -68,3 +69,19 @@ def test_every_rule_names_a_key_of_the_default_config():
   for key, _ in config_checks.RULES:
     config_checks._lookup(config, key)  # pylint: disable=protected-access  # Raises KeyError if stale.
   config_checks.check_training(config)  # The defaults themselves pass.
+
+
+def test_refnerf_configs_build_and_feed_their_terms_and_the_glossy_twins_differ_only_in_appearance():
+  from configs import demo_glossy
+  from configs import refnerf
+  from jaxnerf import models
+  for config in (refnerf.get_config(), refnerf.get_config('cpu'), demo_glossy.get_config(),
+                 demo_glossy.get_config('ref')):
+    config_checks.check_training(config)
+    model = models.make_model(config.model, config.scene_box)
+    losses.check_terms(config.loss, models.model_provides(model, config.model), config.model.name)
+  twin, ref = demo_glossy.get_config().to_dict(), demo_glossy.get_config('ref').to_dict()
+  differing = {f'{group}.{key}' for group in twin if isinstance(twin[group], dict)
+               for key in twin[group] if twin[group][key] != ref[group][key]}
+  assert differing == {'model.appearance', 'model.tone_mapping', 'model.refnerf', 'loss.orientation_weight',
+                       'loss.predicted_normals_weight'}

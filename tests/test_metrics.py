@@ -206,3 +206,16 @@ def test_a_metric_registered_outside_the_library_is_computed_and_averaged(monkey
                for i, a in enumerate([0.2, 0.6])]
   mean = evaluation.mean_metrics(per_image)
   assert mean['mean_opacity'] == pytest.approx(0.4) and np.isinf(mean['psnr'])
+
+
+def test_normal_error_is_the_mean_angle_over_hits_for_models_that_render_normals():
+  true_normals = np.zeros((4, 4, 3), np.float32)
+  true_normals[1:, :, 2] = 1.0  # The first row hits nothing.
+  tilt = np.deg2rad(np.array([10.0, 20.0, 30.0, 40.0]))
+  rendered = np.zeros((4, 4, 3), np.float32)
+  rendered[..., 0], rendered[..., 2] = np.sin(tilt), np.cos(tilt)
+  rendered *= 0.5  # Composited normals are shorter where the opacity is below 1: the angle is what counts.
+  image = np.zeros((4, 4, 3), np.float32)
+  scored = metrics.view_metrics({'rgb': image, 'normals': rendered}, {'rgb': image, 'normals': true_normals})
+  assert scored['normal_mae_deg'] == pytest.approx(25.0, abs=1e-3)
+  assert 'normal_mae_deg' not in metrics.view_metrics({'rgb': image}, {'rgb': image, 'normals': true_normals})

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from jaxnerf import camera
+from jaxnerf.datasets import blender
 from jaxnerf.datasets import procedural
 from jaxnerf.datasets import raytracing as rt
 
@@ -52,7 +53,7 @@ def _first_inside_t(origins, directions, step):
 
 @pytest.fixture(scope='module')
 def tiny_view():
-  rgba, depth = procedural.render_view(TINY, VIEW)
+  rgba, depth, _ = procedural.render_view(TINY, VIEW)
   rays = camera.image_rays(VIEW, TINY.resolution, TINY.resolution, procedural.focal_length(TINY),
                            procedural.NEAR, procedural.FAR)
   return rgba, depth, rays
@@ -167,7 +168,7 @@ def test_ensure_scene_writes_blender_layout_once(tmp_path):
   # The saved image matches a fresh render of the saved pose.
   meta = json.loads((scene / 'transforms_val.json').read_text())
   pose = np.array(meta['frames'][1]['transform_matrix'])[:3]
-  rgba, depth = procedural.render_view(TINY, pose)
+  rgba, depth, _ = procedural.render_view(TINY, pose)
   with Image.open(scene / 'val' / 'r_1.png') as image:
     np.testing.assert_allclose(np.asarray(image) / 255.0, rgba, atol=0.5 / 255 + 1e-6)
   np.testing.assert_array_equal(np.load(scene / 'val' / 'r_1_depth.npy'), depth)
@@ -209,7 +210,7 @@ def test_unbounded_layout_has_content_at_every_distance_and_exact_depth():
   spec = procedural.ProceduralSceneSpec(resolution=24, supersampling=2, layout='unbounded')
   layout = procedural.LAYOUTS['unbounded']
   pose = procedural.sample_poses(spec, 'train')[0]
-  rgba, depth = procedural.render_view(spec, pose)
+  rgba, depth, _ = procedural.render_view(spec, pose)
   # No background: every pixel is covered, every depth finite, from the objects out to the sky dome.
   assert np.all(rgba[..., 3] == 1.0) and np.all(np.isfinite(depth))
   assert depth.min() < 5.0 and depth.max() > 15.0 and depth.max() < layout.far
@@ -241,5 +242,30 @@ def test_layouts_name_their_scenes_apart_and_unknown_ones_are_refused():
   still = procedural.ProceduralSceneSpec(resolution=24)
   unbounded = procedural.ProceduralSceneSpec(resolution=24, layout='unbounded')
   assert procedural.scene_name(still) != procedural.scene_name(unbounded)
-  with pytest.raises(ValueError, match=r"config.procedural.layout must be one of \['still_life', 'unbounded'\]"):
+  with pytest.raises(ValueError, match=r"config.procedural.layout must be one of \['glossy', 'still_life', 'unbounded'\]"):
     procedural.render_view(procedural.ProceduralSceneSpec(resolution=4, layout='dome'), VIEW)
+
+
+def test_the_glossy_layout_writes_exact_normals_and_reflects_its_environment(tmp_path):
+  spec = procedural.ProceduralSceneSpec(resolution=24, num_train=2, num_val=1, num_test=1, supersampling=1,
+                                        layout='glossy')
+  pose = procedural.sample_poses(spec, 'val')[0]
+  rgba, depth, normals = procedural.render_view(spec, pose)
+  hits = np.isfinite(depth)
+  assert 0.1 < hits.mean() < 0.9
+  np.testing.assert_allclose(np.linalg.norm(normals[hits], axis=-1), 1.0, atol=1e-5)
+  assert np.all(normals[~hits] == 0)
+  # Each normal is the surface's at the hit: on the mirror ball, the direction from its centre to the hit.
+  rays = camera.image_rays(pose, 24, 24, procedural.focal_length(spec), 2.0, 6.0)
+  points = rays.origins + depth[..., None] * rays.directions
+  ball = next(o for o in procedural.LAYOUTS['glossy'].objects if o.name == 'mirror_ball')
+  offsets = points - np.asarray(ball.centre)
+  on_ball = hits & (np.abs(np.linalg.norm(np.where(hits[..., None], offsets, 0.0), axis=-1) - 0.3) < 1e-4)
+  assert on_ball.sum() > 3
+  np.testing.assert_allclose(normals[on_ball], offsets[on_ball] / 0.3, atol=1e-4)
+  # The mirror ball's colour is its environment's: it differs from its own grey albedo under any lighting.
+  assert np.std(rgba[on_ball][:, :3], axis=0).max() > 0.05
+  procedural.write_scene(tmp_path, spec)  # The Blender reader finds the normal maps beside the images.
+  split = blender.load_blender_split(tmp_path, 'val')
+  assert split.normals.shape == (1, 24, 24, 3) and split.depths.shape == (1, 24, 24)
+  np.testing.assert_array_equal(split.normals[0], normals)

@@ -69,10 +69,11 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
   alphas = downsample(np.stack([image[..., 3:] for image in rgba]), factor)[..., 0]
   focal = 0.5 * width / math.tan(0.5 * camera_angle_x) / factor
   intrinsics = camera.Intrinsics.pinhole(focal, width // factor, height // factor).repeated(len(frames))
-  depths = _read_depths(image_paths) if factor == 1 else None
+  depths = _read_maps(image_paths, 'depth') if factor == 1 else None
+  normals = _read_maps(image_paths, 'normals') if factor == 1 else None
   return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), intrinsics=intrinsics,
                     near=near, far=far, names=tuple(p.stem for p in image_paths), depths=depths,
-                    alphas=alphas)
+                    normals=normals, alphas=alphas)
 
 
 def downsample(images: np.ndarray, factor: int) -> np.ndarray:
@@ -203,8 +204,10 @@ def composite(rgba: np.ndarray, background: float) -> np.ndarray:
   return rgb * alpha + background * (1.0 - alpha)
 
 
-def _read_depths(image_paths):
-  depth_paths = [p.with_name(p.stem + '_depth.npy') for p in image_paths]
-  if not all(p.is_file() for p in depth_paths):
+def _read_maps(image_paths, kind: str):
+  """[N, H, W, ...] float32 of the <image>_<kind>.npy files beside every image (the procedural scenes'
+  'depth' and 'normals'), or None where any is missing."""
+  paths = [p.with_name(f'{p.stem}_{kind}.npy') for p in image_paths]
+  if not all(p.is_file() for p in paths):
     return None
-  return np.stack([np.load(p).astype(np.float32) for p in depth_paths])
+  return np.stack([np.load(p, allow_pickle=False).astype(np.float32) for p in paths])

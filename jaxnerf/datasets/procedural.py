@@ -69,7 +69,7 @@ class ProceduralSceneSpec:
   camera_angle_x: float = 0.6911  # horizontal field of view in radians, as the Blender scenes.
   supersampling: int = 3  # samples per pixel along each axis (3 -> 3 x 3 per pixel).
   seed: int = 0
-  layout: str = 'still_life'  # 'still_life' (bounded, white background) or 'unbounded' (see LAYOUTS).
+  layout: str = 'still_life'  # 'still_life' (bounded, white background), 'unbounded' or 'glossy' (LAYOUTS).
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -128,14 +128,62 @@ def unbounded_objects() -> tuple:
   return DEFAULT_OBJECTS + (ground, dome)
 
 
+def studio_environment(directions: np.ndarray) -> np.ndarray:
+  """[N, 3] colours of the glossy layout's surroundings seen along unit directions [N, 3] (only in
+  reflections): a sky brightening to blue at the zenith, a sun-like disc towards the key light, a ring of
+  eight coloured panels with dark seams around the horizon (elevations -3 to 25 degrees), and a grey
+  checkered floor below; structure at every scale, worth reflecting."""
+  x, y, z = directions[:, 0], directions[:, 1], np.clip(directions[:, 2], -1.0, 1.0)
+  elevation, azimuth = np.arcsin(z), np.arctan2(y, x)
+  sky = (np.array([0.90, 0.91, 0.93]) * (1.0 - np.clip(z, 0, 1))[:, None]
+         + np.array([0.30, 0.50, 0.88]) * np.clip(z, 0, 1)[:, None])
+  hues = np.array([(0.90, 0.20, 0.15), (0.95, 0.60, 0.10), (0.95, 0.90, 0.20), (0.30, 0.75, 0.25),
+                   (0.15, 0.70, 0.75), (0.20, 0.35, 0.90), (0.55, 0.25, 0.80), (0.90, 0.35, 0.60)])
+  position = (azimuth + np.pi) / (2 * np.pi) * len(hues)
+  panel = hues[np.floor(position).astype(int) % len(hues)]
+  seam = np.abs(position - np.round(position)) < 0.06
+  in_band = (elevation > np.deg2rad(-3.0)) & (elevation < np.deg2rad(25.0))
+  checker = (np.floor(azimuth * 8 / np.pi) + np.floor(4.0 * np.log(np.maximum(-z, 1e-3)))) % 2
+  floor = np.where(checker[:, None] > 0, [[0.55, 0.55, 0.55]], [[0.25, 0.25, 0.27]])
+  colour = np.where((z < 0)[:, None], floor, sky)
+  colour = np.where(in_band[:, None], np.where(seam[:, None], [[0.08, 0.08, 0.08]], panel), colour)
+  sun = directions @ np.asarray(rt.LIGHTING.key_direction) > np.cos(np.deg2rad(8.0))
+  return np.where(sun[:, None], [[1.0, 0.98, 0.92]], colour)
+
+
+def glossy_objects() -> tuple:
+  """The glossy layout's objects on the pedestal: four balls from matte to mirror-like (mirror 0, 0.35,
+  0.65, 0.9; roughness -, 0.3, 0.1, 0), a half-mirror box (0.5, 0.15) and a glossy ring (0.6, 0.05)."""
+  ball = lambda name, colour, centre, mirror, roughness: rt.SceneObject(
+      name, rt.Sphere(radius=0.3), rt.Material(textures.solid(colour), mirror=mirror, roughness=roughness),
+      centre=centre + (GROUND_Z + 0.3,))
+  return (
+      DEFAULT_OBJECTS[0],  # The pedestal (matte).
+      ball('matte_ball', (0.80, 0.30, 0.20), (-0.55, -0.45), 0.0, 0.0),
+      ball('satin_ball', (0.25, 0.55, 0.80), (0.55, -0.50), 0.35, 0.3),
+      ball('glossy_ball', (0.85, 0.75, 0.30), (-0.55, 0.50), 0.65, 0.1),
+      ball('mirror_ball', (0.90, 0.90, 0.90), (0.50, 0.50), 0.9, 0.0),
+      rt.SceneObject('glossy_box', rt.Box(half_extents=(0.2, 0.2, 0.2)),
+                     rt.Material(textures.box_faces([(0.60, 0.40, 0.75), (0.45, 0.70, 0.40), (0.85, 0.55, 0.35),
+                                                     (0.35, 0.60, 0.70), (0.80, 0.80, 0.45), (0.5, 0.5, 0.5)]),
+                                 mirror=0.5, roughness=0.15),
+                     centre=(0.0, 0.0, GROUND_Z + 0.2), rotation=rt.rotation_about((0.0, 0.0, 1.0), 25.0)),
+      rt.SceneObject('glossy_ring', rt.Torus(major_radius=0.22, minor_radius=0.06),
+                     rt.Material(textures.solid((0.75, 0.20, 0.45)), mirror=0.6, roughness=0.05),
+                     centre=(0.0, 0.0, GROUND_Z + 0.72), rotation=rt.rotation_about((1.0, 0.0, 0.0), 90.0)),
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
-  """A scene's objects, the ray bounds that hold them and where its cameras may stand."""
+  """A scene's objects, the ray bounds that hold them, where its cameras may stand, and the environment
+  that mirror-like materials reflect."""
 
   objects: tuple
   near: float
   far: float
   elevation_range_deg: tuple  # Cameras look at the origin from these elevations (uniform by area).
+  environment: object = None  # Unit directions [N, 3] -> colours [N, 3] (reflections only), or None.
 
 
 LAYOUTS = {
@@ -144,6 +192,9 @@ LAYOUTS = {
     # Cameras low around the still life, seeing the ground and the hills behind it: near the objects at
     # radius 4 and 30 units from the horizon, so samples must be spaced for both (mip-NeRF 360's setting).
     'unbounded': Layout(unbounded_objects(), 0.5, 40.0, (2.0, 15.0)),
+    # Materials from matte to mirror-like reflecting a studio around them (Ref-NeRF's kind of scene), on
+    # the still life's pedestal, seen from the still life's cameras; exact normals beside the depth maps.
+    'glossy': Layout(glossy_objects(), NEAR, FAR, ELEVATION_RANGE_DEG, studio_environment),
 }
 
 
@@ -182,7 +233,8 @@ def average_supersamples(colours, covered) -> np.ndarray:
 
 
 def render_view(spec: ProceduralSceneSpec, camtoworld) -> tuple:
-  """RGBA float32 [H, W, 4] (straight, not premultiplied alpha) and depth [H, W] of one view.
+  """RGBA float32 [H, W, 4] (straight, not premultiplied alpha), depth [H, W] and normals [H, W, 3] of one
+  view.
 
   Args:
     spec: the scene spec (resolution, field of view, supersampling).
@@ -191,20 +243,22 @@ def render_view(spec: ProceduralSceneSpec, camtoworld) -> tuple:
   Returns:
     rgba: colour averaged over the covered supersamples, alpha the covered fraction.
     depth: float32 t of the first hit of the ray through each pixel centre, inf for background.
+    normals: float32 unit world normal of the surface at that hit, 0 for background.
   """
   size, layout = spec.resolution, layout_of(spec)
   rays = supersample_rays(spec, camtoworld)
   origins = rays.origins.reshape(-1, 3).astype(np.float64)
   directions = rays.directions.reshape(-1, 3).astype(np.float64)
-  colours, t = rt.trace_colours(layout.objects, origins, directions)
+  colours, t = rt.trace_colours(layout.objects, origins, directions, layout.environment)
   samples = spec.supersampling**2
   rgba = average_supersamples(colours.reshape(size, size, samples, 3),
                               np.isfinite(t).reshape(size, size, samples).astype(np.float64))
 
   centre_rays = camera.image_rays(camtoworld, size, size, focal_length(spec), layout.near, layout.far)
-  depth = rt.nearest_hit(layout.objects, centre_rays.origins.reshape(-1, 3).astype(np.float64),
-                         centre_rays.directions.reshape(-1, 3).astype(np.float64)).t
-  return rgba.astype(np.float32), depth.reshape(size, size).astype(np.float32)
+  hit = rt.nearest_hit(layout.objects, centre_rays.origins.reshape(-1, 3).astype(np.float64),
+                       centre_rays.directions.reshape(-1, 3).astype(np.float64))
+  return (rgba.astype(np.float32), hit.t.reshape(size, size).astype(np.float32),
+          hit.normal.reshape(size, size, 3).astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,7 +279,8 @@ def sample_poses(spec: ProceduralSceneSpec, split: str) -> np.ndarray:
 
 
 def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) -> None:
-  """Renders one split: `{split}/r_{i}.png`, `{split}/r_{i}_depth.npy` and `transforms_{split}.json`."""
+  """Renders one split: `{split}/r_{i}.png`, `{split}/r_{i}_depth.npy`, `{split}/r_{i}_normals.npy` and
+  `transforms_{split}.json`."""
   (directory / split).mkdir(parents=True, exist_ok=True)
   poses = sample_poses(spec, split)
   # numpy releases the GIL inside its array loops, so a few threads render views in parallel.
@@ -242,12 +297,13 @@ def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) 
     json.dump({'camera_angle_x': spec.camera_angle_x, 'frames': frames}, f, indent=2)
 
 
-def _write_frame(directory: pathlib.Path, split: str, index: int, camtoworld, rgba, depth) -> dict:
-  """Saves one view's PNG and depth map; returns its frame entry for transforms_{split}.json."""
+def _write_frame(directory: pathlib.Path, split: str, index: int, camtoworld, rgba, depth, normals) -> dict:
+  """Saves one view's PNG, depth map and normal map; returns its frame entry for transforms_{split}.json."""
   name = f'r_{index}'
   pixels = np.round(np.clip(rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
   Image.fromarray(pixels).save(directory / split / f'{name}.png')
   np.save(directory / split / f'{name}_depth.npy', depth)
+  np.save(directory / split / f'{name}_normals.npy', normals)
   matrix = np.concatenate([camtoworld, [[0.0, 0.0, 0.0, 1.0]]], axis=0)
   return {'file_path': f'./{split}/{name}', 'transform_matrix': matrix.tolist()}
 
@@ -256,8 +312,8 @@ def write_scene(directory, spec: ProceduralSceneSpec) -> None:
   """Writes the scene in the Blender layout into `directory` (created if needed).
 
   Files: transforms_{train,val,test}.json with 'camera_angle_x' and 'frames' (each {'file_path':
-  './train/r_0', 'transform_matrix': 4x4 list}), RGBA PNGs train/r_0.png, ..., and float32 depth maps
-  train/r_0_depth.npy, ... ([H, W], inf for background).
+  './train/r_0', 'transform_matrix': 4x4 list}), RGBA PNGs train/r_0.png, ..., float32 depth maps
+  train/r_0_depth.npy, ... ([H, W], inf for background) and normal maps train/r_0_normals.npy ([H, W, 3]).
   """
   directory = pathlib.Path(directory)
   for split in SPLITS:

@@ -220,12 +220,15 @@ class Torus:
 
 @dataclasses.dataclass(frozen=True)
 class Material:
-  """Lambertian albedo from a texture, plus an optional Blinn-Phong highlight (specular > 0)."""
+  """Lambertian albedo from a texture, plus an optional Blinn-Phong highlight (specular > 0) and an optional
+  reflection of the scene's environment (mirror > 0), blurred by `roughness`."""
 
   texture: Texture
   specular: float = 0.0  # Strength of the white highlight, 0 for matte.
   shininess: float = 1.0  # Blinn-Phong exponent: larger is a smaller, sharper highlight.
   unlit: bool = False  # Shows its albedo as it is and casts no shadow (a sky dome).
+  mirror: float = 0.0  # Weight of the reflected environment: 0 matte, 1 a perfect mirror.
+  roughness: float = 0.0  # Spread (radians, about) of the reflected directions: 0 sharp, 0.3 blurred.
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -353,8 +356,34 @@ def surface_albedo(objects, hit: Hit, points) -> np.ndarray:
   return albedo
 
 
-def trace_colours(objects, origins, directions) -> tuple:
-  """Traces rays [N, 3]: colour [N, 3] of the first hit (0 where missed) and its ray parameter t [N]."""
+# Fixed offsets (unit disc, a sunflower spiral) of the reflected directions averaged for a rough mirror.
+_GLOSSY_SAMPLES = 24
+_GLOSSY_RADII = np.sqrt((np.arange(_GLOSSY_SAMPLES) + 0.5) / _GLOSSY_SAMPLES)
+_GLOSSY_ANGLES = 2.39996 * np.arange(_GLOSSY_SAMPLES)  # The golden angle.
+_GLOSSY_OFFSETS = np.stack([_GLOSSY_RADII * np.cos(_GLOSSY_ANGLES), _GLOSSY_RADII * np.sin(_GLOSSY_ANGLES)], -1)
+
+
+def reflected_environment(environment, reflected, normals, roughness) -> np.ndarray:
+  """[N, 3] environment colour seen along unit reflected directions [N, 3], averaged over a cone of half-angle
+  about `roughness` [N] radians (fixed offsets, so renders are deterministic); directions that would dip
+  below the surface (normals [N, 3]) are folded back above it."""
+  helper = np.where(np.abs(reflected[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+  u = np.cross(reflected, helper)
+  u /= np.linalg.norm(u, axis=-1, keepdims=True)
+  v = np.cross(reflected, u)
+  total = np.zeros_like(reflected)
+  for du, dv in _GLOSSY_OFFSETS:
+    d = reflected + roughness[:, None] * (du * u + dv * v)
+    below = np.minimum(_dot(d, normals), 0.0)
+    d = d - 2.0 * below[:, None] * normals
+    total += environment(d / np.linalg.norm(d, axis=-1, keepdims=True))
+  return total / len(_GLOSSY_OFFSETS)
+
+
+def trace_colours(objects, origins, directions, environment=None) -> tuple:
+  """Traces rays [N, 3]: colour [N, 3] of the first hit (0 where missed) and its ray parameter t [N].
+  Materials with `mirror` > 0 reflect `environment` (unit directions [M, 3] -> colours [M, 3], light from
+  infinitely far, seen only in reflections)."""
   hit = nearest_hit(objects, origins, directions)
   found = np.flatnonzero(np.isfinite(hit.t))
   hit_found = Hit(hit.t[found], hit.normal[found], hit.object_index[found])
@@ -367,6 +396,14 @@ def trace_colours(objects, origins, directions) -> tuple:
                  specular, shininess)
   unlit = np.array([obj.material.unlit for obj in objects])[hit_found.object_index]
   colour = np.where(unlit[:, None], albedo, colour)
+  mirror = np.array([obj.material.mirror for obj in objects])[hit_found.object_index]
+  if environment is not None and np.any(mirror > 0):
+    shiny = np.flatnonzero(mirror > 0)
+    normals = hit_found.normal[shiny]
+    reflected = viewdirs[shiny] - 2.0 * _dot(viewdirs[shiny], normals)[:, None] * normals
+    roughness = np.array([obj.material.roughness for obj in objects])[hit_found.object_index[shiny]]
+    seen = reflected_environment(environment, reflected, normals, roughness)
+    colour[shiny] = np.clip((1.0 - mirror[shiny, None]) * colour[shiny] + mirror[shiny, None] * seen, 0.0, 1.0)
   colours = np.zeros_like(origins)
   colours[found] = colour
   return colours, hit.t

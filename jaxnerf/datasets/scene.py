@@ -20,6 +20,8 @@ class SceneSplit:
     near, far: bounds of the ray parameter t (depth along the viewing axis; 0 and 1 for NDC rays).
     names: one name per image (its file name without extension), for output files.
     depths: optional [num_images, height, width] ground-truth depth (t of the first hit, inf for none).
+    normals: optional [num_images, height, width, 3] ground-truth unit world normals at those hits (0 for
+      none).
     alphas: optional [num_images, height, width] float32 opacity of the images (for RGBA images), which
       lets training composite them on other backgrounds.
     ndc: for forward-facing captures, the NDC space every ray of the scene is given in (camera.NDCSpace).
@@ -34,6 +36,7 @@ class SceneSplit:
   far: float
   names: tuple = ()
   depths: Optional[np.ndarray] = None
+  normals: Optional[np.ndarray] = None
   alphas: Optional[np.ndarray] = None
   ndc: Optional[camera.NDCSpace] = None
   depth_range: Optional[Tuple[float, float]] = None
