@@ -242,7 +242,8 @@ def test_layouts_name_their_scenes_apart_and_unknown_ones_are_refused():
   still = procedural.ProceduralSceneSpec(resolution=24)
   unbounded = procedural.ProceduralSceneSpec(resolution=24, layout='unbounded')
   assert procedural.scene_name(still) != procedural.scene_name(unbounded)
-  with pytest.raises(ValueError, match=r"config.procedural.layout must be one of \['glossy', 'still_life', 'unbounded'\]"):
+  with pytest.raises(ValueError,
+                     match=r"config.procedural.layout must be one of \['glossy', 'still_life', 'unbounded'\]"):
     procedural.render_view(procedural.ProceduralSceneSpec(resolution=4, layout='dome'), VIEW)
 
 
