@@ -84,4 +84,4 @@ def test_refnerf_configs_build_and_feed_their_terms_and_the_glossy_twins_differ_
   differing = {f'{group}.{key}' for group in twin if isinstance(twin[group], dict)
                for key in twin[group] if twin[group][key] != ref[group][key]}
   assert differing == {'model.appearance', 'model.tone_mapping', 'model.refnerf', 'loss.orientation_weight',
-                       'loss.predicted_normals_weight'}
+                       'loss.predicted_normals_weight', 'loss.predicted_normals_shape_density'}

@@ -179,3 +179,22 @@ def test_predicted_normals_term_against_a_brute_force_sum_with_the_coarse_weight
   config.predicted_normals_weight = 3e-4
   with pytest.raises(ConfigError, match=r"needs per-sample normals of the density \(config.model.normals"):
     losses.check_terms(config, frozenset({'intervals', 'predicted_normals'}), 'mipnerf')
+
+
+def test_predicted_normals_term_can_leave_the_density_normals_alone():
+  rng = np.random.default_rng(10)
+  normals, normals_pred = rng.normal(size=(2, 4, 6, 3))
+  level = _normal_level(rng, normals, normals_pred)
+  config = _loss_config()
+
+  def gradients(shape_density):
+    config.predicted_normals_shape_density = shape_density
+    return jax.grad(lambda n, p: losses.predicted_normals_term(
+        [level._replace(samples={'normals': n, 'normals_pred': p})], {}, config), argnums=(0, 1))(
+            jnp.asarray(normals), jnp.asarray(normals_pred))
+
+  to_density, to_prediction = gradients(True)
+  assert float(jnp.abs(to_density).sum()) > 0 and float(jnp.abs(to_prediction).sum()) > 0
+  to_density, alone = gradients(False)
+  assert float(jnp.abs(to_density).sum()) == 0
+  chex.assert_trees_all_close(alone, to_prediction)
