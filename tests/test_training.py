@@ -425,24 +425,13 @@ def test_a_loss_term_registered_outside_the_library_reaches_the_training_metrics
     experiment_lib.build_experiment(ngp)
 
 
-def test_normal_maps_are_rendered_written_and_refused_in_ndc(scene_cache, tmp_path):
-  config = tiny_ngp_config(scene_cache)  # The packed renderer: empty rays get no normals from the probe.
-  config.model.normals = 'density'
-  experiment = experiment_lib.build_experiment(config)
-  state = experiment_lib.init_state(experiment, seed=0)
-  split = datasets.load_split(config, 'val')
-  per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, split, [0], 256)
-  normals = renderings[0]['normals']
-  chex.assert_shape(normals, (split.height, split.width, 3))
-  chex.assert_tree_all_finite(normals)
-  lengths = np.linalg.norm(normals, axis=-1)
-  assert np.all(lengths <= renderings[0]['acc'] + 1e-4)  # Composited unit normals: at most the opacity.
-  evaluation.write_split(tmp_path, split, evaluation.split_summary(per_image), renderings, 1.0)
-  assert (tmp_path / f'{split.names[0]}_normals.png').is_file()
+def test_normals_are_refused_in_ndc_before_training(tmp_path):
+  """(Normal maps are rendered and written in test_refnerf_config_trains_resumes_and_renders_normal_maps.)"""
   llff = tiny_capture_config('fern', write_llff_scene(tmp_path / 'llff')[0])
   llff.model.normals = 'density'
   with pytest.raises(ConfigError, match=r"config.model.normals='density': this scene's rays are in NDC"):
     trainer.train_and_evaluate(llff, tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()
 
 
 def test_refnerf_config_trains_resumes_and_renders_normal_maps(scene_cache, tmp_path):
