@@ -57,6 +57,7 @@ sys.path.insert(0, '.')  # So that config files can import configs.default when 
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
 from jaxnerf import errors
+from jaxnerf import experiment as experiment_lib
 from jaxnerf import reporting
 from jaxnerf import trainer
 from jaxnerf import workdirs
@@ -169,12 +170,6 @@ def run_name(overrides: Dict, max_length: int = 120) -> str:
   return f'{readable}-{digest}' if readable else digest
 
 
-def _flatten(tree, prefix=''):
-  if not isinstance(tree, dict):
-    return {prefix[:-1]: tree}
-  return {k: v for key, value in tree.items() for k, v in _flatten(value, f'{prefix}{key}.').items()}
-
-
 def claim_root(config, root: pathlib.Path):
   """Creates `root` and records the base config in root/sweep.json, or checks that the sweep already there
   has the same base config (but for the keys the sweep sets per run)."""
@@ -191,7 +186,7 @@ def claim_root(config, root: pathlib.Path):
     recorded = json.loads(path.read_text())['base_config']
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise errors.ConfigError(f'{path} cannot be read ({e}); give another --workdir.') from None
-  mine, theirs = _flatten(base), _flatten(recorded)
+  mine, theirs = experiment_lib.flatten_keys(base), experiment_lib.flatten_keys(recorded)
   differing = sorted(k for k in mine.keys() | theirs.keys()
                      if k not in _SWEEP_SET and mine.get(k) != theirs.get(k))
   if differing:

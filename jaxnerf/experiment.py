@@ -104,7 +104,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir):
     return
 
   def model_fields(c):  # What fixes the state's shapes and meaning, flattened to 'model.mlp.width'.
-    return _flatten({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
+    return flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
                      'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}})
 
   saved_fields, fields = model_fields(saved), model_fields(config)
@@ -114,7 +114,8 @@ def check_resumable(config: ml_collections.ConfigDict, workdir):
                       f'{", config.".join(differing)} differ); use a new --workdir or the same model.')
 
 
-def _flatten(tree, prefix=''):
+def flatten_keys(tree, prefix=''):
+  """{'model.mlp.width': value, ...} of a nested dict (a config's to_dict())."""
   if not isinstance(tree, dict):
     return {prefix[:-1]: tree}
-  return {k: v for key, value in tree.items() for k, v in _flatten(value, f'{prefix}{key}.').items()}
+  return {k: v for key, value in tree.items() for k, v in flatten_keys(value, f'{prefix}{key}.').items()}

@@ -11,7 +11,6 @@ import pytest
 
 from jaxnerf import checkpoints
 from jaxnerf import datasets
-from jaxnerf import evaluation
 from jaxnerf import experiment as experiment_lib
 from jaxnerf import losses
 from jaxnerf import render_outputs
