@@ -1,6 +1,6 @@
 """Training over two processes on 127.0.0.1 (CPU, one device each, Gloo collectives): the processes agree
 with each other and with one process of two devices, process 0 alone writes and reports, and the pair
-resumes from its checkpoint."""
+resumes from its checkpoint (in the same processes, to spare the suite a second start-up)."""
 
 import socket
 import subprocess
@@ -24,12 +24,13 @@ def _free_port() -> int:
 
 
 def _train_pair(scene_cache, workdir, out_dir, num_steps):
-  """Runs both processes to the end; returns [(stdout, stderr)] of process 0 and 1, and their params."""
+  """Runs both processes to the end, training to each of `num_steps` in turn; returns [(stdout, stderr)] of
+  process 0 and 1, and {steps: [params of process 0, of process 1]}."""
   address = f'127.0.0.1:{_free_port()}'
   processes = [subprocess.Popen(
       [sys.executable, 'tests/multiprocess_worker.py', f'--coordinator_address={address}', '--num_processes=2',
-       f'--process_id={i}', f'--scene_cache={scene_cache}', f'--workdir={workdir}', f'--num_steps={num_steps}',
-       f'--out_dir={out_dir}'],
+       f'--process_id={i}', f'--scene_cache={scene_cache}', f'--workdir={workdir}',
+       f'--num_steps={",".join(map(str, num_steps))}', f'--out_dir={out_dir}'],
       cwd=REPO, env=subprocess_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
   try:
@@ -39,7 +40,8 @@ def _train_pair(scene_cache, workdir, out_dir, num_steps):
       p.kill()
   for i, (p, (_, stderr)) in enumerate(zip(processes, outputs)):
     assert p.returncode == 0, f'process {i}:\n{stderr[-3000:]}'
-  params = [dict(np.load(out_dir / f'params_{i}.npz')) for i in range(2)]
+  params = {steps: [dict(np.load(out_dir / str(steps) / f'params_{i}.npz')) for i in range(2)]
+            for steps in num_steps}
   return outputs, params
 
 
@@ -55,23 +57,20 @@ def test_two_processes_train_as_one_process_of_two_devices(scene_cache, tmp_path
     config.eval.final_num_images = 0
     return config
 
-  outputs, params = _train_pair(scene_cache, workdir, tmp_path / 'first', num_steps=6)
-  (stdout_0, _), (stdout_1, stderr_1) = outputs
-  chex.assert_trees_all_equal(params[0], params[1])  # Each process holds the same parameters.
-  # One process with both devices draws the same batches and ends in the same place (to the rounding of
-  # gradients summed in another order, which Adam's normalised updates can amplify to a few 1e-6).
-  chex.assert_trees_all_close(params[0], _flat(trainer.run_training(config(6), single).state.params),
-                              rtol=1e-4, atol=2e-5)
-  # Process 0 alone reports and writes: one summary, one record per step and split, its checkpoints.
-  assert '"step": 6' in stdout_0 and '"workdir"' not in stdout_1  # (Gloo itself greets on every rank.)
-  assert 'Resuming' not in stderr_1 and '6/6' not in stderr_1 and 'loss=' not in stderr_1
+  # 6 steps, then (in the same processes) resumed to 10.
+  outputs, params = _train_pair(scene_cache, workdir, tmp_path / 'params', num_steps=(6, 10))
+  (stdout_0, stderr_0), (stdout_1, stderr_1) = outputs
+  for steps in (6, 10):
+    chex.assert_trees_all_equal(*params[steps])  # Each process holds the same parameters.
+    # One process with both devices draws the same batches and ends in the same place (to the rounding of
+    # gradients summed in another order, which Adam's normalised updates can amplify to a few 1e-6).
+    alone = trainer.run_training(config(steps), single).state.params
+    chex.assert_trees_all_close(params[steps][0], _flat(alone), rtol=1e-4, atol=2e-5)
+  # Process 0 alone reports and writes: one summary per run, one record per logged step, its checkpoints.
+  # (Gloo itself greets on every rank: the summaries and the progress bar are what process 1 must not print.)
+  assert '"step": 6' in stdout_0 and '"step": 10' in stdout_0 and '"workdir"' not in stdout_1
+  assert 'Resuming' not in stderr_1 and '10/10' not in stderr_1 and 'loss=' not in stderr_1
+  assert 'Resuming from the checkpoint of step 6' in stderr_0, stderr_0[-2000:]
   keys = [(r['step'], r['split']) for r in reporting.read_metrics(workdir)]
-  assert keys == [(3, 'train'), (6, 'train')], keys
-  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['3', '6']
-
-  # Both resume from the pair's checkpoint, and still agree with one process resumed alike.
-  outputs, params = _train_pair(scene_cache, workdir, tmp_path / 'resumed', num_steps=10)
-  assert 'Resuming from the checkpoint of step 6' in outputs[0][1], outputs[0][1][-2000:]
-  chex.assert_trees_all_equal(params[0], params[1])
-  chex.assert_trees_all_close(params[0], _flat(trainer.run_training(config(10), single).state.params),
-                              rtol=1e-4, atol=2e-5)
+  assert keys == [(3, 'train'), (6, 'train'), (9, 'train'), (10, 'train')], keys
+  assert sorted((p.name for p in (workdir / 'checkpoints').iterdir()), key=int) == ['3', '6', '9', '10']

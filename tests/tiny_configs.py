@@ -21,7 +21,7 @@ def tiny_config(scene_cache='', **train):
   config.data_dir = str(scene_cache)
   config.procedural.update(dataclasses.asdict(TINY_SCENE))
   config.model.update(name='nerf', num_coarse_samples=16, num_fine_samples=16)
-  config.model.hash_grid.update(num_levels=6, log2_table_size=12, min_resolution=4, max_resolution=64,
+  config.model.hash_grid.update(num_levels=4, log2_table_size=12, min_resolution=4, max_resolution=64,
                                 density_width=16, geo_features=7, color_depth=1, color_width=32,
                                 view_max_deg=2)
   config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
