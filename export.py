@@ -12,10 +12,9 @@ per layer as stored against float32, for the quantised layers and in total.
 from absl import flags
 
 from jaxnerf import cli
-from jaxnerf import exported_models
-
+from jaxnerf.commands import export
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to export.', required=True)
-_FORMAT = flags.DEFINE_enum('format', 'packed', list(exported_models.FORMATS),
+_FORMAT = flags.DEFINE_enum('format', 'packed', list(export.FORMATS),
                             'packed: ternary layers in 1.6 bits per weight; float32: as trained.')
 _OUT = flags.DEFINE_string('out', None, 'File to write (default: <workdir>/export/<format>.npz).')
 
@@ -25,7 +24,7 @@ def main(argv):
     cli.exit_with_usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   with cli.friendly_errors():
     cli.initialize()
-    report = exported_models.export_workdir(_WORKDIR.value, _FORMAT.value, _OUT.value)
+    report = export.export_workdir(_WORKDIR.value, _FORMAT.value, _OUT.value)
     cli.print_summary(report, _WORKDIR.value)
 
 

@@ -14,9 +14,8 @@ line: val PSNR before pruning, after pruning and after fine-tuning, and the spar
 from absl import flags
 
 from jaxnerf import cli
-from jaxnerf import pruned_runs
-from jaxnerf import pruning
-
+from jaxnerf.commands import prune
+from jaxnerf.training import pruning
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir of the model to prune.', required=True)
 _PRUNE = flags.DEFINE_enum('prune', None, list(pruning.LEVELS), 'Levels whose MLPs are pruned.', required=True)
 _SPARSITY = flags.DEFINE_float('sparsity', 0.5, 'Fraction of each pruned weight matrix set to zero.')
@@ -31,7 +30,7 @@ def main(argv):
     cli.exit_with_usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   with cli.friendly_errors():
     cli.initialize()
-    report = pruned_runs.prune_workdir(_WORKDIR.value, _PRUNE.value, _SPARSITY.value, _FINETUNE_STEPS.value,
+    report = prune.prune_workdir(_WORKDIR.value, _PRUNE.value, _SPARSITY.value, _FINETUNE_STEPS.value,
                                        _OUT.value, _EVAL_IMAGES.value)
     cli.print_summary(report)
 

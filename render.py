@@ -14,10 +14,9 @@ and mean PSNR/SSIM), or <path>.gif, <path>.mp4 and their depth versions.
 from absl import flags
 
 from jaxnerf import cli
-from jaxnerf import camera_paths
-from jaxnerf import render_outputs
-from jaxnerf import reporting
-
+from jaxnerf.commands import render
+from jaxnerf import console
+from jaxnerf.ops import camera_paths
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to render from (default: the one under '
                                'runs/ with the newest checkpoint).')
 _SPLIT = flags.DEFINE_enum('split', None, ['test', 'val', 'train'],
@@ -47,13 +46,13 @@ def main(argv):
     if workdir and packed:
       cli.exit_with_usage_error('give --workdir (a checkpoint) or --packed (an exported model), not both')
     if workdir is None and packed is None:
-      workdir = render_outputs.newest_workdir()
-      reporting.message(f'Rendering {workdir}, the workdir under runs/ with the newest checkpoint.')
+      workdir = render.newest_workdir()
+      console.message(f'Rendering {workdir}, the workdir under runs/ with the newest checkpoint.')
     if _PATH.value:
-      summary = render_outputs.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
+      summary = render.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
                                                  _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed)
     else:
-      summary = render_outputs.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,
+      summary = render.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,
                                             _CHUNK.value, packed)
     cli.print_summary(summary, workdir)
 

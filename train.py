@@ -13,8 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from jaxnerf import cli
-from jaxnerf import trainer
-
+from jaxnerf.training import trainer
 with cli.flag_errors():  # Overrides of the default config file are applied here already.
   _CONFIG = config_flags.DEFINE_config_file('config', 'configs/demo.py', 'Configuration file.',
                                             lock_config=True)

@@ -29,8 +29,8 @@ sys.path.insert(0, '.')  # So that config files can import configs.default when 
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
 from jaxnerf import errors
-from jaxnerf import reporting
-from jaxnerf import trainer
+from jaxnerf.outputs import reporting
+from jaxnerf.training import trainer
 from jaxnerf import workdirs
 
 

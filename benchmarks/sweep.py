@@ -57,9 +57,8 @@ sys.path.insert(0, '.')  # So that config files can import configs.default when 
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
 from jaxnerf import errors
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import reporting
-from jaxnerf import trainer
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import trainer
 from jaxnerf import workdirs
 
 SWEEP_FILE = 'sweep.json'
@@ -178,7 +177,7 @@ def claim_root(config, root: pathlib.Path):
   path = root / SWEEP_FILE
   if not path.exists():
     try:
-      reporting.write_text_atomically(path, json.dumps({'base_config': base}, indent=2) + '\n')
+      workdirs.write_text_atomically(path, json.dumps({'base_config': base}, indent=2) + '\n')
     except OSError as e:
       raise errors.ConfigError(f'--workdir={root}: cannot write {SWEEP_FILE} there ({e.strerror}).') from None
     return

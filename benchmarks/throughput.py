@@ -23,12 +23,12 @@ from ml_collections import config_flags
 
 sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
 
-from jaxnerf import camera  # pylint: disable=g-import-not-at-top
-from jaxnerf import cli
-from jaxnerf import config_checks
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import image_rendering
+from jaxnerf import cli  # pylint: disable=g-import-not-at-top
 from jaxnerf import parallel
+from jaxnerf.ops import camera
+from jaxnerf.outputs import chunked
+from jaxnerf.training import config_checks
+from jaxnerf.training import experiment as experiment_lib
 
 
 def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> camera.Rays:
@@ -98,7 +98,7 @@ def main(argv):
   train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value
   num_render_rays = _RENDER_CHUNKS.value * config.eval.chunk_size
   render_rays = synthetic_rays(num_render_rays, config.near, config.far, seed=_STEPS.value)
-  render = lambda: image_rendering.render_image(experiment.steps, state.variables, render_rays,
+  render = lambda: chunked.render_image(experiment.steps, state.variables, render_rays,
                                                 config.eval.chunk_size)
   start = time.perf_counter()
   render()

@@ -1,7 +1,7 @@
 """The training loss: a registry of named, weighted terms over a batch's ray history (`config.loss`).
 
 Naming conventions:
-- `history`: the renderer's ray history, one rendering.RenderedRays per level, coarse first, the final
+- `history`: the renderer's ray history, one compositing.RenderedRays per level, coarse first, the final
   output last, with rgb [..., 3] (None on density-only levels), `complete` [...] (None: every ray was
   rendered with all its samples), and `s_edges` [..., N + 1] and `w` [..., N], the intervals' edges in
   normalised distance and their weights (None for packed samples).
@@ -19,8 +19,8 @@ from typing import Callable, Dict, FrozenSet, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import stepfun
 from jaxnerf.errors import ConfigError
+from jaxnerf.ops import stepfun
 
 
 def charbonnier(residual, eps: float):

@@ -131,3 +131,11 @@ def owned_by_run(workdir):
     if not bool(parallel.agree(np.array(failure is None))):
       raise failure or WorkdirError(f'process 0 could not take {workdir} for this run; see its message.')
     yield pathlib.Path(workdir)
+
+
+def write_text_atomically(path, text: str) -> None:
+  """Writes `path` through a temporary file renamed over it, so that a crash never leaves half a file."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(path.name + '.tmp')
+  tmp.write_text(text)
+  tmp.replace(path)

@@ -16,7 +16,7 @@ from absl import app
 from absl import flags
 
 from jaxnerf import cli
-from jaxnerf import trainer
+from jaxnerf.training import trainer
 from tests.tiny_configs import tiny_config
 
 _DISTRIBUTED = cli.define_distributed_flags()

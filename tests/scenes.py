@@ -6,9 +6,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from jaxnerf import camera
-
-
+from jaxnerf.ops import camera
 def write_blender_scene(directory, num_images=3, size=(8, 6), splits=('train', 'val'), seed=0):
   """A Blender-layout scene of random RGBA images with look-at poses; returns (directory, images)."""
   directory = pathlib.Path(directory)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from jaxnerf import camera
 from jaxnerf.datasets import batching
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import ConfigError
+from jaxnerf.ops import camera
 
 
 def _split(num_images=3, height=6, width=8):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxnerf import camera
 from jaxnerf import models
-from jaxnerf.camera import Rays
+from jaxnerf.ops import camera
+from jaxnerf.ops.camera import Rays
 
 BOX = (-1.0, -0.5, 0.0, 1.0, 1.5, 0.8)
 BOX_MIN, BOX_MAX = np.array(BOX[:3]), np.array(BOX[3:])

@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import camera
-
+from jaxnerf.ops import camera
 IDENTITY = np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1)
 
 

@@ -5,8 +5,8 @@ import chex
 import numpy as np
 import pytest
 
-from jaxnerf import camera
-from jaxnerf import camera_paths
+from jaxnerf.ops import camera
+from jaxnerf.ops import camera_paths
 from tests.test_camera import _azimuth_elevation_radius
 
 

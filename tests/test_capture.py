@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import camera
 from jaxnerf import datasets
 from jaxnerf.datasets import capture
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 TARGET = np.array([2.0, -1.0, 0.5])
 

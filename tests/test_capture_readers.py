@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import camera
 from jaxnerf import datasets
 from jaxnerf.datasets import capture
 from jaxnerf.datasets import colmap
 from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 pycolmap = pytest.importorskip('pycolmap')
 

@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import checkpoints
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import reporting
-from jaxnerf import trainer
 from jaxnerf.errors import CheckpointError
+from jaxnerf.outputs import reporting
+from jaxnerf.training import checkpoints
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import trainer
 from tests.tiny_configs import tiny_config
 
 

@@ -17,12 +17,12 @@ from configs import default
 from configs import demo
 from configs import lego
 from configs import lego_ngp
-from jaxnerf import checkpoints
-from jaxnerf import reporting
-from jaxnerf import render_outputs
-from jaxnerf import trainer
+from jaxnerf.commands import render
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import DatasetError
+from jaxnerf.outputs import reporting
+from jaxnerf.training import checkpoints
+from jaxnerf.training import trainer
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.scenes import write_blender_scene
@@ -121,22 +121,22 @@ def test_render_py_alone_renders_the_newest_workdir_and_names_the_scene(scene_ca
   scene = pathlib.Path(summary['scene_dir']).name
   assert pathlib.Path(summary['out_dir']) == pathlib.Path('runs/newer/render') / scene / 'test_2'
   assert (tmp_path / summary['out_dir'] / 'metrics.json').exists()
-  assert render_outputs.newest_workdir(tmp_path / 'runs') == newer
+  assert render.newest_workdir(tmp_path / 'runs') == newer
 
 
 def test_render_defaults_to_val_where_there_is_no_test_split(tmp_path, capsys):
   directory, _ = write_blender_scene(tmp_path / 'scene', splits=('train', 'val'))
   config = demo.get_config()
   config.dataset, config.data_dir = 'blender', str(directory)
-  assert render_outputs._split_to_render(config, None, None) == 'val'  # pylint: disable=protected-access
+  assert render._split_to_render(config, None, None) == 'val'  # pylint: disable=protected-access
   assert 'no test split: rendering the val split' in capsys.readouterr().err
-  assert render_outputs._split_to_render(config, 'train', None) == 'train'  # pylint: disable=protected-access
+  assert render._split_to_render(config, 'train', None) == 'train'  # pylint: disable=protected-access
 
 
 def test_newest_workdir_needs_a_checkpoint(tmp_path):
   checkpoints.save_config(tmp_path / 'runs' / 'untrained', demo.get_config())
   with pytest.raises(CheckpointError, match='No trained workdir under'):
-    render_outputs.newest_workdir(tmp_path / 'runs')
+    render.newest_workdir(tmp_path / 'runs')
   assert reporting.read_metrics(tmp_path / 'runs' / 'untrained') == []
 
 
@@ -147,11 +147,11 @@ def test_render_reads_another_scene_of_another_image_size_and_names_a_missing_sp
   config.dataset, config.data_dir = 'blender', str(trained_on)
   config.eval.final_num_images = 0
   trainer.train_and_evaluate(config, tmp_path / 'run')
-  summary = render_outputs.render_split(tmp_path / 'run', 'val', data_dir=str(other))
+  summary = render.render_split(tmp_path / 'run', 'val', data_dir=str(other))
   assert summary['num_images'] == 3 and summary['scene_dir'] == str(other)
   out_dir = pathlib.Path(summary['out_dir'])
   assert out_dir.parent.name.startswith('trained_on-')  # Same name, other directory: its own folder.
   with Image.open(out_dir / 'r_0.png') as image:
     assert image.size == (11, 7)
   with pytest.raises(DatasetError, match="transforms_test.json"):
-    render_outputs.render_split(tmp_path / 'run', 'test', data_dir=str(other))
+    render.render_split(tmp_path / 'run', 'test', data_dir=str(other))

@@ -6,9 +6,9 @@ import pytest
 
 from configs import default
 from configs import demo
-from jaxnerf import config_checks
-from jaxnerf import losses
 from jaxnerf.errors import ConfigError
+from jaxnerf import losses
+from jaxnerf.training import config_checks
 
 
 @pytest.mark.parametrize('key, value, message', [

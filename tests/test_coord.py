@@ -6,9 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import coord
-
-
+from jaxnerf.ops import coord
 def _points(seed, num=500):
   """Points at radii from 1e-3 to 1e6, in random directions."""
   rng = np.random.default_rng(seed)

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import encoding
-
+from jaxnerf.ops import encoding
 # Compiled once per configuration: eager dispatch of every small op would dominate the test time.
 _encode = jax.jit(encoding.positional_encoding, static_argnums=(1, 2, 3))
 

@@ -12,14 +12,14 @@ import pytest
 
 from configs import bitnerf
 from configs import lego_ngp
+from jaxnerf.commands import export
+from jaxnerf.commands import render
 from jaxnerf import datasets
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import exported_models
-from jaxnerf import image_rendering
-from jaxnerf import quantization
-from jaxnerf import render_outputs
-from jaxnerf import trainer
 from jaxnerf.errors import CheckpointError
+from jaxnerf.ops import quantization
+from jaxnerf.outputs import chunked
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import trainer
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.tiny_configs import tiny_method_config
@@ -45,7 +45,7 @@ def _random_variables(config, seed=0):
 def test_packed_ternary_layers_take_a_tenth_of_the_bytes(tmp_path, preset):
   config = bitnerf.get_config(preset)
   variables = _random_variables(config)
-  report = exported_models.write(tmp_path / 'packed.npz', config, 7, variables, 'packed')
+  report = export.write(tmp_path / 'packed.npz', config, 7, variables, 'packed')
   ternary = [row for row in report['layers'] if row['kind'] == 'ternary']
   # The paper's MLPs: trunk_1..7, bottleneck and view of both fields; the :cpu preset: the colour MLP's two
   # hidden layers.
@@ -57,16 +57,16 @@ def test_packed_ternary_layers_take_a_tenth_of_the_bytes(tmp_path, preset):
     assert row['bytes'] == expected and row['float32_bytes'] == 4 * row['parameters']
   assert report['quantised_layers']['ratio'] >= 10
   assert report['file_bytes'] >= report['total']['bytes']
-  float32 = exported_models.write(tmp_path / 'float32.npz', config, 7, variables, 'float32')
+  float32 = export.write(tmp_path / 'float32.npz', config, 7, variables, 'float32')
   assert float32['total']['ratio'] == 1.0
 
 
 def test_a_damaged_or_missing_export_is_refused_by_name(tmp_path):
   with pytest.raises(CheckpointError, match='missing.npz does not exist'):
-    exported_models.read(tmp_path / 'missing.npz')
+    export.read(tmp_path / 'missing.npz')
   (tmp_path / 'garbled.npz').write_bytes(b'not an archive')
   with pytest.raises(CheckpointError, match='garbled.npz is not a model exported'):
-    exported_models.read(tmp_path / 'garbled.npz')
+    export.read(tmp_path / 'garbled.npz')
 
 
 @pytest.fixture(scope='module')
@@ -89,9 +89,9 @@ def trained_bitnerf(scene_cache, tmp_path_factory):
 def test_bitnerf_renders_the_same_images_from_its_packed_export(trained_bitnerf, tmp_path):
   config, experiment, state = experiment_lib.restore_model(trained_bitnerf)
   assert 'norm_scale' in state.params['fine_field']['trunk_1']  # Ternary, and trained through ternary layers.
-  report = exported_models.export_workdir(trained_bitnerf, 'packed', tmp_path / 'packed.npz')
+  report = export.export_workdir(trained_bitnerf, 'packed', tmp_path / 'packed.npz')
   assert report['step'] == 6 and report['quantised_layers']['count'] == 6  # trunk_1, bottleneck, view x 2.
-  exported = exported_models.read(tmp_path / 'packed.npz')
+  exported = export.read(tmp_path / 'packed.npz')
   assert exported.step == 6 and exported.config.model.mlp.layers == 'ternary'
   layer = exported.variables['params']['fine_field']['trunk_1']
   assert layer['ternary'].dtype == np.int8 and 'kernel' not in layer
@@ -99,15 +99,15 @@ def test_bitnerf_renders_the_same_images_from_its_packed_export(trained_bitnerf,
   np.testing.assert_array_equal(layer['ternary'], t)
   val = datasets.load_split(config, 'val')
   rays = val.rays_of_image(0)
-  from_checkpoint = image_rendering.render_image(experiment.steps, state.variables, rays, config.eval.chunk_size)
-  from_file = image_rendering.render_image(
+  from_checkpoint = chunked.render_image(experiment.steps, state.variables, rays, config.eval.chunk_size)
+  from_file = chunked.render_image(
       experiment.steps, jax.device_put(exported.variables, experiment.steps.replicated), rays,
       config.eval.chunk_size)
   chex.assert_trees_all_equal(from_file, from_checkpoint)  # Bit for bit (quantization.py says why).
-  summary = render_outputs.render_split(None, 'val', packed=str(tmp_path / 'packed.npz'))
+  summary = render.render_split(None, 'val', packed=str(tmp_path / 'packed.npz'))
   assert summary['out_dir'].startswith(str(tmp_path / 'render'))
   assert summary['mean']['psnr'] == pytest.approx(
-      render_outputs.render_split(trained_bitnerf, 'val')['mean']['psnr'], abs=0)
+      render.render_split(trained_bitnerf, 'val')['mean']['psnr'], abs=0)
 
 
 def test_export_and_render_commands(trained_bitnerf, tmp_path):

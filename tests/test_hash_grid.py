@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import hash_grid
 from jaxnerf import models
+from jaxnerf.ops import hash_grid
 
 PRIMES = (1, 2654435761, 805459861)  # Eq. 4, written out again rather than read from the library.
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import camera
 from jaxnerf.datasets import capture
 from jaxnerf.datasets import llff
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 FERN = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'nerf_llff_data' / 'fern'
 WIDTH, HEIGHT, FOCAL = 16, 12, 14.0

@@ -10,18 +10,18 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxnerf import checkpoints
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import rendering
-from jaxnerf import reporting
-from jaxnerf import steps as steps_lib
-from jaxnerf import train_state
-from jaxnerf import trainer
-from jaxnerf.camera import Rays
 from jaxnerf.datasets import batching
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.models.intervals import StatelessRenderer
+from jaxnerf.ops.camera import Rays
+from jaxnerf.ops import compositing
+from jaxnerf.outputs import reporting
+from jaxnerf.training import checkpoints
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import steps as steps_lib
+from jaxnerf.training import train_state
+from jaxnerf.training import trainer
 from tests.tiny_configs import tiny_config
 
 NUM_RAYS = 256
@@ -39,7 +39,7 @@ class _LinearColour(StatelessRenderer):
   def __call__(self, rng, rays, background, progress=1.0):
     y = nn.Dense(3, dtype=self.dtype, param_dtype=jnp.float32)(rays.origins)
     zeros = jnp.zeros(rays.origins.shape[:-1])
-    return [rendering.RenderedRays(rgb=0.5 + OUTPUT_GAIN * y.astype(jnp.float32), depth=zeros, acc=zeros,
+    return [compositing.RenderedRays(rgb=0.5 + OUTPUT_GAIN * y.astype(jnp.float32), depth=zeros, acc=zeros,
                                    w=zeros[..., None])]
 
 

@@ -9,10 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxnerf import losses
-from jaxnerf import stepfun
 from jaxnerf.errors import ConfigError
-from jaxnerf.rendering import RenderedRays
+from jaxnerf import losses
+from jaxnerf.ops.compositing import RenderedRays
+from jaxnerf.ops import stepfun
 
 
 def _loss_config(data='mse', coarse_weight=1.0, **weights):

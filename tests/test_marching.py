@@ -7,13 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import marching
-from jaxnerf import rendering
-
+from jaxnerf.ops import compositing
+from jaxnerf.ops import marching
 _pack = jax.jit(marching.pack, static_argnums=1)
 _repack = jax.jit(marching.repack, static_argnums=2)
-_render_packed = jax.jit(rendering.volume_render_packed, static_argnums=5)
-_render = jax.jit(rendering.volume_render, static_argnums=5)
+_render_packed = jax.jit(compositing.volume_render_packed, static_argnums=5)
+_render = jax.jit(compositing.volume_render, static_argnums=5)
 
 
 def _brute_force_pack(selected, capacity):
@@ -121,7 +120,7 @@ def test_packed_transmittance_restarts_per_ray_at_extreme_depths():
   density = jnp.array([1e6, 1e6, 1e6, 0.5, 0.5, 1e-6, 1e-6, 0.0])
   ray_index = jnp.array([0, 0, 0, 1, 1, 2, 2, 3])
   delta = jnp.full(8, 0.1)
-  w, transmittance = jax.jit(rendering.compute_weights_packed)(density, delta, ray_index)
+  w, transmittance = jax.jit(compositing.compute_weights_packed)(density, delta, ray_index)
   np.testing.assert_allclose(transmittance, [1, 0, 0, 1, np.exp(-0.05), 1, 1 - 1e-7, 1], rtol=1e-6,
                              atol=1e-30)
   np.testing.assert_allclose(w[:3], [1, 0, 0], atol=1e-30)
@@ -139,13 +138,13 @@ def test_packed_rendering_gradients_are_finite_and_match_unpacked():
 
   def packed_loss(density):
     d = jnp.where(packed.valid, density[slot_rays, packed.step_index], 0.0)
-    out = rendering.volume_render_packed(jnp.asarray(rgb)[slot_rays, packed.step_index], d,
+    out = compositing.volume_render_packed(jnp.asarray(rgb)[slot_rays, packed.step_index], d,
                                          jnp.asarray(t)[slot_rays, packed.step_index], jnp.full(128, step),
                                          packed.ray_index, num_rays, jnp.ones(3), jnp.zeros(num_rays))
     return jnp.sum(out.rgb ** 2)
 
   def unpacked_loss(density):
-    out = rendering.volume_render(rgb, jnp.where(selected, density, 0.0), t, directions, jnp.ones(3), step)
+    out = compositing.volume_render(rgb, jnp.where(selected, density, 0.0), t, directions, jnp.ones(3), step)
     return jnp.sum(out.rgb ** 2)
 
   for scale in (1e-6, 1.0, 1e5):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import metrics, visualization
+from jaxnerf import metrics
+from jaxnerf.outputs import visualization
 
 
 def _brute_force_ssim(x, y, max_value=1.0, size=11, sigma=1.5, k1=0.01, k2=0.03):
@@ -198,7 +199,7 @@ def test_depth_error_is_scored_where_the_truth_has_depth_and_only_over_hits():
 
 
 def test_a_metric_registered_outside_the_library_is_computed_and_averaged(monkeypatch):
-  from jaxnerf import evaluation
+  from jaxnerf.outputs import evaluation
   monkeypatch.setitem(metrics.IMAGE_METRICS, 'mean_opacity',
                       metrics.ImageMetric(lambda rendering, truth: float(np.mean(rendering['acc'])), 'rgb'))
   image = np.zeros((4, 4, 3), np.float32)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from jaxnerf import models
-from jaxnerf import rendering
-from jaxnerf.camera import Rays
 from jaxnerf.models import fields
 from jaxnerf.models.proposal import anneal_power
 from jaxnerf.models.proposal import scale_gradient
+from jaxnerf.ops.camera import Rays
+from jaxnerf.ops import compositing
 
 
 def test_the_paper_mlp_feeds_the_encoded_point_again_to_its_sixth_layer():
@@ -69,7 +69,7 @@ def test_each_renderer_finds_the_depth_of_an_analytic_sphere(renderer, rng):
   np.testing.assert_allclose(final.rgb, 0.25, atol=1e-5)
   # Within one first-level interval (4 / 64: the surface can fall anywhere in it, and a frustum is dense
   # only where its mean is), and far closer for most rays: resampling concentrates samples at the surface.
-  for depth in (final.depth, rendering.median_depth(final)):
+  for depth in (final.depth, compositing.median_depth(final)):
     error = np.abs(np.asarray(depth) - hit_depth)
     assert error.max() < 4.0 / 64 and np.median(error) < 0.02, error
   for level in renderings:  # The ray history: increasing edges in [0, 1], a weight per interval.

@@ -10,8 +10,8 @@ import chex
 import jax
 import numpy as np
 
-from jaxnerf import reporting
-from jaxnerf import trainer
+from jaxnerf.outputs import reporting
+from jaxnerf.training import trainer
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.tiny_configs import tiny_config

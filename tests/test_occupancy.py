@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import camera
-from jaxnerf import image_rendering
-from jaxnerf import marching
 from jaxnerf import models
-from jaxnerf import occupancy
+from jaxnerf.ops import camera
+from jaxnerf.ops.camera import Rays
+from jaxnerf.ops import compositing
+from jaxnerf.ops import marching
+from jaxnerf.ops import occupancy
+from jaxnerf.outputs import chunked
 from jaxnerf import parallel
-from jaxnerf import rendering
-from jaxnerf import steps
-from jaxnerf.camera import Rays
+from jaxnerf.training import steps
 
 BOX = (-1.0, -2.0, 0.0, 1.0, 2.0, 4.0)
 
@@ -123,7 +123,7 @@ def _dense_reference(field_vars, occupied, resolution, rays, step_size):
   density = jnp.where((s < (far[:, 0] * norm)[:, None]) & occupancy.is_occupied(occupied, points, BOX, resolution),
                       field_out.density, 0.0)
   # Distances s along unit view directions, so every sample's interval is one step; depth is s / |d|.
-  out = rendering.volume_render(field_out.rgb, density, s, rays.viewdirs, jnp.ones(3), step_size)
+  out = compositing.volume_render(field_out.rgb, density, s, rays.viewdirs, jnp.ones(3), step_size)
   return out._replace(depth=out.depth / norm)
 
 
@@ -199,7 +199,7 @@ def test_grid_updates_every_n_steps_and_sweeps_all_cells_in_warm_up():
 
 
 def _image_steps(model, mesh, probe: bool):
-  """What image_rendering.render_image needs of steps.CompiledSteps, for `model` on `mesh`."""
+  """What chunked.render_image needs of steps.CompiledSteps, for `model` on `mesh`."""
   render_rays = jax.jit(steps.make_render_rays(model, jnp.ones(3), mesh.size))
   probe_rays = jax.jit(steps.make_probe_rays(model, jnp.ones(3))) if probe else None
   return steps.CompiledSteps(None, render_rays, probe_rays, parallel.batch_sharded(mesh),
@@ -216,7 +216,7 @@ def test_image_renderer_re_renders_rays_that_overflowed():
                                      march_samples_per_ray=samples_per_ray,
                                      render_samples_per_ray=samples_per_ray)
     variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
-    images.append(image_rendering.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16))
+    images.append(chunked.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16))
   chex.assert_trees_all_close(images[1], images[0], atol=1e-5)
   assert images[0]['acc'].max() > 0.5 and images[0]['acc'].min() < 0.01  # Ball and empty space.
 
@@ -241,8 +241,8 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   rendered_rays = []
   with_probe = _image_steps(model, mesh, probe=True)
   counting = with_probe._replace(render_rays=lambda v, r: rendered_rays.append(1) or with_probe.render_rays(v, r))
-  probed = image_rendering.render_image(counting, variables, rays, 16)
-  plain = image_rendering.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16)
+  probed = chunked.render_image(counting, variables, rays, 16)
+  plain = chunked.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16)
   chex.assert_trees_all_close(probed, plain, atol=1e-6)  # The same image, depth included...
   empty, _ = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays), method=model.empty_rays)
   empty = np.asarray(empty)

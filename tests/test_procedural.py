@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import camera
 from jaxnerf.datasets import blender
 from jaxnerf.datasets import procedural
 from jaxnerf.datasets import raytracing as rt
+from jaxnerf.ops import camera
 
 TINY = procedural.ProceduralSceneSpec(resolution=24, num_train=3, num_val=2, num_test=2, supersampling=2)
 VIEW = camera.spherical_pose(35.0, 40.0, 4.0)

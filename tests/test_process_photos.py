@@ -16,12 +16,12 @@ pytest.importorskip('pycolmap')
 # pylint: disable=g-import-not-at-top
 import pycolmap
 
-from jaxnerf import camera
 from jaxnerf.datasets import photos as photos_lib
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.datasets import structure_from_motion as sfm
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
 

@@ -9,12 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import models
-from jaxnerf import pruned_runs
-from jaxnerf import pruning
-from jaxnerf import trainer
+from jaxnerf.commands import prune
 from jaxnerf.errors import ConfigError
+from jaxnerf import models
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import pruning
+from jaxnerf.training import trainer
 from tests.tiny_configs import tiny_config
 from tests.tiny_configs import tiny_ngp_config
 
@@ -72,7 +72,7 @@ def test_pruned_weights_stay_zero_under_adam():
 def test_prune_both_levels_then_fine_tune(scene_cache, tmp_path):
   workdir = tmp_path / 'trained'
   trainer.train_and_evaluate(tiny_config(scene_cache, num_steps=20), workdir)
-  report = pruned_runs.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=10, eval_images=2)
+  report = prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=10, eval_images=2)
   out = tmp_path / 'trained-pruned-both-50'
   assert report['out'] == str(out) and report['step'] == 30 and report['trained_step'] == 20
   assert report['sparsity'] == pytest.approx(0.5, abs=0.01)  # Held through the fine-tuning.
@@ -80,11 +80,11 @@ def test_prune_both_levels_then_fine_tune(scene_cache, tmp_path):
   for key in ('psnr_before', 'psnr_pruned', 'psnr_after'):
     assert np.isfinite(report[key])
   assert report['psnr_pruned'] != report['psnr_before']  # Half of every MLP is gone.
-  assert json.loads((out / pruned_runs.REPORT_FILE).read_text())['psnr_after'] == report['psnr_after']
+  assert json.loads((out / prune.REPORT_FILE).read_text())['psnr_after'] == report['psnr_after']
   config, _, state = experiment_lib.restore_model(out)
   assert config.optim.pruned_levels == 'both' and int(state.step) == 30
   # Resuming: the same command continues the fine-tune instead of pruning again.
-  again = pruned_runs.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=15, eval_images=2)
+  again = prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=15, eval_images=2)
   assert again['step'] == 35 and again['psnr_before'] == report['psnr_before']
 
 
@@ -95,4 +95,4 @@ def test_pruning_a_level_the_model_lacks_is_refused(tmp_path):
   with pytest.raises(ConfigError, match=r"pruned_levels='coarse'.*no coarse level"):
     experiment_lib.pruned_fields(model, 'coarse')
   with pytest.raises(ConfigError, match='--sparsity=1.5'):  # Before anything is read.
-    pruned_runs.prune_workdir(tmp_path / 'never_trained', 'fine', sparsity=1.5)
+    prune.prune_workdir(tmp_path / 'never_trained', 'fine', sparsity=1.5)

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import quantization
 from jaxnerf.models import layers
+from jaxnerf.ops import quantization
 
 
 def test_absmean_ternary_weights_of_hand_computed_examples():

@@ -8,8 +8,9 @@ import types
 import numpy as np
 import pytest
 
-from jaxnerf import reporting
+from jaxnerf import console
 from jaxnerf.errors import ConfigError
+from jaxnerf.outputs import reporting
 
 
 def test_writer_drops_records_past_the_resumed_step_and_lines_cut_short(tmp_path):
@@ -28,7 +29,7 @@ def test_writer_drops_records_past_the_resumed_step_and_lines_cut_short(tmp_path
 
 
 def test_progress_rate_counts_training_time_only():
-  bar = reporting.ProgressBar(start_step=100, num_steps=1000, rays_per_step=4096)
+  bar = console.ProgressBar(start_step=100, num_steps=1000, rays_per_step=4096)
   bar.start(100, train_seconds=50.0)
   metrics = {'loss': 0.1, 'psnr': 20.0, 'learning_rate': 1e-3}
   # 50 steps in 10 s of training, however long the wall clock took (validation, compilation).

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import sampling
-
+from jaxnerf.ops import sampling
 # Compiled wrappers: num_samples (and lindisp / eps) fix shapes and branches.
 _stratified = jax.jit(sampling.stratified_samples, static_argnums=(3, 4))
 _inverse_cdf = jax.jit(sampling.inverse_cdf_samples, static_argnums=(3, 4))

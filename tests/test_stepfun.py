@@ -6,9 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import stepfun
-
-
+from jaxnerf.ops import stepfun
 def random_step_function(rng, num_rays, num_intervals, zero_fraction=0.3, t_min=0.0, t_max=10.0):
   """Random edges [num_rays, N + 1] (some intervals of zero width) and weights [num_rays, N] summing to at
   most 1 (some exactly zero, always those of zero width, as volume rendering gives them)."""

@@ -8,9 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnerf import train_state
-
-
+from jaxnerf.training import train_state
 def optim_config(**overrides):
   config = ml_collections.ConfigDict(dict(lr_init=5e-4, lr_final=5e-6, lr_decay_start=0.0, lr_delay_steps=0,
                                           lr_delay_mult=1.0, adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,

@@ -9,20 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import checkpoints
+from jaxnerf.commands import render
 from jaxnerf import datasets
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import losses
-from jaxnerf import render_outputs
-from jaxnerf import reporting
-from jaxnerf import steps as steps_lib
-from jaxnerf import trainer
-from jaxnerf import workdirs
 from jaxnerf.datasets import batching
 from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
+from jaxnerf import losses
+from jaxnerf.outputs import reporting
+from jaxnerf.training import checkpoints
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import steps as steps_lib
+from jaxnerf.training import trainer
+from jaxnerf import workdirs
 from tests.scenes import write_llff_scene
 from tests.tiny_configs import TINY_SCENE
 from tests.tiny_configs import tiny_capture_config
@@ -202,7 +202,7 @@ def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   assert (tmp_path / 'final' / 'orbit.gif').exists()
 
   # render.py's library functions, from the workdir alone, agree with the final evaluation.
-  rendered = render_outputs.render_split(tmp_path, 'val')
+  rendered = render.render_split(tmp_path, 'val')
   assert rendered['num_images'] == TINY_SCENE.num_val
   assert rendered['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)
   out_dir = pathlib.Path(rendered['out_dir'])
@@ -210,7 +210,7 @@ def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
       f'r_{i}{suffix}' for i in (0, 1) for suffix in ('.png', '_depth.png', '_median_depth.png', '_acc.png',
                                                       '_depth.npy')}
   np.testing.assert_array_equal(np.load(out_dir / 'r_0_depth.npy').shape, (TINY_SCENE.resolution,) * 2)
-  orbit = render_outputs.render_path_video(tmp_path, 'orbit', num_frames=4, fps=4)
+  orbit = render.render_path_video(tmp_path, 'orbit', num_frames=4, fps=4)
   assert sorted(pathlib.Path(f).name for f in orbit['files']) == [
       'orbit.gif', 'orbit.mp4', 'orbit_depth.gif', 'orbit_depth.mp4']
   assert all(pathlib.Path(f).stat().st_size > 0 for f in orbit['files'])
@@ -248,7 +248,7 @@ def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path):
   _, _, state = experiment_lib.restore_model(tmp_path)
   occupied = np.asarray(state.model_state['occupancy']['occupied'])
   assert 0.01 < occupied.mean() < 0.6, occupied.mean()  # Learnt: neither everything nor nothing.
-  rendered = render_outputs.render_split(tmp_path, 'val')
+  rendered = render.render_split(tmp_path, 'val')
   assert rendered['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)
 
 
@@ -327,7 +327,7 @@ def _train_resume_and_render(name: str, scene_cache, workdir):
   config.train.num_steps = 6
   summary = trainer.train_and_evaluate(config, workdir)
   assert summary['resumed_from'] == 4 and summary['step'] == 6
-  rendered = render_outputs.render_split(workdir, 'val', limit=1)
+  rendered = render.render_split(workdir, 'val', limit=1)
   assert rendered['num_images'] == 1 and np.isfinite(rendered['mean']['psnr'])
   return [r for r in reporting.read_metrics(workdir) if r['split'] == 'train'], rendered
 
@@ -360,9 +360,9 @@ def test_fern_config_trains_resumes_and_renders_a_spiral(tmp_path):
   trainer.train_and_evaluate(config, workdir)
   config.train.num_steps = 6
   assert trainer.train_and_evaluate(config, workdir)['resumed_from'] == 4
-  rendered = render_outputs.render_split(workdir, 'test', limit=1)
+  rendered = render.render_split(workdir, 'test', limit=1)
   assert rendered['num_images'] == 1 and np.isfinite(rendered['mean']['psnr'])
-  video = render_outputs.render_path_video(workdir, None, num_frames=3, fps=3, min_size=0)
+  video = render.render_path_video(workdir, None, num_frames=3, fps=3, min_size=0)
   assert video['path'] == 'spiral' and video['size'] == [24, 24]
   assert sorted(pathlib.Path(f).name for f in video['files'])[0] == 'spiral.gif'
 
@@ -395,9 +395,9 @@ def test_capture_config_trains_and_renders_a_transforms_json_scene(tmp_path, sou
   config.eval.update(final_num_images=0)
   workdir = tmp_path / 'run'
   trainer.train_and_evaluate(config, workdir)
-  rendered = render_outputs.render_split(workdir, 'test', limit=1)
+  rendered = render.render_split(workdir, 'test', limit=1)
   assert rendered['num_images'] == 1 and np.isfinite(rendered['mean']['psnr'])
-  video = render_outputs.render_path_video(workdir, None, num_frames=2, fps=2, min_size=0)
+  video = render.render_path_video(workdir, None, num_frames=2, fps=2, min_size=0)
   assert video['path'] == 'ellipse'
 
 

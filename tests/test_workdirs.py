@@ -13,14 +13,14 @@ import time
 
 import pytest
 
-from jaxnerf import checkpoints
-from jaxnerf import exported_models
-from jaxnerf import pruned_runs
-from jaxnerf import render_outputs
-from jaxnerf import trainer
-from jaxnerf import workdirs
+from jaxnerf.commands import export
+from jaxnerf.commands import prune
+from jaxnerf.commands import render
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
+from jaxnerf.training import checkpoints
+from jaxnerf.training import trainer
+from jaxnerf import workdirs
 from tests.conftest import REPO
 from tests.tiny_configs import tiny_config
 
@@ -70,7 +70,7 @@ def test_training_and_pruning_refuse_a_workdir_in_use_before_any_work(scene_cach
     assert sorted(p.name for p in (tmp_path / 'run').iterdir()) == [workdirs.LOCK_FILE]
     checkpoints.save_config(tmp_path / 'trained', config)
     with pytest.raises(WorkdirError, match=f'in use by process {holder.pid}'):
-      pruned_runs.prune_workdir(tmp_path / 'trained', 'fine', 0.5, 10, out=tmp_path / 'run')
+      prune.prune_workdir(tmp_path / 'trained', 'fine', 0.5, 10, out=tmp_path / 'run')
 
 
 @pytest.fixture
@@ -104,9 +104,9 @@ def test_read_only_folders_and_files_in_the_way_are_refused_before_work(scene_ca
   with pytest.raises(WorkdirError, match='is not writable'):
     trainer.train_and_evaluate(tiny_config(scene_cache), read_only_dir)
   with pytest.raises(WorkdirError, match='the folder of the renders .* is not writable'):
-    render_outputs.render_split(read_only_dir)
+    render.render_split(read_only_dir)
   with pytest.raises(WorkdirError, match='the folder of the export .* is not writable'):
-    exported_models.export_workdir(read_only_dir, 'float32')
+    export.export_workdir(read_only_dir, 'float32')
   a_file = tmp_path / 'a_file'
   a_file.write_text('')
   with pytest.raises(WorkdirError, match=rf'{a_file} is a file; expected a directory'):
@@ -114,19 +114,19 @@ def test_read_only_folders_and_files_in_the_way_are_refused_before_work(scene_ca
   with pytest.raises(WorkdirError, match='a part of its path is a file'):
     workdirs.check_writable(a_file / 'below')
   with pytest.raises(WorkdirError, match=r'--out=.* is a directory; expected the path of the file'):
-    exported_models.export_workdir(tmp_path, 'packed', tmp_path)
+    export.export_workdir(tmp_path, 'packed', tmp_path)
 
 
 def test_render_flags_are_checked_before_the_restore(tmp_path):
   checkpoints.save_config(tmp_path, tiny_config())
   with pytest.raises(ConfigError, match=r'--limit=0: expected a positive number of images, or -1'):
-    render_outputs.render_split(tmp_path, limit=0)
+    render.render_split(tmp_path, limit=0)
   with pytest.raises(ConfigError, match=r'--frames=0'):
-    render_outputs.render_path_video(tmp_path, 'orbit', 0, 30)
+    render.render_path_video(tmp_path, 'orbit', 0, 30)
   garbage = tmp_path / 'garbage.npz'
   garbage.write_bytes(os.urandom(1000))
   with pytest.raises(Exception, match=r'not a model exported by export.py: not a .npz archive') as raised:
-    render_outputs.render_split(None, packed=str(garbage))
+    render.render_split(None, packed=str(garbage))
   assert 'allow_pickle' not in str(raised.value)
 
 

@@ -10,12 +10,12 @@ import os
 import pathlib
 from typing import Callable, Optional
 
+from jaxnerf.datasets.blender import load_blender_split
 from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.datasets import colmap  # pycolmap itself is imported only when a model is read.
 from jaxnerf.datasets import llff
-from jaxnerf.datasets import transforms_json
-from jaxnerf.datasets.blender import load_blender_split
 from jaxnerf.datasets.scene import SceneSplit
+from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import DatasetError
 
 

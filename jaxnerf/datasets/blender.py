@@ -17,9 +17,9 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from jaxnerf import camera
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 # How far a camera-to-world matrix may be from a rigid motion (rounding in the files written by tools).
 POSE_TOLERANCE = 1e-3

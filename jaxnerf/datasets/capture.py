@@ -1,7 +1,7 @@
 """Real captures: the contract every photo-capture reader (LLFF, COLMAP, transforms.json) fills, and what they
 share after it: scene normalisation, the held-out split, image reading at a downsampling factor, ray bounds.
 
-A reader returns a `Capture`: every posed photo of the scene, in the OpenGL camera convention of camera.py,
+A reader returns a `Capture`: every posed photo of the scene, in the OpenGL camera convention of ops/camera.py,
 with intrinsics at the size its cameras describe (`Capture.sizes`), whatever the size of the files it names.
 `load_capture_split` turns it into one split, reading each image from the copy `image_source` picks.
 
@@ -18,10 +18,10 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from jaxnerf import camera
 from jaxnerf.datasets import blender
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 SPLITS = ('train', 'val', 'test')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')  # Matched without regard to case.

@@ -17,10 +17,10 @@ from typing import Optional
 
 import numpy as np
 
-from jaxnerf import camera
 from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 MODEL_DIRECTORIES = ('sparse/0', 'sparse', 'colmap/sparse/0')
 SUPPORTED_MODELS = ('SIMPLE_PINHOLE', 'PINHOLE', 'SIMPLE_RADIAL', 'RADIAL', 'OPENCV', 'FULL_OPENCV')

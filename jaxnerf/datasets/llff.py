@@ -22,10 +22,10 @@ import pathlib
 
 import numpy as np
 
-from jaxnerf import camera
 from jaxnerf.datasets import blender
 from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 POSES_FILE = 'poses_bounds.npy'
 # The nearest depth bound lands at 1 / BOUNDS_MARGIN after scaling (NeRF's bd_factor).

@@ -44,11 +44,11 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from jaxnerf import camera
-from jaxnerf import reporting
-from jaxnerf import workdirs
+from jaxnerf import console
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.datasets import textures
+from jaxnerf.ops import camera
+from jaxnerf import workdirs
 
 # Bump when the scene's content or rendering changes, so that cached scenes are regenerated.
 SCENE_VERSION = 1
@@ -286,7 +286,7 @@ def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) 
   # numpy releases the GIL inside its array loops, so a few threads render views in parallel.
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
   try:
-    views = reporting.progress(pool.map(lambda camtoworld: render_view(spec, camtoworld), poses),
+    views = console.progress(pool.map(lambda camtoworld: render_view(spec, camtoworld), poses),
                                f'ray tracing the {split} views of the demo scene', total=len(poses),
                                unit='view')
     frames = [_write_frame(directory, split, index, camtoworld, *view)

@@ -5,16 +5,14 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from jaxnerf import camera
-
-
+from jaxnerf.ops import camera
 @dataclasses.dataclass(frozen=True)
 class SceneSplit:
   """Posed images of one split (train, val or test) of a scene.
 
   Attributes:
     images: [num_images, height, width, 3] float32 RGB in [0, 1], already composited on the background.
-    camtoworlds: [num_images, 3, 4] float32 camera-to-world matrices (OpenGL convention, see camera.py).
+    camtoworlds: [num_images, 3, 4] float32 camera-to-world matrices (OpenGL convention, see ops/camera.py).
     intrinsics: the cameras' projections at this split's resolution, each field [num_images] (distortion
       [num_images, 5] or None).
     near, far: bounds of the ray parameter t (depth along the viewing axis; 0 and 1 for NDC rays).

@@ -18,10 +18,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from jaxnerf import camera
-from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.datasets.blender import check_pose
+from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.errors import DatasetError
+from jaxnerf.ops import camera
 
 FILE_NAME = 'transforms.json'
 DISTORTION_KEYS = ('k1', 'k2', 'k3', 'p1', 'p2')  # camera.Intrinsics' order.

@@ -1,6 +1,6 @@
 """Flax models: fields and the renderers that sample and composite them, found by name.
 
-They wire the pure functions of encoding.py, hash_grid.py, sampling.py, marching.py and rendering.py:
+They wire the pure functions of ops/ (encoding.py, hash_grid.py, sampling.py, marching.py, compositing.py):
 - activations.py: density activations;
 - fields.py: networks from points or Gaussians (and view directions) to density and colour (`FIELDS`);
 - renderers (`RENDERERS`): sampling, field calls and compositing along rays, and the update of a renderer's
@@ -8,7 +8,7 @@ They wire the pure functions of encoding.py, hash_grid.py, sampling.py, marching
   occupancy_grid.py (instant-ngp's marching).
 
 The renderer contract: model.apply(variables, rng, rays, background, progress) returns the ray history, a list
-of rendering.RenderedRays, one per level, the final output last (rgb None on density-only levels; s_edges and
+of compositing.RenderedRays, one per level, the final output last (rgb None on density-only levels; s_edges and
 w are what the interlevel and distortion losses read); rng is None when rendering images, and progress is the
 fraction of training done (1 when rendering). `model.update_state(params, model_state, rng, step)` returns the
 non-trained variables for a training step.
@@ -20,30 +20,28 @@ from typing import FrozenSet, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxnerf import coord
 from jaxnerf.errors import ConfigError
-from jaxnerf.models.activations import DENSITY_ACTIVATIONS
 from jaxnerf.models.activations import density_activation
+from jaxnerf.models.activations import DENSITY_ACTIVATIONS
 from jaxnerf.models.activations import trunc_exp
 from jaxnerf.models.appearance import APPEARANCES
-from jaxnerf.models.fields import HashGridField
-from jaxnerf.models.fields import MLPField
 from jaxnerf.models.coarse_to_fine import MipNeRF
 from jaxnerf.models.coarse_to_fine import NeRF
 from jaxnerf.models.fields import FieldOutputs
 from jaxnerf.models.fields import Gaussians
+from jaxnerf.models.fields import HashGridField
+from jaxnerf.models.fields import MLPField
 from jaxnerf.models.fields import WARPS
 from jaxnerf.models.occupancy_grid import OccupancyGridNeRF
 from jaxnerf.models.proposal import ProposalNeRF
+from jaxnerf.ops import coord
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
 
 
 def _occupancy_grid(model_config, make_field, scene_box) -> nn.Module:
-  if model_config.field != 'hash_grid':
-    raise ConfigError("config.model.name=occupancy_grid needs config.model.field='hash_grid': it measures "
-                      'density on its own, which only the hash grid exposes.')
+  """instant-ngp's marching over any field (the grid measures its `density` alone, which every field has)."""
   if scene_box is None:
     raise ConfigError('config.model.name=occupancy_grid needs config.scene_box: the grid covers that box.')
   return OccupancyGridNeRF(field=make_field(), scene_box=scene_box, **model_config.occupancy_grid)

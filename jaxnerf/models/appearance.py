@@ -17,8 +17,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxnerf import encoding
 from jaxnerf.models.fields import safe_normalize
+from jaxnerf.ops import encoding
 
 
 class RefNeRFAppearance(nn.Module):

@@ -7,7 +7,7 @@
   level's blurred weights (Eq. 18).
 
 Renderers are called as model.apply(variables, rng, rays, background, progress) and return their ray history:
-a list of rendering.RenderedRays, one per level, the final output last (see models/__init__.py).
+a list of compositing.RenderedRays, one per level, the final output last (see models/__init__.py).
 """
 
 from typing import ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
@@ -16,14 +16,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import coord
-from jaxnerf import rendering
-from jaxnerf import sampling
-from jaxnerf import stepfun
-from jaxnerf.camera import Rays
-from jaxnerf.models.intervals import StatelessRenderer
 from jaxnerf.models.intervals import ray_bounds
 from jaxnerf.models.intervals import render_levels
+from jaxnerf.models.intervals import StatelessRenderer
+from jaxnerf.ops.camera import Rays
+from jaxnerf.ops import compositing
+from jaxnerf.ops import coord
+from jaxnerf.ops import sampling
+from jaxnerf.ops import stepfun
 
 
 class NeRF(StatelessRenderer):
@@ -48,8 +48,8 @@ class NeRF(StatelessRenderer):
       density = jnp.where(coord.inside_unit_cube(coord.to_unit_cube(points, self.scene_box)), density, 0.0)
     # Inside a box the ray ends at its exit: the last sample's interval reaches it, not the paper's 1e10,
     # which would make the last sample opaque and hide the background behind haze.
-    far_delta = rendering.FAR_DELTA if self.scene_box is None else far - t[..., -1:]
-    rendered = rendering.volume_render(out.rgb, density, t, rays.directions, background, far_delta, out.extras)
+    far_delta = compositing.FAR_DELTA if self.scene_box is None else far - t[..., -1:]
+    rendered = compositing.volume_render(out.rgb, density, t, rays.directions, background, far_delta, out.extras)
     # Sample i stands for the interval from t_i to the next sample; for the losses and the median depth
     # the last one ends at the far bound (its 1e10 only makes it opaque).
     edges = jax.lax.stop_gradient(jnp.concatenate([t, jnp.maximum(far, t[..., -1:])], axis=-1))

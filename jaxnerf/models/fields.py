@@ -38,13 +38,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import coord
-from jaxnerf import encoding
-from jaxnerf import hash_grid
 from jaxnerf.errors import ConfigError
-from jaxnerf.models import layers as layers_lib
-from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models.activations import density_activation
+from jaxnerf.models.activations import TONE_MAPPINGS
+from jaxnerf.models import layers as layers_lib
+from jaxnerf.ops import coord
+from jaxnerf.ops import encoding
+from jaxnerf.ops import hash_grid
 
 
 class Gaussians(NamedTuple):

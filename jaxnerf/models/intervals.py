@@ -12,11 +12,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import camera
-from jaxnerf import rendering
-from jaxnerf import stepfun
-from jaxnerf.camera import Rays
 from jaxnerf.models.fields import Gaussians
+from jaxnerf.ops import camera
+from jaxnerf.ops.camera import Rays
+from jaxnerf.ops import compositing
+from jaxnerf.ops import stepfun
 
 
 def ray_bounds(rays: Rays, scene_box: Optional[Sequence[float]]):
@@ -28,8 +28,8 @@ def ray_bounds(rays: Rays, scene_box: Optional[Sequence[float]]):
 
 def frustum_gaussians(rays: Rays, t_edges) -> Gaussians:
   """The Gaussians [..., num_samples] of the conical frustums between consecutive t_edges [..., N + 1] of
-  each ray's cone (its `radii`), in world space (rendering.conical_frustum_to_gaussian)."""
-  mean, cov_diag = rendering.conical_frustum_to_gaussian(rays.directions, t_edges[..., :-1], t_edges[..., 1:],
+  each ray's cone (its `radii`), in world space (compositing.conical_frustum_to_gaussian)."""
+  mean, cov_diag = compositing.conical_frustum_to_gaussian(rays.directions, t_edges[..., :-1], t_edges[..., 1:],
                                                          rays.radii)
   return Gaussians(mean + rays.origins[..., None, :], cov_diag)
 
@@ -41,7 +41,7 @@ def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_sample
   (mip-NeRF's and mip-NeRF 360's loop; the first level's intervals are stratified over [0, 1]).
 
   Args:
-    rng: key for each level's resampling jitter and shading noise; None for deterministic rendering.
+    rng: key for each level's resampling jitter and shading noise; None for deterministic compositing.
     rays: Rays with fields [..., C].
     background: [3] or [..., 3].
     level_samples: intervals of each level.
@@ -50,7 +50,7 @@ def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_sample
     shade: (level, t_edges, gaussians [..., N], key) -> fields.FieldOutputs: density [..., N], rgb
       [..., N, 3] or None (a density-only level), and extras [..., N, D] to keep and composite.
     padding: added to the weights before each resampling (not to the first level's uniform weight).
-    single_jitter, opaque_last: as stepfun.sample_intervals and rendering.render_intervals take them.
+    single_jitter, opaque_last: as stepfun.sample_intervals and compositing.render_intervals take them.
 
   Returns:
     One RenderedRays per level, with its s_edges.
@@ -66,7 +66,7 @@ def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_sample
                                        single_jitter=single_jitter, padding=0.0 if level == 0 else padding)
     t_edges = s_to_t(s_edges)
     out = shade(level, t_edges, frustum_gaussians(rays, t_edges), keys[2 * level + 1])
-    rendered = rendering.render_intervals(out.rgb, out.density, t_edges, rays.directions, background, opaque_last,
+    rendered = compositing.render_intervals(out.rgb, out.density, t_edges, rays.directions, background, opaque_last,
                                           out.extras)
     renderings.append(rendered._replace(s_edges=s_edges))
     w = rendered.w

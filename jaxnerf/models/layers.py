@@ -10,7 +10,7 @@ otherwise a `TernaryDense`. BitNet keeps its embedding and output head full prec
 8-bit absmax activations per sample, ternary absmean weights, straight-through gradients to float32 master
 weights, and a full-precision bias. It reads its weights from whichever its variables hold: the master
 'kernel' (training, and rendering from a checkpoint), or 'ternary' (int8 in {-1, 0, 1}) and
-'weight_scale' (rendering from an export, see exported_models.py), and computes the same values from both.
+'weight_scale' (rendering from an export, see commands/export.py), and computes the same values from both.
 """
 
 from typing import Any, Sequence
@@ -19,8 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import quantization
 from jaxnerf.errors import ConfigError
+from jaxnerf.ops import quantization
 
 LAYER_KINDS = ('dense', 'ternary')
 ROLES = ('input', 'hidden', 'output')

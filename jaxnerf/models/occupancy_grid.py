@@ -13,11 +13,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import camera
-from jaxnerf import marching
-from jaxnerf import occupancy
-from jaxnerf import rendering
-from jaxnerf.camera import Rays
+from jaxnerf.ops import camera
+from jaxnerf.ops.camera import Rays
+from jaxnerf.ops import compositing
+from jaxnerf.ops import marching
+from jaxnerf.ops import occupancy
 
 
 def _unit_directions(rays: Rays):
@@ -39,8 +39,8 @@ class OccupancyGridNeRF(nn.Module):
   Rays whose samples do not fit come back with `complete` False: the loss leaves them out and the image
   renderer renders them again. A buffer always holds at least one whole ray.
 
-  The grid is the 'occupancy' variable collection ({'density_ema', 'occupied'}, see occupancy.py), updated
-  by `update_occupancy` every `update_every` steps of training (`update_model_state`).
+  The grid is the 'occupancy' variable collection ({'density_ema', 'occupied'}, see ops/occupancy.py), updated
+  by `update_occupancy` every `update_every` steps of training (`update_state`).
   """
 
   LEVEL_FIELDS: ClassVar[Dict[str, Tuple[str, ...]]] = {'fine': ('field',)}  # One level, one field.
@@ -132,7 +132,7 @@ class OccupancyGridNeRF(nn.Module):
     marched = per_group(lambda x: marching.pack(x, march_capacity), selected)
     _, marched_points, _ = sample(marched)
     density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(marched_points)), 0.0)
-    _, transmittance = per_group(rendering.compute_weights_packed, density,
+    _, transmittance = per_group(compositing.compute_weights_packed, density,
                                  jnp.full(density.shape, self.step_size), marched.ray_index)
     # Pass 2: the field where light still arrives.
     kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
@@ -142,7 +142,7 @@ class OccupancyGridNeRF(nn.Module):
     density = jnp.where(kept.valid, out.density, 0.0)
     t = s / per_group(marching.gather_rays, direction_norm, kept)
     rendered = per_group(
-        lambda *a: rendering.volume_render_packed(*a[:5], num_rays, *a[5:]), out.rgb, density, t,
+        lambda *a: compositing.volume_render_packed(*a[:5], num_rays, *a[5:]), out.rgb, density, t,
         jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0], out.extras)
     rendered = rendered._replace(complete=kept.complete)
 

@@ -19,12 +19,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import coord
-from jaxnerf.camera import Rays
 from jaxnerf.models.fields import FieldOutputs
-from jaxnerf.models.intervals import StatelessRenderer
 from jaxnerf.models.intervals import ray_bounds
 from jaxnerf.models.intervals import render_levels
+from jaxnerf.models.intervals import StatelessRenderer
+from jaxnerf.ops.camera import Rays
+from jaxnerf.ops import coord
 
 
 def anneal_power(progress, slope: float):
@@ -66,7 +66,7 @@ class ProposalNeRF(StatelessRenderer):
   # units) are scaled by (distance / this)^2 (Philip and Deschaintre 2023, "Floaters No More"): near the
   # camera few views constrain the field, and unscaled gradients grow floaters there. 0: off.
   gradient_scaling_distance: float = 0.0
-  opaque_background: bool = False  # Every ray stops by far (rendering.render_intervals' opaque_last).
+  opaque_background: bool = False  # Every ray stops by far (compositing.render_intervals' opaque_last).
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [...]: the proposal levels (rgb None), then the final level.

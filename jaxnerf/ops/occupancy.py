@@ -18,8 +18,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import coord
-
+from jaxnerf.ops import coord
 UNMEASURED = -1.0  # The density estimate of a cell that was never measured.
 
 

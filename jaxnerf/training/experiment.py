@@ -7,25 +7,26 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import linen as nn
 from flax.training.dynamic_scale import DynamicScale
 
-from jaxnerf import camera
-from jaxnerf import checkpoints
-from jaxnerf import losses
-from jaxnerf import models
-from jaxnerf import parallel
-from jaxnerf import pruning
-from jaxnerf import steps as steps_lib
-from jaxnerf import train_state as train_state_lib
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
+from jaxnerf import losses
+from jaxnerf import models
+from jaxnerf.ops import camera
+from jaxnerf import parallel
+from jaxnerf.training import checkpoints
+from jaxnerf.training import pruning
+from jaxnerf.training import steps as steps_lib
+from jaxnerf.training import train_state as train_state_lib
 
 
 @dataclasses.dataclass
 class Experiment:
   """The model and everything compiled for it, built from a config."""
 
-  model: models.NeRF
+  model: nn.Module  # A renderer of models.RENDERERS (the ray-history contract of models/__init__.py).
   optimizer: object
   steps: steps_lib.CompiledSteps
   background: float  # Grey level behind the scene (1 white, 0 black).

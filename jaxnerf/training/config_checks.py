@@ -8,16 +8,16 @@ from typing import Any, Callable, Sequence, Tuple
 import jax
 import ml_collections
 
-from jaxnerf import camera_paths
-from jaxnerf import losses
 from jaxnerf.datasets.capture import NORMALIZATIONS
 from jaxnerf.errors import ConfigError
-from jaxnerf.models import fields
+from jaxnerf import losses
 from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models.appearance import APPEARANCES
+from jaxnerf.models import fields
 from jaxnerf.models.layers import LAYER_KINDS
-from jaxnerf.pruning import LEVELS
-from jaxnerf.train_state import LOSS_SCALE_MODES
+from jaxnerf.ops import camera_paths
+from jaxnerf.training.pruning import LEVELS
+from jaxnerf.training.train_state import LOSS_SCALE_MODES
 
 
 def _positive_int(v):

@@ -31,8 +31,10 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxnerf import reporting
+from jaxnerf import console
 from jaxnerf.errors import CheckpointError
+from jaxnerf import workdirs
+from jaxnerf.training import default_config
 
 CONFIG_FILE = 'config.json'
 CHECKPOINTS_DIR = 'checkpoints'
@@ -226,7 +228,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state) -> Opt
 def save_config(workdir, config: ml_collections.ConfigDict) -> None:
   path = pathlib.Path(workdir) / CONFIG_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
-  reporting.write_text_atomically(path, config.to_json(indent=2))
+  workdirs.write_text_atomically(path, config.to_json(indent=2))
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:
@@ -242,27 +244,19 @@ def parse_config(text: str, source) -> ml_collections.ConfigDict:
   """The locked configuration of JSON `text` (as `save_config` writes it), read from `source`.
 
   A config saved by an older jaxnerf lacks the keys added since: they take their values in
-  configs/default.py (what the older version did without them), with a note naming them.
+  default_config.py (what the older version did without them), with a note naming them.
   """
   try:
     saved = json.loads(text, object_hook=_lists_to_tuples)
   except json.JSONDecodeError as e:
     raise CheckpointError(f'{source} is not valid JSON: {e}.') from e
-  defaults = _default_config()
-  added = _missing_keys(defaults, saved) if defaults else []
+  defaults = default_config.get_config().to_dict()
+  added = _missing_keys(defaults, saved)
   if added:
-    reporting.message(f'note: {source} predates config.{", config.".join(added)}: using their defaults.')
+    console.message(f'note: {source} predates config.{", config.".join(added)}: using their defaults.')
   config = ml_collections.ConfigDict(_merged(defaults, saved) if added else saved)
   config.lock()
   return config
-
-
-def _default_config() -> Optional[dict]:
-  try:  # The repository's configs package (absent when jaxnerf is used without it).
-    from configs import default  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return default.get_config().to_dict()
 
 
 def _missing_keys(defaults: dict, saved: dict, prefix: str = '') -> list:

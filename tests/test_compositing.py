@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import rendering
-
-_render = jax.jit(rendering.volume_render, static_argnums=(5,))
-_weights = jax.jit(rendering.compute_weights)
+from jaxnerf.ops import compositing
+_render = jax.jit(compositing.volume_render, static_argnums=(5,))
+_weights = jax.jit(compositing.compute_weights)
 
 
 def _brute_force_weights(density, delta):
@@ -27,8 +26,8 @@ def _brute_force_weights(density, delta):
 def test_sample_deltas_by_hand():
   t = jnp.array([[1.0, 2.0, 4.0]])
   directions = jnp.array([[0.0, 3.0, 4.0]])  # Norm 5.
-  np.testing.assert_allclose(rendering.sample_deltas(t, directions), [[5.0, 10.0, 5e10]], rtol=1e-6)
-  np.testing.assert_allclose(rendering.sample_deltas(t, directions, far_delta=0.5), [[5.0, 10.0, 2.5]],
+  np.testing.assert_allclose(compositing.sample_deltas(t, directions), [[5.0, 10.0, 5e10]], rtol=1e-6)
+  np.testing.assert_allclose(compositing.sample_deltas(t, directions, far_delta=0.5), [[5.0, 10.0, 2.5]],
                              rtol=1e-6)
 
 
@@ -37,11 +36,11 @@ def test_sample_deltas_scale_with_direction_norm():
   t = np.sort(rng.uniform(1.0, 5.0, (4, 3, 9)), axis=-1).astype(np.float32)
   directions = rng.normal(size=(4, 3, 3)).astype(np.float32)
   scale = rng.uniform(0.1, 10.0, (4, 3, 1)).astype(np.float32)
-  base = rendering.sample_deltas(t, directions)
+  base = compositing.sample_deltas(t, directions)
   chex.assert_shape(base, (4, 3, 9))
-  np.testing.assert_allclose(rendering.sample_deltas(t, directions * scale), base * scale, rtol=1e-5)
+  np.testing.assert_allclose(compositing.sample_deltas(t, directions * scale), base * scale, rtol=1e-5)
   unit = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
-  np.testing.assert_allclose(rendering.sample_deltas(t, unit)[..., :-1], np.diff(t, axis=-1), rtol=1e-5)
+  np.testing.assert_allclose(compositing.sample_deltas(t, unit)[..., :-1], np.diff(t, axis=-1), rtol=1e-5)
 
 
 @pytest.mark.parametrize('sigma', [0.05, 0.7, 3.0])
@@ -54,7 +53,7 @@ def test_homogeneous_medium_closed_form(sigma):
   density[:, -1] = 0.0
   colour, background = np.array([0.2, 0.5, 0.9], np.float32), np.array([1.0, 0.25, 0.0], np.float32)
   rgb = np.broadcast_to(colour, (1, n, 3))
-  out = _render(rgb, density, t, direction, background, rendering.FAR_DELTA)
+  out = _render(rgb, density, t, direction, background, compositing.FAR_DELTA)
   opacity = 1.0 - np.exp(-sigma * (b - a) * 2.0)
   np.testing.assert_allclose(out.acc, [opacity], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out.rgb[0], colour * opacity + background * (1 - opacity), atol=1e-5)
@@ -78,7 +77,7 @@ def test_homogeneous_medium_with_last_interval_as_far_delta():
   np.testing.assert_allclose(out.rgb[0], [opacity] * 3, rtol=1e-5)
   # With the default far_delta the last sample is opaque: the ray always terminates.
   out = _render(np.ones((1, n, 3), np.float32), density, t, np.array([[0.0, 0.0, -1.0]], np.float32),
-                np.zeros(3, np.float32), rendering.FAR_DELTA)
+                np.zeros(3, np.float32), compositing.FAR_DELTA)
   np.testing.assert_allclose(out.acc, [1.0], rtol=1e-6)
   np.testing.assert_allclose(out.w[0, -1], np.exp(-sigma * (b - a)), rtol=1e-4)
 
@@ -89,7 +88,7 @@ def test_zero_density_gives_background():
   rgb = rng.uniform(size=(5, 12, 3)).astype(np.float32)
   background = rng.uniform(size=(5, 3)).astype(np.float32)
   directions = rng.normal(size=(5, 3)).astype(np.float32)
-  out = _render(rgb, np.zeros((5, 12), np.float32), t, directions, background, rendering.FAR_DELTA)
+  out = _render(rgb, np.zeros((5, 12), np.float32), t, directions, background, compositing.FAR_DELTA)
   chex.assert_shape([out.rgb, out.depth, out.acc, out.w], [(5, 3), (5,), (5,), (5, 12)])
   np.testing.assert_array_equal(out.w, 0.0)
   np.testing.assert_array_equal(out.acc, 0.0)
@@ -105,7 +104,7 @@ def test_single_opaque_sample(k):
   density = np.zeros((3, 8), np.float32)
   density[:, k] = 1e6  # Opaque over any of these intervals (k = 7 uses far_delta).
   directions = rng.normal(size=(3, 3)).astype(np.float32)
-  out = _render(rgb, density, t, directions, np.array([1.0, 0.0, 1.0], np.float32), rendering.FAR_DELTA)
+  out = _render(rgb, density, t, directions, np.array([1.0, 0.0, 1.0], np.float32), compositing.FAR_DELTA)
   np.testing.assert_allclose(out.w, np.eye(8)[k][None].repeat(3, 0), atol=1e-6)
   np.testing.assert_allclose(out.acc, 1.0, rtol=1e-6)
   np.testing.assert_allclose(out.depth, t[:, k], rtol=1e-6)
@@ -117,7 +116,7 @@ def test_sample_behind_an_opaque_one_is_hidden():
   density = np.array([[0.0, 1e4, 1e4, 1e4]], np.float32)
   rgb = np.array([[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]], np.float32)
   out = _render(rgb, density, t, np.array([[1.0, 0.0, 0.0]], np.float32), np.zeros(3, np.float32),
-                rendering.FAR_DELTA)
+                compositing.FAR_DELTA)
   np.testing.assert_allclose(out.rgb, [[1.0, 0.0, 0.0]], atol=1e-6)
   np.testing.assert_allclose(out.depth, [2.0], rtol=1e-6)
 
@@ -132,7 +131,7 @@ def test_depth_within_sample_range_exactly(end):
   density[:, end] = rng.uniform(0.01, 3.0, 500) * (1.0 if end == 0 else 1e-10)
   directions = rng.normal(size=(500, 3)).astype(np.float32)
   out = _render(np.zeros((500, 4, 3), np.float32), density, t, directions, np.zeros(3, np.float32),
-                rendering.FAR_DELTA)
+                compositing.FAR_DELTA)
   assert np.all(out.acc > 1e-8)
   assert np.all(out.depth >= t[:, 0]) and np.all(out.depth <= t[:, -1])
   np.testing.assert_allclose(out.depth, t[:, end], rtol=1e-6)
@@ -186,7 +185,7 @@ def _extreme_inputs(seed, num_rays=64, n=24):
 def test_extreme_inputs_finite_and_bounded(seed):
   rgb, density, t, directions = _extreme_inputs(seed)
   background = np.array([1.0, 1.0, 1.0], np.float32)
-  out = _render(rgb, density, t, directions, background, rendering.FAR_DELTA)
+  out = _render(rgb, density, t, directions, background, compositing.FAR_DELTA)
   chex.assert_tree_all_finite(out)
   w, acc = np.asarray(out.w), np.asarray(out.acc)
   assert np.all(w >= 0)
@@ -194,14 +193,14 @@ def test_extreme_inputs_finite_and_bounded(seed):
   assert np.all(out.rgb >= -1e-6) and np.all(out.rgb <= 1 + 1e-6)  # Convex combination of [0, 1] colours.
   assert np.all(out.depth >= t[:, 0]) and np.all(out.depth <= t[:, -1])
   # Brute force agrees even here (float64 reference).
-  delta = np.asarray(rendering.sample_deltas(t, directions), np.float64)
+  delta = np.asarray(compositing.sample_deltas(t, directions), np.float64)
   np.testing.assert_allclose(w, _brute_force_weights(density.astype(np.float64), delta), rtol=1e-3, atol=1e-6)
 
 
 @jax.jit
 def _render_gradients(rgb, density, t, directions):
   def loss(rgb, density):
-    out = rendering.volume_render(rgb, density, t, directions, jnp.ones(3))
+    out = compositing.volume_render(rgb, density, t, directions, jnp.ones(3))
     return jnp.sum(out.rgb) + jnp.sum(out.depth) + jnp.sum(out.acc) + jnp.sum(out.w ** 2)
 
   return jax.grad(loss, argnums=(0, 1))(rgb, density)
@@ -213,9 +212,9 @@ def test_extreme_inputs_finite_gradients(seed):
   g_rgb, g_density = _render_gradients(rgb, density, t, directions)
   chex.assert_tree_all_finite((g_rgb, g_density))
   # d rgb / d c_i = w_i: the colour gradient is the weight of each sample in every channel.
-  w = _render(rgb, density, t, directions, np.ones(3, np.float32), rendering.FAR_DELTA).w
+  w = _render(rgb, density, t, directions, np.ones(3, np.float32), compositing.FAR_DELTA).w
   g_colour_only = jax.jit(jax.grad(
-      lambda c: jnp.sum(rendering.volume_render(c, density, t, directions, 1.0).rgb)))(rgb)
+      lambda c: jnp.sum(compositing.volume_render(c, density, t, directions, 1.0).rgb)))(rgb)
   np.testing.assert_allclose(g_colour_only, np.broadcast_to(np.asarray(w)[..., None], rgb.shape),
                              rtol=1e-5, atol=1e-7)
 
@@ -229,7 +228,7 @@ def test_density_gradient_matches_finite_differences():
 
   @jax.jit
   def acc_rgb(density):
-    out = rendering.volume_render(jnp.asarray(rgb, jnp.float32), density, jnp.asarray(t, jnp.float32),
+    out = compositing.volume_render(jnp.asarray(rgb, jnp.float32), density, jnp.asarray(t, jnp.float32),
                                   jnp.asarray(directions, jnp.float32), jnp.zeros(3), far_delta=0.1)
     return jnp.sum(out.rgb * jnp.array([1.0, 2.0, 3.0]))
 
@@ -262,9 +261,9 @@ def test_frustum_gaussians_have_the_moments_of_points_sampled_in_the_frustum(t0,
   rng = np.random.default_rng(0)
   direction = np.array([0.3, -0.5, 0.8])  # Not unit length: t is measured along it.
   points = _frustum_points(rng, direction, t0, t1, radius, 1_000_000)
-  mean, cov = rendering.conical_frustum_to_gaussian(jnp.asarray(direction, jnp.float32), jnp.array([t0]),
+  mean, cov = compositing.conical_frustum_to_gaussian(jnp.asarray(direction, jnp.float32), jnp.array([t0]),
                                                     jnp.array([t1]), jnp.array([radius]), diagonal=False)
-  _, cov_diag = rendering.conical_frustum_to_gaussian(jnp.asarray(direction, jnp.float32), jnp.array([t0]),
+  _, cov_diag = compositing.conical_frustum_to_gaussian(jnp.asarray(direction, jnp.float32), jnp.array([t0]),
                                                       jnp.array([t1]), jnp.array([radius]))
   scale = np.linalg.norm(direction) * (t1 - t0) + radius * t1  # The frustum's size.
   np.testing.assert_allclose(mean[0], points.mean(0), atol=3e-3 * scale)
@@ -277,11 +276,11 @@ def test_frustum_gaussians_stay_finite_with_finite_gradients_at_extreme_distance
   for scale in (1e-6, 1.0, 1e6):
     t = scale * jnp.array([[0.0, 1e-7, 1.0, 1.0, 2.0], [1.0, 1.5, 2.0, 2.5, 100.0]])
     def total(t):
-      mean, cov = rendering.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:],
+      mean, cov = compositing.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:],
                                                         jnp.full((2, 1), 1e-3))
       return jnp.sum(mean) / scale + jnp.sum(cov) / scale**2
     chex.assert_tree_all_finite(jax.grad(total)(t))
-    _, cov = rendering.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:], jnp.full((2, 1), 1e-3))
+    _, cov = compositing.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:], jnp.full((2, 1), 1e-3))
     assert np.all(np.asarray(cov) >= -1e-6 * scale**2)
 
 
@@ -293,7 +292,7 @@ def test_interval_rendering_matches_the_closed_form_of_a_homogeneous_medium(opaq
   sigma, edges = 0.1, jnp.linspace(1.0, 5.0, 9)[None]
   directions = jnp.array([[0.0, 0.0, 2.0]])
   rgb = jnp.broadcast_to(jnp.array([1.0, 0.5, 0.0]), (1, 8, 3))
-  out = rendering.render_intervals(rgb, jnp.full((1, 8), sigma), edges, directions, jnp.zeros(3), opaque_last)
+  out = compositing.render_intervals(rgb, jnp.full((1, 8), sigma), edges, directions, jnp.zeros(3), opaque_last)
   transmittance = np.exp(-sigma * 2.0 * (np.asarray(edges[0]) - 1.0))
   expected_w = transmittance[:-1] - transmittance[1:]
   if opaque_last:
@@ -303,5 +302,5 @@ def test_interval_rendering_matches_the_closed_form_of_a_homogeneous_medium(opaq
   np.testing.assert_allclose(out.rgb[0], expected_w.sum() * np.array([1.0, 0.5, 0.0]), rtol=1e-5)
   if not opaque_last:  # Half of the opacity 1 - exp(-8 sigma) lies before the median.
     median = 1.0 - np.log(1.0 - 0.5 * (1.0 - np.exp(-8 * sigma))) / (2.0 * sigma)
-    np.testing.assert_allclose(rendering.median_depth(out), [median], atol=0.01)  # Linear within each interval.
+    np.testing.assert_allclose(compositing.median_depth(out), [median], atol=0.01)  # Linear within each interval.
   assert out.w.shape == (1, 8) and out.depth.shape == (1,)

@@ -24,13 +24,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxnerf import checkpoints
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import quantization
-from jaxnerf import workdirs
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import WorkdirError
 from jaxnerf.models import layers as layers_lib
+from jaxnerf.ops import quantization
+from jaxnerf.training import checkpoints
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf import workdirs
 
 FORMATS = ('packed', 'float32')
 METADATA_KEY = '__metadata__'

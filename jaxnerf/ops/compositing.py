@@ -25,8 +25,7 @@ from typing import Dict, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import stepfun
-
+from jaxnerf.ops import stepfun
 FAR_DELTA = 1e10
 
 

@@ -14,15 +14,15 @@ from typing import Dict, Optional
 
 import jax
 
-from jaxnerf import checkpoints
+from jaxnerf import console
 from jaxnerf import datasets
-from jaxnerf import evaluation
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import pruning
-from jaxnerf import reporting
-from jaxnerf import trainer
-from jaxnerf import workdirs
 from jaxnerf.errors import ConfigError
+from jaxnerf.outputs import evaluation
+from jaxnerf.training import checkpoints
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import pruning
+from jaxnerf.training import trainer
+from jaxnerf import workdirs
 
 REPORT_FILE = 'pruning.json'
 
@@ -77,7 +77,7 @@ def _prune(workdir, out: pathlib.Path, levels: str, sparsity: float, eval_images
   report = {'source_workdir': str(workdir), 'levels': levels, 'fields': list(fields), 'trained_step': step,
             'target_sparsity': sparsity, 'pruned_weights': zeros, 'kernel_weights': total,
             'val_images': num_images, 'psnr_before': psnr_before, 'psnr_pruned': psnr_pruned}
-  reporting.write_text_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
+  workdirs.write_text_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
   return report
 
 
@@ -105,7 +105,7 @@ def prune_workdir(workdir, levels: str, sparsity: float = 0.5, finetune_steps: i
       if (report['levels'], report['target_sparsity']) != (levels, sparsity):
         raise ConfigError(f'{out} holds a model pruned with --prune={report["levels"]} '
                           f'--sparsity={report["target_sparsity"]}: use another --out.')
-      reporting.message(f'Resuming the fine-tuning in {out}.')
+      console.message(f'Resuming the fine-tuning in {out}.')
     else:
       report = _prune(workdir, out, levels, sparsity, eval_images)
     finetune_config = checkpoints.load_config(out)
@@ -116,5 +116,5 @@ def prune_workdir(workdir, levels: str, sparsity: float = 0.5, finetune_steps: i
     zeros, total = pruning.kernel_sparsity(jax.device_get(result.state.params), report['fields'])
     report.update(sparsity=zeros / max(total, 1), pruned_weights=zeros, finetune_steps=finetune_steps,
                   psnr_after=result.summary.get('val_psnr'), step=result.summary['step'], out=str(out))
-    reporting.write_text_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
+    workdirs.write_text_atomically(out / REPORT_FILE, json.dumps(report, indent=2))
     return report

@@ -12,10 +12,10 @@ import optax
 
 from jaxnerf import losses
 from jaxnerf import metrics
+from jaxnerf.ops import compositing
 from jaxnerf import parallel
-from jaxnerf import rendering
-from jaxnerf import train_state as train_state_lib
-from jaxnerf.train_state import TrainState
+from jaxnerf.training import train_state as train_state_lib
+from jaxnerf.training.train_state import TrainState
 
 
 def recomposite(rgb, alpha, old_background, new_background):
@@ -104,15 +104,15 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
 def make_render_rays(model, background, num_groups: int = 1):
   """Deterministic rendering (variables, rays) -> {'rgb', 'depth', 'median_depth', 'acc', 'complete', ...}
   of the final level, for [B] rays split into `num_groups` groups, with the per-ray composites of whatever
-  else its field outputs (rendering.RenderedRays.extras: 'normals', ...). `complete` is False for rays to
-  render again (packed models can run out of slots; see image_rendering.render_image). `median_depth` is
+  else its field outputs (compositing.RenderedRays.extras: 'normals', ...). `complete` is False for rays to
+  render again (packed models can run out of slots; see outputs/chunked.py: render_image). `median_depth` is
   the expected depth where the renderer gives none."""
 
   def render_rays(variables, rays):
     final = model.apply(variables, None, _split_groups(rays, num_groups), background)[-1]
     complete = jnp.ones(final.acc.shape, bool) if final.complete is None else final.complete
     return _merge_groups({**(final.extras or {}), 'rgb': final.rgb, 'depth': final.depth,
-                          'median_depth': rendering.median_depth(final), 'acc': final.acc,
+                          'median_depth': compositing.median_depth(final), 'acc': final.acc,
                           'complete': complete})
 
   return render_rays

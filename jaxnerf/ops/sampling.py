@@ -11,9 +11,7 @@ Naming conventions:
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import stepfun
-
-
+from jaxnerf.ops import stepfun
 def stratified_samples(rng, near, far, num_samples: int, lindisp: bool = False):
   """One sample in each of `num_samples` equal bins between near and far (NeRF, Eq. 2).
 

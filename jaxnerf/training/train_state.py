@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import optax
 from flax.training.dynamic_scale import DynamicScale
 
-from jaxnerf import pruning
 from jaxnerf.errors import ConfigError
+from jaxnerf.training import pruning
 
 LOSS_SCALE_MODES = ('auto', 'dynamic', 'none')
 

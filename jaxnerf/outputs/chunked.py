@@ -14,7 +14,7 @@ from typing import Dict
 import jax
 import numpy as np
 
-from jaxnerf import camera
+from jaxnerf.ops import camera
 from jaxnerf import parallel
 
 

@@ -6,20 +6,21 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from jaxnerf import camera_paths
-from jaxnerf import image_rendering
-from jaxnerf import metrics
-from jaxnerf import reporting
-from jaxnerf import visualization
+from jaxnerf import console
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import ConfigError
+from jaxnerf import metrics
+from jaxnerf.ops import camera_paths
+from jaxnerf.outputs import chunked
+from jaxnerf.outputs import visualization
+from jaxnerf import workdirs
 
 
 def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
                  description: str = 'rendering') -> List[Dict[str, np.ndarray]]:
   """Renders the views `indices` of `split`: one {'rgb', 'depth', 'acc'} dict of [H, W, ...] per view."""
-  return [image_rendering.render_image(steps, variables, split.rays_of_image(i), chunk_size)
-          for i in reporting.progress(indices, description, unit='view')]
+  return [chunked.render_image(steps, variables, split.rays_of_image(i), chunk_size)
+          for i in console.progress(indices, description, unit='view')]
 
 
 def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
@@ -84,7 +85,7 @@ def write_split(out_dir, split: SceneSplit, summary: Dict, renderings, backgroun
     for kind, picture in pictures.items():
       visualization.save_png(out_dir / f"{record['name']}{'' if kind == 'rgb' else '_' + kind}.png", picture)
     np.save(out_dir / f"{record['name']}_depth.npy", np.asarray(rendering['depth'], np.float32))
-  reporting.write_text_atomically(out_dir / 'metrics.json', json.dumps(summary, indent=2))
+  workdirs.write_text_atomically(out_dir / 'metrics.json', json.dumps(summary, indent=2))
 
 
 def video_frame_size(split: SceneSplit, min_size: int):
@@ -113,8 +114,8 @@ def render_path(steps, variables, split: SceneSplit, poses, chunk_size: int, bac
   """
   width, height, intrinsics = video_frame_size(split, min_size)
   frames = []
-  for pose in reporting.progress(poses, f'{description} ({width}x{height})', unit='frame'):
-    rendering = image_rendering.render_image(steps, variables, split.rays_of_view(pose, intrinsics, width, height),
+  for pose in console.progress(poses, f'{description} ({width}x{height})', unit='frame'):
+    rendering = chunked.render_image(steps, variables, split.rays_of_view(pose, intrinsics, width, height),
                                              chunk_size)
     frames.append(visualize(rendering, split, background))
   return frames

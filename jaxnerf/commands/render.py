@@ -13,16 +13,16 @@ from typing import Dict, NamedTuple, Optional
 import jax
 import ml_collections
 
-from jaxnerf import checkpoints
-from jaxnerf import config_checks
+from jaxnerf.commands import export
+from jaxnerf import console
 from jaxnerf import datasets
-from jaxnerf import evaluation
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import exported_models
-from jaxnerf import reporting
-from jaxnerf import workdirs
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
+from jaxnerf.outputs import evaluation
+from jaxnerf.training import checkpoints
+from jaxnerf.training import config_checks
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf import workdirs
 
 
 def newest_workdir(root='runs') -> pathlib.Path:
@@ -49,7 +49,7 @@ class _Model(NamedTuple):
 def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None) -> _Model:
   """The newest intact checkpoint of `workdir`, or the model exported to the file `packed`."""
   if packed:
-    exported = exported_models.read(packed)
+    exported = export.read(packed)
     config = exported.config
     experiment = experiment_lib.build_experiment(config)
     variables, step = jax.device_put(exported.variables, experiment.steps.replicated), exported.step
@@ -79,7 +79,7 @@ def _split_to_render(config, split_name: Optional[str], data_dir: Optional[str])
     return split_name
   if datasets.has_split(config, 'test', data_dir):
     return 'test'
-  reporting.message('The scene has no test split: rendering the val split.')
+  console.message('The scene has no test split: rendering the val split.')
   return 'val'
 
 

@@ -20,18 +20,19 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxnerf import checkpoints
-from jaxnerf import config_checks
+from jaxnerf import console
 from jaxnerf import datasets
-from jaxnerf import evaluation
-from jaxnerf import experiment as experiment_lib
-from jaxnerf import parallel
-from jaxnerf import reporting
-from jaxnerf import workdirs
 from jaxnerf.datasets import batching
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
-from jaxnerf.train_state import TrainState
+from jaxnerf.outputs import evaluation
+from jaxnerf.outputs import reporting
+from jaxnerf import parallel
+from jaxnerf.training import checkpoints
+from jaxnerf.training import config_checks
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training.train_state import TrainState
+from jaxnerf import workdirs
 
 # Below this global gradient norm a step has learnt nothing.
 VANISHED_GRADIENT_NORM = 1e-10
@@ -136,7 +137,7 @@ class _StallWatch:
   """Warns once when the gradient has vanished for `patience` consecutive steps: the run has stopped
   learning, and says why that usually happens."""
 
-  def __init__(self, patience: int, learning_rate: float, progress: reporting.ProgressBar):
+  def __init__(self, patience: int, learning_rate: float, progress: console.ProgressBar):
     self._patience, self._learning_rate, self._progress = patience, learning_rate, progress
     self._since: Optional[int] = None
     self.warning: Optional[str] = None  # The warning, once given.
@@ -209,7 +210,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
   schedule_steps = int(jax.device_get(state.schedule_steps))
   if schedule_steps != (new := budget.schedule_steps(step, schedule_steps)):
     schedule_steps, state = new, state.replace(schedule_steps=_replicated_int(new, replicated))
-  progress = reporting.ProgressBar(start_step, schedule_steps, config.train.batch_size)
+  progress = console.ProgressBar(start_step, schedule_steps, config.train.batch_size)
   stall_watch = _StallWatch(config.train.stall_warning_steps, config.optim.lr_init, progress)
   batcher = batching.RayBatcher(train_split, config.train.batch_size, config.batching.mode,
                                 config.batching.precrop_steps, config.batching.precrop_fraction, config.seed,
@@ -285,7 +286,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       checkpoints.save(manager, state, budget.seconds)
     manager.wait_until_finished()
     progress.close()
-    reporting.message(f'\nInterrupted at step {step}; saved a checkpoint. Run the same command to resume.')
+    console.message(f'\nInterrupted at step {step}; saved a checkpoint. Run the same command to resume.')
     raise
   budget.pause()
   prefetcher.close()
@@ -380,7 +381,7 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   state = restored.state if restored else experiment_lib.init_state(experiment, config.seed)
   start_step = int(jax.device_get(state.step))
   if restored:
-    reporting.message(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
+    console.message(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
   budget = TimeBudget(config.train.max_seconds, config.train.num_steps,
                       restored.train_seconds if restored else 0.0, start_step)
   writer = reporting.MetricsWriter(workdir, start_step, wandb_project=config.train.wandb_project,
@@ -397,5 +398,5 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
     writer.close()
   if jax.process_index() == 0:
     (workdir / 'final').mkdir(parents=True, exist_ok=True)
-    reporting.write_text_atomically(workdir / 'final' / 'summary.json', json.dumps(summary, indent=2))
+    workdirs.write_text_atomically(workdir / 'final' / 'summary.json', json.dumps(summary, indent=2))
   return TrainingResult(state, summary)

@@ -17,8 +17,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from jaxnerf import camera
-
+from jaxnerf.ops import camera
 PATHS = ('auto', 'orbit', 'spiral', 'ellipse', 'interpolate')
 
 
