@@ -42,18 +42,19 @@ def ssim(image, reference, max_value: float = 1.0, filter_size: int = 11, filter
 
 class ImageMetric(NamedTuple):
   compute: Callable  # (rendering, truth) -> float.
-  needs: str  # The quantity it compares: a key of the rendering and of `truth`.
+  needs: str  # The ground truth it compares with: a key of `truth`.
+  renders: str  # What it scores: a key of the rendering.
 
 
 IMAGE_METRICS: Dict[str, ImageMetric] = {}
 
 
-def register_image_metric(name: str, needs: str = 'rgb'):
+def register_image_metric(name: str, needs: str = 'rgb', renders: str = ''):
   """Registers the decorated function (rendering, truth) -> float as metric `name` of views whose ground
-  truth holds `needs`."""
+  truth holds `needs` and whose rendering holds `renders` (default: the same key)."""
 
   def register(compute):
-    IMAGE_METRICS[name] = ImageMetric(compute, needs)
+    IMAGE_METRICS[name] = ImageMetric(compute, needs, renders or needs)
     return compute
 
   return register
@@ -80,22 +81,33 @@ def depth_mean_absolute_error(rendering, truth) -> float:
   return float(np.mean(np.abs(np.asarray(rendering['depth'], np.float64)[hits] - true_depth[hits])))
 
 
-@register_image_metric('normal_mae_deg', needs='normals')
-def normal_mean_angular_error(rendering, truth) -> float:
-  """Mean angle in degrees between the rendered normals (composited, normalised) and the true ones over the
-  pixels whose ray hits the scene (a non-zero true normal); NaN where nothing is hit."""
-  true_normals = np.asarray(truth['normals'], np.float64)
+def _mean_angular_error(normals, true_normals) -> float:
+  """Mean angle in degrees between normals [H, W, 3] (normalised here) and the true ones over the pixels whose
+  ray hits the scene (a non-zero true normal); NaN where nothing is hit."""
+  true_normals = np.asarray(true_normals, np.float64)
   hits = np.linalg.norm(true_normals, axis=-1) > 0.5
   if not hits.any():
     return float('nan')
-  rendered = np.asarray(rendering['normals'], np.float64)[hits]
-  rendered /= np.maximum(np.linalg.norm(rendered, axis=-1, keepdims=True), 1e-10)
-  cosine = np.clip(np.sum(rendered * true_normals[hits], axis=-1), -1.0, 1.0)
+  normals = np.asarray(normals, np.float64)[hits]
+  normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-10)
+  cosine = np.clip(np.sum(normals * true_normals[hits], axis=-1), -1.0, 1.0)
   return float(np.mean(np.degrees(np.arccos(cosine))))
+
+
+@register_image_metric('normal_mae_deg', needs='normals')
+def normal_mean_angular_error(rendering, truth) -> float:
+  """The density's normals (composited) against the true ones: `_mean_angular_error`."""
+  return _mean_angular_error(rendering['normals'], truth['normals'])
+
+
+@register_image_metric('normal_pred_mae_deg', needs='normals', renders='normals_pred')
+def predicted_normal_mean_angular_error(rendering, truth) -> float:
+  """Ref-NeRF's predicted normals (those it shades with, composited) against the true ones."""
+  return _mean_angular_error(rendering['normals_pred'], truth['normals'])
 
 
 def view_metrics(rendering: Dict, truth: Dict) -> Dict[str, float]:
   """{name: value} of every registered metric whose quantity both the rendering and the ground truth hold
   (normals are scored only for models that render them)."""
   return {name: metric.compute(rendering, truth) for name, metric in IMAGE_METRICS.items()
-          if truth.get(metric.needs) is not None and metric.needs in rendering}
+          if truth.get(metric.needs) is not None and metric.renders in rendering}

@@ -201,10 +201,11 @@ def test_depth_error_is_scored_where_the_truth_has_depth_and_only_over_hits():
 def test_a_metric_registered_outside_the_library_is_computed_and_averaged(monkeypatch):
   from jaxnerf.outputs import evaluation
   monkeypatch.setitem(metrics.IMAGE_METRICS, 'mean_opacity',
-                      metrics.ImageMetric(lambda rendering, truth: float(np.mean(rendering['acc'])), 'rgb'))
+                      metrics.ImageMetric(lambda rendering, truth: float(np.mean(rendering['acc'])), 'rgb', 'acc'))
   image = np.zeros((4, 4, 3), np.float32)
   per_image = [{'name': str(i), **metrics.view_metrics({'rgb': image, 'acc': np.full((4, 4), a)}, {'rgb': image})}
                for i, a in enumerate([0.2, 0.6])]
+  assert 'mean_opacity' not in metrics.view_metrics({'rgb': image}, {'rgb': image})  # Nothing to score.
   mean = evaluation.mean_metrics(per_image)
   assert mean['mean_opacity'] == pytest.approx(0.4) and np.isinf(mean['psnr'])
 
@@ -220,3 +221,7 @@ def test_normal_error_is_the_mean_angle_over_hits_for_models_that_render_normals
   scored = metrics.view_metrics({'rgb': image, 'normals': rendered}, {'rgb': image, 'normals': true_normals})
   assert scored['normal_mae_deg'] == pytest.approx(25.0, abs=1e-3)
   assert 'normal_mae_deg' not in metrics.view_metrics({'rgb': image}, {'rgb': image, 'normals': true_normals})
+  # Ref-NeRF's predicted normals, where a model renders them, are scored beside the density's.
+  both = metrics.view_metrics({'rgb': image, 'normals': rendered, 'normals_pred': -rendered},
+                              {'rgb': image, 'normals': true_normals})
+  assert both['normal_pred_mae_deg'] == pytest.approx(155.0, abs=1e-3) and 'normal_pred_mae_deg' not in scored
