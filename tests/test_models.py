@@ -215,3 +215,34 @@ def test_refnerf_appearance_stays_finite_from_mirror_like_to_rough():
   grads = jax.jit(jax.grad(lambda v, f: jnp.sum(appearance.apply(v, f, viewdirs)[0]), argnums=(0, 1)))(
       variables, features)
   chex.assert_tree_all_finite(grads)
+
+
+def test_any_field_can_predict_normals_for_the_tie_and_refnerf_keeps_its_own():
+  from configs import demo  # pylint: disable=import-outside-toplevel
+  from jaxnerf import losses  # pylint: disable=import-outside-toplevel
+  from jaxnerf.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  config = demo.get_config()
+  config.model.update(normals='density')
+  config.loss.predicted_normals_weight = 3e-4
+  model = models.make_model(config.model, config.scene_box)
+  with pytest.raises(ConfigError, match='predicted_normals_weight=0.0003 needs'):  # No head, no tie.
+    losses.check_terms(config.loss, models.model_provides(model, config.model), config.model.name)
+  config.model.predicted_normals = True
+  model = models.make_model(config.model, config.scene_box)
+  losses.check_terms(config.loss, models.model_provides(model, config.model), config.model.name)
+
+  field = fields.HashGridField(num_levels=4, log2_table_size=10, max_resolution=64, normals='density',
+                               predicted_normals=fields.PredictedNormals())
+  points = jax.random.uniform(jax.random.key(0), (2, 8, 3), minval=-1, maxval=1)
+  viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
+  variables = field.init(jax.random.key(1), points, viewdirs)
+  out = field.apply(variables, points, viewdirs)
+  chex.assert_shape(out.extras['normals_pred'], (2, 8, 3))
+  np.testing.assert_allclose(np.linalg.norm(out.extras['normals_pred'], axis=-1), 1.0, rtol=1e-5)
+  assert variables['params']['predicted_normals']['normals_pred']['kernel'].shape[-1] == 3
+  plain = field.clone(predicted_normals=None).apply(variables, points, viewdirs)  # Same density and colour.
+  chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
+
+  config.model.appearance = 'refnerf'
+  with pytest.raises(ConfigError, match="Ref-NeRF's appearance .* predicts its own normals"):
+    models.make_model(config.model, config.scene_box)

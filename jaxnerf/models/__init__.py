@@ -31,6 +31,7 @@ from jaxnerf.models.fields import FieldOutputs
 from jaxnerf.models.fields import Gaussians
 from jaxnerf.models.fields import HashGridField
 from jaxnerf.models.fields import MLPField
+from jaxnerf.models.fields import PredictedNormals
 from jaxnerf.models.fields import WARPS
 from jaxnerf.models.occupancy_grid import OccupancyGridNeRF
 from jaxnerf.models.proposal import ProposalNeRF
@@ -118,6 +119,9 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     raise ConfigError(f'config.model.appearance must be one of {sorted(APPEARANCES)}, '
                       f'got {model_config.appearance!r}.')
   appearance = APPEARANCES[model_config.appearance]
+  if model_config.predicted_normals and model_config.appearance == 'refnerf':
+    raise ConfigError("config.model.predicted_normals=True: Ref-NeRF's appearance (config.model.appearance="
+                      "'refnerf') predicts its own normals; set predicted_normals=False.")
 
   def make_field(kind=None, overrides=None):
     kind = kind or model_config.field
@@ -129,6 +133,8 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
       kwargs['scene_box'] = scene_box
     if appearance is not None:  # Each field its own (density-only proposal fields never call it).
       kwargs['appearance'] = appearance(dtype=shared['dtype'], **model_config[model_config.appearance])
+    if model_config.predicted_normals:
+      kwargs['predicted_normals'] = PredictedNormals(dtype=shared['dtype'])
     return FIELDS[kind](**kwargs)
 
   return RENDERERS[model_config.name](model_config, make_field, scene_box)
@@ -137,10 +143,10 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
 def model_provides(model, model_config) -> FrozenSet[str]:
   """What the ray history of `model` (built from `model_config`) holds for loss terms (losses.NEEDS): its
   renderer's PROVIDES, 'normals' where its fields give density normals, 'predicted_normals' where its
-  appearance predicts normals (Ref-NeRF)."""
+  appearance predicts normals (Ref-NeRF) or its fields have a predicted-normal head."""
   provided = set(type(model).PROVIDES)
   if model_config.normals == 'density':
     provided.add('normals')
-  if model_config.appearance == 'refnerf':
+  if model_config.appearance == 'refnerf' or model_config.predicted_normals:
     provided.add('predicted_normals')
   return frozenset(provided)

@@ -82,6 +82,19 @@ def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
   return coord.contract(inputs / contract_radius) * contract_radius
 
 
+class PredictedNormals(nn.Module):
+  """A predicted-normal head: unit normals [..., 3] from a field's geometry features [..., F] by one dense
+  layer (Ref-NeRF's n', for any field: tied to the density's normals by the predicted-normal loss, they are
+  smoother than the gradient of a hash grid)."""
+
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features):
+    head = nn.Dense(3, dtype=self.dtype, param_dtype=jnp.float32, name='normals_pred')
+    return safe_normalize(head(features).astype(jnp.float32))
+
+
 def _activate_rgb(raw_rgb, padding: float):
   """mip-NeRF's widened sigmoid (padding 0.001 there): keeps colour gradients alive near 0 and 1."""
   return nn.sigmoid(raw_rgb.astype(jnp.float32)) * (1 + 2 * padding) - padding
@@ -125,6 +138,9 @@ class FieldBase(nn.Module):
   appearance: Optional[nn.Module] = None
   # How linear colour becomes the pixel's (activations.TONE_MAPPINGS): 'none', or 'srgb'.
   tone_mapping: str = 'none'
+  # A head that predicts normals from the features (PredictedNormals), output as 'normals_pred'; None: none
+  # (Ref-NeRF's appearance predicts its own).
+  predicted_normals: Optional[nn.Module] = None
 
   def _make_layers(self, specs):
     """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`
@@ -175,6 +191,8 @@ class FieldBase(nn.Module):
       density, extras = _activate_density(self, raw_density, rng), {'normals': normals}
     else:
       density, features = self.density(inputs, rng)
+    if self.predicted_normals is not None:
+      extras['normals_pred'] = self.predicted_normals(features)
     if self.appearance is None:
       linear = _activate_rgb(self.color(features, viewdirs), self.rgb_padding)
     else:

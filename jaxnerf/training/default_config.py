@@ -74,6 +74,10 @@ def get_config() -> ml_collections.ConfigDict:
       # 'density': fields also output normals, the negative gradient of their density with respect to the
       # position (one backward pass of the geometry network): normal maps in renders. 'none': no normals.
       normals='none',
+      # True: fields also predict normals from their geometry features ('normals_pred', scored as
+      # normal_pred_mae_deg), which loss.predicted_normals_weight ties to the density's (normals='density').
+      # Ref-NeRF's appearance predicts its own.
+      predicted_normals=False,
       # The colour model over the geometry: 'nerf' (the field's own view-dependent colour network) or
       # 'refnerf' (Ref-NeRF's diffuse + tint x specular of the reflected direction, model.refnerf; it needs
       # normals='density' for its predicted-normal loss).
