@@ -11,7 +11,8 @@ panels and a checkered floor that are seen only in reflections. The model is con
 density normals on in both, so that `final/summary.json` reports `val_normal_mae_deg` (and `val_depth_mae`)
 beside `val_psnr`, and renders hold normal maps. `:ref` replaces the field's colour network with Ref-NeRF's
 appearance (models/appearance.py: diffuse + tint x specular of the reflected view direction, sRGB tone
-mapping) and adds its orientation and predicted-normal losses (the orientation loss at a tenth of the paper's weight).
+mapping) and adds its orientation and predicted-normal losses (the orientation loss at a tenth of the
+paper's weight).
 """
 
 from configs import lego_proposal

@@ -107,7 +107,7 @@ def predicted_normal_mean_angular_error(rendering, truth) -> float:
 
 
 def view_metrics(rendering: Dict, truth: Dict) -> Dict[str, float]:
-  """{name: value} of every registered metric whose quantity both the rendering and the ground truth hold
-  (normals are scored only for models that render them)."""
+  """{name: value} of every registered metric whose ground truth (`needs`) the view holds and whose quantity
+  (`renders`) the rendering holds (normals are scored only for models that render them)."""
   return {name: metric.compute(rendering, truth) for name, metric in IMAGE_METRICS.items()
           if truth.get(metric.needs) is not None and metric.renders in rendering}

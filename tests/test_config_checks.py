@@ -85,3 +85,12 @@ def test_refnerf_configs_build_and_feed_their_terms_and_the_glossy_twins_differ_
                for key in twin[group] if twin[group][key] != ref[group][key]}
   assert differing == {'model.appearance', 'model.tone_mapping', 'model.refnerf', 'loss.orientation_weight',
                        'loss.predicted_normals_weight', 'loss.predicted_normals_shape_density'}
+
+
+def test_a_predicted_normal_head_without_its_tie_is_refused():
+  config = demo.get_config()
+  config.model.predicted_normals = True  # Nothing else would train it: its figures would mean nothing.
+  with pytest.raises(ConfigError, match=r'config.model.predicted_normals=True: .*config.loss.predicted_normals_weight > 0'):
+    config_checks.check_values(config)
+  config.loss.predicted_normals_weight = 3e-4
+  config_checks.check_values(config)

@@ -84,8 +84,9 @@ def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
 
 class PredictedNormals(nn.Module):
   """A predicted-normal head: unit normals [..., 3] from a field's geometry features [..., F] by one dense
-  layer (Ref-NeRF's n', for any field: tied to the density's normals by the predicted-normal loss, they are
-  smoother than the gradient of a hash grid)."""
+  layer (Ref-NeRF's n' for any field; trained only by the predicted-normal loss, which ties it to the
+  density's normals). RefNeRFAppearance keeps its own head of the same form, so that its checkpoints keep
+  their parameter names."""
 
   dtype: Any = jnp.float32
 

@@ -72,6 +72,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.density_noise_std', NON_NEGATIVE),
     ('model.rgb_padding', NON_NEGATIVE),
     ('model.normals', (lambda v: v in fields.NORMALS, f'one of {list(fields.NORMALS)}')),
+    ('model.predicted_normals', (lambda v: isinstance(v, bool), 'True or False')),
     ('model.appearance', (lambda v: v in APPEARANCES, f'one of {sorted(APPEARANCES)}')),
     ('model.tone_mapping', (lambda v: v in TONE_MAPPINGS, f'one of {sorted(TONE_MAPPINGS)}')),
     ('model.occupancy_grid.grid_resolution', POSITIVE_INT),
@@ -145,6 +146,10 @@ def check_values(config: ml_collections.ConfigDict):
       continue
     if not test(value):
       raise ConfigError(f'config.{key}={value!r}: expected {expected}.')
+  if config.model.get('predicted_normals') and not config.loss.predicted_normals_weight > 0:
+    raise ConfigError('config.model.predicted_normals=True: the predicted-normal head learns only from its tie '
+                      'to the density\'s normals; set config.loss.predicted_normals_weight > 0 (Ref-NeRF\'s '
+                      '3e-4) and config.model.normals=\'density\', or predicted_normals=False.')
   if not config.near < config.far:
     raise ConfigError(f'config.near={config.near} must be less than config.far={config.far}.')
   box = tuple(config.scene_box)
