@@ -40,5 +40,4 @@ def _fast_config():
   config.model.update(normals='density', appearance='refnerf', tone_mapping='srgb')
   config.model.refnerf.update(bottleneck_width=32, depth=2, width=64, skip_every=4, ide_levels=4)
   config.loss.update(orientation_weight=0.1, predicted_normals_weight=3e-4)
-  config.loss.predicted_normals_shape_density = False  # Second derivatives of the hash grid: ~10x slower.
   return config

@@ -200,6 +200,25 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
 
 
+def test_hash_grid_normals_by_forward_mode_have_the_reverse_mode_values_and_gradients():
+  class ReverseModeHashGrid(fields.HashGridField):
+    NORMALS_AUTODIFF = 'reverse'
+
+  settings = dict(num_levels=4, log2_table_size=10, max_resolution=64, normals='density')
+  forward, reverse = fields.HashGridField(**settings), ReverseModeHashGrid(**settings)
+  points = jax.random.uniform(jax.random.key(0), (64, 3), minval=-1, maxval=1)
+  viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
+  variables = forward.init(jax.random.key(1), points, viewdirs)
+  variables = jax.tree.map(lambda v: v * 1e3, variables)  # Tables far from their tiny initial values.
+
+  def normal_loss(field):  # A loss on the normals: the normal losses differentiate them once more.
+    return jax.jit(jax.value_and_grad(lambda v: jnp.sum(field.apply(v, points, viewdirs).extras['normals'] *
+                                                        jnp.array([0.3, -0.5, 0.8]))))
+
+  chex.assert_trees_all_close(normal_loss(forward)(variables), normal_loss(reverse)(variables), rtol=2e-4,
+                              atol=1e-5)
+
+
 def test_refnerf_appearance_stays_finite_from_mirror_like_to_rough():
   from jaxnerf.models.appearance import RefNeRFAppearance
   appearance = RefNeRFAppearance(bottleneck_width=8, depth=3, width=16, skip_every=1, ide_levels=5)
