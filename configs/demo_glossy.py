@@ -10,8 +10,8 @@ panels and a checkered floor that are seen only in reflections. The model is con
 (two density-only hash grids place the samples of a hash-grid field) on 80x80 images, with the fields'
 density normals on in both, so that `final/summary.json` reports `val_normal_mae_deg` (and `val_depth_mae`)
 beside `val_psnr`, and renders hold normal maps. `:ref` replaces the field's colour network with Ref-NeRF's
-appearance (models/appearance.py: diffuse + tint x specular of the reflected view direction, sRGB tone
-mapping) and adds its orientation and predicted-normal losses (the orientation loss at a tenth of the
+appearance (models/appearance.py: diffuse + tint x specular of the view direction reflected about the
+density's normals, sRGB tone mapping) and adds its orientation loss on those normals (at a tenth of the
 paper's weight).
 """
 
@@ -33,11 +33,13 @@ def get_config(preset: str = ''):
   config.eval.update(final_num_images=-1, video_frames=24, video_fps=8, video_min_size=128, chunk_size=4096)
   if preset == 'ref':
     config.model.update(appearance='refnerf', tone_mapping='srgb')
-    config.model.refnerf.update(bottleneck_width=32, depth=2, width=64, skip_every=4, ide_levels=4)
-    # The paper's orientation weight (0.1) held this model to 26.2 dB in the budget (one run each: 28.6 at
-    # 0.01, 30.9 without the normal losses, whose predicted normals then point anywhere: 139 degrees).
-    config.loss.update(orientation_weight=0.01, predicted_normals_weight=3e-4)
-    # Shaping the density's normals by the tie takes second derivatives through the hash grid: 3.5 s a step
-    # instead of 0.33 on the 2-core CPU (41 steps in the budget, 13.0 dB).
-    config.loss.predicted_normals_shape_density = False
+    # The view direction reflected about the density's normals (multinerf's enable_pred_normals=False), which
+    # the colour and the orientation loss then shape; with the paper's predicted normals and their tie, one
+    # run each: 28.6 dB, density normals 36.7 degrees, predicted ones 36.2 (27.9 dB, 34.5 degrees with the
+    # tie shaping the density too); this way 29.9 dB, 22.6 degrees.
+    config.model.refnerf.update(bottleneck_width=32, depth=2, width=64, skip_every=4, ide_levels=4,
+                                reflect_about='density')
+    # A tenth of the paper's orientation weight (one run each: 28.1 dB, 23.2 degrees at 0.1; 30.7 dB, 29.7
+    # degrees without it).
+    config.loss.update(orientation_weight=0.01, orientation_target='normals')
   return config

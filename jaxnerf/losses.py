@@ -14,7 +14,7 @@ Naming conventions:
 Statistics that are not trained on (MSE and PSNR per level) are computed apart, in `level_mses`.
 """
 
-from typing import Callable, Dict, FrozenSet, NamedTuple, Sequence
+from typing import Callable, Dict, FrozenSet, NamedTuple, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -48,14 +48,18 @@ NEEDS = {
     'intervals': 'interval edges and weights per level (renderers that sample intervals: nerf, mipnerf, '
                  'proposal; packed samples have none)',
     'normals': "per-sample normals of the density (config.model.normals='density')",
-    'predicted_normals': "per-sample predicted normals (config.model.appearance='refnerf')",
+    'predicted_normals': "per-sample predicted normals (config.model.appearance='refnerf' reflecting about them, "
+                         "or config.model.predicted_normals=True)",
 }
 
 
 class LossTerm(NamedTuple):
   compute: Callable  # (history, batch, loss_config) -> scalar, unweighted.
-  needs: FrozenSet[str]  # Keys of NEEDS.
+  needs: Union[FrozenSet[str], Callable]  # Keys of NEEDS, or loss_config -> keys (a term with options).
   default_weight: float  # Its weight where the config has no <name>_weight.
+
+  def needs_for(self, loss_config) -> FrozenSet[str]:
+    return frozenset(self.needs(loss_config)) if callable(self.needs) else self.needs
 
 
 LOSS_TERMS: Dict[str, LossTerm] = {}
@@ -63,14 +67,15 @@ LOSS_TERMS: Dict[str, LossTerm] = {}
 
 def register_loss_term(name: str, needs: Sequence[str] = (), default_weight: float = 0.0):
   """Registers the decorated function (history, batch, loss_config) -> scalar as loss term `name`, weighted
-  by config.loss.<name>_weight (default `default_weight`), needing `needs` (keys of NEEDS)."""
-  unknown = set(needs) - set(NEEDS)
+  by config.loss.<name>_weight (default `default_weight`), needing `needs` (keys of NEEDS, or a function of
+  the loss config that gives them, for a term whose options change what it reads)."""
+  unknown = set() if callable(needs) else set(needs) - set(NEEDS)
   if unknown:
     raise ValueError(f'loss term {name!r} needs {sorted(unknown)}, which no renderer declares; known: '
                      f'{sorted(NEEDS)}.')
 
   def register(compute):
-    LOSS_TERMS[name] = LossTerm(compute, frozenset(needs), default_weight)
+    LOSS_TERMS[name] = LossTerm(compute, needs if callable(needs) else frozenset(needs), default_weight)
     return compute
 
   return register
@@ -89,7 +94,7 @@ def check_terms(loss_config, provides: FrozenSet[str], renderer: str):
   if loss_config.data not in DATA_PENALTIES:
     raise ConfigError(f'config.loss.data must be one of {sorted(DATA_PENALTIES)}, got {loss_config.data!r}.')
   for name, weight in term_weights(loss_config).items():
-    for need in sorted(LOSS_TERMS[name].needs - provides):
+    for need in sorted(LOSS_TERMS[name].needs_for(loss_config) - provides):
       raise ConfigError(f'config.loss.{name}_weight={weight:g} needs {NEEDS[need]}, which the {renderer} '
                         'renderer does not provide; set it to 0 or choose another config.model.name.')
 
@@ -139,23 +144,37 @@ def _over_levels(history: Sequence, key: str, loss_config, per_sample):
   return sum(loss_config.coarse_weight * term for term in terms[:-1]) + terms[-1]
 
 
-@register_loss_term('orientation', needs=('predicted_normals',))
+ORIENTATION_TARGETS = {'normals_pred': 'predicted_normals', 'normals': 'normals'}  # Sample key: its need.
+
+
+def _orientation_needs(loss_config):
+  target = loss_config.get('orientation_target', 'normals_pred')
+  if target not in ORIENTATION_TARGETS:
+    raise ConfigError(f'config.loss.orientation_target must be one of {sorted(ORIENTATION_TARGETS)}, '
+                      f'got {target!r}.')
+  return (ORIENTATION_TARGETS[target],)
+
+
+@register_loss_term('orientation', needs=_orientation_needs)
 def orientation_term(history: Sequence, batch: Dict, loss_config):
-  """Ref-NeRF's orientation loss (Eq. 10): sum_i w_i max(0, n'_i . d)^2 with n' the predicted normals (which
-  reflect the view direction) and d the ray's view direction: a normal facing away from the camera where the
-  ray sees the surface is penalised. (Ref-NeRF's weight 0.1.)"""
+  """Ref-NeRF's orientation loss (Eq. 10): sum_i w_i max(0, n_i . d)^2 with d the ray's view direction and n
+  the normals named by config.loss.orientation_target: 'normals_pred', the predicted normals (the paper's,
+  which reflect the view direction), or 'normals', the density's (multinerf's choice where the view
+  direction is reflected about them). A normal facing away from the camera where the ray sees the surface
+  is penalised. (Ref-NeRF's weight 0.1.)"""
   viewdirs = batch['rays'].viewdirs[..., None, :]
-  return _over_levels(history, 'normals_pred', loss_config, lambda samples: jnp.maximum(
-      jnp.sum(samples['normals_pred'] * viewdirs, axis=-1), 0.0)**2)
+  key = loss_config.get('orientation_target', 'normals_pred')
+  return _over_levels(history, key, loss_config, lambda samples: jnp.maximum(
+      jnp.sum(samples[key] * viewdirs, axis=-1), 0.0)**2)
 
 
 @register_loss_term('predicted_normals', needs=('normals', 'predicted_normals'))
 def predicted_normals_term(history: Sequence, batch: Dict, loss_config):
   """Ref-NeRF's predicted-normal loss (Eq. 11): sum_i w_i |n_i - n'_i|^2, tying the predicted normals n' to
   the density's normals n. Gradients reach both (the paper's), or with
-  config.loss.predicted_normals_shape_density False only n': the density's normals are themselves a
-  gradient, so shaping them takes second derivatives of the geometry, about 10x the step time of a hash
-  grid on a CPU. (Ref-NeRF's weight 3e-4.)"""
+  config.loss.predicted_normals_shape_density False only n' (the density's normals are themselves a
+  gradient: shaping them takes second derivatives of the geometry, fields.FieldBase.NORMALS_AUTODIFF).
+  (Ref-NeRF's weight 3e-4.)"""
   del batch
   to_density = loss_config.get('predicted_normals_shape_density', True)
   normals = lambda samples: samples['normals'] if to_density else jax.lax.stop_gradient(samples['normals'])

@@ -84,7 +84,27 @@ def test_refnerf_configs_build_and_feed_their_terms_and_the_glossy_twins_differ_
   differing = {f'{group}.{key}' for group in twin if isinstance(twin[group], dict)
                for key in twin[group] if twin[group][key] != ref[group][key]}
   assert differing == {'model.appearance', 'model.tone_mapping', 'model.refnerf', 'loss.orientation_weight',
-                       'loss.predicted_normals_weight', 'loss.predicted_normals_shape_density'}
+                       'loss.orientation_target'}
+
+
+def test_reflecting_about_density_normals_that_are_not_computed_is_refused():
+  config = demo.get_config()
+  config.model.update(appearance='refnerf', tone_mapping='srgb')
+  config.model.refnerf.reflect_about = 'density'
+  with pytest.raises(ConfigError, match=r"reflect_about='density' .* config.model.normals='none' .* set "
+                                        r"config.model.normals='density'"):
+    config_checks.check_values(config)
+  config.model.normals = 'density'
+  config_checks.check_values(config)
+  config.model.refnerf.reflect_about = 'normals'
+  with pytest.raises(ConfigError, match=r"config.model.refnerf.reflect_about='normals': expected one of "
+                                        r"\['predicted', 'density'\]"):
+    config_checks.check_values(config)
+  config.model.refnerf.reflect_about = 'density'
+  config.loss.orientation_target = 'density'
+  with pytest.raises(ConfigError, match=r"config.loss.orientation_target='density': expected one of "
+                                        r"\['normals', 'normals_pred'\]"):
+    config_checks.check_values(config)
 
 
 def test_a_predicted_normal_head_without_its_tie_is_refused():

@@ -165,6 +165,30 @@ def test_orientation_term_is_zero_for_front_facing_normals_and_matches_a_brute_f
   assert float(jnp.abs(grads[1]).sum()) == 0.0 and float(jnp.abs(grads[0]).sum()) > 0
 
 
+def test_orientation_term_can_penalise_the_density_normals_and_needs_them_then():
+  rng = np.random.default_rng(11)
+  viewdirs = np.tile([[0.0, 0.0, -1.0]], (4, 1))
+  rays = types.SimpleNamespace(viewdirs=jnp.asarray(viewdirs))
+  normals = rng.normal(size=(4, 5, 3))
+  normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+  facing = np.tile([0.0, 0.0, 1.0], (4, 5, 1))
+  level = _normal_level(rng, normals, facing)  # Only the density's normals face away.
+  config = _loss_config(orientation_target='normals')
+  w = np.asarray(level.w)
+  brute = np.mean([sum(w[r, i] * max(0.0, float(normals[r, i] @ viewdirs[r]))**2 for i in range(5))
+                   for r in range(4)])
+  np.testing.assert_allclose(losses.orientation_term([level], {'rays': rays}, config), brute, rtol=1e-5)
+  assert brute > 0
+  config.orientation_weight = 0.1
+  losses.check_terms(config, frozenset({'intervals', 'normals'}), 'proposal')
+  with pytest.raises(ConfigError, match=r'orientation_weight=0.1 needs per-sample normals of the density'):
+    losses.check_terms(config, frozenset({'intervals', 'predicted_normals'}), 'proposal')
+  config.orientation_target = 'density'
+  with pytest.raises(ConfigError, match=r"config.loss.orientation_target must be one of \['normals', "
+                                        r"'normals_pred'\], got 'density'"):
+    losses.check_terms(config, frozenset({'intervals', 'normals'}), 'proposal')
+
+
 def test_predicted_normals_term_against_a_brute_force_sum_with_the_coarse_weight():
   rng = np.random.default_rng(9)
   normals, normals_pred = rng.normal(size=(2, 4, 6, 3))

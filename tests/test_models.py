@@ -219,6 +219,26 @@ def test_hash_grid_normals_by_forward_mode_have_the_reverse_mode_values_and_grad
                               atol=1e-5)
 
 
+def test_refnerf_reflecting_about_the_density_normals_reads_them_and_shapes_them():
+  from jaxnerf.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from jaxnerf.models.appearance import RefNeRFAppearance  # pylint: disable=import-outside-toplevel
+  appearance = RefNeRFAppearance(bottleneck_width=8, depth=2, width=16, ide_levels=3, reflect_about='density')
+  features = jax.random.normal(jax.random.key(0), (32, 12))
+  viewdirs = fields.safe_normalize(jax.random.normal(jax.random.key(1), (32, 3)))
+  normals = fields.safe_normalize(jax.random.normal(jax.random.key(2), (32, 3)))
+  variables = appearance.init(jax.random.key(3), features, viewdirs, normals)
+  assert 'normals_pred' not in variables['params']  # No head: nothing would train it.
+  linear, extras = appearance.apply(variables, features, viewdirs, normals)
+  assert 'normals_pred' not in extras
+  # The reflection is about the normals given: other normals, other colours; the colour's gradient reaches
+  # them (it shapes the density that gave them).
+  assert float(jnp.max(jnp.abs(linear - appearance.apply(variables, features, viewdirs, -normals)[0]))) > 1e-3
+  grad = jax.grad(lambda n: jnp.sum(appearance.apply(variables, features, viewdirs, n)[0]))(normals)
+  assert float(jnp.abs(grad).sum()) > 0
+  with pytest.raises(ConfigError, match="reflect_about='density' needs the density's normals"):
+    appearance.apply(variables, features, viewdirs)
+
+
 def test_refnerf_appearance_stays_finite_from_mirror_like_to_rough():
   from jaxnerf.models.appearance import RefNeRFAppearance
   appearance = RefNeRFAppearance(bottleneck_width=8, depth=3, width=16, skip_every=1, ide_levels=5)

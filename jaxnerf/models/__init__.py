@@ -119,7 +119,7 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     raise ConfigError(f'config.model.appearance must be one of {sorted(APPEARANCES)}, '
                       f'got {model_config.appearance!r}.')
   appearance = APPEARANCES[model_config.appearance]
-  if model_config.predicted_normals and model_config.appearance == 'refnerf':
+  if model_config.predicted_normals and _refnerf_predicts_normals(model_config):
     raise ConfigError("config.model.predicted_normals=True: Ref-NeRF's appearance (config.model.appearance="
                       "'refnerf') predicts its own normals; set predicted_normals=False.")
 
@@ -140,6 +140,10 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
   return RENDERERS[model_config.name](model_config, make_field, scene_box)
 
 
+def _refnerf_predicts_normals(model_config) -> bool:
+  return model_config.appearance == 'refnerf' and model_config.refnerf.reflect_about == 'predicted'
+
+
 def model_provides(model, model_config) -> FrozenSet[str]:
   """What the ray history of `model` (built from `model_config`) holds for loss terms (losses.NEEDS): its
   renderer's PROVIDES, 'normals' where its fields give density normals, 'predicted_normals' where its
@@ -147,6 +151,6 @@ def model_provides(model, model_config) -> FrozenSet[str]:
   provided = set(type(model).PROVIDES)
   if model_config.normals == 'density':
     provided.add('normals')
-  if model_config.appearance == 'refnerf' or model_config.predicted_normals:
+  if _refnerf_predicts_normals(model_config) or model_config.predicted_normals:
     provided.add('predicted_normals')
   return frozenset(provided)

@@ -7,8 +7,9 @@ over any geometry (the NeRF MLP's trunk, the hash grid's features).
 
 - `RefNeRFAppearance`: Ref-NeRF's (Verbin et al. 2022, Sec. 4, Fig. 3): the colour is a diffuse colour plus
   a specular tint times a specular colour, and the specular colour is a function of the view direction
-  reflected about a predicted normal, encoded by the integrated directional encoding of a predicted
-  roughness (encoding.integrated_directional_encoding), and of n . w_o.
+  reflected about a normal (a predicted one, the paper's, or the density's, which the field passes),
+  encoded by the integrated directional encoding of a predicted roughness
+  (encoding.integrated_directional_encoding), and of n . w_o.
 """
 
 import math
@@ -17,19 +18,24 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxnerf.errors import ConfigError
 from jaxnerf.models.fields import safe_normalize
 from jaxnerf.ops import encoding
 
 
+REFLECT_ABOUT = ('predicted', 'density')
+
+
 class RefNeRFAppearance(nn.Module):
   """Ref-NeRF's appearance. From the geometry features: a diffuse colour (sigmoid, biased by -log 3 so that
-  it starts dark), a specular tint (sigmoid), a roughness (softplus, biased by `roughness_bias`), a predicted
-  normal (normalised) and a `bottleneck_width` bottleneck; then a directional MLP of `depth` x `width` ReLU
-  layers (the bottleneck and its input again after every `skip_every`-th layer) reads the bottleneck, the
-  IDE of the reflected direction with `ide_levels` degrees, and n . w_o, and gives the specular colour
-  (sigmoid). Linear colour = diffuse + tint * specular (before the field's tone mapping).
+  it starts dark), a specular tint (sigmoid), a roughness (softplus, biased by `roughness_bias`), a
+  predicted normal (normalised; only when `reflect_about` is 'predicted') and a `bottleneck_width`
+  bottleneck; then a directional MLP of `depth` x `width` ReLU layers (the bottleneck and its input again
+  after every `skip_every`-th layer) reads the bottleneck, the IDE of the reflected direction with
+  `ide_levels` degrees, and n . w_o, and gives the specular colour (sigmoid). Linear colour = diffuse + tint * specular (before the field's tone mapping).
 
-  Returns (linear rgb [..., 3], {'normals_pred' [..., 3], 'roughness' [..., 1], 'diffuse' [..., 3],
+  Called as (features [..., F], unit viewdirs [..., 3], density normals [..., 3] or None); returns
+  (linear rgb [..., 3], {'normals_pred' [..., 3] (when predicted), 'roughness' [..., 1], 'diffuse' [..., 3],
   'tint' [..., 3]}).
   """
 
@@ -39,24 +45,40 @@ class RefNeRFAppearance(nn.Module):
   skip_every: int = 4
   ide_levels: int = 5
   roughness_bias: float = -1.0
+  # Which normals the view direction is reflected about: 'predicted' (the paper's n', from this module's
+  # head) or 'density' (the density's normals, which the field passes; multinerf's enable_pred_normals=False:
+  # the colour loss then shapes the geometry through them).
+  reflect_about: str = 'predicted'
   dtype: Any = jnp.float32
 
   def setup(self):
     dense = lambda features, name: nn.Dense(features, dtype=self.dtype, param_dtype=jnp.float32, name=name)
     self.diffuse_out, self.tint_out = dense(3, 'diffuse'), dense(3, 'tint')
-    self.roughness_out, self.normals_out = dense(1, 'roughness'), dense(3, 'normals_pred')
+    self.roughness_out = dense(1, 'roughness')
+    if self.reflect_about not in REFLECT_ABOUT:
+      raise ConfigError(f'config.model.refnerf.reflect_about must be one of {list(REFLECT_ABOUT)}, '
+                        f'got {self.reflect_about!r}.')
+    if self.reflect_about == 'predicted':
+      self.normals_out = dense(3, 'normals_pred')
     self.bottleneck = dense(self.bottleneck_width, 'bottleneck')
     self.directional = [dense(self.width, f'directional_{i}') for i in range(self.depth)]
     self.specular_out = dense(3, 'specular')
 
-  def __call__(self, features, viewdirs):
+  def __call__(self, features, viewdirs, density_normals=None):
     as_float = lambda x: x.astype(jnp.float32)
     diffuse = nn.sigmoid(as_float(self.diffuse_out(features)) - math.log(3.0))
     tint = nn.sigmoid(as_float(self.tint_out(features)))
     roughness = nn.softplus(as_float(self.roughness_out(features)) + self.roughness_bias)
-    normals_pred = safe_normalize(as_float(self.normals_out(features)))
-    reflected = encoding.reflect(viewdirs, normals_pred)
-    n_dot_v = jnp.sum(-viewdirs * normals_pred, axis=-1, keepdims=True)
+    extras = {}
+    if self.reflect_about == 'predicted':
+      normals = extras['normals_pred'] = safe_normalize(as_float(self.normals_out(features)))
+    elif density_normals is None:
+      raise ConfigError("config.model.refnerf.reflect_about='density' needs the density's normals: set "
+                        "config.model.normals='density'.")
+    else:
+      normals = density_normals
+    reflected = encoding.reflect(viewdirs, normals)
+    n_dot_v = jnp.sum(-viewdirs * normals, axis=-1, keepdims=True)
     inputs = jnp.concatenate([self.bottleneck(features).astype(jnp.float32),
                               encoding.integrated_directional_encoding(reflected, roughness, self.ide_levels),
                               n_dot_v], axis=-1).astype(self.dtype)
@@ -66,7 +88,7 @@ class RefNeRFAppearance(nn.Module):
       if i > 0 and i % self.skip_every == 0 and i + 1 < self.depth:
         x = jnp.concatenate([x, inputs], axis=-1)
     specular = nn.sigmoid(as_float(self.specular_out(x)))
-    extras = {'normals_pred': normals_pred, 'roughness': roughness, 'diffuse': diffuse, 'tint': tint}
+    extras.update(roughness=roughness, diffuse=diffuse, tint=tint)
     return diffuse + tint * specular, extras
 
 

@@ -209,7 +209,7 @@ class FieldBase(nn.Module):
     if self.appearance is None:
       linear = _activate_rgb(self.color(features, viewdirs), self.rgb_padding)
     else:
-      linear, appearance_extras = self.appearance(features, viewdirs)
+      linear, appearance_extras = self.appearance(features, viewdirs, extras.get('normals'))
       extras.update(appearance_extras)
     return FieldOutputs(density, TONE_MAPPINGS[self.tone_mapping](linear), extras or None)
 

@@ -13,6 +13,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf import losses
 from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models.appearance import APPEARANCES
+from jaxnerf.models.appearance import REFLECT_ABOUT
 from jaxnerf.models import fields
 from jaxnerf.models.layers import LAYER_KINDS
 from jaxnerf.ops import camera_paths
@@ -75,6 +76,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.predicted_normals', (lambda v: isinstance(v, bool), 'True or False')),
     ('model.appearance', (lambda v: v in APPEARANCES, f'one of {sorted(APPEARANCES)}')),
     ('model.tone_mapping', (lambda v: v in TONE_MAPPINGS, f'one of {sorted(TONE_MAPPINGS)}')),
+    ('model.refnerf.reflect_about', (lambda v: v in REFLECT_ABOUT, f'one of {list(REFLECT_ABOUT)}')),
     ('model.occupancy_grid.grid_resolution', POSITIVE_INT),
     ('model.occupancy_grid.step_size', POSITIVE),
     ('model.occupancy_grid.march_samples_per_ray', POSITIVE),
@@ -103,6 +105,8 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('loss.data', (lambda v: v in losses.DATA_PENALTIES, f'one of {sorted(losses.DATA_PENALTIES)}')),
     ('loss.charbonnier_eps', POSITIVE),
     ('loss.coarse_weight', NON_NEGATIVE),
+    ('loss.orientation_target', (lambda v: v in losses.ORIENTATION_TARGETS,
+                                 f'one of {sorted(losses.ORIENTATION_TARGETS)}')),
     *((f'loss.{term}_weight', NON_NEGATIVE)
       for term in ('interlevel', 'distortion', 'orientation', 'predicted_normals')),
     ('train.batch_size', POSITIVE_INT),
@@ -150,6 +154,11 @@ def check_values(config: ml_collections.ConfigDict):
     raise ConfigError('config.model.predicted_normals=True: the predicted-normal head learns only from its tie '
                       'to the density\'s normals; set config.loss.predicted_normals_weight > 0 (Ref-NeRF\'s '
                       '3e-4) and config.model.normals=\'density\', or predicted_normals=False.')
+  if (config.model.get('appearance') == 'refnerf' and config.model.refnerf.get('reflect_about') == 'density'
+      and config.model.normals != 'density'):
+    raise ConfigError("config.model.refnerf.reflect_about='density' reflects the view direction about the "
+                      f"density's normals, which config.model.normals={config.model.normals!r} does not compute: "
+                      "set config.model.normals='density'.")
   if not config.near < config.far:
     raise ConfigError(f'config.near={config.near} must be less than config.far={config.far}.')
   box = tuple(config.scene_box)

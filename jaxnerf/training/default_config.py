@@ -72,7 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
       warp='none',
       contract_radius=1.0,
       # 'density': fields also output normals, the negative gradient of their density with respect to the
-      # position (one backward pass of the geometry network): normal maps in renders. 'none': no normals.
+      # position (autodiff of the geometry network): normal maps in renders. 'none': no normals.
       normals='none',
       # True: fields also predict normals from their geometry features ('normals_pred', scored as
       # normal_pred_mae_deg), which loss.predicted_normals_weight ties to the density's (normals='density').
@@ -82,7 +82,10 @@ def get_config() -> ml_collections.ConfigDict:
       # 'refnerf' (Ref-NeRF's diffuse + tint x specular of the reflected direction, model.refnerf; it needs
       # normals='density' for its predicted-normal loss).
       appearance='nerf',
-      refnerf=dict(bottleneck_width=128, depth=8, width=256, skip_every=4, ide_levels=5, roughness_bias=-1.0),
+      refnerf=dict(bottleneck_width=128, depth=8, width=256, skip_every=4, ide_levels=5, roughness_bias=-1.0,
+                   # The normals the view direction is reflected about: 'predicted' (the paper's n') or
+                   # 'density' (multinerf's enable_pred_normals=False; needs normals='density').
+                   reflect_about='predicted'),
       # How the fields' linear colour becomes the pixel's: 'none', or 'srgb' (Ref-NeRF's tone mapping).
       tone_mapping='none',
       # Compute dtype: 'bfloat16' or 'float16' (T4s and other GPUs without bfloat16 tensor cores; with loss
@@ -172,11 +175,14 @@ def get_config() -> ml_collections.ConfigDict:
       coarse_weight=1.0,  # Weight of the data term of every level but the finest (the paper sums them).
       interlevel_weight=0.0,  # mip-NeRF 360's proposal loss (its weight 1), which alone trains proposals.
       distortion_weight=0.0,  # mip-NeRF 360's distortion regulariser on the final level (its 0.01).
-      orientation_weight=0.0,  # Ref-NeRF's penalty on predicted normals facing away from the camera (0.1).
+      orientation_weight=0.0,  # Ref-NeRF's penalty on normals facing away from the camera (0.1).
       predicted_normals_weight=0.0,  # Ref-NeRF's tie of predicted normals to the density's (3e-4).
-      # Whether that tie also shapes the density (the paper's): second derivatives of the geometry, ~10x the
-      # step time of a hash grid on a CPU; False trains only the predicted normals by it.
+      # Whether that tie also shapes the density (the paper's): second derivatives of the geometry (with a
+      # hash grid, 1.5x the time of its field on a CPU); False trains only the predicted normals by it.
       predicted_normals_shape_density=True,
+      # The normals the orientation loss penalises: 'normals_pred' (the paper's) or 'normals' (the density's:
+      # multinerf's where Ref-NeRF reflects about them, model.refnerf.reflect_about='density').
+      orientation_target='normals_pred',
   ))
 
   # The training loop (trainer.py).
