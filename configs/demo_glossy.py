@@ -36,7 +36,7 @@ def get_config(preset: str = ''):
     # The view direction reflected about the density's normals (multinerf's enable_pred_normals=False), which
     # the colour and the orientation loss then shape; with the paper's predicted normals and their tie, one
     # run each: 28.6 dB, density normals 36.7 degrees, predicted ones 36.2 (27.9 dB, 34.5 degrees with the
-    # tie shaping the density too); this way 29.9 dB, 22.6 degrees.
+    # tie shaping the density too); this way 29.9 dB, 22.6 degrees (3 runs, medians; the twin 31.7 dB, 32.2).
     config.model.refnerf.update(bottleneck_width=32, depth=2, width=64, skip_every=4, ide_levels=4,
                                 reflect_about='density')
     # A tenth of the paper's orientation weight (one run each: 28.1 dB, 23.2 degrees at 0.1; 30.7 dB, 29.7
