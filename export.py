@@ -1,22 +1,39 @@
-"""Exports a trained model from its workdir to one file for rendering, and reports its size per layer.
+"""Exports a trained model from its workdir to one file: the model for rendering, or its surface as a mesh.
 
   python export.py --workdir=runs/bitnerf --format=packed      # -> runs/bitnerf/export/packed.npz
   python render.py --packed=runs/bitnerf/export/packed.npz --split=val
+  python export.py --workdir=runs/demo --format=mesh           # -> runs/demo/export/mesh.ply
+  python export.py --workdir=runs/demo --format=mesh --resolution=384 --out=runs/demo/export/mesh.obj
 
 --format=packed stores ternary layers (configs/bitnerf.py) in 1.6 bits per weight with their scales, and
 everything else in float32; --format=float32 stores every array as trained. Either way the file holds the
 newest intact checkpoint's model variables (no optimiser state) and its config. Prints one JSON line: bytes
 per layer as stored against float32, for the quantised layers and in total.
+
+--format=mesh samples the final field's density on a grid of --resolution vertices along the longest side
+of the scene box (of the contracted space for unbounded scenes), runs marching cubes at
+--density_threshold (default: the density that makes a slab 1% of the box's diagonal half opaque) and
+colours each vertex by the field seen from the nearest training camera; PLY, or OBJ for an --out ending in
+.obj. Prints the box first, then one JSON line (file, vertices, faces, seconds).
 """
 
 from absl import flags
 
 from jaxnerf import cli
 from jaxnerf.commands import export
+from jaxnerf.commands import mesh
+
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to export.', required=True)
-_FORMAT = flags.DEFINE_enum('format', 'packed', list(export.FORMATS),
-                            'packed: ternary layers in 1.6 bits per weight; float32: as trained.')
-_OUT = flags.DEFINE_string('out', None, 'File to write (default: <workdir>/export/<format>.npz).')
+_FORMAT = flags.DEFINE_enum('format', 'packed', list(export.FORMATS) + ['mesh'],
+                            'packed: ternary layers in 1.6 bits per weight; float32: as trained; mesh: the '
+                            'surface by marching cubes.')
+_OUT = flags.DEFINE_string('out', None, 'File to write (default: <workdir>/export/<format>.npz, or '
+                           '<workdir>/export/mesh.ply).')
+_RESOLUTION = flags.DEFINE_integer('resolution', 256, 'mesh: grid vertices along the box\'s longest side.')
+_DENSITY_THRESHOLD = flags.DEFINE_float('density_threshold', None, 'mesh: the density of the surface '
+                                        '(default: a slab 1% of the box diagonal thick is half opaque).')
+_BOX = flags.DEFINE_list('box', None, 'mesh: x_min,y_min,z_min,x_max,y_max,z_max to mesh instead of the '
+                         'scene box (world units).')
 
 
 def main(argv):
@@ -24,7 +41,11 @@ def main(argv):
     cli.exit_with_usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   with cli.friendly_errors():
     cli.initialize()
-    report = export.export_workdir(_WORKDIR.value, _FORMAT.value, _OUT.value)
+    if _FORMAT.value == 'mesh':
+      report = mesh.export_mesh(_WORKDIR.value, _OUT.value, _RESOLUTION.value, _DENSITY_THRESHOLD.value,
+                                mesh.parse_box(_BOX.value))
+    else:
+      report = export.export_workdir(_WORKDIR.value, _FORMAT.value, _OUT.value)
     cli.print_summary(report, _WORKDIR.value)
 
 

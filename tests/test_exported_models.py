@@ -1,5 +1,5 @@
 """Exported models: packed ternary layers render the images of the checkpoint they came from; the size
-report; bad files; configs/bitnerf.py trained, resumed, exported and rendered."""
+report; bad files; configs/bitnerf.py trained, resumed, exported and rendered; its mesh exported."""
 
 import json
 import subprocess
@@ -16,8 +16,11 @@ from jaxnerf.commands import export
 from jaxnerf.commands import render
 from jaxnerf import datasets
 from jaxnerf.errors import CheckpointError
+from jaxnerf.errors import ConfigError
+from jaxnerf.errors import WorkdirError
 from jaxnerf.ops import quantization
 from jaxnerf.outputs import chunked
+from jaxnerf.outputs import geometry
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
 from tests.conftest import REPO
@@ -123,3 +126,36 @@ def test_export_and_render_commands(trained_bitnerf, tmp_path):
   result = subprocess.run([sys.executable, 'render.py', f'--packed={tmp_path / "none.npz"}'], cwd=REPO,
                           env=env, capture_output=True, text=True)
   assert result.returncode == 1 and 'none.npz does not exist' in result.stderr
+
+
+def test_mesh_export_of_a_trained_workdir_and_its_refusals(trained_bitnerf, tmp_path):
+  from jaxnerf.commands import mesh  # pylint: disable=import-outside-toplevel
+  import trimesh  # pylint: disable=import-outside-toplevel
+  config, experiment, state = experiment_lib.restore_model(trained_bitnerf)
+  density_at, _ = mesh.field_functions(experiment.model, state.variables)
+  assert not config.scene_box  # So the region is given, and refused when it is not.
+  with pytest.raises(ConfigError, match=r'no scene box .* --box=x_min,y_min,z_min,x_max,y_max,z_max'):
+    mesh.export_mesh(trained_bitnerf, tmp_path / 'mesh.ply')
+  box = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
+  grid, _ = geometry.sample_density_grid(density_at, box, 12, 4096)
+  threshold = float(np.median(grid))  # A tiny, barely trained model: a level its density surely crosses.
+  out = tmp_path / 'mesh.obj'
+  report = mesh.export_mesh(trained_bitnerf, out, resolution=12, density_threshold=threshold, box=box)
+  loaded = trimesh.load(out, process=False)
+  assert report['step'] == 6 and report['vertices'] == len(loaded.vertices) > 0
+  assert report['faces'] == len(loaded.faces) and report['file_bytes'] == out.stat().st_size
+  low, high = np.asarray(box[:3]), np.asarray(box[3:])
+  assert np.all(loaded.vertices >= low - 1e-4) and np.all(loaded.vertices <= high + 1e-4)
+  assert [p.name for p in tmp_path.iterdir()] == ['mesh.obj']  # No temporary file left.
+  with pytest.raises(WorkdirError, match=r'mesh.npz: a mesh is written as .ply or .obj'):
+    mesh.export_mesh(trained_bitnerf, tmp_path / 'mesh.npz')
+  with pytest.raises(ConfigError, match=r'no surface at the threshold 1e\+09'):
+    mesh.export_mesh(trained_bitnerf, tmp_path / 'none.ply', resolution=8, density_threshold=1e9, box=box)
+  assert not (tmp_path / 'none.ply').exists()
+  with pytest.raises(ConfigError, match=r'--density_threshold=nan: expected a finite density above 0'):
+    mesh.export_mesh(trained_bitnerf, tmp_path / 'none.ply', density_threshold=float('nan'), box=box)
+  with pytest.raises(ConfigError, match=r'--box=0,0,0,1,-1,1: expected 6 finite numbers'):
+    mesh.parse_box(['0', '0', '0', '1', '-1', '1'])
+  result = subprocess.run([sys.executable, 'export.py', f'--workdir={trained_bitnerf}', '--format=mesh',
+                           '--box=0,0,x,1,1,1'], cwd=REPO, env=subprocess_env(), capture_output=True, text=True)
+  assert result.returncode != 0 and '--box=0,0,x,1,1,1: expected 6 finite numbers' in result.stderr

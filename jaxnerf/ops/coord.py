@@ -41,6 +41,14 @@ def contract(x):
   return (2.0 * norm - 1.0) / squared_norm * x
 
 
+def uncontract(y, max_norm: float = 2.0 - 1e-3):
+  """The inverse of `contract` at y [..., 3] in its ball: the identity inside the unit ball, and
+  y / |y| / (2 - |y|) outside it; norms are clipped to `max_norm` first (the ball's surface is infinity)."""
+  norm = jnp.sqrt(jnp.sum(y**2, axis=-1, keepdims=True))
+  clipped = jnp.minimum(norm, max_norm)
+  return jnp.where(norm <= 1.0, y, y / jnp.maximum(norm, 1e-12) / (2.0 - clipped))
+
+
 def contract_jacobian(x):
   """The Jacobian [..., 3, 3] of `contract` at x [..., 3]: the identity inside the unit ball, and with
   r = |x| outside it, (2r - 1) / r^2 I + 2 (1 - r) / r^4 x x^T (which is I on the sphere r = 1)."""

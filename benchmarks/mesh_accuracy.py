@@ -1,0 +1,75 @@
+"""How close an exported mesh lies to a scene's true surfaces, as one JSON line.
+
+  python train.py --config=configs/demo_glossy.py --workdir=runs/glossy
+  python export.py --workdir=runs/glossy --format=mesh
+  python benchmarks/mesh_accuracy.py --workdir=runs/glossy --mesh=runs/glossy/export/mesh.ply
+
+The truth is the surface points that the scene's ground-truth depth maps see (procedural scenes write them;
+Blender scenes may): every finite depth of the train and val views, back-projected along its pixel's ray.
+Points are drawn uniformly over the mesh's area (--mesh_points). Reports the Chamfer distance both ways in
+world units: `mesh_to_truth` (accuracy; it also counts surfaces no camera sees, such as the underside of a
+pedestal) and `truth_to_mesh` (completeness), their mean, and the share of truth points within --within of
+the mesh.
+"""
+
+import json
+import sys
+
+import numpy as np
+from absl import flags
+
+sys.path.insert(0, '.')
+
+from jaxnerf import cli  # pylint: disable=g-import-not-at-top
+from jaxnerf import datasets
+from jaxnerf.errors import ConfigError
+from jaxnerf.outputs import geometry
+from jaxnerf.training import checkpoints
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (for its scene).', required=True)
+_MESH = flags.DEFINE_string('mesh', None, 'Mesh file written by export.py --format=mesh.', required=True)
+_MESH_POINTS = flags.DEFINE_integer('mesh_points', 200_000, 'Points drawn over the mesh.')
+_WITHIN = flags.DEFINE_float('within', 0.02, 'Distance (world units) for the share of truth points near it.')
+
+
+def truth_points(config) -> np.ndarray:
+  """World points [N, 3] of every finite ground-truth depth of the scene's train and val views."""
+  points = []
+  for split in ('train', 'val'):
+    if not datasets.has_split(config, split):
+      continue
+    scene = datasets.load_split(config, split)
+    if scene.depths is None:
+      continue
+    for index in range(len(scene.depths)):
+      rays, depth = scene.rays_of_image(index), scene.depths[index]
+      hit = np.isfinite(depth)
+      points.append(np.asarray(rays.origins)[hit] + np.asarray(rays.directions)[hit] * depth[hit][:, None])
+  if not points:
+    raise ConfigError(f'{config.data_dir or config.dataset}: the scene has no ground-truth depth maps to '
+                      'measure a mesh against.')
+  return np.concatenate(points).astype(np.float32)
+
+
+def main(argv):
+  del argv
+  import trimesh  # pylint: disable=import-outside-toplevel
+  with cli.friendly_errors():
+    cli.initialize()
+    config = checkpoints.load_config(_WORKDIR.value)
+    loaded = trimesh.load(_MESH.value, process=False)
+    mesh = geometry.Mesh(np.asarray(loaded.vertices, np.float32), np.asarray(loaded.faces, np.int32),
+                         np.zeros_like(loaded.vertices, dtype=np.float32))
+    truth = truth_points(config)
+    surface = geometry.sample_surface(mesh, _MESH_POINTS.value)
+    mesh_to_truth, truth_to_mesh = geometry.chamfer_distance(surface, truth)
+    from scipy import spatial  # pylint: disable=import-outside-toplevel
+    near = spatial.cKDTree(surface).query(truth)[0] < _WITHIN.value
+    print(json.dumps({'mesh': _MESH.value, 'vertices': len(mesh.vertices), 'faces': len(mesh.faces),
+                      'truth_points': len(truth), 'mesh_to_truth': mesh_to_truth, 'truth_to_mesh': truth_to_mesh,
+                      'chamfer': (mesh_to_truth + truth_to_mesh) / 2,
+                      f'truth_within_{_WITHIN.value:g}': float(np.mean(near))}))
+
+
+if __name__ == '__main__':
+  cli.run(main)

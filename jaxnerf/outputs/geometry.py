@@ -1,0 +1,120 @@
+"""Geometry out of a trained field: a mesh by marching cubes over its density, and distances between surfaces.
+
+Naming conventions:
+- `box`: (x_min, y_min, z_min, x_max, y_max, z_max) of the region meshed, in the space the density is
+  sampled in (world units; for contracted fields, the contracted space).
+- `resolution`: grid vertices along the box's longest side; the other sides get as many as keep the cells
+  cubic.
+- `density_threshold`: the iso-level of the surface, in the field's density (per world unit).
+- `vertices` [V, 3] float32 and `faces` [F, 3] int32 (counter-clockwise seen from outside, where the
+  density is below the threshold).
+"""
+
+import math
+from typing import Callable, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from jaxnerf.errors import CheckpointError
+from jaxnerf.errors import ConfigError
+
+
+class Mesh(NamedTuple):
+  vertices: np.ndarray  # [V, 3] float32.
+  faces: np.ndarray  # [F, 3] int32.
+  normals: np.ndarray  # [V, 3] float32, unit, pointing out (down the density).
+
+
+def grid_shape(box: Sequence[float], resolution: int) -> Tuple[int, int, int]:
+  """Vertices per axis of a grid over `box` with `resolution` along its longest side and cubic cells."""
+  if resolution < 2:
+    raise ConfigError(f'--resolution={resolution}: expected at least 2 grid vertices per side.')
+  if len(box) != 6:
+    raise ConfigError(f'box {tuple(box)}: expected 6 numbers (x_min, y_min, z_min, x_max, y_max, z_max).')
+  sizes = np.asarray(box[3:], np.float64) - np.asarray(box[:3], np.float64)
+  if not np.all(sizes > 0):
+    raise ConfigError(f'box {tuple(box)}: expected each min below its max.')
+  cell = sizes.max() / (resolution - 1)
+  return tuple(int(max(2, math.floor(size / cell + 1e-6) + 1)) for size in sizes)
+
+
+def default_density_threshold(box: Sequence[float]) -> float:
+  """The density at which a slab 1% of the box's diagonal thick is half opaque: ln 2 / (0.01 diagonal)."""
+  return math.log(2.0) / (0.01 * math.dist(box[:3], box[3:]))
+
+
+def sample_density_grid(density_fn: Callable, box: Sequence[float], resolution: int, chunk_size: int,
+                        progress: Callable = lambda done, total: None) -> Tuple[np.ndarray, np.ndarray]:
+  """The density at every vertex of the grid over `box` (`grid_shape`).
+
+  Args:
+    density_fn: points [N, 3] (numpy float32) -> density [N]; called with chunks of `chunk_size` points
+      (the last one padded to that size, so that a compiled function is traced once).
+    progress: called as progress(points done, points in all) after each chunk.
+
+  Returns:
+    (density [nx, ny, nz] float32, spacing [3]: the cell's size per axis).
+  """
+  shape = grid_shape(box, resolution)
+  low, high = np.asarray(box[:3], np.float32), np.asarray(box[3:], np.float32)
+  axes = [np.linspace(low[i], high[i], shape[i], dtype=np.float32) for i in range(3)]
+  points = np.stack(np.meshgrid(*axes, indexing='ij'), axis=-1).reshape(-1, 3)
+  density = np.empty(len(points), np.float32)
+  for start in range(0, len(points), chunk_size):
+    chunk = points[start:start + chunk_size]
+    padded = np.concatenate([chunk, np.repeat(chunk[-1:], chunk_size - len(chunk), axis=0)])
+    density[start:start + len(chunk)] = np.asarray(density_fn(padded))[:len(chunk)]
+    progress(start + len(chunk), len(points))
+  if not np.all(np.isfinite(density)):
+    raise CheckpointError(f'the field gave {int(np.sum(~np.isfinite(density)))} non-finite densities in the '
+                          'box: the checkpoint is damaged or its training diverged.')
+  return density.reshape(shape), (high - low) / (np.asarray(shape, np.float32) - 1)
+
+
+def marching_cubes(density: np.ndarray, box: Sequence[float], spacing: np.ndarray,
+                   density_threshold: float) -> Mesh:
+  """The surface where `density` [nx, ny, nz] (sampled over `box`) crosses `density_threshold` (Lorensen and
+  Cline 1987, through scikit-image's Lewiner variant), in the box's coordinates. Raises ConfigError when the
+  density never crosses the threshold inside the box."""
+  from skimage import measure  # pylint: disable=import-outside-toplevel  # Only export needs it.
+  if not density.min() < density_threshold < density.max():
+    raise ConfigError(f'the density in the box runs from {density.min():.3g} to {density.max():.3g}: no '
+                     f'surface at the threshold {density_threshold:.3g}; choose a --density_threshold '
+                     'inside that range.')
+  vertices, faces, normals, _ = measure.marching_cubes(density, density_threshold, spacing=tuple(spacing),
+                                                       gradient_direction='descent')
+  vertices = vertices + np.asarray(box[:3], np.float32)
+  return Mesh(vertices.astype(np.float32), faces.astype(np.int32), normals.astype(np.float32))
+
+
+def nearest_camera_viewdirs(points: np.ndarray, camera_origins: np.ndarray) -> np.ndarray:
+  """Unit directions [N, 3] from the camera origin [C, 3] nearest each point [N, 3] to that point: the view
+  under which a point's colour was seen best in training."""
+  from scipy import spatial  # pylint: disable=import-outside-toplevel
+  _, nearest = spatial.cKDTree(camera_origins).query(points)
+  directions = points - camera_origins[nearest]
+  return directions / np.maximum(np.linalg.norm(directions, axis=-1, keepdims=True), 1e-12)
+
+
+def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> Tuple[float, float]:
+  """(mean distance from each point of a [N, 3] to its nearest in b [M, 3], and from b to a). Their mean is
+  the symmetric Chamfer distance; the first alone measures how far a's surface strays from b's."""
+  from scipy import spatial  # pylint: disable=import-outside-toplevel
+  a_to_b = spatial.cKDTree(points_b).query(points_a)[0]
+  b_to_a = spatial.cKDTree(points_a).query(points_b)[0]
+  return float(np.mean(a_to_b)), float(np.mean(b_to_a))
+
+
+def sample_surface(mesh: Mesh, num_points: int, seed: int = 0) -> np.ndarray:
+  """`num_points` points [num_points, 3] uniformly over the mesh's area (for Chamfer distances that do not
+  depend on how finely it is triangulated)."""
+  triangles = mesh.vertices[mesh.faces].astype(np.float64)  # [F, 3 corners, 3].
+  areas = 0.5 * np.linalg.norm(np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]),
+                               axis=-1)
+  rng = np.random.default_rng(seed)
+  chosen = rng.choice(len(areas), num_points, p=areas / areas.sum())
+  u, v = rng.random((2, num_points, 1))
+  flip = u + v > 1  # Reflect the points of the parallelogram's far half back into the triangle.
+  u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
+  t = triangles[chosen]
+  return (t[:, 0] + u * (t[:, 1] - t[:, 0]) + v * (t[:, 2] - t[:, 0])).astype(np.float32)
