@@ -91,3 +91,11 @@ def test_nearest_camera_viewdirs_look_from_the_closest_camera():
   cameras = np.array([[0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])
   points = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
   np.testing.assert_allclose(geometry.nearest_camera_viewdirs(points, cameras), [[0, 0, -1], [-1, 0, 0]])
+
+
+def test_keep_faces_drops_faces_with_a_dropped_vertex_and_renumbers():
+  vertices = np.arange(15, dtype=np.float32).reshape(5, 3)
+  mesh = geometry.Mesh(vertices, np.array([[0, 1, 2], [2, 3, 4], [1, 3, 4]], np.int32), vertices * 0)
+  kept = geometry.keep_faces(mesh, np.array([True, False, True, True, True]))
+  np.testing.assert_array_equal(kept.vertices, vertices[[2, 3, 4]])
+  np.testing.assert_array_equal(kept.faces, [[0, 1, 2]])

@@ -126,7 +126,10 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
                                                   lambda done, total: bar.update(done - bar.n))
   bar.close()
   mesh = geometry.marching_cubes(density, sampled_box, spacing, threshold)
-  vertices = np.asarray(world(jnp.asarray(mesh.vertices)), np.float32)
+  mesh = mesh._replace(vertices=np.asarray(world(jnp.asarray(mesh.vertices)), np.float32))
+  if to_world is not None:  # Beyond the far bound no ray ever looked (and the ball's rim is infinity).
+    mesh = geometry.keep_faces(mesh, np.linalg.norm(mesh.vertices, axis=-1) <= config.far)
+  vertices = mesh.vertices
   viewdirs = geometry.nearest_camera_viewdirs(vertices, train_split.camtoworlds[:, :3, 3]).astype(np.float32)
   colours = np.concatenate([np.asarray(color_at(*_padded(vertices, viewdirs, start, chunk_size)))
                             [:min(chunk_size, len(vertices) - start)]

@@ -87,6 +87,16 @@ def marching_cubes(density: np.ndarray, box: Sequence[float], spacing: np.ndarra
   return Mesh(vertices.astype(np.float32), faces.astype(np.int32), normals.astype(np.float32))
 
 
+def keep_faces(mesh: Mesh, keep_vertex: np.ndarray) -> Mesh:
+  """The mesh with only the faces whose three vertices `keep_vertex` [V] (bool) keeps, and the vertices
+  they use (renumbered)."""
+  faces = mesh.faces[np.all(keep_vertex[mesh.faces], axis=-1)]
+  used = np.unique(faces)
+  renumber = np.full(len(mesh.vertices), -1, np.int32)
+  renumber[used] = np.arange(len(used), dtype=np.int32)
+  return Mesh(mesh.vertices[used], renumber[faces], mesh.normals[used])
+
+
 def nearest_camera_viewdirs(points: np.ndarray, camera_origins: np.ndarray) -> np.ndarray:
   """Unit directions [N, 3] from the camera origin [C, 3] nearest each point [N, 3] to that point: the view
   under which a point's colour was seen best in training."""
