@@ -204,7 +204,8 @@ def test_hash_grid_normals_by_forward_mode_have_the_reverse_mode_values_and_grad
   class ReverseModeHashGrid(fields.HashGridField):
     NORMALS_AUTODIFF = 'reverse'
 
-  settings = dict(num_levels=4, log2_table_size=10, max_resolution=64, normals='density')
+  # Two levels, the finer one hashed ((32 + 1)^3 vertices > 2^8 entries).
+  settings = dict(num_levels=2, log2_table_size=8, max_resolution=32, normals='density')
   forward, reverse = fields.HashGridField(**settings), ReverseModeHashGrid(**settings)
   points = jax.random.uniform(jax.random.key(0), (64, 3), minval=-1, maxval=1)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
@@ -226,14 +227,15 @@ def test_refnerf_reflecting_about_the_density_normals_reads_them_and_shapes_them
   features = jax.random.normal(jax.random.key(0), (32, 12))
   viewdirs = fields.safe_normalize(jax.random.normal(jax.random.key(1), (32, 3)))
   normals = fields.safe_normalize(jax.random.normal(jax.random.key(2), (32, 3)))
-  variables = appearance.init(jax.random.key(3), features, viewdirs, normals)
+  variables = jax.jit(appearance.init)(jax.random.key(3), features, viewdirs, normals)
   assert 'normals_pred' not in variables['params']  # No head: nothing would train it.
-  linear, extras = appearance.apply(variables, features, viewdirs, normals)
+  apply = jax.jit(appearance.apply)
+  linear, extras = apply(variables, features, viewdirs, normals)
   assert 'normals_pred' not in extras
   # The reflection is about the normals given: other normals, other colours; the colour's gradient reaches
   # them (it shapes the density that gave them).
-  assert float(jnp.max(jnp.abs(linear - appearance.apply(variables, features, viewdirs, -normals)[0]))) > 1e-3
-  grad = jax.grad(lambda n: jnp.sum(appearance.apply(variables, features, viewdirs, n)[0]))(normals)
+  assert float(jnp.max(jnp.abs(linear - apply(variables, features, viewdirs, -normals)[0]))) > 1e-3
+  grad = jax.jit(jax.grad(lambda n: jnp.sum(appearance.apply(variables, features, viewdirs, n)[0])))(normals)
   assert float(jnp.abs(grad).sum()) > 0
   with pytest.raises(ConfigError, match="reflect_about='density' needs the density's normals"):
     appearance.apply(variables, features, viewdirs)
