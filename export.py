@@ -4,6 +4,7 @@
   python render.py --packed=runs/bitnerf/export/packed.npz --split=val
   python export.py --workdir=runs/demo --format=mesh           # -> runs/demo/export/mesh.ply
   python export.py --workdir=runs/demo --format=mesh --resolution=384 --out=runs/demo/export/mesh.obj
+  python export.py --workdir=runs/demo --format=pointcloud     # -> runs/demo/export/pointcloud.ply
 
 --format=packed stores ternary layers (configs/bitnerf.py) in 1.6 bits per weight with their scales, and
 everything else in float32; --format=float32 stores every array as trained. Either way the file holds the
@@ -15,6 +16,10 @@ of the scene box (of the contracted space for unbounded scenes), runs marching c
 --density_threshold (default: the density that makes a slab 1% of the box's diagonal half opaque) and
 colours each vertex by the field seen from the nearest training camera; PLY, or OBJ for an --out ending in
 .obj. Prints the box first, then one JSON line (file, vertices, faces, seconds).
+
+--format=pointcloud renders every --views_stride-th training view and keeps, for each pixel more opaque
+than --min_opacity, the point at its rendered depth with its colour (and its normal where the model
+renders normals), as PLY.
 """
 
 from absl import flags
@@ -22,18 +27,21 @@ from absl import flags
 from jaxnerf import cli
 from jaxnerf.commands import export
 from jaxnerf.commands import mesh
+from jaxnerf.commands import point_cloud
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to export.', required=True)
-_FORMAT = flags.DEFINE_enum('format', 'packed', list(export.FORMATS) + ['mesh'],
+_FORMAT = flags.DEFINE_enum('format', 'packed', list(export.FORMATS) + ['mesh', 'pointcloud'],
                             'packed: ternary layers in 1.6 bits per weight; float32: as trained; mesh: the '
-                            'surface by marching cubes.')
+                            'surface by marching cubes; pointcloud: points from the training views\' depths.')
 _OUT = flags.DEFINE_string('out', None, 'File to write (default: <workdir>/export/<format>.npz, or '
-                           '<workdir>/export/mesh.ply).')
+                           '<workdir>/export/mesh.ply or pointcloud.ply).')
 _RESOLUTION = flags.DEFINE_integer('resolution', 256, 'mesh: grid vertices along the box\'s longest side.')
 _DENSITY_THRESHOLD = flags.DEFINE_float('density_threshold', None, 'mesh: the density of the surface '
                                         '(default: a slab 1% of the box diagonal thick is half opaque).')
 _BOX = flags.DEFINE_list('box', None, 'mesh: x_min,y_min,z_min,x_max,y_max,z_max to mesh instead of the '
                          'scene box (world units).')
+_VIEWS_STRIDE = flags.DEFINE_integer('views_stride', 1, 'pointcloud: every how many training views to render.')
+_MIN_OPACITY = flags.DEFINE_float('min_opacity', 0.5, 'pointcloud: pixels less opaque than this give no point.')
 
 
 def main(argv):
@@ -44,6 +52,8 @@ def main(argv):
     if _FORMAT.value == 'mesh':
       report = mesh.export_mesh(_WORKDIR.value, _OUT.value, _RESOLUTION.value, _DENSITY_THRESHOLD.value,
                                 mesh.parse_box(_BOX.value))
+    elif _FORMAT.value == 'pointcloud':
+      report = point_cloud.export_point_cloud(_WORKDIR.value, _OUT.value, _VIEWS_STRIDE.value, _MIN_OPACITY.value)
     else:
       report = export.export_workdir(_WORKDIR.value, _FORMAT.value, _OUT.value)
     cli.print_summary(report, _WORKDIR.value)

@@ -1,4 +1,4 @@
-"""How close an exported mesh lies to a scene's true surfaces, as one JSON line.
+"""How close an exported mesh (or point cloud) lies to a scene's true surfaces, as one JSON line.
 
   python train.py --config=configs/demo_glossy.py --workdir=runs/glossy
   python export.py --workdir=runs/glossy --format=mesh
@@ -6,7 +6,8 @@
 
 The truth is the surface points that the scene's ground-truth depth maps see (procedural scenes write them;
 Blender scenes may): every finite depth of the train and val views, back-projected along its pixel's ray.
-Points are drawn uniformly over the mesh's area (--mesh_points). Reports the Chamfer distance both ways in
+Points are drawn uniformly over the mesh's area (--mesh_points); a point cloud's points are taken as
+they are. Reports the Chamfer distance both ways in
 world units: `mesh_to_truth` (accuracy; it also counts surfaces no camera sees, such as the underside of a
 pedestal) and `truth_to_mesh` (completeness), their mean, and the share of truth points within --within of
 the mesh.
@@ -27,7 +28,8 @@ from jaxnerf.outputs import geometry
 from jaxnerf.training import checkpoints
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (for its scene).', required=True)
-_MESH = flags.DEFINE_string('mesh', None, 'Mesh file written by export.py --format=mesh.', required=True)
+_MESH = flags.DEFINE_string('mesh', None, 'Mesh or point cloud written by export.py --format=mesh|pointcloud.',
+                            required=True)
 _MESH_POINTS = flags.DEFINE_integer('mesh_points', 200_000, 'Points drawn over the mesh.')
 _WITHIN = flags.DEFINE_float('within', 0.02, 'Distance (world units) for the share of truth points near it.')
 
@@ -58,14 +60,15 @@ def main(argv):
     cli.initialize()
     config = checkpoints.load_config(_WORKDIR.value)
     loaded = trimesh.load(_MESH.value, process=False)
-    mesh = geometry.Mesh(np.asarray(loaded.vertices, np.float32), np.asarray(loaded.faces, np.int32),
-                         np.zeros_like(loaded.vertices, dtype=np.float32))
+    vertices = np.asarray(loaded.vertices, np.float32)
+    faces = np.asarray(getattr(loaded, 'faces', np.zeros((0, 3))), np.int32)
     truth = truth_points(config)
-    surface = geometry.sample_surface(mesh, _MESH_POINTS.value)
+    surface = (geometry.sample_surface(geometry.Mesh(vertices, faces, np.zeros_like(vertices)),
+                                       _MESH_POINTS.value) if len(faces) else vertices)
     mesh_to_truth, truth_to_mesh = geometry.chamfer_distance(surface, truth)
     from scipy import spatial  # pylint: disable=import-outside-toplevel
     near = spatial.cKDTree(surface).query(truth)[0] < _WITHIN.value
-    print(json.dumps({'mesh': _MESH.value, 'vertices': len(mesh.vertices), 'faces': len(mesh.faces),
+    print(json.dumps({'mesh': _MESH.value, 'vertices': len(vertices), 'faces': len(faces),
                       'truth_points': len(truth), 'mesh_to_truth': mesh_to_truth, 'truth_to_mesh': truth_to_mesh,
                       'chamfer': (mesh_to_truth + truth_to_mesh) / 2,
                       f'truth_within_{_WITHIN.value:g}': float(np.mean(near))}))

@@ -159,3 +159,28 @@ def test_mesh_export_of_a_trained_workdir_and_its_refusals(trained_bitnerf, tmp_
   result = subprocess.run([sys.executable, 'export.py', f'--workdir={trained_bitnerf}', '--format=mesh',
                            '--box=0,0,x,1,1,1'], cwd=REPO, env=subprocess_env(), capture_output=True, text=True)
   assert result.returncode != 0 and '--box=0,0,x,1,1,1: expected 6 finite numbers' in result.stderr
+
+
+def test_point_cloud_export_of_a_trained_workdir_and_its_refusals(trained_bitnerf, tmp_path):
+  from jaxnerf.commands import point_cloud  # pylint: disable=import-outside-toplevel
+  import plyfile  # pylint: disable=import-outside-toplevel
+  config, experiment, state = experiment_lib.restore_model(trained_bitnerf)
+  train = datasets.load_split(config, 'train')
+  report = point_cloud.export_point_cloud(trained_bitnerf, tmp_path / 'points.ply', views_stride=1000,
+                                          min_opacity=0.01)
+  assert report['views'] == 1 and report['normals'] is False  # One view; bitnerf renders no normals.
+  vertex = plyfile.PlyData.read(str(tmp_path / 'points.ply'))['vertex']
+  points = np.stack([vertex['x'], vertex['y'], vertex['z']], axis=-1)
+  # The brute force: the first view's pixels at least that opaque, at their rendered depth along the ray.
+  rays = train.rays_of_image(0)
+  rendering = chunked.render_image(experiment.steps, state.variables, rays, config.eval.chunk_size)
+  keep = rendering['acc'] > 0.01
+  expected = np.asarray(rays.origins)[keep] + np.asarray(rays.directions)[keep] * rendering['depth'][keep][:, None]
+  assert report['points'] == len(points) == int(keep.sum()) > 0
+  np.testing.assert_allclose(points, expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(vertex['red'], np.round(rendering['rgb'][keep][:, 0] * 255).astype(np.uint8))
+  for kwargs, message in [(dict(views_stride=0), r'--views_stride=0: expected a positive integer'),
+                          (dict(min_opacity=1.0), r'--min_opacity=1.0: expected an opacity strictly between'),
+                          (dict(path=tmp_path / 'points.obj'), r'points.obj: a point cloud is written as .ply')]:
+    with pytest.raises((ConfigError, WorkdirError), match=message):
+      point_cloud.export_point_cloud(trained_bitnerf, **kwargs)
