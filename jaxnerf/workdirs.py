@@ -133,9 +133,20 @@ def owned_by_run(workdir):
     yield pathlib.Path(workdir)
 
 
-def write_text_atomically(path, text: str) -> None:
-  """Writes `path` through a temporary file renamed over it, so that a crash never leaves half a file."""
+def write_atomically(path, write) -> None:
+  """Calls write(temporary path) and renames the file it wrote over `path`, so that a crash never leaves half
+  a file under the final name; the temporary name holds the process id (two writers never share it) and is
+  removed if writing fails."""
   path = pathlib.Path(path)
-  tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(text)
-  tmp.replace(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+  try:
+    write(temporary)
+    os.replace(temporary, path)
+  finally:
+    temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(path, text: str) -> None:
+  """Writes `path` through a temporary file renamed over it (`write_atomically`)."""
+  write_atomically(path, lambda temporary: temporary.write_text(text))

@@ -16,7 +16,6 @@ complete, so a crash never leaves a partial file under the final name.
 """
 
 import json
-import os
 import pathlib
 from typing import Dict, List, NamedTuple
 
@@ -98,14 +97,12 @@ def write(path, config: ml_collections.ConfigDict, step: int, variables: Dict, e
               'config': config.to_json(), 'packed_shapes': packed_shapes}
   arrays[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-  try:
+
+  def save(temporary):
     with open(temporary, 'wb') as f:
       np.savez(f, **arrays)
-    os.replace(temporary, path)
-  finally:
-    temporary.unlink(missing_ok=True)
+
+  workdirs.write_atomically(path, save)
   return size_report(variables, arrays, path)
 
 

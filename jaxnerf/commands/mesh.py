@@ -7,7 +7,6 @@ field as seen from the nearest training camera. Written as PLY, or OBJ when the 
 through trimesh, under a temporary name renamed when complete.
 """
 
-import os
 import pathlib
 import time
 from typing import Callable, Dict, Optional, Sequence
@@ -131,9 +130,7 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
     mesh = geometry.keep_faces(mesh, np.linalg.norm(mesh.vertices, axis=-1) <= config.far)
   vertices = mesh.vertices
   viewdirs = geometry.nearest_camera_viewdirs(vertices, train_split.camtoworlds[:, :3, 3]).astype(np.float32)
-  colours = np.concatenate([np.asarray(color_at(*_padded(vertices, viewdirs, start, chunk_size)))
-                            [:min(chunk_size, len(vertices) - start)]
-                            for start in range(0, len(vertices), chunk_size)])
+  colours = geometry.map_in_chunks(color_at, (vertices, viewdirs), chunk_size)
   _write_mesh(path, vertices, mesh.faces, mesh.normals, colours)
   return {'format': 'mesh', 'step': int(state.step), 'file': str(path), 'file_bytes': path.stat().st_size,
           'vertices': len(vertices), 'faces': len(mesh.faces), 'box': list(sampled_box),
@@ -141,22 +138,9 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
           'seconds': round(time.perf_counter() - started, 1)}
 
 
-def _padded(vertices, viewdirs, start, chunk_size):
-  chunk = slice(start, start + chunk_size)
-  pad = chunk_size - len(vertices[chunk])
-  return (jnp.asarray(np.concatenate([vertices[chunk], np.repeat(vertices[chunk][-1:], pad, axis=0)])),
-          jnp.asarray(np.concatenate([viewdirs[chunk], np.repeat(viewdirs[chunk][-1:], pad, axis=0)])))
-
-
 def _write_mesh(path: pathlib.Path, vertices, faces, normals, colours):
   import trimesh  # pylint: disable=import-outside-toplevel  # Only export needs it.
   rgba = np.concatenate([np.clip(np.round(colours * 255), 0, 255), np.full((len(colours), 1), 255)], axis=-1)
   mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, vertex_colors=rgba.astype(np.uint8),
                          process=False)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-  try:
-    mesh.export(temporary, file_type=path.suffix.lower()[1:])
-    os.replace(temporary, path)
-  finally:
-    temporary.unlink(missing_ok=True)
+  workdirs.write_atomically(path, lambda temporary: mesh.export(temporary, file_type=path.suffix.lower()[1:]))

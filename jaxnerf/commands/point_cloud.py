@@ -6,7 +6,6 @@ model renders normals (config.model.normals='density'), its normal. Written as b
 under a temporary name renamed when complete.
 """
 
-import os
 import pathlib
 import time
 from typing import Dict
@@ -71,10 +70,6 @@ def _write_ply(path: pathlib.Path, points, colours, normals):
       vertices['n' + name] = normals[:, axis]
   for channel, name in enumerate(('red', 'green', 'blue')):
     vertices[name] = np.clip(np.round(colours[:, channel] * 255), 0, 255).astype(np.uint8)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-  try:
-    plyfile.PlyData([plyfile.PlyElement.describe(vertices, 'vertex')]).write(str(temporary))
-    os.replace(temporary, path)
-  finally:
-    temporary.unlink(missing_ok=True)
+  workdirs.write_atomically(
+      path, lambda temporary: plyfile.PlyData([plyfile.PlyElement.describe(vertices, 'vertex')]).write(
+          str(temporary)))

@@ -43,6 +43,21 @@ def default_density_threshold(box: Sequence[float]) -> float:
   return math.log(2.0) / (0.01 * math.dist(box[:3], box[3:]))
 
 
+def map_in_chunks(fn: Callable, arrays: Sequence[np.ndarray], chunk_size: int,
+                  progress: Callable = lambda done, total: None) -> np.ndarray:
+  """fn(*chunks) over `arrays` (each [N, ...]) in chunks of `chunk_size` rows, concatenated ([N, ...]). The
+  last chunk is padded to that size with its last row, so that a compiled fn is traced once; progress(rows
+  done, N) is called after each chunk."""
+  total, outputs = len(arrays[0]), []
+  for start in range(0, total, chunk_size):
+    chunks = [a[start:start + chunk_size] for a in arrays]
+    count = len(chunks[0])
+    padded = [np.concatenate([c, np.repeat(c[-1:], chunk_size - count, axis=0)]) for c in chunks]
+    outputs.append(np.asarray(fn(*padded))[:count])
+    progress(start + count, total)
+  return np.concatenate(outputs)
+
+
 def sample_density_grid(density_fn: Callable, box: Sequence[float], resolution: int, chunk_size: int,
                         progress: Callable = lambda done, total: None) -> Tuple[np.ndarray, np.ndarray]:
   """The density at every vertex of the grid over `box` (`grid_shape`).
@@ -59,12 +74,7 @@ def sample_density_grid(density_fn: Callable, box: Sequence[float], resolution: 
   low, high = np.asarray(box[:3], np.float32), np.asarray(box[3:], np.float32)
   axes = [np.linspace(low[i], high[i], shape[i], dtype=np.float32) for i in range(3)]
   points = np.stack(np.meshgrid(*axes, indexing='ij'), axis=-1).reshape(-1, 3)
-  density = np.empty(len(points), np.float32)
-  for start in range(0, len(points), chunk_size):
-    chunk = points[start:start + chunk_size]
-    padded = np.concatenate([chunk, np.repeat(chunk[-1:], chunk_size - len(chunk), axis=0)])
-    density[start:start + len(chunk)] = np.asarray(density_fn(padded))[:len(chunk)]
-    progress(start + len(chunk), len(points))
+  density = map_in_chunks(density_fn, (points,), chunk_size, progress).astype(np.float32)
   if not np.all(np.isfinite(density)):
     raise CheckpointError(f'the field gave {int(np.sum(~np.isfinite(density)))} non-finite densities in the '
                           'box: the checkpoint is damaged or its training diverged.')

@@ -177,8 +177,8 @@ def get_config() -> ml_collections.ConfigDict:
       distortion_weight=0.0,  # mip-NeRF 360's distortion regulariser on the final level (its 0.01).
       orientation_weight=0.0,  # Ref-NeRF's penalty on normals facing away from the camera (0.1).
       predicted_normals_weight=0.0,  # Ref-NeRF's tie of predicted normals to the density's (3e-4).
-      # Whether that tie also shapes the density (the paper's): second derivatives of the geometry (with a
-      # hash grid, 1.5x the time of its field on a CPU); False trains only the predicted normals by it.
+      # Whether that tie also shapes the density (the paper's): second derivatives of the geometry
+      # (fields.FieldBase.NORMALS_AUTODIFF); False trains only the predicted normals by it.
       predicted_normals_shape_density=True,
       # The normals the orientation loss penalises: 'normals_pred' (the paper's) or 'normals' (the density's:
       # multinerf's where Ref-NeRF reflects about them, model.refnerf.reflect_about='density').
