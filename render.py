@@ -8,7 +8,7 @@
 
 The split defaults to test, or val where the scene has no test split (it says so). Outputs go to
 <workdir>/render/<scene>/<split or path>_<step>/: <name>.png, <name>_depth.png and metrics.json (per-image
-and mean PSNR/SSIM), or <path>.gif, <path>.mp4 and their depth versions.
+and mean PSNR/SSIM/LPIPS), or <path>.gif, <path>.mp4 and their depth versions.
 """
 
 from absl import flags
@@ -32,6 +32,8 @@ _MIN_SIZE = flags.DEFINE_integer('min_size', None, 'Pixels on the video frames\'
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Read the scene from here instead of the saved config.')
 _LIMIT = flags.DEFINE_integer('limit', -1, 'Render only the first N images of the split (-1: all).')
 _CHUNK = flags.DEFINE_integer('chunk_size', None, 'Rays per device call (default: the saved config).')
+_LPIPS = flags.DEFINE_list('lpips', None, 'LPIPS networks to score the split with, comma-separated: alex, vgg, '
+                           'or none (default: the run\'s config.eval.lpips).')
 _PACKED = flags.DEFINE_string('packed', None, 'Render the model that export.py wrote to this file instead of '
                               'a workdir\'s checkpoint; outputs go to render/ beside the file.')
 _DISTRIBUTED = cli.define_distributed_flags()
@@ -52,8 +54,9 @@ def main(argv):
       summary = render.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
                                                  _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed)
     else:
+      lpips_nets = None if _LPIPS.value is None else [net for net in _LPIPS.value if net != 'none']
       summary = render.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,
-                                            _CHUNK.value, packed)
+                                            _CHUNK.value, packed, lpips_nets)
     cli.print_summary(summary, workdir)
 
 

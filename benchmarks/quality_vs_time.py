@@ -1,4 +1,4 @@
-"""Quality against training time: val PSNR and SSIM after fixed amounts of training, as JSON lines.
+"""Quality against training time: val PSNR, SSIM and LPIPS after fixed amounts of training, as JSON lines.
 
   python benchmarks/quality_vs_time.py --config=configs/lego_ngp.py:cpu \
       --config.data_dir=../shared/data/nerf_synthetic/lego
@@ -7,7 +7,7 @@ Trains the config with `train_and_evaluate` for the largest of --seconds of trai
 whenever the training time passes one of --seconds. Training time excludes compilation and evaluation (as
 instant-ngp's figures do). Intermediate points score the first --eval_images val views; the last point
 scores config.eval.final_num_images views (all by default in the *_ngp configs). Prints one JSON line per
-point: training time, step, val PSNR/SSIM, training rays/s (rays that reached the loss, from the start to
+point: training time, step, val PSNR/SSIM/LPIPS (config.eval.lpips), training rays/s (rays that reached the loss, from the start to
 that point), compile time, and the run's peak memory (host RSS, and device memory where the backend reports
 it). A --workdir must hold no run yet (by default the run writes to a temporary directory).
 """
@@ -29,6 +29,7 @@ sys.path.insert(0, '.')  # So that config files can import configs.default when 
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
 from jaxnerf import errors
+from jaxnerf import metrics
 from jaxnerf.outputs import reporting
 from jaxnerf.training import trainer
 from jaxnerf import workdirs
@@ -97,12 +98,15 @@ def run(config, workdir, seconds: Sequence[float], eval_images: int, config_name
             'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
             'devices': jax.device_count(), 'batch_size': config.train.batch_size,
             'compile_seconds': round(summary['compile_seconds'], 2)}
+  lpips_keys = metrics.lpips_metric_names(config.eval.lpips)
   points = [{'train_seconds': r['train_seconds'], 'step': r['step'], 'val_psnr': r['psnr'],
-             'val_ssim': r['ssim'], 'val_images': int(r['num_images'])}
+             'val_ssim': r['ssim'], **{f'val_{k}': r[k] for k in lpips_keys if k in r},
+             'val_images': int(r['num_images'])}
             for r in records if r['split'] == 'val']
   if 'val_psnr' in summary:
     points.append({'train_seconds': summary['train_seconds'], 'step': summary['step'],
                    'val_psnr': summary['val_psnr'], 'val_ssim': summary['val_ssim'],
+                   **{f'val_{k}': summary[f'val_{k}'] for k in lpips_keys if f'val_{k}' in summary},
                    'val_images': summary['val_images']})
   train_records = [r for r in records if r['split'] == 'train']
   for point in points:

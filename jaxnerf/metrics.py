@@ -7,16 +7,19 @@ scene holds for it ('rgb' always; 'depth' [H, W], inf where the ray hits nothing
 
 `IMAGE_METRICS` maps a metric's name to its function and the ground truth it needs; `view_metrics` computes
 every metric whose ground truth a view has, so a scene with depth maps is scored on depth too, and a new
-metric is one `register_image_metric`.
+metric is one `register_image_metric`. Optional metrics (LPIPS: a network per view) are computed only when
+asked for by name (`config.eval.lpips`).
 """
 
 import functools
-from typing import Callable, Dict, NamedTuple
+from typing import Callable, Collection, Dict, NamedTuple, Sequence, Tuple
 
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxnerf import perceptual
 
 
 def mse_to_psnr(mse):
@@ -44,17 +47,19 @@ class ImageMetric(NamedTuple):
   compute: Callable  # (rendering, truth) -> float.
   needs: str  # The ground truth it compares with: a key of `truth`.
   renders: str  # What it scores: a key of the rendering.
+  optional: bool = False  # Computed only when named in view_metrics(..., optional=...).
 
 
 IMAGE_METRICS: Dict[str, ImageMetric] = {}
 
 
-def register_image_metric(name: str, needs: str = 'rgb', renders: str = ''):
+def register_image_metric(name: str, needs: str = 'rgb', renders: str = '', optional: bool = False):
   """Registers the decorated function (rendering, truth) -> float as metric `name` of views whose ground
-  truth holds `needs` and whose rendering holds `renders` (default: the same key)."""
+  truth holds `needs` and whose rendering holds `renders` (default: the same key); an `optional` one only
+  where asked for."""
 
   def register(compute):
-    IMAGE_METRICS[name] = ImageMetric(compute, needs, renders or needs)
+    IMAGE_METRICS[name] = ImageMetric(compute, needs, renders or needs, optional)
     return compute
 
   return register
@@ -106,8 +111,23 @@ def predicted_normal_mean_angular_error(rendering, truth) -> float:
   return _mean_angular_error(rendering['normals_pred'], truth['normals'])
 
 
-def view_metrics(rendering: Dict, truth: Dict) -> Dict[str, float]:
+for _net in perceptual.NETS:
+  register_image_metric(f'lpips_{_net}', optional=True)(
+      lambda rendering, truth, net=_net: perceptual.lpips(rendering['rgb'], truth['rgb'], net))
+
+
+def lpips_metric_names(nets: Sequence[str]) -> Tuple[str, ...]:
+  """The optional metrics' names of LPIPS on `nets` ('alex', 'vgg')."""
+  return tuple(f'lpips_{net}' for net in nets)
+
+
+def view_metrics(rendering: Dict, truth: Dict, optional: Collection[str] = ()) -> Dict[str, float]:
   """{name: value} of every registered metric whose ground truth (`needs`) the view holds and whose quantity
-  (`renders`) the rendering holds (normals are scored only for models that render them)."""
+  (`renders`) the rendering holds (normals are scored only for models that render them), the optional ones
+  only where named in `optional`."""
+  unknown = set(optional) - {name for name, metric in IMAGE_METRICS.items() if metric.optional}
+  if unknown:
+    raise ValueError(f'unknown optional metrics {sorted(unknown)}')
   return {name: metric.compute(rendering, truth) for name, metric in IMAGE_METRICS.items()
-          if truth.get(metric.needs) is not None and metric.renders in rendering}
+          if truth.get(metric.needs) is not None and metric.renders in rendering
+          and (not metric.optional or name in optional)}

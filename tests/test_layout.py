@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'jaxnerf'
 LAYERS = (
     ('errors', 'console', 'parallel', 'workdirs'),
     ('ops',),
-    ('models', 'losses', 'metrics'),
+    ('models', 'losses', 'metrics', 'perceptual'),
     ('datasets',),
     ('outputs',),
     ('training',),

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxnerf.commands import render
 from jaxnerf import datasets
@@ -195,8 +196,16 @@ def test_batch_not_divisible_by_devices_is_a_config_error(scene_cache, tmp_path)
 def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   # (Batches of the other tests' size, whose compiled step the suite's cache holds.)
   config = tiny_config(scene_cache, num_steps=300, log_every=10, checkpoint_every=1000)
-  config.eval.update(final_num_images=2, video_frames=3)
+  config.eval.update(final_num_images=2, video_frames=3, video_every=150,
+                     lpips=('vgg',))  # AlexNet needs 31 pixels, VGG 16.
   summary = trainer.train_and_evaluate(config, tmp_path)
+  assert 0.0 < summary['val_lpips_vgg'] < 1.0
+  # The orbit every 150 steps, on disk and in TensorBoard's image tab (which plays GIFs).
+  videos = sorted(p.name for p in (tmp_path / trainer.VIDEOS_DIR).iterdir())
+  assert videos == ['orbit_150.gif', 'orbit_150_depth.gif', 'orbit_300.gif', 'orbit_300_depth.gif']
+  assert Image.open(tmp_path / trainer.VIDEOS_DIR / 'orbit_300.gif').n_frames == 3
+  events = b''.join(p.read_bytes() for p in (tmp_path / 'tensorboard').iterdir())
+  assert events.count(b'video/orbit') == 2 and events.count(b'GIF89a') == 2
   first = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train')
   assert summary['val_psnr'] > first['psnr'] + 6, (first['psnr'], summary['val_psnr'])
   assert (tmp_path / 'final' / 'orbit.gif').exists()
@@ -205,6 +214,8 @@ def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   rendered = render.render_split(tmp_path, 'val')
   assert rendered['num_images'] == TINY_SCENE.num_val
   assert rendered['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)
+  assert rendered['mean']['lpips_vgg'] == pytest.approx(summary['val_lpips_vgg'], abs=1e-4)
+  assert 'lpips_alex' not in rendered['mean']
   out_dir = pathlib.Path(rendered['out_dir'])
   assert {p.name for p in out_dir.iterdir()} == {'metrics.json'} | {
       f'r_{i}{suffix}' for i in (0, 1) for suffix in ('.png', '_depth.png', '_median_depth.png', '_acc.png',
@@ -431,6 +442,15 @@ def test_normals_are_refused_in_ndc_before_training(tmp_path):
   with pytest.raises(ConfigError, match=r"config.model.normals='density': this scene's rays are in NDC"):
     trainer.train_and_evaluate(llff, tmp_path / 'run')
   assert not (tmp_path / 'run').exists()
+
+
+def test_progress_videos_without_frames_are_refused_before_training(scene_cache, tmp_path):
+  config = tiny_config(scene_cache)
+  config.eval.update(video_every=10, video_frames=0)
+  with pytest.raises(ConfigError, match=r'config.eval.video_every=10 writes videos of config.eval.video_frames '
+                     'frames, which is 0'):
+    trainer.train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
 
 
 def test_refnerf_config_trains_resumes_and_renders_normal_maps(scene_cache, tmp_path):

@@ -27,7 +27,7 @@ def tiny_config(scene_cache='', **train):
   config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
   config.train.update(train)
   config.eval.update(every_steps=0, num_images=1, final_num_images=1, video_frames=0, chunk_size=256,
-                     video_min_size=32)
+                     video_min_size=32, lpips=())  # LPIPS compiles a network per image size: asked for where tested.
   return config
 
 

@@ -8,7 +8,7 @@ of the training scene.
 import hashlib
 import pathlib
 import time
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Sequence
 
 import jax
 import ml_collections
@@ -19,6 +19,7 @@ from jaxnerf import datasets
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf.outputs import evaluation
+from jaxnerf import perceptual
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
@@ -94,9 +95,11 @@ def _out_root(workdir, packed: Optional[str]) -> pathlib.Path:
 
 
 def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[str] = None, limit: int = -1,
-                 chunk_size: Optional[int] = None, packed: Optional[str] = None) -> Dict:
+                 chunk_size: Optional[int] = None, packed: Optional[str] = None,
+                 lpips_nets: Optional[Sequence[str]] = None) -> Dict:
   """Renders every image of a split (default: test, else val) to <workdir>/render/<scene>/<split>_<step>/
-  and scores it; with `packed`, the model exported to that file, to <its directory>/render/...
+  and scores it; with `packed`, the model exported to that file, to <its directory>/render/... LPIPS on
+  `lpips_nets` (default: the run's config.eval.lpips).
 
   Returns:
     The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
@@ -104,6 +107,10 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   """
   if limit == 0 or limit < -1:
     raise ConfigError(f'--limit={limit}: expected a positive number of images, or -1 for all of them.')
+  unknown = sorted(set(lpips_nets or ()) - set(perceptual.NETS))
+  if unknown:
+    raise ConfigError(f'--lpips={",".join(lpips_nets)}: unknown network {unknown[0]!r}; expected names from '
+                      f'{",".join(perceptual.NETS)}, or none.')
   out_root = _out_root(workdir, packed)
   model = _restore(workdir, chunk_size, packed)
   split_name = _split_to_render(model.config, split_name, data_dir)
@@ -111,7 +118,9 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
   start = time.perf_counter()
   per_image, renderings = evaluation.evaluate(model.experiment.steps, model.variables, split, indices,
-                                              model.chunk_size, description=f'rendering the {split_name} split')
+                                              model.chunk_size, description=f'rendering the {split_name} split',
+                                              lpips_nets=model.config.eval.lpips if lpips_nets is None
+                                              else lpips_nets)
   seconds = time.perf_counter() - start
   out_dir = out_root / 'render' / _scene_label(model.config, data_dir) / f'{split_name}_{model.step}'
   summary = evaluation.split_summary(per_image, {

@@ -35,16 +35,18 @@ def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
 
 
 def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
-             description: str = 'evaluating'):
+             description: str = 'evaluating', lpips_nets: Sequence[str] = ()):
   """Renders views and scores them against the split's images.
 
   Returns:
     (per_image, renderings): per_image is a list of {'name', 'psnr', 'ssim', ...}, every metric whose ground
-    truth the split holds (metrics.view_metrics); renderings as render_views.
+    truth the split holds (metrics.view_metrics) and LPIPS on `lpips_nets` ('lpips_alex', ...); renderings
+    as render_views.
   """
   renderings = render_views(steps, variables, split, indices, chunk_size, description)
+  optional = metrics.lpips_metric_names(lpips_nets)
   per_image = [{'name': split.names[i] if split.names else str(i),
-                **metrics.view_metrics(r, ground_truth(split, i))} for i, r in zip(indices, renderings)]
+                **metrics.view_metrics(r, ground_truth(split, i), optional)} for i, r in zip(indices, renderings)]
   return per_image, renderings
 
 

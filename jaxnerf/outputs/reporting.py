@@ -90,6 +90,20 @@ class MetricsWriter:
       import wandb
       self._wandb.log({f'{split}/{name}': wandb.Image(image) for name, image in images.items()}, step=int(step))
 
+  def write_video(self, step: int, split: str, name: str, gif_path: pathlib.Path, fps: int):
+    """An animated GIF already on disk, to TensorBoard (its image tab plays GIFs) and W&B."""
+    if self._tensorboard is not None:
+      from tensorboardX.proto.summary_pb2 import Summary  # pylint: disable=import-outside-toplevel
+      data = pathlib.Path(gif_path).read_bytes()
+      width, height = int.from_bytes(data[6:8], 'little'), int.from_bytes(data[8:10], 'little')  # GIF header.
+      image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
+      # tensorboardX's add_video needs moviepy to encode the same GIF; the encoded summary is written as is.
+      self._tensorboard._get_file_writer().add_summary(  # pylint: disable=protected-access
+          Summary(value=[Summary.Value(tag=f'{split}/{name}', image=image)]), step)
+    if self._wandb is not None:
+      import wandb
+      self._wandb.log({f'{split}/{name}': wandb.Video(str(gif_path), fps=fps, format='gif')}, step=int(step))
+
   def close(self):
     if self._tensorboard is not None:
       self._tensorboard.close()

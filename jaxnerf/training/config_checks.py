@@ -17,6 +17,7 @@ from jaxnerf.models.appearance import REFLECT_ABOUT
 from jaxnerf.models import fields
 from jaxnerf.models.layers import LAYER_KINDS
 from jaxnerf.ops import camera_paths
+from jaxnerf import perceptual
 from jaxnerf.training.pruning import LEVELS
 from jaxnerf.training.train_state import LOSS_SCALE_MODES
 
@@ -121,7 +122,11 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('eval.num_images', NON_NEGATIVE_INT),
     ('eval.final_num_images', (lambda v: isinstance(v, int) and v >= -1, 'an integer >= -1 (-1: all)')),
     ('eval.chunk_size', POSITIVE_INT),
+    ('eval.lpips', (lambda v: isinstance(v, (tuple, list)) and len(set(v)) == len(v)
+                    and all(net in perceptual.NETS for net in v),
+                    f"a tuple of distinct LPIPS networks from {perceptual.NETS}, e.g. \"('alex',)\" or ()")),
     ('eval.video_frames', NON_NEGATIVE_INT),
+    ('eval.video_every', NON_NEGATIVE_INT),
     ('eval.video_fps', POSITIVE_INT),
     ('eval.video_min_size', NON_NEGATIVE_INT),
     ('eval.path', (lambda v: v in camera_paths.PATHS, f'one of {camera_paths.PATHS}')),

@@ -36,6 +36,7 @@ from jaxnerf import workdirs
 
 # Below this global gradient norm a step has learnt nothing.
 VANISHED_GRADIENT_NORM = 1e-10
+VIDEOS_DIR = 'videos'  # In the workdir: config.eval.video_every's videos.
 
 
 class TimeBudget:
@@ -188,7 +189,8 @@ def _validate(experiment, state, val_split, config, writer, step, progress, trai
   indices = range(min(config.eval.num_images, val_split.num_images))
   start = time.perf_counter()
   per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, indices,
-                                              config.eval.chunk_size, description=f'validating step {step}')
+                                              config.eval.chunk_size, description=f'validating step {step}',
+                                              lpips_nets=config.eval.lpips)
   mean = evaluation.mean_metrics(per_image)
   writer.write_scalars(step, 'val', {**mean, 'train_seconds': train_seconds, 'num_images': len(indices),
                                      'eval_seconds': time.perf_counter() - start})
@@ -199,7 +201,21 @@ def _validate(experiment, state, val_split, config, writer, step, progress, trai
   return mean
 
 
-def _train(experiment, state, config, train_split, val_split, manager, writer, budget):
+def _write_progress_video(experiment, state, train_split, config, writer, video_dir, step, progress):
+  """The camera-path video (config.eval.path) at this step: video_dir/<path>_<step>.gif and
+  <path>_<step>_depth.gif, and the colour one to TensorBoard/W&B as 'video/<path>'."""
+  start = time.perf_counter()
+  name, poses = evaluation.camera_path(train_split, config.eval.path, config.eval.video_frames)
+  frames = evaluation.render_path(experiment.steps, state.variables, train_split, poses, config.eval.chunk_size,
+                                  experiment.background, config.eval.video_min_size,
+                                  f'rendering the {name} at step {step}')
+  if jax.process_index() == 0:
+    paths = evaluation.write_video(video_dir, f'{name}_{step}', frames, config.eval.video_fps, formats=('gif',))
+    writer.write_video(step, 'video', name, paths[0], config.eval.video_fps)
+    progress.write(f'step {step}: wrote {paths[0]} ({time.perf_counter() - start:.1f} s)')
+
+
+def _train(experiment, state, config, train_split, val_split, manager, writer, budget, workdir):
   """Runs the steps from state.step to the end of training; returns (state, summary entries)."""
   num_steps = config.train.num_steps
   step = start_step = int(jax.device_get(state.step))
@@ -242,7 +258,8 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       at_log = step % config.train.log_every == 0 or step == num_steps or out_of_time
       at_checkpoint = step % config.train.checkpoint_every == 0
       at_eval = (config.eval.every_steps > 0 and step % config.eval.every_steps == 0) or eval_due
-      if not (at_log or at_checkpoint or at_eval):
+      at_video = config.eval.video_every > 0 and step % config.eval.video_every == 0
+      if not (at_log or at_checkpoint or at_eval or at_video):
         continue
       if bool(history[-1]['failed']):
         raise NonFiniteLossError(step)
@@ -269,6 +286,8 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       if at_eval:
         _validate(experiment, state, val_split, config, writer, step, progress, budget.seconds)
         eval_times = [t for t in eval_times if t > budget.seconds]
+      if at_video:
+        _write_progress_video(experiment, state, train_split, config, writer, workdir / VIDEOS_DIR, step, progress)
       if out_of_time:
         progress.write(f'Stopping at step {step}: config.train.max_seconds={config.train.max_seconds} reached.')
         break
@@ -307,7 +326,8 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
   if num > 0:
     start = time.perf_counter()
     per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, range(num),
-                                                config.eval.chunk_size, description='final evaluation')
+                                                config.eval.chunk_size, description='final evaluation',
+                                                lpips_nets=config.eval.lpips)
     result = evaluation.split_summary(per_image, {'step': step, 'split': 'val'})
     if jax.process_index() == 0:
       evaluation.write_split(out_dir / 'val', val_split, result, renderings, experiment.background)
@@ -361,6 +381,9 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   val_split = datasets.load_split(config, 'val')
   if config.eval.video_frames > 0:  # Refused now, not after all the training.
     evaluation.camera_path(train_split, config.eval.path, 2)
+  elif config.eval.video_every > 0:
+    raise ConfigError(f'config.eval.video_every={config.eval.video_every} writes videos of '
+                      'config.eval.video_frames frames, which is 0: set both, or video_every=0.')
   if train_split.ndc is not None and config.model.normals != 'none':
     raise ConfigError(f'config.model.normals={config.model.normals!r}: this scene\'s rays are in NDC '
                       '(config.capture.forward_facing), where the density\'s gradient is not a world-space '
@@ -387,7 +410,8 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   writer = reporting.MetricsWriter(workdir, start_step, wandb_project=config.train.wandb_project,
                                    config=config)
   try:
-    state, summary = _train(experiment, state, config, train_split, val_split, manager, writer, budget)
+    state, summary = _train(experiment, state, config, train_split, val_split, manager, writer, budget,
+                            workdir)
     step = int(jax.device_get(state.step))
     summary = {'step': step, 'train_seconds': budget.seconds, **summary,
                'resumed_from': start_step if restored else None}
