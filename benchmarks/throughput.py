@@ -2,13 +2,19 @@
 
   python benchmarks/throughput.py --config=configs/chair.py
   python benchmarks/throughput.py --config=configs/demo.py --config.train.batch_size=1024 --repeats=5
+  python benchmarks/throughput.py --workdir=runs/lego_ngp --repeats=3    # A trained model on its own data.
 
-Needs no dataset: rays come from cameras on a sphere around the origin looking at the scene (as the Blender
-scenes' cameras do), with random target colours, so the figures measure the model, sampling and optimizer.
+With --config it needs no dataset: rays come from cameras on a sphere around the origin looking at the scene
+(as the Blender scenes' cameras do), with random target colours, so the figures measure the model, sampling
+and optimizer of an untrained model; for models that skip empty space (model.name='occupancy_grid') these
+are worst cases (an untrained grid marks every cell occupied).
+
+With --workdir it measures the trained model of that workdir (its newest checkpoint and saved config) on
+its scene: training steps on batches of its training rays (from a copy of the trained state, which is not
+saved), and rendering of its first --views val views as render.py renders them (render rays/s counts
+every pixel, and `render_to_train` is the ratio of the two).
+
 Reports medians over timed calls after a compile call, and the process's peak resident memory.
-
-For models that skip empty space (model.name='occupancy_grid') these are worst-case figures: an untrained
-grid marks every cell occupied. benchmarks/quality_vs_time.py reports their rays/s while really training.
 """
 
 import json
@@ -17,6 +23,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
@@ -24,9 +31,12 @@ from ml_collections import config_flags
 sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
+from jaxnerf import datasets
+from jaxnerf.datasets import batching
 from jaxnerf import parallel
 from jaxnerf.ops import camera
 from jaxnerf.outputs import chunked
+from jaxnerf.outputs import evaluation
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
 
@@ -67,9 +77,65 @@ def _field_samples_per_ray(model_config):
   return None
 
 
+def _measure_trained(workdir: str):
+  """Training and rendering rays/s of the trained model in `workdir`, on its own scene."""
+  config, experiment, state = experiment_lib.restore_model(workdir)
+  batch_size = config.train.batch_size
+  train_split, val_split = datasets.load_split(config, 'train'), datasets.load_split(config, 'val')
+  batcher = batching.RayBatcher(train_split, batch_size, config.batching.mode, 0, 1.0, config.seed)
+  first = int(jax.device_get(state.step))
+  batches = [parallel.shard_local_batch(batcher.batch(first + i), experiment.steps.batch_sharding)
+             for i in range(_STEPS.value)]
+  trained = state.variables  # Rendered below: the checkpoint's, not what the timed steps make of it.
+  state = jax.tree.map(jnp.copy, state)  # The train step donates the state it is given.
+  start = time.perf_counter()
+  state, metrics = experiment.steps.train_step(state, batches[0])
+  jax.block_until_ready(metrics)
+  train_compile_seconds = time.perf_counter() - start
+  complete = []
+
+  def train():
+    nonlocal state
+    for batch in batches:
+      state, step_metrics = experiment.steps.train_step(state, batch)
+      complete.append(step_metrics.get('complete_rays', 1.0))
+    jax.block_until_ready(step_metrics)
+
+  train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value
+  views = range(min(_VIEWS.value, val_split.num_images))
+  render = lambda: evaluation.render_views(experiment.steps, trained, val_split, views,
+                                           config.eval.chunk_size, description='timing renders')
+  start = time.perf_counter()
+  render()
+  render_compile_seconds = time.perf_counter() - start
+  render_seconds = _median_seconds(render, _REPEATS.value)
+  train_rays_per_second = batch_size / train_seconds
+  render_rays_per_second = len(views) * val_split.height * val_split.width / render_seconds
+  return config, {
+      'workdir': workdir, 'step': first, 'batch_size': batch_size,
+      'train_rays_per_second': train_rays_per_second,
+      # Rays that reached the loss: packed models leave out those whose samples did not fit.
+      'train_complete_rays': float(np.mean(jax.device_get(complete))),
+      'train_step_seconds': train_seconds,
+      'render_views': len(views), 'render_size': [val_split.width, val_split.height],
+      'render_rays_per_second': render_rays_per_second,
+      'render_seconds_per_view': render_seconds / len(views),
+      'render_to_train': render_rays_per_second / train_rays_per_second,
+      'train_compile_seconds': train_compile_seconds,
+      'render_compile_seconds': render_compile_seconds,
+  }
+
+
 def main(argv):
   del argv
   cli.initialize()
+  if _WORKDIR.value:
+    with cli.friendly_errors():
+      config, figures = _measure_trained(_WORKDIR.value)
+    print(json.dumps({'backend': jax.default_backend(), 'devices': jax.device_count(),
+                      'device_kind': jax.devices()[0].device_kind, 'dtype': config.model.dtype, **figures,
+                      'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+    return
   config = _CONFIG.value
   with cli.friendly_errors():
     config_checks.check_training(config)
@@ -126,6 +192,9 @@ if __name__ == '__main__':
   _STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps per repeat.', lower_bound=1)
   _REPEATS = flags.DEFINE_integer('repeats', 3, 'Repeats; the median step and render times are reported.',
                                   lower_bound=1)
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'Measure the trained model of this workdir on its scene '
+                                  'instead of an untrained --config.')
+  _VIEWS = flags.DEFINE_integer('views', 10, 'With --workdir: val views rendered per repeat.', lower_bound=1)
   _RENDER_CHUNKS = flags.DEFINE_integer('render_chunks', 2, 'Chunks of config.eval.chunk_size rays rendered '
                                         'for timing (whole chunks, so that no padding is counted as work).',
                                         lower_bound=1)

@@ -53,5 +53,6 @@ def get_config(preset: str = ''):
     # the steps of 4096 in the same time) learn a little more.
     config.optim.update(lr_decay_start=0.5)
     config.train.update(batch_size=2048, num_steps=20_000, max_seconds=300.0, log_every=50)
-    config.eval.update(chunk_size=8192, video_frames=0)
+    # An eval chunk of 4096 rays holds one 100x100 view's rays that meet lego (about 3600, 46 steps each).
+    config.eval.update(chunk_size=4096, video_frames=0)
   return config

@@ -95,9 +95,16 @@ class _BallField(nn.Module):
     return models.trunc_exp(raw), jnp.stack([points[..., 0], points[..., 1]], axis=-1)
 
   def __call__(self, points, viewdirs, rng=None):
-    density, features = self.density(points)
+    return _BallField.shade(self, *self.density(points), viewdirs)
+
+  def shade(self, density, features, viewdirs):
     raw_rgb = jnp.concatenate([features, viewdirs[..., :1]], axis=-1)
     return models.FieldOutputs(density, nn.sigmoid(raw_rgb))
+
+
+class _TwoPassBallField(_BallField):
+  """The same field, for renderers that cannot shade from a first pass's geometry."""
+  shade = None
 
 
 def _rays(num_rays, seed=0):
@@ -162,6 +169,13 @@ def test_occupancy_grid_nerf_matches_dense_marching(groups):
   marched = float(sown['diagnostics']['marched_samples_per_ray'][0])
   rendered = float(sown['diagnostics']['rendered_samples_per_ray'][0])
   assert rendered < marched < 40, (rendered, marched)
+  if groups == 1:
+    # Shading from the first pass's geometry (FieldBase.shade) renders what a second pass of the whole
+    # field renders.
+    (two_pass,) = jax.jit(lambda v, r: model.clone(field=_TwoPassBallField()).apply(v, None, r, jnp.ones(3)))(
+        {'params': params, **state}, rays)
+    per_ray = lambda r: (r.rgb, r.depth, r.acc, r.complete)  # (The per-sample buffers are laid out apart.)
+    chex.assert_trees_all_close(per_ray(out), per_ray(two_pass), atol=1e-6)
 
 
 def test_occupancy_grid_nerf_overflow_marks_rays_incomplete():
@@ -203,21 +217,23 @@ def _image_steps(model, mesh, probe: bool):
   render_rays = jax.jit(steps.make_render_rays(model, jnp.ones(3), mesh.size))
   probe_rays = jax.jit(steps.make_probe_rays(model, jnp.ones(3))) if probe else None
   return steps.CompiledSteps(None, render_rays, probe_rays, parallel.batch_sharded(mesh),
-                             parallel.replicated(mesh))
+                             parallel.replicated(mesh), model.eval_march_capacity if probe else None)
 
 
 def test_image_renderer_re_renders_rays_that_overflowed():
-  """Rendering with buffers too small for a chunk gives the same image as with ample buffers."""
+  """Rendering with buffers too small for a chunk gives the same image as with ample buffers, whether
+  chunks take a fixed number of rays or as many as their probed samples fit (probe)."""
   rays = jax.tree.map(lambda x: x.reshape((8, 8) + x.shape[1:]), _rays(64, seed=4))
   mesh = parallel.make_mesh()
   images = []
-  for samples_per_ray in (400.0, 2.0):
+  for samples_per_ray, probe in ((400.0, False), (2.0, False), (2.0, True), (20.0, True)):
     model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, step_size=0.02,
                                      march_samples_per_ray=samples_per_ray,
                                      render_samples_per_ray=samples_per_ray)
     variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
-    images.append(chunked.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16))
-  chex.assert_trees_all_close(images[1], images[0], atol=1e-5)
+    images.append(chunked.render_image(_image_steps(model, mesh, probe), variables, rays, 16))
+  for image in images[1:]:
+    chex.assert_trees_all_close(image, images[0], atol=1e-5)
   assert images[0]['acc'].max() > 0.5 and images[0]['acc'].min() < 0.01  # Ball and empty space.
 
 
@@ -244,8 +260,9 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   probed = chunked.render_image(counting, variables, rays, 16)
   plain = chunked.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16)
   chex.assert_trees_all_close(probed, plain, atol=1e-6)  # The same image, depth included...
-  empty, _ = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays), method=model.empty_rays)
-  empty = np.asarray(empty)
+  samples, _ = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays),
+                           method=model.occupied_steps)
+  empty = np.asarray(samples) == 0
   assert 10 < empty.sum() < 90, empty.sum()
   np.testing.assert_array_equal(np.asarray(plain['acc']).reshape(-1)[empty], 0.0)
   assert len(rendered_rays) == -(-int((~empty).sum()) // 16) < -(-100 // 16)  # ...from fewer chunks.

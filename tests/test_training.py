@@ -461,3 +461,14 @@ def test_refnerf_config_trains_resumes_and_renders_normal_maps(scene_cache, tmp_
              for r in records)
   assert np.isfinite(rendered['mean']['depth_mae'])
   assert (pathlib.Path(rendered['out_dir']) / 'r_0_normals.png').is_file()
+
+
+def test_a_run_resumes_with_other_render_buffers_but_not_another_model(tmp_path):
+  # Buffer sizes of rendering images fix nothing of the trained state (experiment.RENDER_ONLY_MODEL_KEYS).
+  config = tiny_ngp_config()
+  checkpoints.save_config(tmp_path, config)
+  config.model.occupancy_grid.update(eval_march_samples_per_ray=7.0, eval_render_samples_per_ray=5.0)
+  experiment_lib.check_resumable(config, tmp_path)
+  config.model.occupancy_grid.grid_resolution = 8
+  with pytest.raises(ConfigError, match=r'\(config.model.occupancy_grid.grid_resolution differ'):
+    experiment_lib.check_resumable(config, tmp_path)

@@ -198,18 +198,24 @@ class FieldBase(nn.Module):
     if self.tone_mapping not in TONE_MAPPINGS:
       raise ConfigError(f'config.model.tone_mapping must be one of {sorted(TONE_MAPPINGS)}, '
                         f'got {self.tone_mapping!r}.')
-    extras = {}
     if self.normals == 'density':
       raw_density, features, normals = self.geometry_and_normals(inputs)
-      density, extras = _activate_density(self, raw_density, rng), {'normals': normals}
-    else:
-      density, features = self.density(inputs, rng)
+      return self.shade(_activate_density(self, raw_density, rng), features, viewdirs, normals)
+    density, features = self.density(inputs, rng)
+    return self.shade(density, features, viewdirs)
+
+  def shade(self, density, features, viewdirs, normals=None) -> FieldOutputs:
+    """The field's outputs from its geometry already computed: density [...] (activated) and features
+    [..., F] as `density` returns them, seen along viewdirs [..., 3]; `normals` [..., 3], the density's,
+    where the field outputs them. Renderers that have the density at every sample before they need colour
+    (the occupancy grid's, rendering images) call this instead of evaluating the geometry twice."""
+    extras = {} if normals is None else {'normals': normals}
     if self.predicted_normals is not None:
       extras['normals_pred'] = self.predicted_normals(features)
     if self.appearance is None:
       linear = _activate_rgb(self.color(features, viewdirs), self.rgb_padding)
     else:
-      linear, appearance_extras = self.appearance(features, viewdirs, extras.get('normals'))
+      linear, appearance_extras = self.appearance(features, viewdirs, normals)
       extras.update(appearance_extras)
     return FieldOutputs(density, TONE_MAPPINGS[self.tone_mapping](linear), extras or None)
 

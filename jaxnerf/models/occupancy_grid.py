@@ -95,11 +95,17 @@ class OccupancyGridNeRF(nn.Module):
         self.occupied.value, points, self.scene_box, self.grid_resolution)
     return direction_norm, s_near, far, selected
 
-  def empty_rays(self, rays: Rays):
-    """Which rays [R] cross no occupied cell, as deterministic rendering marches them, and the depth they
-    are rendered at (their far t, in the box). Such a ray renders as the background, with no field call."""
+  def occupied_steps(self, rays: Rays):
+    """How many steps of each ray [R] lie in occupied cells, as deterministic rendering marches them (the
+    slots the ray takes in its first pass), int32 [R], and the depth a ray with none is rendered at (its far
+    t, in the box). A ray with none renders as the background, with no field call."""
     _, _, far, selected = self._march(rays, jnp.full(rays.origins.shape[:-1], 0.5))
-    return ~jnp.any(selected, axis=-1), far[..., 0]
+    return jnp.sum(selected, axis=-1, dtype=jnp.int32), far[..., 0]
+
+  def eval_march_capacity(self, num_rays: int) -> int:
+    """Slots of the first pass's buffer when rendering `num_rays` rays (per group)."""
+    return max(int(num_rays * (self.eval_march_samples_per_ray or self.march_samples_per_ray)),
+               self._num_steps())
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
@@ -110,12 +116,12 @@ class OccupancyGridNeRF(nn.Module):
     num_groups, num_rays = rays.origins.shape[:2]
     background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
     num_steps = self._num_steps()
-    march_per_ray, render_per_ray = self.march_samples_per_ray, self.render_samples_per_ray
+    march_capacity = max(int(num_rays * self.march_samples_per_ray), num_steps)
+    render_capacity = max(int(num_rays * self.render_samples_per_ray), num_steps)
     if rng is None:  # Rendering images.
-      march_per_ray = self.eval_march_samples_per_ray or march_per_ray
-      render_per_ray = self.eval_render_samples_per_ray or render_per_ray
-    march_capacity = max(int(num_rays * march_per_ray), num_steps)
-    render_capacity = max(int(num_rays * render_per_ray), num_steps)
+      march_capacity = self.eval_march_capacity(num_rays)
+      render_capacity = max(int(num_rays * (self.eval_render_samples_per_ray or self.render_samples_per_ray)),
+                            num_steps)
     offset = (jnp.full((num_groups, num_rays), 0.5) if rng is None
               else jax.random.uniform(rng, (num_groups, num_rays)))
     direction_norm, s_near, far, selected = self._march(rays, offset)
@@ -128,17 +134,31 @@ class OccupancyGridNeRF(nn.Module):
                                             for x in (rays.origins, _unit_directions(rays), rays.viewdirs))
       return s, origins + s[..., None] * unit_directions, viewdirs
 
-    # Pass 1: the transmittance at every occupied step.
+    transmittance_of = lambda density, packed: per_group(
+        compositing.compute_weights_packed, density, jnp.full(density.shape, self.step_size),
+        packed.ray_index)[1]
     marched = per_group(lambda x: marching.pack(x, march_capacity), selected)
-    _, marched_points, _ = sample(marched)
-    density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(marched_points)), 0.0)
-    _, transmittance = per_group(compositing.compute_weights_packed, density,
-                                 jnp.full(density.shape, self.step_size), marched.ray_index)
-    # Pass 2: the field where light still arrives.
-    kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
-                     transmittance > self.min_transmittance)
-    s, points, viewdirs = sample(kept)
-    out = self.field(points, viewdirs)
+    s, marched_points, viewdirs = sample(marched)
+    if (rng is None and getattr(self.field, 'shade', None) is not None
+        and getattr(self.field, 'normals', 'none') == 'none'):
+      # Rendering images, with a field that shades from its geometry (FieldBase.shade) and outputs no
+      # density normals: one pass. The density at every occupied step gives the transmittance, and its
+      # features the colour where light still arrives; a second pass would evaluate the same geometry again
+      # (on lego_ngp:cpu that made renders 3 times slower).
+      density, features = self.field.density(marched_points)
+      density = jnp.where(marched.valid, density, 0.0)
+      # (Slots past a ray's termination keep their place, at zero density: compositing needs the slots in
+      # ray order.)
+      kept = marched._replace(valid=marched.valid & (transmittance_of(density, marched) > self.min_transmittance))
+      out = self.field.shade(density, features, viewdirs)
+    else:
+      # Pass 1: the transmittance at every occupied step.
+      density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(marched_points)), 0.0)
+      # Pass 2: the field where light still arrives.
+      kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
+                       transmittance_of(density, marched) > self.min_transmittance)
+      s, points, viewdirs = sample(kept)
+      out = self.field(points, viewdirs)
     density = jnp.where(kept.valid, out.density, 0.0)
     t = s / per_group(marching.gather_rays, direction_norm, kept)
     rendered = per_group(

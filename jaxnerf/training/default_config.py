@@ -136,9 +136,12 @@ def get_config() -> ml_collections.ConfigDict:
           step_size=0.01,  # Marching step in world units; each evaluated sample stands for one step.
           march_samples_per_ray=64.0,  # Slots per ray, on average over a batch, for the density pass...
           render_samples_per_ray=24.0,  # ...and for the pass with gradients (after early termination).
-          # The same when rendering images. Rays that cross only empty cells are not rendered (they show
-          # the background), so the rays that are need more slots than a training batch's average.
-          eval_march_samples_per_ray=96.0,
+          # The same when rendering images, per ray of an eval chunk. Rays that cross only empty cells are
+          # not rendered (they show the background) and a chunk takes as many of the others as their steps
+          # fit (outputs/chunked.py), so these should be near the steps of a ray that meets the scene:
+          # a call costs its slots (at 0.5 us each on lego_ngp:cpu) and its rays (10 us each, however few
+          # steps they take). Fields without density normals shade in the first pass (no second buffer).
+          eval_march_samples_per_ray=48.0,
           eval_render_samples_per_ray=48.0,
           min_transmittance=1e-4,  # Early ray termination: drop steps once less light than this arrives.
           update_every=16,  # Training steps between grid updates.

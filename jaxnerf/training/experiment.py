@@ -97,6 +97,11 @@ def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None
   return config, experiment, restored.state
 
 
+# Model settings that only size the buffers of rendering images: a run may resume with others.
+RENDER_ONLY_MODEL_KEYS = frozenset({'model.occupancy_grid.eval_march_samples_per_ray',
+                                    'model.occupancy_grid.eval_render_samples_per_ray'})
+
+
 def check_resumable(config: ml_collections.ConfigDict, workdir):
   """Refuses to resume a workdir whose checkpoints were trained with a different model."""
   try:
@@ -105,8 +110,9 @@ def check_resumable(config: ml_collections.ConfigDict, workdir):
     return
 
   def model_fields(c):  # What fixes the state's shapes and meaning, flattened to 'model.mlp.width'.
-    return flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
-                     'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}})
+    fields = flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
+                           'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}})
+    return {k: v for k, v in fields.items() if k not in RENDER_ONLY_MODEL_KEYS}
 
   saved_fields, fields = model_fields(saved), model_fields(config)
   differing = sorted(k for k in saved_fields.keys() | fields.keys() if saved_fields.get(k) != fields.get(k))

@@ -119,14 +119,15 @@ def make_render_rays(model, background, num_groups: int = 1):
 
 
 def make_probe_rays(model, background):
-  """For models that can tell which rays cross only empty space (OccupancyGridNeRF.empty_rays): (variables,
-  rays) -> {'empty', 'rgb', 'depth', 'median_depth', 'acc'} of [B] rays, the last four as `render_rays`
-  gives them for the empty rays (the background at the far depth), with no call of the field."""
+  """For models that march an occupancy grid (OccupancyGridNeRF.occupied_steps): (variables, rays) ->
+  {'samples', 'empty', 'rgb', 'depth', 'median_depth', 'acc'} of [B] rays: the slots each ray takes in the
+  renderer's buffer, whether it takes none, and the last four as `render_rays` gives them for such empty
+  rays (the background at the far depth), with no call of the field."""
 
   def probe_rays(variables, rays):
-    empty, depth = model.apply(variables, rays, method=model.empty_rays)
-    return {'empty': empty, 'rgb': jnp.broadcast_to(background, rays.origins.shape), 'depth': depth,
-            'median_depth': depth, 'acc': jnp.zeros_like(depth)}
+    samples, depth = model.apply(variables, rays, method=model.occupied_steps)
+    return {'samples': samples, 'empty': samples == 0, 'rgb': jnp.broadcast_to(background, rays.origins.shape),
+            'depth': depth, 'median_depth': depth, 'acc': jnp.zeros_like(depth)}
 
   return probe_rays
 
@@ -134,10 +135,14 @@ def make_probe_rays(model, background):
 class CompiledSteps(NamedTuple):
   train_step: Callable  # (state, batch) -> (state, metrics); donates the state.
   render_rays: Callable  # (variables, rays) -> {'rgb', 'depth', 'median_depth', 'acc', 'complete'}.
-  # (variables, rays) -> {'empty', 'rgb', 'depth', 'median_depth', 'acc'}, for models that find empty rays; else None.
+  # (variables, rays) -> {'samples', 'empty', 'rgb', 'depth', 'median_depth', 'acc'}, for models that march an
+  # occupancy grid; else None.
   probe_rays: Optional[Callable]
   batch_sharding: jax.sharding.NamedSharding
   replicated: jax.sharding.NamedSharding
+  # For those models, the slots of render_rays' buffer per group of rays (one group per device), given the
+  # rays per group: outputs/chunked.py fills chunks with rays whose probed samples fit.
+  sample_capacity: Optional[Callable[[int], int]] = None
 
 
 def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
@@ -153,8 +158,8 @@ def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
                        donate_argnums=(0,))
   render_rays = jax.jit(make_render_rays(model, background, mesh.size),
                         in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
-  probe_rays = None
-  if hasattr(model, 'empty_rays'):
-    probe_rays = jax.jit(make_probe_rays(model, background), in_shardings=(replicated, batch_sharding),
-                         out_shardings=batch_sharding)
-  return CompiledSteps(train_step, render_rays, probe_rays, batch_sharding, replicated)
+  if not hasattr(model, 'occupied_steps'):
+    return CompiledSteps(train_step, render_rays, None, batch_sharding, replicated)
+  probe_rays = jax.jit(make_probe_rays(model, background), in_shardings=(replicated, batch_sharding),
+                       out_shardings=batch_sharding)
+  return CompiledSteps(train_step, render_rays, probe_rays, batch_sharding, replicated, model.eval_march_capacity)
