@@ -127,6 +127,8 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
                     f"a tuple of distinct LPIPS networks from {perceptual.NETS}, e.g. \"('alex',)\" or ()")),
     ('eval.video_frames', NON_NEGATIVE_INT),
     ('eval.video_every', NON_NEGATIVE_INT),
+    ('train.viewer_port', (lambda v: isinstance(v, int) and 0 <= v <= 65535, 'a port from 1 to 65535, or 0 (none)')),
+    ('train.viewer_host', (lambda v: isinstance(v, str) and bool(v.strip()), "an address such as '127.0.0.1'")),
     ('eval.video_fps', POSITIVE_INT),
     ('eval.video_min_size', NON_NEGATIVE_INT),
     ('eval.path', (lambda v: v in camera_paths.PATHS, f'one of {camera_paths.PATHS}')),

@@ -202,6 +202,10 @@ def get_config() -> ml_collections.ConfigDict:
       random_background=False,  # Composite RGBA training images on random colours (instant-ngp).
       stall_warning_steps=100,  # Warn when the gradient has been zero this many steps in a row (0: never).
       wandb_project='',  # Also log to this Weights & Biases project (needs `pip install wandb`).
+      # Serve the live viewer (outputs/viewer.py) on this port while training (0: none), on viewer_host
+      # (127.0.0.1: this machine only; 0.0.0.0: every interface, with no authentication).
+      viewer_port=0,
+      viewer_host='127.0.0.1',
   ))
 
   # Evaluation and rendering (evaluation.py).

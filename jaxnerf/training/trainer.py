@@ -17,6 +17,7 @@ import time
 from typing import Dict, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -27,6 +28,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.outputs import evaluation
 from jaxnerf.outputs import reporting
+from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf import parallel
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
@@ -215,7 +217,18 @@ def _write_progress_video(experiment, state, train_split, config, writer, video_
     progress.write(f'step {step}: wrote {paths[0]} ({time.perf_counter() - start:.1f} s)')
 
 
-def _train(experiment, state, config, train_split, val_split, manager, writer, budget, workdir):
+def _open_viewer(config, experiment, train_split, workdir):
+  """The live viewer of config.train.viewer_port (None where 0), on this process."""
+  if not config.train.viewer_port:
+    return None
+  viewer = viewer_lib.Viewer(experiment.steps, train_split, experiment.background, config.eval.chunk_size,
+                             host=config.train.viewer_host, port=config.train.viewer_port,
+                             out_dir=workdir / 'render' / 'viewer')
+  console.message(f'Viewer at {viewer.url}: it shows the newest parameters while training goes on.')
+  return viewer
+
+
+def _train(experiment, state, config, train_split, val_split, manager, writer, budget, workdir, viewer=None):
   """Runs the steps from state.step to the end of training; returns (state, summary entries)."""
   num_steps = config.train.num_steps
   step = start_step = int(jax.device_get(state.step))
@@ -245,6 +258,9 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
     progress.start(step, budget.seconds)
     budget.start()
     while step < num_steps:
+      if viewer is not None and viewer.wants_parameters():
+        # A copy: the next step donates the state's buffers.
+        viewer.publish(jax.tree.map(jnp.copy, state.variables), step)
       state, step_metrics = train_step(state, batch)
       step += 1
       batch = prefetcher.next() if step < num_steps else None
@@ -381,7 +397,10 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   val_split = datasets.load_split(config, 'val')
   if config.eval.video_frames > 0:  # Refused now, not after all the training.
     evaluation.camera_path(train_split, config.eval.path, 2)
-  elif config.eval.video_every > 0:
+  if config.train.viewer_port and jax.process_count() > 1:
+    raise ConfigError(f'config.train.viewer_port={config.train.viewer_port}: the viewer renders in one process; '
+                      'train on one machine to watch it, or open view.py on the workdir later.')
+  if config.eval.video_every > 0 and config.eval.video_frames == 0:
     raise ConfigError(f'config.eval.video_every={config.eval.video_every} writes videos of '
                       'config.eval.video_frames frames, which is 0: set both, or video_every=0.')
   if train_split.ndc is not None and config.model.normals != 'none':
@@ -409,14 +428,18 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
                       restored.train_seconds if restored else 0.0, start_step)
   writer = reporting.MetricsWriter(workdir, start_step, wandb_project=config.train.wandb_project,
                                    config=config)
+  viewer = None
   try:
+    viewer = _open_viewer(config, experiment, train_split, workdir)
     state, summary = _train(experiment, state, config, train_split, val_split, manager, writer, budget,
-                            workdir)
+                            workdir, viewer)
     step = int(jax.device_get(state.step))
     summary = {'step': step, 'train_seconds': budget.seconds, **summary,
                'resumed_from': start_step if restored else None}
     _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary)
   finally:
+    if viewer is not None:
+      viewer.close()
     manager.wait_until_finished()
     manager.close()
     writer.close()
