@@ -19,6 +19,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf import losses
 from jaxnerf.outputs import reporting
+from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import steps as steps_lib
@@ -241,13 +242,43 @@ def test_mixed_precision_keeps_float32_parameters_and_finite_loss(scene_cache, f
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
 
 
-def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path):
+class _RecordingViewer:
+  """Stands in for outputs/viewer.Viewer in the training loop: always wants parameters, keeps what it gets."""
+  instances = []
+
+  def __init__(self, steps, split, background, chunk_size, host, port, out_dir):
+    del steps, split, background, chunk_size, out_dir
+    self.url, self.published, self.closed = f'http://{host}:{port}', [], False
+    _RecordingViewer.instances.append(self)
+
+  def wants_parameters(self):
+    return True
+
+  def publish(self, variables, step):
+    self.published.append((step, variables))
+
+  def close(self):
+    self.closed = True
+
+
+def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path, monkeypatch):
   """instant-ngp's renderer learns the tiny scene, empties the grid where the scene is empty, checkpoints
-  the grid with the parameters, and render.py's functions reproduce the final evaluation."""
+  the grid with the parameters, and render.py's functions reproduce the final evaluation; a live viewer
+  (config.train.viewer_port) gets copies of the newest parameters as it trains."""
   config = tiny_ngp_config(scene_cache, num_steps=300, log_every=10, checkpoint_every=1000, batch_size=256)
   # Validation after the first step gives the starting PSNR.
   config.eval.update(at_train_seconds=(0.0,), num_images=2, final_num_images=2, video_frames=0)
+  config.train.viewer_port = 8125
+  monkeypatch.setattr(viewer_lib, 'Viewer', _RecordingViewer)
   summary = trainer.train_and_evaluate(config, tmp_path)
+  (viewer,) = _RecordingViewer.instances
+  assert viewer.closed and [step for step, _ in viewer.published] == list(range(300))
+  # Copies: each is still readable after the steps that followed donated the state it came from, and the
+  # parameters changed from one to the next.
+  first, last = viewer.published[0][1], viewer.published[-1][1]
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(first) if x.dtype == np.float32)
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(last)))
+
   first_val = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'val')
   assert first_val['step'] == 1
   assert summary['val_psnr'] > first_val['psnr'] + 8, (first_val['psnr'], summary['val_psnr'])
