@@ -243,16 +243,17 @@ def test_mixed_precision_keeps_float32_parameters_and_finite_loss(scene_cache, f
 
 
 class _RecordingViewer:
-  """Stands in for outputs/viewer.Viewer in the training loop: always wants parameters, keeps what it gets."""
+  """Stands in for outputs/viewer.Viewer in the training loop: keeps the parameters it asks for."""
   instances = []
 
   def __init__(self, steps, split, background, chunk_size, host, port, out_dir):
     del steps, split, background, chunk_size, out_dir
-    self.url, self.published, self.closed = f'http://{host}:{port}', [], False
+    self.url, self.published, self.closed, self.calls = f'http://{host}:{port}', [], False, 0
     _RecordingViewer.instances.append(self)
 
-  def wants_parameters(self):
-    return True
+  def wants_parameters(self):  # The first three steps, then every 100th.
+    self.calls += 1
+    return self.calls <= 3 or self.calls % 100 == 0
 
   def publish(self, variables, step):
     self.published.append((step, variables))
@@ -272,7 +273,8 @@ def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path, monkeypatch):
   monkeypatch.setattr(viewer_lib, 'Viewer', _RecordingViewer)
   summary = trainer.train_and_evaluate(config, tmp_path)
   (viewer,) = _RecordingViewer.instances
-  assert viewer.closed and [step for step, _ in viewer.published] == list(range(300))
+  published_steps = [step for step, _ in viewer.published]
+  assert viewer.closed and published_steps[:3] == [0, 1, 2] and published_steps[-1] > 200, published_steps
   # Copies: each is still readable after the steps that followed donated the state it came from, and the
   # parameters changed from one to the next.
   first, last = viewer.published[0][1], viewer.published[-1][1]

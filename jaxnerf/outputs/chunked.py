@@ -54,22 +54,15 @@ def _render_in_chunks(render, variables, flat: camera.Rays, indices: np.ndarray,
   """Renders the rays `indices` of `flat` with `render`, writing each output into outputs[key][index]
   (allocated on first use). Rays that come back incomplete are rendered again in a later chunk. With
   `samples` (each ray's samples, probed), chunks are filled to capacity(rays per group) samples per group
-  (`_next_filled_chunk`). The last rays go in a chunk of a quarter of the size where they fit one: a call
-  costs what its size holds, and an image's last chunk is often mostly padding (a second compiled shape)."""
+  (`_next_filled_chunk`)."""
   num_groups = sharding.mesh.size
-  quarter = chunk_size // 4 if chunk_size % (4 * num_groups) == 0 else chunk_size
-
-  def next_chunk(pending, size):
-    if samples is None:
-      return _next_chunk(pending, size)
-    return _next_filled_chunk(pending, samples, size, num_groups, capacity(size // num_groups))
-
   pending = indices
   while pending.size:
-    chunk_indices, real, left = next_chunk(pending, quarter)
-    if left.size:
-      chunk_indices, real, left = next_chunk(pending, chunk_size)
-    pending = left
+    if samples is None:
+      chunk_indices, real, pending = _next_chunk(pending, chunk_size)
+    else:
+      chunk_indices, real, pending = _next_filled_chunk(pending, samples, chunk_size, num_groups,
+                                                        capacity(chunk_size // num_groups))
     chunk = jax.tree.map(lambda x: x[chunk_indices], flat)
     if samples is not None:
       chunk = chunk._replace(far=np.where(real[:, None], chunk.far, chunk.near))  # Padding marches nothing.
