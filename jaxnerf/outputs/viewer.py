@@ -13,6 +13,7 @@ along +z); ours are OpenGL's (x right, y up, looking along -z), hence `camtoworl
 """
 
 import dataclasses
+import functools
 import pathlib
 import threading
 import time
@@ -261,10 +262,11 @@ class Viewer:
       wanted = (key, size, self.output.value, self._step)
       if view.sent != wanted:
         view.sent = wanted
-        return lambda client=client, wanted=wanted, settled=settled: self._render_view(client, wanted, settled)
+        variables = self._variables  # Those of `wanted`'s step, whatever is published meanwhile.
+        return functools.partial(self._render_view, client, variables, wanted, settled)
     return None
 
-  def _render_view(self, client, wanted, settled: bool):
+  def _render_view(self, client, variables, wanted, settled: bool):
     (position, wxyz, fov, aspect), height, output, step = wanted
     width = max(1, round(height * aspect))
     start = time.perf_counter()
@@ -275,7 +277,7 @@ class Viewer:
     chunk_size = self._chunk_size
     if not settled and chunk_size % (4 * num_devices) == 0:
       chunk_size //= 4
-    rendering = chunked.render_image(self._steps, self._variables, rays, chunk_size)
+    rendering = chunked.render_image(self._steps, variables, rays, chunk_size)
     pictures = evaluation.visualize(rendering, self._split, self._background)
     picture = pictures.get(output, pictures['rgb'])
     image = visualization.to_uint8(picture)
