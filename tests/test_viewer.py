@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from jaxnerf.commands import view
+from jaxnerf.errors import ConfigError
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import trainer
 from tiny_configs import tiny_ngp_config
@@ -40,6 +41,14 @@ def test_viser_cameras_round_trip_and_look_the_way_ours_do():
                              atol=1e-6)
   intrinsics = viewer_lib.intrinsics_for(np.pi / 2, 200, 100)
   assert intrinsics.focal_y == pytest.approx(50.0) and intrinsics.center_x == 100.0
+
+
+def test_a_host_this_machine_cannot_serve_on_is_refused_before_serving():
+  # viser would fail in its own thread and leave the caller waiting for ever.
+  with pytest.raises(ConfigError, match=r"cannot serve the viewer on host '999.1.1.1': .*expected an address "
+                     'of this machine'):
+    viewer_lib._check_servable('999.1.1.1', 8080)  # pylint: disable=protected-access
+  viewer_lib._check_servable('127.0.0.1', 8080)  # pylint: disable=protected-access
 
 
 def _browser():

@@ -102,10 +102,17 @@ class OccupancyGridNeRF(nn.Module):
     _, _, far, selected = self._march(rays, jnp.full(rays.origins.shape[:-1], 0.5))
     return jnp.sum(selected, axis=-1, dtype=jnp.int32), far[..., 0]
 
+  def _capacities(self, num_rays: int, rendering: bool) -> Tuple[int, int]:
+    """Slots of the two passes' buffers for `num_rays` rays (per group), in training or rendering images;
+    each holds at least one whole ray."""
+    march, render = self.march_samples_per_ray, self.render_samples_per_ray
+    if rendering:
+      march, render = self.eval_march_samples_per_ray or march, self.eval_render_samples_per_ray or render
+    return (max(int(num_rays * march), self._num_steps()), max(int(num_rays * render), self._num_steps()))
+
   def eval_march_capacity(self, num_rays: int) -> int:
     """Slots of the first pass's buffer when rendering `num_rays` rays (per group)."""
-    return max(int(num_rays * (self.eval_march_samples_per_ray or self.march_samples_per_ray)),
-               self._num_steps())
+    return self._capacities(num_rays, rendering=True)[0]
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
@@ -115,13 +122,7 @@ class OccupancyGridNeRF(nn.Module):
       rays = jax.tree.map(lambda x: x[None], rays)
     num_groups, num_rays = rays.origins.shape[:2]
     background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
-    num_steps = self._num_steps()
-    march_capacity = max(int(num_rays * self.march_samples_per_ray), num_steps)
-    render_capacity = max(int(num_rays * self.render_samples_per_ray), num_steps)
-    if rng is None:  # Rendering images.
-      march_capacity = self.eval_march_capacity(num_rays)
-      render_capacity = max(int(num_rays * (self.eval_render_samples_per_ray or self.render_samples_per_ray)),
-                            num_steps)
+    march_capacity, render_capacity = self._capacities(num_rays, rendering=rng is None)
     offset = (jnp.full((num_groups, num_rays), 0.5) if rng is None
               else jax.random.uniform(rng, (num_groups, num_rays)))
     direction_norm, s_near, far, selected = self._march(rays, offset)

@@ -15,6 +15,7 @@ along +z); ours are OpenGL's (x right, y up, looking along -z), hence `camtoworl
 import dataclasses
 import functools
 import pathlib
+import socket
 import threading
 import time
 from typing import Callable, Dict, Optional
@@ -23,6 +24,7 @@ import numpy as np
 
 from jaxnerf import console
 from jaxnerf.datasets.scene import SceneSplit
+from jaxnerf.errors import ConfigError
 from jaxnerf.ops import camera
 from jaxnerf.ops import camera_paths
 from jaxnerf.outputs import chunked
@@ -74,6 +76,18 @@ def intrinsics_for(vertical_fov: float, width: int, height: int) -> camera.Intri
   return camera.Intrinsics.pinhole(0.5 * height / np.tan(0.5 * vertical_fov), width, height)
 
 
+def _check_servable(host: str, port: int):
+  """Raises ConfigError unless this machine can listen on `host` (viser would fail in its own thread and
+  leave the caller waiting)."""
+  try:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+      probe.bind((host, 0))
+  except (OSError, UnicodeError) as e:
+    raise ConfigError(f'cannot serve the viewer on host {host!r}: {e}; expected an address of this machine, '
+                      "such as '127.0.0.1' or '0.0.0.0'.") from None
+
+
 @dataclasses.dataclass
 class _ClientView:
   """What a browser last asked for and was sent."""
@@ -108,10 +122,13 @@ class Viewer:
     self._clients: Dict[int, _ClientView] = {}
     self._path_request = None
     self._closed = False
-    self.frames_rendered = {'preview': 0, 'refined': 0}
     self.last_image: Optional[np.ndarray] = None  # The last picture sent (for tests and diagnostics).
-    self.render_seconds = {'preview': [], 'refined': []}
+    self.render_seconds = {'preview': [], 'refined': []}  # Of every frame sent, by kind.
+    # The training cameras' vertical field of view: the frusta's, and the page's at the start.
+    self._fov = float(2 * np.arctan(0.5 * split.height /
+                                    float(np.asarray(split.intrinsics.focal_y).reshape(-1)[0])))
 
+    _check_servable(host, port)
     self.server = viser.ViserServer(host=host, port=port, verbose=False)
     self.port = self.server.get_port()
     self.host = host
@@ -121,6 +138,11 @@ class Viewer:
     self.server.on_client_disconnect(self._disconnect)
     self._thread = threading.Thread(target=self._render_loop, name='viewer', daemon=True)
     self._thread.start()
+
+  @property
+  def frames_rendered(self) -> Dict[str, int]:
+    """Frames sent so far, by kind ('preview' while the camera moves, 'refined')."""
+    return {kind: len(seconds) for kind, seconds in self.render_seconds.items()}
 
   @property
   def url(self) -> str:
@@ -160,7 +182,6 @@ class Viewer:
     self.server.scene.set_up_direction(up / np.linalg.norm(up))
     spread = np.linalg.norm(split.camtoworlds[:, :3, 3] - split.camtoworlds[:, :3, 3].mean(0), axis=-1)
     scale = 0.05 * max(float(np.median(spread)), 1e-3)
-    fov = 2 * np.arctan(0.5 * split.height / float(np.asarray(split.intrinsics.focal_y).reshape(-1)[0]))
     stride = max(1, split.num_images // 100)  # At most about 100 frusta keep the page light.
     self._frusta = []
     for i in range(0, split.num_images, stride):
@@ -168,7 +189,7 @@ class Viewer:
       # Wireframes only: a frustum's photo would hide the render wherever it lies in front of the camera
       # (the page starts at the first training camera, behind its own frustum).
       self._frusta.append(self.server.scene.add_camera_frustum(
-          f'/cameras/{i}', fov=float(fov), aspect=split.width / split.height, scale=scale, wxyz=wxyz,
+          f'/cameras/{i}', fov=self._fov, aspect=split.width / split.height, scale=scale, wxyz=wxyz,
           position=position, thickness=1.5, thickness_units='screen', color=(90, 90, 90)))
 
   def _add_gui(self, refined_size: int):
@@ -195,8 +216,7 @@ class Viewer:
     first = self._split.camtoworlds[0]
     wxyz, position = viser_from_camtoworld(first)
     with client.atomic():
-      client.camera.fov = float(2 * np.arctan(0.5 * self._split.height /
-                                              float(np.asarray(self._split.intrinsics.focal_y).reshape(-1)[0])))
+      client.camera.fov = self._fov
       client.camera.position, client.camera.wxyz = position, wxyz
     with self._lock:
       self._clients[client.client_id] = _ClientView(moved_at=time.monotonic())
@@ -284,7 +304,6 @@ class Viewer:
     client.scene.set_background_image(image, format='jpeg', jpeg_quality=90)
     seconds = time.perf_counter() - start
     kind = 'refined' if settled else 'preview'
-    self.frames_rendered[kind] += 1
     self.render_seconds[kind].append(seconds)
     self.last_image = image
     note = '' if output in pictures else f' ({output} not rendered by this model: colour shown)'

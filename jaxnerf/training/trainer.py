@@ -203,18 +203,30 @@ def _validate(experiment, state, val_split, config, writer, step, progress, trai
   return mean
 
 
-def _write_progress_video(experiment, state, train_split, config, writer, video_dir, step, progress):
-  """The camera-path video (config.eval.path) at this step: video_dir/<path>_<step>.gif and
-  <path>_<step>_depth.gif, and the colour one to TensorBoard/W&B as 'video/<path>'."""
-  start = time.perf_counter()
+def _path_video(experiment, state, train_split, config, out_dir, step: Optional[int] = None):
+  """The camera path config.eval.path of config.eval.video_frames frames, rendered (by every process) and
+  written by process 0 as out_dir/<path>.gif and <path>_depth.gif (<path>_<step>... when `step` is given).
+
+  Returns:
+    (the path's name, the colour GIF or None on other processes, [width, height] of the frames)."""
   name, poses = evaluation.camera_path(train_split, config.eval.path, config.eval.video_frames)
   frames = evaluation.render_path(experiment.steps, state.variables, train_split, poses, config.eval.chunk_size,
                                   experiment.background, config.eval.video_min_size,
-                                  f'rendering the {name} at step {step}')
+                                  f'rendering the {name}' + ('' if step is None else f' at step {step}'))
+  gif = None
   if jax.process_index() == 0:
-    paths = evaluation.write_video(video_dir, f'{name}_{step}', frames, config.eval.video_fps, formats=('gif',))
-    writer.write_video(step, 'video', name, paths[0], config.eval.video_fps)
-    progress.write(f'step {step}: wrote {paths[0]} ({time.perf_counter() - start:.1f} s)')
+    gif = evaluation.write_video(out_dir, name if step is None else f'{name}_{step}', frames,
+                                 config.eval.video_fps, formats=('gif',))[0]
+  return name, gif, list(frames[0]['rgb'].shape[1::-1])
+
+
+def _write_progress_video(experiment, state, train_split, config, writer, video_dir, step, progress):
+  """`_path_video` at this step in video_dir, and the colour one to TensorBoard/W&B as 'video/<path>'."""
+  start = time.perf_counter()
+  name, gif, _ = _path_video(experiment, state, train_split, config, video_dir, step)
+  if gif is not None:
+    writer.write_video(step, 'video', name, gif, config.eval.video_fps)
+    progress.write(f'step {step}: wrote {gif} ({time.perf_counter() - start:.1f} s)')
 
 
 def _open_viewer(config, experiment, train_split, workdir):
@@ -352,13 +364,9 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
                    eval_seconds=time.perf_counter() - start)
   if config.eval.video_frames > 0:
     start = time.perf_counter()
-    name, poses = evaluation.camera_path(train_split, config.eval.path, config.eval.video_frames)
-    frames = evaluation.render_path(experiment.steps, state.variables, train_split, poses, config.eval.chunk_size,
-                                    experiment.background, config.eval.video_min_size, f'rendering the {name}')
-    if jax.process_index() == 0:
-      paths = evaluation.write_video(out_dir, name, frames, config.eval.video_fps, formats=('gif',))
-      summary['video'] = str(paths[0])
-    summary['video_size'] = list(frames[0]['rgb'].shape[1::-1])
+    _, gif, summary['video_size'] = _path_video(experiment, state, train_split, config, out_dir)
+    if gif is not None:
+      summary['video'] = str(gif)
     summary['video_seconds'] = time.perf_counter() - start
 
 
