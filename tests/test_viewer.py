@@ -47,8 +47,8 @@ def test_a_host_this_machine_cannot_serve_on_is_refused_before_serving():
   # viser would fail in its own thread and leave the caller waiting for ever.
   with pytest.raises(ConfigError, match=r"cannot serve the viewer on host '999.1.1.1': .*expected an address "
                      'of this machine'):
-    viewer_lib._check_servable('999.1.1.1', 8080)  # pylint: disable=protected-access
-  viewer_lib._check_servable('127.0.0.1', 8080)  # pylint: disable=protected-access
+    viewer_lib.check_servable('999.1.1.1', 8080)
+  viewer_lib.check_servable('127.0.0.1', 8080)
 
 
 def _browser():

@@ -76,7 +76,7 @@ def intrinsics_for(vertical_fov: float, width: int, height: int) -> camera.Intri
   return camera.Intrinsics.pinhole(0.5 * height / np.tan(0.5 * vertical_fov), width, height)
 
 
-def _check_servable(host: str, port: int):
+def check_servable(host: str, port: int):
   """Raises ConfigError unless this machine can listen on `host` (viser would fail in its own thread and
   leave the caller waiting)."""
   try:
@@ -128,7 +128,7 @@ class Viewer:
     self._fov = float(2 * np.arctan(0.5 * split.height /
                                     float(np.asarray(split.intrinsics.focal_y).reshape(-1)[0])))
 
-    _check_servable(host, port)
+    check_servable(host, port)
     self.server = viser.ViserServer(host=host, port=port, verbose=False)
     self.port = self.server.get_port()
     self.host = host

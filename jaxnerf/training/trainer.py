@@ -408,6 +408,8 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   if config.train.viewer_port and jax.process_count() > 1:
     raise ConfigError(f'config.train.viewer_port={config.train.viewer_port}: the viewer renders in one process; '
                       'train on one machine to watch it, or open view.py on the workdir later.')
+  if config.train.viewer_port:  # Refused now, not after the checkpoint's restore and the config's save.
+    viewer_lib.check_servable(config.train.viewer_host, config.train.viewer_port)
   if config.eval.video_every > 0 and config.eval.video_frames == 0:
     raise ConfigError(f'config.eval.video_every={config.eval.video_every} writes videos of '
                       'config.eval.video_frames frames, which is 0: set both, or video_every=0.')
