@@ -11,8 +11,8 @@ are worst cases (an untrained grid marks every cell occupied).
 
 With --workdir it measures the trained model of that workdir (its newest checkpoint and saved config) on
 its scene: training steps on batches of its training rays (from a copy of the trained state, which is not
-saved), and rendering of its first --views val views as render.py renders them (render rays/s counts
-every pixel, and `render_to_train` is the ratio of the two).
+saved), and rendering of its first --views val views (default: all, up to 100) as render.py renders them
+(render rays/s counts every pixel, and `render_to_train` is the ratio of the two).
 
 Reports medians over timed calls after a compile call, and the process's peak resident memory.
 """
@@ -37,6 +37,7 @@ from jaxnerf import parallel
 from jaxnerf.ops import camera
 from jaxnerf.outputs import chunked
 from jaxnerf.outputs import evaluation
+from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
 
@@ -79,7 +80,10 @@ def _field_samples_per_ray(model_config):
 
 def _measure_trained(workdir: str):
   """Training and rendering rays/s of the trained model in `workdir`, on its own scene."""
-  config, experiment, state = experiment_lib.restore_model(workdir)
+  config = checkpoints.load_config(workdir)
+  if _STEPS_PER_ROUND.value >= 0:  # Rendering settings leave the trained state as it is.
+    config.model.occupancy_grid.eval_steps_per_round = _STEPS_PER_ROUND.value
+  config, experiment, state = experiment_lib.restore_model(workdir, config)
   batch_size = config.train.batch_size
   train_split, val_split = datasets.load_split(config, 'train'), datasets.load_split(config, 'val')
   batcher = batching.RayBatcher(train_split, batch_size, config.batching.mode, 0, 1.0, config.seed)
@@ -194,7 +198,11 @@ if __name__ == '__main__':
                                   lower_bound=1)
   _WORKDIR = flags.DEFINE_string('workdir', None, 'Measure the trained model of this workdir on its scene '
                                   'instead of an untrained --config.')
-  _VIEWS = flags.DEFINE_integer('views', 10, 'With --workdir: val views rendered per repeat.', lower_bound=1)
+  _VIEWS = flags.DEFINE_integer('views', 100, 'With --workdir: val views rendered per repeat (at most all).',
+                                lower_bound=1)
+  _STEPS_PER_ROUND = flags.DEFINE_integer(
+      'steps_per_round', -1, 'With --workdir: render with this model.occupancy_grid.eval_steps_per_round '
+      '(0: one call per ray, the renderer before rounds) instead of the workdir\'s.', lower_bound=-1)
   _RENDER_CHUNKS = flags.DEFINE_integer('render_chunks', 2, 'Chunks of config.eval.chunk_size rays rendered '
                                         'for timing (whole chunks, so that no padding is counted as work).',
                                         lower_bound=1)

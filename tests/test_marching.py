@@ -70,8 +70,12 @@ def test_packing_round_trip():
 
 
 def test_step_distances_and_num_steps():
-  s = marching.step_distances(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.5]), 0.25, 4)
+  s = marching.step_distances(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.5]), 0.25, marching.step_indices(4))
   np.testing.assert_allclose(s, [[1.0, 1.25, 1.5, 1.75], [2.125, 2.375, 2.625, 2.875]])
+  # A window of steps from step 2 has the same distances as those steps of the whole march, to the bit.
+  window = marching.step_distances(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.5]), 0.25,
+                                   marching.step_indices(2, first_step=jnp.array([2, 2])))
+  np.testing.assert_array_equal(window, s[:, 2:])
   # Steps cover the longest chord of the box, whatever the offset.
   assert (marching.num_steps_for(3.0, 0.01) - 1) * 0.01 >= 3.0
 

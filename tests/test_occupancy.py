@@ -1,6 +1,8 @@
 """Tests of jaxnerf.occupancy and the occupancy-grid renderer: cell maths by hand, the grid update against a
 direct computation, sampling of cells, and OccupancyGridNeRF against dense rendering of the same field."""
 
+import dataclasses
+
 import chex
 import flax.linen as nn
 import jax
@@ -124,7 +126,8 @@ def _dense_reference(field_vars, occupied, resolution, rays, step_size):
   num_steps = marching.num_steps_for(float(np.linalg.norm(np.subtract(BOX[3:], BOX[:3]))), step_size)
   near, far = camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, BOX)
   norm = jnp.linalg.norm(rays.directions, axis=-1)
-  s = marching.step_distances(near[:, 0] * norm, jnp.full(norm.shape, 0.5), step_size, num_steps)
+  s = marching.step_distances(near[:, 0] * norm, jnp.full(norm.shape, 0.5), step_size,
+                              marching.step_indices(num_steps))
   points = rays.origins[:, None] + s[..., None] * rays.viewdirs[:, None]
   field_out = _BallField().apply(field_vars, points, jnp.broadcast_to(rays.viewdirs[:, None], points.shape))
   density = jnp.where((s < (far[:, 0] * norm)[:, None]) & occupancy.is_occupied(occupied, points, BOX, resolution),
@@ -212,12 +215,16 @@ def test_grid_updates_every_n_steps_and_sweeps_all_cells_in_warm_up():
   assert bool(jnp.all(occupied[256:]))
 
 
-def _image_steps(model, mesh, probe: bool):
+def _image_steps(model, mesh, probe: bool, rounds: bool = False):
   """What chunked.render_image needs of steps.CompiledSteps, for `model` on `mesh`."""
   render_rays = jax.jit(steps.make_render_rays(model, jnp.ones(3), mesh.size))
   probe_rays = jax.jit(steps.make_probe_rays(model, jnp.ones(3))) if probe else None
-  return steps.CompiledSteps(None, render_rays, probe_rays, parallel.batch_sharded(mesh),
-                             parallel.replicated(mesh), model.eval_march_capacity if probe else None)
+  compiled = steps.CompiledSteps(None, render_rays, probe_rays, parallel.batch_sharded(mesh),
+                                 parallel.replicated(mesh), model.eval_march_capacity if probe else None)
+  if not rounds:
+    return compiled
+  return compiled._replace(render_round=jax.jit(steps.make_render_round(model, jnp.ones(3), mesh.size)),
+                           round_rays=model.round_rays, round_capacity=model.round_capacity)
 
 
 def test_image_renderer_re_renders_rays_that_overflowed():
@@ -237,22 +244,28 @@ def test_image_renderer_re_renders_rays_that_overflowed():
   assert images[0]['acc'].max() > 0.5 and images[0]['acc'].min() < 0.01  # Ball and empty space.
 
 
-def test_image_renderer_gives_rays_through_empty_cells_the_background_without_rendering_them():
+def _ball_in_its_cells(field=None, size: int = 10, **settings):
+  """(model, variables, rays [size, size]): the ball with only the grid cells near it occupied, seen from
+  (0, 0, -2) by an image spanning the box's far face (some rays pass far from the ball)."""
   resolution = 16
-  model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, step_size=0.02, grid_resolution=16,
-                                   march_samples_per_ray=400.0, render_samples_per_ray=400.0)
+  model = models.OccupancyGridNeRF(field=field or _BallField(), scene_box=BOX, step_size=0.02,
+                                   grid_resolution=resolution, march_samples_per_ray=400.0,
+                                   render_samples_per_ray=400.0, **settings)
   variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
-  # Only the cells near the ball are occupied.
   centres = occupancy.random_points_in_cells(jax.random.key(0), jnp.arange(resolution**3), BOX, resolution)
   near_ball = jnp.linalg.norm(centres - jnp.array([0.2, -0.3, 2.1]), axis=-1) < 0.5 + 0.4  # Cell diagonal: 0.375.
   variables = {**variables, 'occupancy': {**variables['occupancy'], 'occupied': near_ball}}
-  # A 10x10 image from (0, 0, -2) spanning the box's far face: some rays pass far from the ball.
-  x, y = np.meshgrid(np.linspace(-0.95, 0.95, 10), np.linspace(-1.9, 1.9, 10))
-  targets = np.stack([x, y, np.full((10, 10), 4.0)], -1).astype(np.float32)
+  x, y = np.meshgrid(np.linspace(-0.95, 0.95, size), np.linspace(-1.9, 1.9, size))
+  targets = np.stack([x, y, np.full((size, size), 4.0)], -1).astype(np.float32)
   directions = (targets - [0.0, 0.0, -2.0]) / 6.0
   rays = Rays(jnp.broadcast_to(jnp.array([0.0, 0.0, -2.0]), directions.shape), jnp.asarray(directions),
               jnp.asarray(directions / np.linalg.norm(directions, axis=-1, keepdims=True)),
-              jnp.full((10, 10, 1), 1.0), jnp.full((10, 10, 1), 8.0), jnp.full((10, 10, 1), 1e-3))
+              jnp.full((size, size, 1), 1.0), jnp.full((size, size, 1), 8.0), jnp.full((size, size, 1), 1e-3))
+  return model, variables, rays
+
+
+def test_image_renderer_gives_rays_through_empty_cells_the_background_without_rendering_them():
+  model, variables, rays = _ball_in_its_cells()
   mesh = parallel.make_mesh()
   rendered_rays = []
   with_probe = _image_steps(model, mesh, probe=True)
@@ -260,12 +273,60 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   probed = chunked.render_image(counting, variables, rays, 16)
   plain = chunked.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16)
   chex.assert_trees_all_close(probed, plain, atol=1e-6)  # The same image, depth included...
-  samples, _ = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays),
-                           method=model.occupied_steps)
+  samples = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays),
+                        method=model.occupied_steps)['samples']
   empty = np.asarray(samples) == 0
   assert 10 < empty.sum() < 90, empty.sum()
   np.testing.assert_array_equal(np.asarray(plain['acc']).reshape(-1)[empty], 0.0)
   assert len(rendered_rays) == -(-int((~empty).sum()) // 16) < -(-100 // 16)  # ...from fewer chunks.
+
+
+@pytest.mark.parametrize('field', [_BallField, _TwoPassBallField])
+def test_image_renderer_in_rounds_gives_the_one_call_image_and_stops_where_light_runs_out(field, monkeypatch):
+  """Rendering in rounds of a few steps per ray, each resumed where light still arrives (on the two devices'
+  groups), gives the image of rendering each ray in one call, depth included; it evaluates none of the
+  steps behind the opaque ball, and rounds that overflow their buffer (smaller than the host was told) run
+  again."""
+  model, variables, rays = _ball_in_its_cells(field(), size=12, eval_steps_per_round=4)
+  mesh = parallel.make_mesh()
+  one_call = chunked.render_image(_image_steps(model, mesh, probe=True), variables, rays, 16)
+  monkeypatch.setattr(chunked, '_MIN_ROUND_CALLS', 0)  # Rounds, however few the image's steps.
+  in_rounds = _image_steps(model, mesh, probe=True, rounds=True)
+  evaluated, calls = [], []
+
+  def counting_round(variables, chunk, state):
+    result = in_rounds.render_round(variables, chunk, state)
+    # (Padding rays and rounds that overflowed evaluate nothing: their `remaining` stays.)
+    evaluated.append(int(np.sum(np.asarray(state['remaining']) - np.asarray(result['remaining']))))
+    calls.append(bool(np.all(result['complete'])))
+    return result
+
+  rounds_image = chunked.render_image(in_rounds._replace(render_round=counting_round), variables, rays, 16)
+  chex.assert_trees_all_close(rounds_image, one_call, atol=2e-5)
+  flat = jax.tree.map(lambda x: x.reshape(144, -1), rays)
+  occupied = int(np.sum(model.apply(variables, flat, method=model.occupied_steps)['samples']))
+  # An opaque ray (the light below 1e-3 within the ball) has at least the occupied cells behind the ball
+  # (0.4 deep: 20 steps) past where its light runs out, less a round of 4 steps begun before.
+  opaque = int(np.sum(np.asarray(one_call['acc']) > 0.999))
+  assert opaque > 10 and occupied - sum(evaluated) > 15 * opaque, (opaque, sum(evaluated), occupied)
+  assert len(calls) > 5 and all(calls)
+  if field is _TwoPassBallField:
+    return  # (Rounds that overflow are re-run by the same code whatever the field.)
+  small_buffers = _WithRoundBuffersOfOneRay(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+                                              if f.name not in ('parent', 'name')})
+  in_rounds = in_rounds._replace(render_round=jax.jit(steps.make_render_round(small_buffers, jnp.ones(3),
+                                                                              mesh.size)))
+  calls.clear()
+  chex.assert_trees_all_close(chunked.render_image(in_rounds._replace(render_round=counting_round), variables,
+                                                   rays, 16), one_call, atol=2e-5)
+  assert not all(calls)
+
+
+class _WithRoundBuffersOfOneRay(models.OccupancyGridNeRF):
+  """Rounds with buffers of one ray's window, however many rays the host fills them with."""
+
+  def round_capacity(self, num_rays: int) -> int:
+    return self.eval_steps_per_round
 
 
 def test_occupancy_grid_nerf_marches_along_directions_not_viewdirs():

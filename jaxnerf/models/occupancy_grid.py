@@ -20,6 +20,9 @@ from jaxnerf.ops import marching
 from jaxnerf.ops import occupancy
 
 
+_PROBE_BLOCK_STEPS = 32  # Steps marched at once by `occupied_steps` (16-32 fastest on the 2-core CPU).
+
+
 def _unit_directions(rays: Rays):
   """[..., 3] the rays' directions at unit length: the marching direction. (Not `viewdirs`, which stay the
   world's view directions when rays are given in NDC.)"""
@@ -57,6 +60,9 @@ class OccupancyGridNeRF(nn.Module):
   eval_march_samples_per_ray: Optional[float] = None
   eval_render_samples_per_ray: Optional[float] = None
   min_transmittance: float = 1e-4
+  # Rendering images in rounds (`render_round`, outputs/chunked.py): the steps a round marches. 0: each
+  # ray in one call of __call__.
+  eval_steps_per_round: int = 24
   update_every: int = 16
   warmup_steps: int = 256  # Updates sweep all cells until then; later they draw cells at random.
   update_fraction: float = 0.25  # Cells measured per update: twice this fraction of all cells.
@@ -78,29 +84,49 @@ class OccupancyGridNeRF(nn.Module):
   def _num_steps(self) -> int:
     return marching.num_steps_for(math.dist(self.scene_box[:3], self.scene_box[3:]), self.step_size)
 
-  def _march(self, rays: Rays, offset):
-    """Steps along rays [...] through the box, starting `offset` [...] (in [0, 1)) of a step in.
+  def _march(self, rays: Rays, offset, first_step=None, num_steps: Optional[int] = None):
+    """Steps along rays [...] through the box, starting `offset` [...] (in [0, 1)) of a step in: all of
+    them, or `num_steps` from first_step [...] (a window).
 
     Returns:
-      direction_norm [...]; s_near [...], the first step's distance along the unit directions (t = s /
+      direction_norm [...]; s_near [...], the distance along the unit directions of step 0 (t = s /
       direction_norm is NeRF's depth); far [..., 1], the t where the ray leaves the box (or its far bound);
-      selected [..., num_steps], the steps before `far` that lie in occupied cells.
+      m [..., K], the steps' indices; selected [..., K], the steps before `far` in occupied cells.
     """
     direction_norm = jnp.linalg.norm(rays.directions, axis=-1)
     near, far = camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, self.scene_box)
     s_near, s_far = near[..., 0] * direction_norm, far[..., 0] * direction_norm
-    s = marching.step_distances(s_near, offset, self.step_size, self._num_steps())
+    m = marching.step_indices(num_steps or self._num_steps(), first_step)
+    s = marching.step_distances(s_near, offset, self.step_size, m)
     points = rays.origins[..., None, :] + s[..., None] * _unit_directions(rays)[..., None, :]
     selected = (s < s_far[..., None]) & occupancy.is_occupied(
         self.occupied.value, points, self.scene_box, self.grid_resolution)
-    return direction_norm, s_near, far, selected
+    return direction_norm, s_near, far, m, selected
 
-  def occupied_steps(self, rays: Rays):
-    """How many steps of each ray [R] lie in occupied cells, as deterministic rendering marches them (the
-    slots the ray takes in its first pass), int32 [R], and the depth a ray with none is rendered at (its far
-    t, in the box). A ray with none renders as the background, with no field call."""
-    _, _, far, selected = self._march(rays, jnp.full(rays.origins.shape[:-1], 0.5))
-    return jnp.sum(selected, axis=-1, dtype=jnp.int32), far[..., 0]
+  def occupied_steps(self, rays: Rays) -> Dict[str, jax.Array]:
+    """What rendering an image needs to know of rays [R] before it calls the field, marching them as
+    deterministic rendering does: {'samples': int32 [R], how many of their steps lie in occupied cells (the
+    slots a ray takes when rendered in one call), 'far': [R] the depth a ray with none renders at (its far
+    t, in the box), and its state before its first round of `render_round` (which starts at its first
+    occupied step)}. A ray with no occupied step renders as the background, with no field call."""
+    offset = jnp.full(rays.origins.shape[:-1], 0.5)
+    num_steps = self._num_steps()
+
+    def march_block(block, counts):  # (A loop over blocks of steps: 1.45x faster than one [R, M] march.)
+      samples, first_step = counts
+      start = jnp.full(offset.shape, block * _PROBE_BLOCK_STEPS, jnp.int32)
+      _, _, _, m, selected = self._march(rays, offset, start, _PROBE_BLOCK_STEPS)
+      selected = selected & (m < num_steps)
+      return (samples + jnp.sum(selected, axis=-1, dtype=jnp.int32),
+              jnp.minimum(first_step, jnp.min(jnp.where(selected, m, num_steps), axis=-1)))
+
+    samples, first_step = jax.lax.fori_loop(
+        0, -(-num_steps // _PROBE_BLOCK_STEPS), march_block,
+        (jnp.zeros(offset.shape, jnp.int32), jnp.full(offset.shape, num_steps, jnp.int32)))
+    _, _, far, _, first_round = self._march(rays, offset, first_step, self.eval_steps_per_round or 1)
+    return {'samples': samples, 'far': far[..., 0], 'first_step': first_step,
+            'transmittance': jnp.ones(offset.shape), 'remaining': samples,
+            'round_samples': jnp.sum(first_round, axis=-1, dtype=jnp.int32)}
 
   def _capacities(self, num_rays: int, rendering: bool) -> Tuple[int, int]:
     """Slots of the two passes' buffers for `num_rays` rays (per group), in training or rendering images;
@@ -114,6 +140,59 @@ class OccupancyGridNeRF(nn.Module):
     """Slots of the first pass's buffer when rendering `num_rays` rays (per group)."""
     return self._capacities(num_rays, rendering=True)[0]
 
+  def _render_marched(self, rays: Rays, marched: marching.PackedSamples, s_near, offset, direction_norm,
+                      far, background, render_capacity: int, rendering_images: bool, transmittance=None):
+    """Renders the packed steps `marched` of rays [G, R] (both passes; see the class docstring).
+
+    `transmittance` [G, R]: the light still arriving at each ray's first step (rays resumed by
+    `render_round`; None: all of it); early termination counts it in, the composite does not. Returns
+    (RenderedRays of [G, R] rays over the kept slots, the kept slots' t [G, C], the kept PackedSamples).
+    """
+    num_rays = rays.origins.shape[1]
+    per_group = lambda fn, *args: jax.vmap(fn)(*args)
+
+    def sample(packed):
+      s = per_group(lambda p, s0, o: marching.packed_distances(p, s0, o, self.step_size), packed, s_near,
+                    offset)
+      origins, unit_directions, viewdirs = (per_group(marching.gather_rays, x, packed)
+                                            for x in (rays.origins, _unit_directions(rays), rays.viewdirs))
+      return s, origins + s[..., None] * unit_directions, viewdirs
+
+    def light_arrives(density, packed):
+      arriving = per_group(compositing.compute_weights_packed, density, jnp.full(density.shape, self.step_size),
+                           packed.ray_index)[1]
+      if transmittance is not None:
+        arriving = arriving * per_group(marching.gather_rays, transmittance, packed)
+      return arriving > self.min_transmittance
+
+    s, marched_points, viewdirs = sample(marched)
+    if (rendering_images and getattr(self.field, 'shade', None) is not None
+        and getattr(self.field, 'normals', 'none') == 'none'):
+      # Rendering images, with a field that shades from its geometry (FieldBase.shade) and outputs no
+      # density normals: one pass. The density at every occupied step gives the transmittance, and its
+      # features the colour where light still arrives; a second pass would evaluate the same geometry again
+      # (on lego_ngp:cpu that made renders 3 times slower).
+      density, features = self.field.density(marched_points)
+      density = jnp.where(marched.valid, density, 0.0)
+      # (Slots past a ray's termination keep their place, at zero density: compositing needs the slots in
+      # ray order.)
+      kept = marched._replace(valid=marched.valid & light_arrives(density, marched))
+      out = self.field.shade(density, features, viewdirs)
+    else:
+      # Pass 1: the transmittance at every occupied step.
+      density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(marched_points)), 0.0)
+      # Pass 2: the field where light still arrives.
+      kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
+                       light_arrives(density, marched))
+      s, points, viewdirs = sample(kept)
+      out = self.field(points, viewdirs)
+    density = jnp.where(kept.valid, out.density, 0.0)
+    t = s / per_group(marching.gather_rays, direction_norm, kept)
+    rendered = per_group(
+        lambda *a: compositing.volume_render_packed(*a[:5], num_rays, *a[5:]), out.rgb, density, t,
+        jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0], out.extras)
+    return rendered._replace(complete=kept.complete), t, kept
+
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
     del progress
@@ -125,47 +204,10 @@ class OccupancyGridNeRF(nn.Module):
     march_capacity, render_capacity = self._capacities(num_rays, rendering=rng is None)
     offset = (jnp.full((num_groups, num_rays), 0.5) if rng is None
               else jax.random.uniform(rng, (num_groups, num_rays)))
-    direction_norm, s_near, far, selected = self._march(rays, offset)
-
-    per_group = lambda fn, *args: jax.vmap(fn)(*args)
-    def sample(packed):
-      s = per_group(lambda p, s0, o: marching.packed_distances(p, s0, o, self.step_size), packed, s_near,
-                    offset)
-      origins, unit_directions, viewdirs = (per_group(marching.gather_rays, x, packed)
-                                            for x in (rays.origins, _unit_directions(rays), rays.viewdirs))
-      return s, origins + s[..., None] * unit_directions, viewdirs
-
-    transmittance_of = lambda density, packed: per_group(
-        compositing.compute_weights_packed, density, jnp.full(density.shape, self.step_size),
-        packed.ray_index)[1]
-    marched = per_group(lambda x: marching.pack(x, march_capacity), selected)
-    s, marched_points, viewdirs = sample(marched)
-    if (rng is None and getattr(self.field, 'shade', None) is not None
-        and getattr(self.field, 'normals', 'none') == 'none'):
-      # Rendering images, with a field that shades from its geometry (FieldBase.shade) and outputs no
-      # density normals: one pass. The density at every occupied step gives the transmittance, and its
-      # features the colour where light still arrives; a second pass would evaluate the same geometry again
-      # (on lego_ngp:cpu that made renders 3 times slower).
-      density, features = self.field.density(marched_points)
-      density = jnp.where(marched.valid, density, 0.0)
-      # (Slots past a ray's termination keep their place, at zero density: compositing needs the slots in
-      # ray order.)
-      kept = marched._replace(valid=marched.valid & (transmittance_of(density, marched) > self.min_transmittance))
-      out = self.field.shade(density, features, viewdirs)
-    else:
-      # Pass 1: the transmittance at every occupied step.
-      density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(marched_points)), 0.0)
-      # Pass 2: the field where light still arrives.
-      kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
-                       transmittance_of(density, marched) > self.min_transmittance)
-      s, points, viewdirs = sample(kept)
-      out = self.field(points, viewdirs)
-    density = jnp.where(kept.valid, out.density, 0.0)
-    t = s / per_group(marching.gather_rays, direction_norm, kept)
-    rendered = per_group(
-        lambda *a: compositing.volume_render_packed(*a[:5], num_rays, *a[5:]), out.rgb, density, t,
-        jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0], out.extras)
-    rendered = rendered._replace(complete=kept.complete)
+    direction_norm, s_near, far, _, selected = self._march(rays, offset)
+    marched = jax.vmap(lambda x: marching.pack(x, march_capacity))(selected)
+    rendered, _, kept = self._render_marched(rays, marched, s_near, offset, direction_norm, far, background,
+                                             render_capacity, rendering_images=rng is None)
 
     self.sow('diagnostics', 'marched_samples_per_ray', jnp.sum(marched.valid) / (num_groups * num_rays))
     self.sow('diagnostics', 'rendered_samples_per_ray', jnp.sum(kept.valid) / (num_groups * num_rays))
@@ -173,6 +215,62 @@ class OccupancyGridNeRF(nn.Module):
     if not grouped:
       rendered = jax.tree.map(lambda x: x[0], rendered)
     return [rendered]
+
+  def round_rays(self, chunk_size: int) -> int:
+    """Rays per group of a call of `render_round` that stands in for rendering `chunk_size` rays (per
+    group) in one call: as many as its slots (`round_capacity`, the same number) hold at half of
+    `eval_steps_per_round` each (rays whose steps are not all occupied fill them too)."""
+    return max(2 * self.eval_march_capacity(chunk_size) // self.eval_steps_per_round, 1)
+
+  def round_capacity(self, num_rays: int) -> int:
+    """Slots per group of a call of `render_round` for `num_rays` rays per group (`round_rays`)."""
+    return max(num_rays * self.eval_steps_per_round // 2, self.eval_steps_per_round)
+
+  def render_round(self, rays: Rays, first_step, transmittance, remaining, round_samples, background,
+                   capacity: int) -> Dict[str, jax.Array]:
+    """One round of rendering rays [G, R] of images in rounds (outputs/chunked.py drives them): each ray
+    resumes at step first_step [G, R] with `transmittance` [G, R] of its light left, evaluates its occupied
+    steps among the next `eval_steps_per_round` (round_samples [G, R] of them; packed, `capacity` slots per
+    group) and stops where light runs out. remaining [G, R]: its occupied steps not yet evaluated.
+
+    In rounds a ray is evaluated little past where its light runs out, which rendering it in one call
+    cannot know in advance: on lego_ngp:cpu the rays that meet the scene have 49 occupied steps and are
+    opaque after 26.
+
+    Returns {name: [G, R, ...]}: what the round adds to the ray's composites (colour, 'acc', the weighted
+    sum of depths 'weighted_depth' and the field's extras, each scaled by the light that arrived; colour
+    includes the background once the ray is done), its state for the next round (the four arguments),
+    'done' (no light left, or no occupied step) and 'complete' (False: the round's steps did not fit
+    `capacity` and it must run again; its state is then unchanged).
+    """
+    del round_samples  # (What the caller filled the buffer by.)
+    num_groups, num_rays = rays.origins.shape[:2]
+    offset = jnp.full((num_groups, num_rays), 0.5)
+    direction_norm, s_near, far, _, selected = self._march(rays, offset, first_step, self.eval_steps_per_round)
+    marched = jax.vmap(lambda x: marching.pack(x, capacity))(selected)
+    # Slots name the march's step, not the window's (the same distances as a whole march; marching.py).
+    window_start = jax.vmap(marching.gather_rays)(first_step, marched)
+    marched = marched._replace(step_index=jnp.where(marched.valid, marched.step_index + window_start, 0))
+    rendered, t, kept = self._render_marched(rays, marched, s_near, offset, direction_norm, far,
+                                             jnp.zeros((num_groups, num_rays, 3)), capacity,
+                                             rendering_images=True, transmittance=transmittance)
+    weighted_depth = jax.vmap(lambda w, t, p: compositing.composite_packed(w, t[:, None], p.ray_index,
+                                                                           num_rays)[:, 0])(rendered.w, t, kept)
+    complete = rendered.complete
+    left = transmittance * (1.0 - rendered.acc)
+    remaining_after = remaining - jnp.sum(selected, axis=-1, dtype=jnp.int32)
+    done = complete & ((left <= self.min_transmittance) | (remaining_after <= 0))
+    next_step = jnp.where(complete, first_step + self.eval_steps_per_round, first_step)
+    _, _, _, _, next_selected = self._march(rays, offset, next_step, self.eval_steps_per_round)
+    background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
+    scaled = lambda x: transmittance.reshape(transmittance.shape + (1,) * (x.ndim - 2)) * x
+    return {**{k: scaled(v) for k, v in (rendered.extras or {}).items()},
+            'rgb': scaled(rendered.rgb) + jnp.where(done, left, 0.0)[..., None] * background,
+            'acc': scaled(rendered.acc), 'weighted_depth': scaled(weighted_depth),
+            'first_step': next_step, 'transmittance': jnp.where(complete, left, transmittance),
+            'remaining': jnp.where(complete, remaining_after, remaining),
+            'round_samples': jnp.sum(next_selected, axis=-1, dtype=jnp.int32),
+            'done': done, 'complete': complete}
 
   def update_occupancy(self, rng: jax.Array, step):
     """Measures the density in 2 * update_fraction of the cells and updates the grid (occupancy.py).

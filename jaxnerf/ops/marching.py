@@ -28,13 +28,20 @@ def num_steps_for(box_diagonal: float, step_size: float) -> int:
   return int(-(-box_diagonal // step_size)) + 1
 
 
-def step_distances(s_start, offset, step_size: float, num_steps: int):
-  """Distances s [..., M] of fixed steps: s_start [...] + (m + offset [...]) * step_size, m = 0..M-1.
+def step_indices(num_steps: int, first_step=None):
+  """Indices m [..., num_steps] int32 of consecutive steps from first_step [...] (from 0 when None: [M])."""
+  m = jnp.arange(num_steps, dtype=jnp.int32)
+  return m if first_step is None else first_step[..., None] + m
+
+
+def step_distances(s_start, offset, step_size: float, m):
+  """Distances s [..., K] of the steps m [..., K] (int; `step_indices`): s_start [...] + (m + offset [...])
+  * step_size.
 
   `offset` in [0, 1) jitters where in its interval each ray samples (0.5: interval centres, for rendering).
+  A step has the same distance however it was found (a whole march, a window of one, a packed slot).
   """
-  m = jnp.arange(num_steps, dtype=jnp.float32)
-  return s_start[..., None] + (m + offset[..., None]) * step_size
+  return s_start[..., None] + (m.astype(jnp.float32) + offset[..., None]) * step_size
 
 
 class PackedSamples(NamedTuple):
@@ -89,5 +96,5 @@ def gather_rays(per_ray, packed: PackedSamples):
 
 def packed_distances(packed: PackedSamples, s_start, offset, step_size: float):
   """Distances s [C] of packed steps of rays starting at s_start [R] with offsets [R] (`step_distances`)."""
-  return (gather_rays(s_start, packed)
-          + (packed.step_index.astype(jnp.float32) + gather_rays(offset, packed)) * step_size)
+  return step_distances(gather_rays(s_start, packed), gather_rays(offset, packed), step_size,
+                        packed.step_index[:, None])[:, 0]

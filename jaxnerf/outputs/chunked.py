@@ -1,16 +1,19 @@
 """Rendering whole images in fixed-size chunks of rays, split over the devices.
 
 Every chunk has the same shape (the last is padded), so the renderer compiles once for any resolution, and
-memory is bounded by `chunk_size` rays. Two things keep a packed renderer's fixed-size buffers busy with
+memory is bounded by `chunk_size` rays. Three things keep a packed renderer's fixed-size buffers busy with
 work that shows:
 - models that can (steps.CompiledSteps.probe_rays) first count each ray's samples: the rays that cross only
   empty space are the background at no cost, and chunks of the others are filled with as many rays as their
   samples fit the buffers (padded with rays that march nothing), not with a fixed number of rays;
+- where the model renders in rounds (steps.CompiledSteps.render_round), a ray's samples are evaluated a
+  window of steps at a time, and the ray goes back to the queue while light still arrives: little is
+  evaluated behind opaque surfaces. Views are batched so that many rays' rounds share each call;
 - chunks take the rays in a fixed shuffled order rather than row by row, so that rows of background do not
   leave buffers idle while rows through the scene overflow them.
 """
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterable, Iterator, Optional
 
 import jax
 import numpy as np
@@ -77,28 +80,111 @@ def _render_in_chunks(render, variables, flat: camera.Rays, indices: np.ndarray,
   return outputs
 
 
-def render_image(steps, variables, rays: camera.Rays, chunk_size: int) -> Dict[str, np.ndarray]:
-  """Renders rays with fields [H, W, C] into host arrays {'rgb': [H, W, 3], 'depth': [H, W], 'median_depth',
-  'acc'} (what the compiled render_rays returns).
+_ROUND_STATE = ('first_step', 'transmittance', 'remaining', 'round_samples')
 
-  Rays that come back incomplete (a packed renderer ran out of slots) are rendered again in a later chunk;
-  each chunk completes at least its first ray per device, so this ends.
 
-  Args:
-    steps: the compiled steps (steps.CompiledSteps): render_rays, probe_rays and the batch sharding.
-    variables: model variables, placed as the steps expect.
-    rays: the image's rays.
-    chunk_size: rays per call; must be divisible by the device count.
-  """
-  image_shape = rays.origins.shape[:-1]
-  flat = jax.tree.map(lambda x: np.asarray(x).reshape((-1, x.shape[-1])), rays)
-  order = np.random.default_rng(0).permutation(flat.origins.shape[0])
+def _render_in_rounds(steps, variables, flat: camera.Rays, indices: np.ndarray, chunk_size: int,
+                      outputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """Renders the rays `indices` of `flat` in rounds (OccupancyGridNeRF.render_round), from the state the
+  probe wrote into `outputs` (which it leaves there for the other rays). Each call takes the pending rays
+  in turn while their next rounds' steps fit its slots; a ray with light left goes back to the end of the
+  queue, so that calls stay full to the last rounds."""
+  num_groups = steps.batch_sharding.mesh.size
+  rays_per_group = steps.round_rays(chunk_size // num_groups)
+  capacity = steps.round_capacity(rays_per_group)
+  state = {key: outputs.pop(key) for key in _ROUND_STATE}
+  sums = {}
+  pending = indices
+  while pending.size:
+    chunk_indices, real, pending = _next_filled_chunk(pending, state['round_samples'], rays_per_group * num_groups,
+                                                      num_groups, capacity)
+    chunk = jax.tree.map(lambda x: x[chunk_indices], flat)
+    chunk = chunk._replace(far=np.where(real[:, None], chunk.far, chunk.near))  # Padding marches nothing.
+    chunk_state = {key: value[chunk_indices] for key, value in state.items()}
+    result = parallel.fetch(steps.render_round(variables, parallel.shard_replicated_data(chunk, steps.batch_sharding),
+                                               parallel.shard_replicated_data(chunk_state, steps.batch_sharding)))
+    rendered = chunk_indices[real]
+    complete, done = result.pop('complete')[real], result.pop('done')[real]
+    for key in _ROUND_STATE:
+      state[key][rendered] = result.pop(key)[real]
+    for key, value in result.items():  # (Indices in a chunk are distinct: += adds each ray's once.)
+      if key not in sums:
+        sums[key] = np.zeros((flat.origins.shape[0],) + value.shape[1:], value.dtype)
+      sums[key][rendered[complete]] += value[real][complete]
+    pending = np.concatenate([pending, rendered[~done]])
+  if not indices.size:
+    return outputs
+  final = {key: value[indices] for key, value in sums.items()}
+  acc, weighted_depth = final['acc'], final.pop('weighted_depth')
+  far = outputs['depth'][indices]  # The probe's: the far t in the box.
+  # (As volume_render_packed: the expected depth where the ray is not empty.)
+  final['depth'] = final['median_depth'] = np.where(acc > 1e-10, weighted_depth / np.maximum(acc, 1e-10), far)
+  for key, value in final.items():
+    outputs.setdefault(key, np.zeros((flat.origins.shape[0],) + value.shape[1:], value.dtype))[indices] = value
+  return outputs
+
+
+# Rendering in rounds costs the calls of a batch's last rounds, which few rays fill: it is used where a
+# batch's probed steps fill this many calls or more (else each ray is rendered in one call). Views are
+# batched up to _BATCH_RAYS rays so that small views (lego at factor 8: 10k rays, 3.5k of which meet the
+# scene) share calls.
+_MIN_ROUND_CALLS = 8
+_BATCH_RAYS = 1 << 20
+
+
+def _render_flat(steps, variables, flat: camera.Rays, order: np.ndarray, chunk_size: int) -> Dict[str, np.ndarray]:
+  """Renders the rays `flat` [N, C] into host arrays [N, ...], chunks taking them in `order`."""
   outputs = {}
   samples = None
   if steps.probe_rays is not None:
     _render_in_chunks(steps.probe_rays, variables, flat, order, chunk_size, steps.batch_sharding, outputs)
     order = order[~outputs.pop('empty')[order]]
     samples = outputs.pop('samples')
-  _render_in_chunks(steps.render_rays, variables, flat, order, chunk_size, steps.batch_sharding, outputs,
-                    samples, steps.sample_capacity)
-  return {k: v.reshape(image_shape + v.shape[1:]) for k, v in outputs.items()}
+  num_groups = steps.batch_sharding.mesh.size
+  if (steps.render_round is not None and np.sum(samples[order], dtype=np.int64)
+      >= _MIN_ROUND_CALLS * num_groups * steps.sample_capacity(chunk_size // num_groups)):
+    return _render_in_rounds(steps, variables, flat, order, chunk_size, outputs)
+  for key in _ROUND_STATE:
+    outputs.pop(key, None)
+  return _render_in_chunks(steps.render_rays, variables, flat, order, chunk_size, steps.batch_sharding,
+                           outputs, samples, steps.sample_capacity)
+
+
+def render_images(steps, variables, views: Iterable[camera.Rays], chunk_size: int) -> Iterator[Dict[str, np.ndarray]]:
+  """Renders views, rays with fields [H, W, C] each, into host arrays {'rgb': [H, W, 3], 'depth': [H, W],
+  'median_depth', 'acc'} (what the compiled render_rays returns), one dict per view, in order.
+
+  Views are rendered in batches of up to _BATCH_RAYS rays (whole views), so that the rays of small views
+  share calls. Rays that come back incomplete (a packed renderer ran out of slots) are rendered again in a
+  later chunk; each chunk completes at least its first ray per device, so this ends.
+
+  Args:
+    steps: the compiled steps (steps.CompiledSteps): render_rays, probe_rays and the batch sharding.
+    variables: model variables, placed as the steps expect.
+    views: each view's rays (taken as needed).
+    chunk_size: rays per call; must be divisible by the device count.
+  """
+  views = iter(views)
+  next_view = next(views, None)
+  while next_view is not None:
+    batch, num_rays = [], 0
+    while next_view is not None and (not batch or num_rays + next_view.origins[..., 0].size <= _BATCH_RAYS):
+      batch.append(next_view)
+      num_rays += next_view.origins[..., 0].size
+      next_view = next(views, None)
+    flats = [jax.tree.map(lambda x: np.asarray(x).reshape((-1, x.shape[-1])), rays) for rays in batch]
+    sizes = [flat.origins.shape[0] for flat in flats]
+    starts = np.cumsum([0] + sizes)
+    # Each view's rays in a fixed shuffled order, view after view.
+    order = np.concatenate([start + np.random.default_rng(0).permutation(size)
+                            for start, size in zip(starts, sizes)])
+    outputs = _render_flat(steps, variables, jax.tree.map(lambda *x: np.concatenate(x), *flats), order,
+                           chunk_size)
+    for rays, start, stop in zip(batch, starts[:-1], starts[1:]):
+      image_shape = rays.origins.shape[:-1]
+      yield {k: v[start:stop].reshape(image_shape + v.shape[1:]) for k, v in outputs.items()}
+
+
+def render_image(steps, variables, rays: camera.Rays, chunk_size: int) -> Dict[str, np.ndarray]:
+  """`render_images` of one view."""
+  return next(render_images(steps, variables, [rays], chunk_size))

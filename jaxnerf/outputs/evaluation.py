@@ -19,8 +19,9 @@ from jaxnerf import workdirs
 def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
                  description: str = 'rendering') -> List[Dict[str, np.ndarray]]:
   """Renders the views `indices` of `split`: one {'rgb', 'depth', 'acc'} dict of [H, W, ...] per view."""
-  return [chunked.render_image(steps, variables, split.rays_of_image(i), chunk_size)
-          for i in console.progress(indices, description, unit='view')]
+  views = (split.rays_of_image(i) for i in indices)
+  return list(console.progress(chunked.render_images(steps, variables, views, chunk_size), description,
+                               total=len(indices), unit='view'))
 
 
 def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
@@ -115,12 +116,11 @@ def render_path(steps, variables, split: SceneSplit, poses, chunk_size: int, bac
     A list of {'rgb', 'depth'} pictures, [H, W, 3] each.
   """
   width, height, intrinsics = video_frame_size(split, min_size)
-  frames = []
-  for pose in console.progress(poses, f'{description} ({width}x{height})', unit='frame'):
-    rendering = chunked.render_image(steps, variables, split.rays_of_view(pose, intrinsics, width, height),
-                                             chunk_size)
-    frames.append(visualize(rendering, split, background))
-  return frames
+  views = (split.rays_of_view(pose, intrinsics, width, height) for pose in poses)
+  renderings = chunked.render_images(steps, variables, views, chunk_size)
+  return [visualize(rendering, split, background)
+          for rendering in console.progress(renderings, f'{description} ({width}x{height})', total=len(poses),
+                                            unit='frame')]
 
 
 def write_video(out_dir, name: str, frames, fps: int, formats=('gif',)) -> List[pathlib.Path]:

@@ -84,6 +84,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.occupancy_grid.render_samples_per_ray', POSITIVE),
     ('model.occupancy_grid.eval_march_samples_per_ray', POSITIVE),
     ('model.occupancy_grid.eval_render_samples_per_ray', POSITIVE),
+    ('model.occupancy_grid.eval_steps_per_round', NON_NEGATIVE_INT),
     ('model.occupancy_grid.update_every', POSITIVE_INT),
     *((f'model.{group}.layers', (lambda v: v in LAYER_KINDS, f'one of {list(LAYER_KINDS)}'))
       for group in ('mlp', 'hash_grid', 'proposal.mlp', 'proposal.hash_grid')),

@@ -143,6 +143,11 @@ def get_config() -> ml_collections.ConfigDict:
           # steps they take). Fields without density normals shade in the first pass (no second buffer).
           eval_march_samples_per_ray=48.0,
           eval_render_samples_per_ray=48.0,
+          # Images are rendered in rounds of this many steps of each ray, a ray's next round resuming where
+          # light still arrives: a ray is evaluated little past where it turns opaque, which one call per
+          # ray cannot know (on lego_ngp:cpu 49 occupied steps, of which 26 are needed). 0: one call per
+          # ray, with the buffers above.
+          eval_steps_per_round=24,
           min_transmittance=1e-4,  # Early ray termination: drop steps once less light than this arrives.
           update_every=16,  # Training steps between grid updates.
           warmup_steps=256,  # Until then updates sweep all cells in turn; later they draw cells at random.

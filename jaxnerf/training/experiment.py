@@ -99,7 +99,8 @@ def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None
 
 # Model settings that only size the buffers of rendering images: a run may resume with others.
 RENDER_ONLY_MODEL_KEYS = frozenset({'model.occupancy_grid.eval_march_samples_per_ray',
-                                    'model.occupancy_grid.eval_render_samples_per_ray'})
+                                    'model.occupancy_grid.eval_render_samples_per_ray',
+                                    'model.occupancy_grid.eval_steps_per_round'})
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir):

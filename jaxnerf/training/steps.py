@@ -120,16 +120,31 @@ def make_render_rays(model, background, num_groups: int = 1):
 
 def make_probe_rays(model, background):
   """For models that march an occupancy grid (OccupancyGridNeRF.occupied_steps): (variables, rays) ->
-  {'samples', 'empty', 'rgb', 'depth', 'median_depth', 'acc'} of [B] rays: the slots each ray takes in the
-  renderer's buffer, whether it takes none, and the last four as `render_rays` gives them for such empty
-  rays (the background at the far depth), with no call of the field."""
+  {'samples', 'empty', 'rgb', 'depth', 'median_depth', 'acc', ...} of [B] rays: the slots each ray takes in
+  the renderer's buffer, whether it takes none, the next four as `render_rays` gives them for such empty
+  rays (the background at the far depth), with no call of the field, and each ray's state before its first
+  round of `render_round`."""
 
   def probe_rays(variables, rays):
-    samples, depth = model.apply(variables, rays, method=model.occupied_steps)
+    probed = model.apply(variables, rays, method=model.occupied_steps)
+    samples, far = probed.pop('samples'), probed.pop('far')
     return {'samples': samples, 'empty': samples == 0, 'rgb': jnp.broadcast_to(background, rays.origins.shape),
-            'depth': depth, 'median_depth': depth, 'acc': jnp.zeros_like(depth)}
+            'depth': far, 'median_depth': far, 'acc': jnp.zeros_like(far), **probed}
 
   return probe_rays
+
+
+def make_render_round(model, background, num_groups: int = 1):
+  """(variables, rays, state) -> {name: [B, ...]}: one round of OccupancyGridNeRF.render_round for [B] rays
+  split into `num_groups` groups, with their state {name: [B]} (from the probe or the last round)."""
+
+  def render_round(variables, rays, state):
+    rays, state = _split_groups(rays, num_groups), _split_groups(state, num_groups)
+    return _merge_groups(model.apply(variables, rays, **state, background=background,
+                                     capacity=model.round_capacity(rays.origins.shape[1]),
+                                     method=model.render_round))
+
+  return render_round
 
 
 class CompiledSteps(NamedTuple):
@@ -143,6 +158,12 @@ class CompiledSteps(NamedTuple):
   # For those models, the slots of render_rays' buffer per group of rays (one group per device), given the
   # rays per group: outputs/chunked.py fills chunks with rays whose probed samples fit.
   sample_capacity: Optional[Callable[[int], int]] = None
+  # For those models, unless config.model.occupancy_grid.eval_steps_per_round is 0, rendering in rounds
+  # (OccupancyGridNeRF.render_round, driven by outputs/chunked.py): (variables, rays, state) -> {...}; the
+  # rays per group of its calls that stand in for a chunk of that many rays per group; their slots per group.
+  render_round: Optional[Callable] = None
+  round_rays: Optional[Callable[[int], int]] = None
+  round_capacity: Optional[Callable[[int], int]] = None
 
 
 def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
@@ -162,4 +183,11 @@ def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
     return CompiledSteps(train_step, render_rays, None, batch_sharding, replicated)
   probe_rays = jax.jit(make_probe_rays(model, background), in_shardings=(replicated, batch_sharding),
                        out_shardings=batch_sharding)
-  return CompiledSteps(train_step, render_rays, probe_rays, batch_sharding, replicated, model.eval_march_capacity)
+  compiled = CompiledSteps(train_step, render_rays, probe_rays, batch_sharding, replicated,
+                           model.eval_march_capacity)
+  if not model.eval_steps_per_round:
+    return compiled
+  render_round = jax.jit(make_render_round(model, background, mesh.size),
+                         in_shardings=(replicated, batch_sharding, batch_sharding), out_shardings=batch_sharding)
+  return compiled._replace(render_round=render_round, round_rays=model.round_rays,
+                           round_capacity=model.round_capacity)
