@@ -2,7 +2,8 @@
 
 config.dataset names an entry of DATASETS: where its scene lives and how a split of it is read. Real
 captures ('llff', 'colmap', 'transforms', or 'capture' to tell them apart by their files) are read into a
-`capture.Capture` and split and normalised the same way (config.capture).
+`capture.Capture` and split and normalised the same way (config.capture); 'tiny_nerf' reads the tiny_nerf
+notebook's .npz file.
 """
 
 import dataclasses
@@ -14,6 +15,7 @@ from jaxnerf.datasets.blender import load_blender_split
 from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.datasets import colmap  # pycolmap itself is imported only when a model is read.
 from jaxnerf.datasets import llff
+from jaxnerf.datasets import tiny_nerf
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import DatasetError
@@ -82,6 +84,17 @@ def read_capture(directory: pathlib.Path, config, capture_format_name: str) -> c
   return capture_lib.normalize(capture, options.normalize)[0]
 
 
+def _read_tiny_nerf_split(path: pathlib.Path, split: str, config) -> SceneSplit:
+  if config.factor != 1:
+    raise DatasetError(f'config.factor={config.factor}: the tiny NeRF data is read at its own size (factor 1).')
+  return tiny_nerf.load_tiny_nerf_split(path, split, config.near, config.far)
+
+
+def _has_tiny_nerf_split(path: pathlib.Path, split: str) -> bool:
+  del path
+  return split in tiny_nerf.SPLITS
+
+
 def _capture_reader(capture_format_name: Optional[str]):
   def read_split(directory: pathlib.Path, split: str, config) -> SceneSplit:
     name = capture_format_name or capture_format(directory)
@@ -113,6 +126,8 @@ DATASETS = {
     'colmap': Dataset(_given_directory, _capture_reader('colmap'), _has_capture_split),
     'transforms': Dataset(_given_directory, _capture_reader('transforms'), _has_capture_split),
     'capture': Dataset(_given_directory, _capture_reader(None), _has_capture_split),
+    # The tiny_nerf notebook's tiny_nerf_data.npz: config.data_dir is the file.
+    'tiny_nerf': Dataset(_given_directory, _read_tiny_nerf_split, _has_tiny_nerf_split),
 }
 
 

@@ -123,10 +123,11 @@ def _image_path(data_dir, frame, meta_path, index) -> pathlib.Path:
   return path
 
 
-def check_pose(matrix, meta_path, index) -> np.ndarray:
+def check_pose(matrix, meta_path, index, where: str = '') -> np.ndarray:
   """The 4x4 camera-to-world matrix of frame `index`, checked to be a rigid motion: a rotation (orthonormal
-  columns, determinant +1, no scale) and a translation, over the row (0, 0, 0, 1)."""
-  where = f'{meta_path}: frame {index} "transform_matrix"'
+  columns, determinant +1, no scale) and a translation, over the row (0, 0, 0, 1). `where` names the
+  matrix in errors (default: the frame's "transform_matrix" in `meta_path`)."""
+  where = where or f'{meta_path}: frame {index} "transform_matrix"'
   try:
     pose = np.asarray(matrix, dtype=np.float64)
   except (TypeError, ValueError):

@@ -240,18 +240,23 @@ class MLPField(FieldBase):
   skip_every: int = 4
   width_view: int = 128
   encoding: str = 'positional'
+  # False: colour from the trunk's features alone, with no view direction (the tiny_nerf notebook's model;
+  # JaxNeRF's use_viewdirs=False): no bottleneck or view layer.
+  use_viewdirs: bool = True
 
   def setup(self):
     if self.encoding not in ('positional', 'integrated'):
       raise ConfigError("config.model.mlp.encoding must be 'positional' or 'integrated', "
                         f'got {self.encoding!r}.')
+    view_layers = [('bottleneck', self.width, 'hidden'), ('view', self.width_view, 'hidden')]
     layers = self._make_layers([(f'trunk_{i}', self.width, 'input' if i == 0 else 'hidden')
                                  for i in range(self.depth)] +
-                          [('density', 1, 'output'), ('bottleneck', self.width, 'hidden'),
-                           ('view', self.width_view, 'hidden'), ('rgb', 3, 'output')])
+                               [('density', 1, 'output')] + (view_layers if self.use_viewdirs else []) +
+                               [('rgb', 3, 'output')])
     self.trunk = [layers[f'trunk_{i}'] for i in range(self.depth)]
-    self.density_out, self.bottleneck = layers['density'], layers['bottleneck']
-    self.view_hidden, self.rgb_out = layers['view'], layers['rgb']
+    self.density_out, self.rgb_out = layers['density'], layers['rgb']
+    if self.use_viewdirs:
+      self.bottleneck, self.view_hidden = layers['bottleneck'], layers['view']
 
   def _encode(self, inputs):
     inputs = warp_inputs(inputs, self.warp, self.contract_radius)
@@ -274,7 +279,10 @@ class MLPField(FieldBase):
     return self.density_out(x)[..., 0], x
 
   def color(self, features, viewdirs):
-    """Raw colour [..., 3] from the trunk's features (through a bottleneck) and encoded unit viewdirs."""
+    """Raw colour [..., 3] from the trunk's features (through a bottleneck) and encoded unit viewdirs, or
+    from the features alone where the field does not use view directions."""
+    if not self.use_viewdirs:
+      return self.rgb_out(features)
     view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
     x = jnp.concatenate([self.bottleneck(features), view_features.astype(self.dtype)], axis=-1)
     return self.rgb_out(nn.relu(self.view_hidden(x)))

@@ -101,8 +101,8 @@ def _render_in_rounds(steps, variables, flat: camera.Rays, indices: np.ndarray, 
     chunk = jax.tree.map(lambda x: x[chunk_indices], flat)
     chunk = chunk._replace(far=np.where(real[:, None], chunk.far, chunk.near))  # Padding marches nothing.
     chunk_state = {key: value[chunk_indices] for key, value in state.items()}
-    result = parallel.fetch(steps.render_round(variables, parallel.shard_replicated_data(chunk, steps.batch_sharding),
-                                               parallel.shard_replicated_data(chunk_state, steps.batch_sharding)))
+    on_devices = lambda data: parallel.shard_replicated_data(data, steps.batch_sharding)
+    result = parallel.fetch(steps.render_round(variables, on_devices(chunk), on_devices(chunk_state)))
     rendered = chunk_indices[real]
     complete, done = result.pop('complete')[real], result.pop('done')[real]
     for key in _ROUND_STATE:
@@ -150,7 +150,8 @@ def _render_flat(steps, variables, flat: camera.Rays, order: np.ndarray, chunk_s
                            outputs, samples, steps.sample_capacity)
 
 
-def render_images(steps, variables, views: Iterable[camera.Rays], chunk_size: int) -> Iterator[Dict[str, np.ndarray]]:
+def render_images(steps, variables, views: Iterable[camera.Rays],
+                  chunk_size: int) -> Iterator[Dict[str, np.ndarray]]:
   """Renders views, rays with fields [H, W, C] each, into host arrays {'rgb': [H, W, 3], 'depth': [H, W],
   'median_depth', 'acc'} (what the compiled render_rays returns), one dict per view, in order.
 

@@ -96,6 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
           view_min_deg=0, view_max_deg=4,  # ...and of view directions.
           depth=8, width=256, skip_every=4, width_view=128,
           encoding='positional',  # 'positional' (NeRF) or 'integrated' (mip-NeRF's IPE of Gaussians).
+          use_viewdirs=True,  # False: colour from the trunk alone (the tiny_nerf notebook's model).
           # 'dense' (full precision) or 'ternary' (BitNet b1.58's quantisation-aware layers: RMSNorm, 8-bit
           # activations, ternary weights; models/layers.py), except the layers whose role ('input',
           # 'hidden', 'output') or name (e.g. 'trunk_5') full_precision_layers lists.
