@@ -12,7 +12,8 @@ from jaxnerf.errors import DatasetError
 def test_unknown_dataset_names_the_key_and_the_choices():
   config = ml_collections.ConfigDict(dict(dataset='llff_typo', data_dir='/nowhere'))
   with pytest.raises(DatasetError, match=r"config.dataset: unknown dataset 'llff_typo'; expected one of "
-                                         r"\('blender', 'procedural', 'llff', 'colmap', 'transforms', 'capture'\)"):
+                                         r"\('blender', 'procedural', 'llff', 'colmap', 'transforms', 'capture', "
+                                         r"'tiny_nerf'\)"):
     datasets.load_split(config, 'train')
 
 

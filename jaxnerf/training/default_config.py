@@ -20,9 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
   # The scene.
   # 'procedural' (the embedded scene), 'blender' (NeRF's synthetic layout), a real capture: 'llff'
   # (poses_bounds.npy), 'colmap' (sparse/0), 'transforms' (instant-ngp's transforms.json), or 'capture' (any
-  # of these three, told apart by the files; see config.capture).
+  # of these three, told apart by the files; see config.capture); 'tiny_nerf' (the tiny_nerf notebook's .npz).
   config.dataset = 'procedural'
-  config.data_dir = ''  # The scene directory (procedural: the cache directory, '' = default).
+  # The scene directory (procedural: the cache directory, '' = default; tiny_nerf: the .npz file).
+  config.data_dir = ''
   config.factor = 1  # Integer downsampling factor of the images (area averaging).
   config.white_background = True  # Composite RGBA images (and renderings) on white; False: black.
   config.near = 2.0  # Ray bounds (depth along the viewing axis), those of the Blender scenes.
