@@ -45,10 +45,14 @@ def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_
     as render_views.
   """
   renderings = render_views(steps, variables, split, indices, chunk_size, description)
+  return score_views(split, indices, renderings, lpips_nets), renderings
+
+
+def score_views(split: SceneSplit, indices: Sequence[int], renderings, lpips_nets: Sequence[str] = ()):
+  """`evaluate`'s per_image of renderings (render_views) of the views `indices` of `split`."""
   optional = metrics.lpips_metric_names(lpips_nets)
-  per_image = [{'name': split.names[i] if split.names else str(i),
-                **metrics.view_metrics(r, ground_truth(split, i), optional)} for i, r in zip(indices, renderings)]
-  return per_image, renderings
+  return [{'name': split.names[i] if split.names else str(i),
+           **metrics.view_metrics(r, ground_truth(split, i), optional)} for i, r in zip(indices, renderings)]
 
 
 def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
