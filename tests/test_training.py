@@ -21,6 +21,7 @@ from jaxnerf.outputs import reporting
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import pacing
 from jaxnerf.training import steps as steps_lib
 from jaxnerf.training import trainer
 from jaxnerf import workdirs
@@ -162,7 +163,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(scene_cache, tmp_path, 
 
 def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
   config = tiny_config(scene_cache)
-  original = trainer._Prefetcher.next
+  original = pacing.BatchPrefetcher.next
   calls = []
 
   def interrupt_at_seventh_batch(self):
@@ -171,7 +172,7 @@ def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
       raise KeyboardInterrupt
     return original(self)
 
-  monkeypatch.setattr(trainer._Prefetcher, 'next', interrupt_at_seventh_batch)
+  monkeypatch.setattr(pacing.BatchPrefetcher, 'next', interrupt_at_seventh_batch)
   with pytest.raises(KeyboardInterrupt):
     trainer.train_and_evaluate(config, tmp_path)
   _, _, state = experiment_lib.restore_model(tmp_path)
@@ -298,7 +299,7 @@ def test_occupancy_grid_training_end_to_end(scene_cache, tmp_path, monkeypatch):
 
 def test_time_budget_estimates_the_schedule_length_from_the_step_time():
   now = [0.0]
-  budget = trainer.TimeBudget(max_seconds=100.0, num_steps=10_000, seconds_before=20.0, start_step=50,
+  budget = pacing.TimeBudget(max_seconds=100.0, num_steps=10_000, seconds_before=20.0, start_step=50,
                               clock=lambda: now[0])
   assert budget.schedule_steps(50, current=10_000) == 10_000  # Nothing timed yet.
   budget.start()
@@ -313,7 +314,7 @@ def test_time_budget_estimates_the_schedule_length_from_the_step_time():
   budget.start()
   now[0] = 102.0
   assert budget.out_of_time()
-  unlimited = trainer.TimeBudget(0.0, 10_000, 0.0, 0, clock=lambda: now[0])
+  unlimited = pacing.TimeBudget(0.0, 10_000, 0.0, 0, clock=lambda: now[0])
   assert unlimited.schedule_steps(500, current=123) == 10_000 and not unlimited.out_of_time()
 
 
@@ -342,14 +343,14 @@ def test_step_limited_run_keeps_the_schedule_over_num_steps(scene_cache, tmp_pat
 def test_stall_watch_warns_once_after_patience_steps_of_zero_gradient():
   messages = []
   progress = type('Progress', (), {'write': lambda self, text: messages.append(text)})()
-  watch = trainer._StallWatch(patience=10, learning_rate=10.0, progress=progress)
+  watch = pacing.StallWatch(patience=10, learning_rate=10.0, progress=progress)
   assert watch.observe(0, [1.0] * 5 + [0.0] * 5) is None  # Zero since step 6: 5 steps.
   assert watch.observe(10, [0.0] * 3 + [2.0]) is None  # Recovered at step 14.
   assert watch.observe(14, [0.0] * 9) is None  # Steps 15-23: 9 steps.
   warning = watch.observe(23, [0.0])
   assert 'zero since step 15' in warning and 'config.optim.lr_init=10' in warning
   assert watch.observe(24, [0.0] * 50) is None and messages == [warning]
-  assert trainer._StallWatch(0, 1.0, progress).observe(0, [0.0] * 1000) is None  # 0: never.
+  assert pacing.StallWatch(0, 1.0, progress).observe(0, [0.0] * 1000) is None  # 0: never.
 
 
 def test_mipnerf_config_takes_finite_steps(scene_cache):

@@ -4,7 +4,7 @@ The learning rate is a function of training progress, step / schedule_steps in [
 built over that unit interval. The state's `schedule_steps` says over how many steps the run lays it:
 config.train.num_steps, unless a time budget (config.train.max_seconds) is expected to end the run sooner, in
 which case the trainer measures the step time and shortens it so that the rate still reaches its final value
-(trainer.TimeBudget). Past the end the rate stays at lr_final. (The compiled step does not depend on the
+(pacing.TimeBudget). Past the end the rate stays at lr_final. (The compiled step does not depend on the
 run's length, so runs of any length share it.)
 """
 

@@ -6,13 +6,11 @@ batches, random draws and learning rates as a run that never stopped.
 
 Time: training time excludes compilation, validation and checkpointing, and adds up over every run of a
 workdir (checkpoints keep it). With config.train.max_seconds > 0 it is a budget: training stops when it is
-spent, and the learning-rate schedule is laid over the steps it is expected to allow (`TimeBudget`).
+spent, and the learning-rate schedule is laid over the steps it is expected to allow (pacing.TimeBudget).
 """
 
 import json
 import pathlib
-import queue
-import threading
 import time
 from typing import Dict, NamedTuple, Optional
 
@@ -33,135 +31,11 @@ from jaxnerf import parallel
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import pacing
 from jaxnerf.training.train_state import TrainState
 from jaxnerf import workdirs
 
-# Below this global gradient norm a step has learnt nothing.
-VANISHED_GRADIENT_NORM = 1e-10
 VIDEOS_DIR = 'videos'  # In the workdir: config.eval.video_every's videos.
-
-
-class TimeBudget:
-  """Training time of a workdir against config.train.max_seconds, and the schedule length it allows.
-
-  The clock runs between `start` and `pause`. With a budget, `schedule_steps` estimates the step at which
-  the budget runs out from this run's mean step time (steps have static shapes, so their time is steady),
-  and the trainer re-lays the learning-rate schedule over it at every log interval; without one, or when
-  num_steps comes first, the schedule ends at num_steps.
-  """
-
-  def __init__(self, max_seconds: float, num_steps: int, seconds_before: float, start_step: int,
-               clock=time.perf_counter):
-    self.max_seconds, self.num_steps = max_seconds, num_steps
-    self._seconds_before, self._start_step = seconds_before, start_step
-    self._clock = clock
-    self._run_seconds = 0.0
-    self._running_since: Optional[float] = None
-
-  def start(self):
-    self._running_since = self._clock()
-
-  def pause(self):
-    if self._running_since is not None:
-      self._run_seconds += self._clock() - self._running_since
-      self._running_since = None
-
-  @property
-  def seconds(self) -> float:
-    """Training seconds of the workdir so far (all runs)."""
-    running = 0.0 if self._running_since is None else self._clock() - self._running_since
-    return self._seconds_before + self._run_seconds + running
-
-  def out_of_time(self) -> bool:
-    return self.max_seconds > 0 and self.seconds >= self.max_seconds
-
-  def seconds_per_step(self, step: int) -> Optional[float]:
-    steps = step - self._start_step
-    return self._run_seconds / steps if steps > 0 and self._run_seconds > 0 else None
-
-  def schedule_steps(self, step: int, current: int) -> int:
-    """The step at which training is expected to end: num_steps, or sooner where the budget runs out
-    (`current` until this run has timed a step)."""
-    if self.max_seconds <= 0:
-      return self.num_steps
-    per_step = self.seconds_per_step(step)
-    if per_step is None:
-      return min(current, self.num_steps)
-    remaining = max(self.max_seconds - self.seconds, 0.0)
-    return int(min(self.num_steps, step + remaining / per_step))
-
-  def seconds_left(self, step: int, schedule_steps: int) -> Optional[float]:
-    per_step = self.seconds_per_step(step)
-    if per_step is None:
-      return None
-    left = (schedule_steps - step) * per_step
-    return min(left, self.max_seconds - self.seconds) if self.max_seconds > 0 else left
-
-
-class _Prefetcher:
-  """Prepares the batches of the coming steps on a background thread, placed on the devices."""
-
-  def __init__(self, batcher: batching.RayBatcher, first_step: int, last_step: int, sharding, depth: int = 2):
-    self._queue = queue.Queue(maxsize=depth)
-    self._stop = threading.Event()
-
-    def put(item) -> bool:  # False once the consumer has stopped: never block on a full queue then.
-      while not self._stop.is_set():
-        try:
-          self._queue.put(item, timeout=0.1)
-          return True
-        except queue.Full:
-          pass
-      return False
-
-    def produce():
-      try:
-        for step in range(first_step, last_step):
-          if not put(parallel.shard_local_batch(batcher.batch(step), sharding)):
-            return
-      except Exception as e:  # Re-raised in the training thread.
-        put(e)
-
-    self._thread = threading.Thread(target=produce, daemon=True)
-    self._thread.start()
-
-  def next(self):
-    item = self._queue.get()
-    if isinstance(item, Exception):
-      raise item
-    return item
-
-  def close(self):
-    self._stop.set()
-    self._thread.join()
-
-
-class _StallWatch:
-  """Warns once when the gradient has vanished for `patience` consecutive steps: the run has stopped
-  learning, and says why that usually happens."""
-
-  def __init__(self, patience: int, learning_rate: float, progress: console.ProgressBar):
-    self._patience, self._learning_rate, self._progress = patience, learning_rate, progress
-    self._since: Optional[int] = None
-    self.warning: Optional[str] = None  # The warning, once given.
-
-  def observe(self, first_step: int, grad_norms) -> Optional[str]:
-    """Takes the gradient norms of steps first_step + 1, ...; returns the warning when it is given."""
-    for step, norm in enumerate(grad_norms, first_step + 1):
-      if not norm < VANISHED_GRADIENT_NORM:  # (A skipped float16 step's non-finite norm is no stall.)
-        self._since = None
-      elif self._since is None:
-        self._since = step
-    if self.warning or self._patience <= 0 or self._since is None:
-      return None
-    if first_step + len(grad_norms) - self._since + 1 < self._patience:
-      return None
-    self.warning = (f'warning: the gradient has been zero since step {self._since}: the model stopped learning. '
-            'Its density most likely collapsed to zero everywhere (or every ReLU died), which a learning '
-            f'rate too high for the model causes (config.optim.lr_init={self._learning_rate:g}); restart in a '
-            'new --workdir with a lower one.')
-    self._progress.write(self.warning)
-    return self.warning
 
 
 def _mean_metrics(fetched_history):
@@ -252,11 +126,11 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
   if schedule_steps != (new := budget.schedule_steps(step, schedule_steps)):
     schedule_steps, state = new, state.replace(schedule_steps=_replicated_int(new, replicated))
   progress = console.ProgressBar(start_step, schedule_steps, config.train.batch_size)
-  stall_watch = _StallWatch(config.train.stall_warning_steps, config.optim.lr_init, progress)
+  stall_watch = pacing.StallWatch(config.train.stall_warning_steps, config.optim.lr_init, progress)
   batcher = batching.RayBatcher(train_split, config.train.batch_size, config.batching.mode,
                                 config.batching.precrop_steps, config.batching.precrop_fraction, config.seed,
                                 jax.process_index(), jax.process_count())
-  prefetcher = _Prefetcher(batcher, start_step, num_steps, experiment.steps.batch_sharding)
+  prefetcher = pacing.BatchPrefetcher(batcher, start_step, num_steps, experiment.steps.batch_sharding)
   history, last_saved = [], start_step
   eval_times = [t for t in sorted(config.eval.at_train_seconds) if t >= budget.seconds]  # Still to come.
   try:
@@ -434,7 +308,7 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   start_step = int(jax.device_get(state.step))
   if restored:
     console.message(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
-  budget = TimeBudget(config.train.max_seconds, config.train.num_steps,
+  budget = pacing.TimeBudget(config.train.max_seconds, config.train.num_steps,
                       restored.train_seconds if restored else 0.0, start_step)
   writer = reporting.MetricsWriter(workdir, start_step, wandb_project=config.train.wandb_project,
                                    config=config)
