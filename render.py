@@ -5,6 +5,7 @@
   python render.py --workdir=runs/demo --path=orbit --frames=120
   python render.py --workdir=runs/fern --path=spiral         # LLFF's spiral; ellipse, interpolate, auto.
   python render.py --packed=runs/bitnerf/export/packed.npz   # A model that export.py wrote.
+  python render.py --workdir=runs/demo --step=best           # The best checkpoint (config.train.keep_best).
 
 The split defaults to test, or val where the scene has no test split (it says so). Outputs go to
 <workdir>/render/<scene>/<split or path>_<step>/: <name>.png, <name>_depth.png and metrics.json (per-image
@@ -36,6 +37,8 @@ _LPIPS = flags.DEFINE_list('lpips', None, 'LPIPS networks to score the split wit
                            'or none (default: the run\'s config.eval.lpips).')
 _PACKED = flags.DEFINE_string('packed', None, 'Render the model that export.py wrote to this file instead of '
                               'a workdir\'s checkpoint; outputs go to render/ beside the file.')
+_STEP = flags.DEFINE_string('step', None, 'Render the checkpoint of this step (a number), or \'best\' '
+                            '(config.train.keep_best\'s), instead of the newest intact one.')
 _DISTRIBUTED = cli.define_distributed_flags()
 
 
@@ -47,16 +50,23 @@ def main(argv):
     workdir, packed = _WORKDIR.value, _PACKED.value
     if workdir and packed:
       cli.exit_with_usage_error('give --workdir (a checkpoint) or --packed (an exported model), not both')
+    step = _STEP.value
+    if step is not None and packed:
+      cli.exit_with_usage_error('--step chooses a checkpoint of a workdir; --packed is one exported model')
+    if step is not None and step != 'best':
+      if not step.isdigit():
+        cli.exit_with_usage_error(f"--step={step}: expected a checkpoint's step (a number >= 0) or 'best'")
+      step = int(step)
     if workdir is None and packed is None:
       workdir = render.newest_workdir()
       console.message(f'Rendering {workdir}, the workdir under runs/ with the newest checkpoint.')
     if _PATH.value:
       summary = render.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
-                                                 _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed)
+                                                 _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed, step)
     else:
       lpips_nets = None if _LPIPS.value is None else [net for net in _LPIPS.value if net != 'none']
       summary = render.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,
-                                            _CHUNK.value, packed, lpips_nets)
+                                            _CHUNK.value, packed, lpips_nets, step)
     cli.print_summary(summary, workdir)
 
 

@@ -4,7 +4,8 @@
   python train.py --config=configs/chair.py --config.data_dir=/path/to/nerf_synthetic/chair
   python train.py --config=configs/lego.py --config.factor=8
 
-Running again with the same --workdir resumes from its newest intact checkpoint. Any config field can be
+Running again with the same --workdir resumes from its newest intact checkpoint (--resume_step=N: from the
+checkpoint of step N; the newer ones are moved to superseded_checkpoints/). Any config field can be
 overridden with --config.<field>=<value> (see configs/default.py). Several processes (one per host) train
 together with --coordinator_address, --num_processes and --process_id (README, "Several devices").
 """
@@ -19,6 +20,8 @@ with cli.flag_errors():  # Overrides of the default config file are applied here
                                             lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and renderings '
                                '(default: runs/<config file name>).')
+_RESUME_STEP = flags.DEFINE_integer('resume_step', None, 'Resume from the checkpoint of this step instead of '
+                                    'the newest (the newer ones are moved to superseded_checkpoints/).')
 _DISTRIBUTED = cli.define_distributed_flags()
 
 
@@ -28,7 +31,7 @@ def main(argv):
   workdir = _WORKDIR.value or cli.default_workdir(config_flags.get_config_filename(flags.FLAGS['config']))
   with cli.friendly_errors():
     cli.initialize(_DISTRIBUTED)
-    summary = trainer.train_and_evaluate(_CONFIG.value, workdir)
+    summary = trainer.train_and_evaluate(_CONFIG.value, workdir, _RESUME_STEP.value)
     cli.print_summary(summary, workdir)
 
 

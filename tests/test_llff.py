@@ -50,7 +50,7 @@ def test_conventions_scale_and_recentring(tmp_path):
   cams = _forward_cameras(10, np.random.default_rng(0))
   _write_scene(tmp_path, cams)
   result = llff.read_llff(tmp_path, forward_facing=True)
-  scale = 1 / (3.0 * llff.BOUNDS_MARGIN)
+  scale = 1 / (3.0 * 0.75)  # NeRF's bd_factor, as a literal: a wrong llff.BOUNDS_MARGIN must fail this.
   np.testing.assert_allclose(result.depth_bounds, np.array([[3.0, 9.0]] * 10) * scale)
   # Recentred: the mean camera is the identity.
   np.testing.assert_allclose(camera.average_pose(result.camtoworlds), np.eye(3, 4), atol=1e-9)
@@ -95,7 +95,7 @@ def test_world_rays_without_ndc_use_the_bounds(tmp_path):
   _write_scene(tmp_path, _forward_cameras(4, np.random.default_rng(3)))
   split = capture.load_capture_split(llff.read_llff(tmp_path, forward_facing=False), 'train', 1, 2)
   assert split.ndc is None
-  assert split.near == pytest.approx(0.9 / llff.BOUNDS_MARGIN) and split.far == pytest.approx(3 / llff.BOUNDS_MARGIN)
+  assert split.near == pytest.approx(0.9 / 0.75) and split.far == pytest.approx(3 / 0.75)  # bd_factor 0.75.
 
 
 def test_spherify_centres_inward_cameras(tmp_path):

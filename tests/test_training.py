@@ -396,7 +396,7 @@ def test_progress_videos_without_frames_are_refused_before_training(scene_cache,
 
 
 def test_a_run_resumes_with_other_render_buffers_but_not_another_model(tmp_path):
-  # Buffer sizes of rendering images fix nothing of the trained state (experiment.RENDER_ONLY_MODEL_KEYS).
+  # Buffer sizes of rendering images fix nothing of the trained state (experiment.COMPUTE_ONLY_MODEL_KEYS).
   config = tiny_ngp_config()
   checkpoints.save_config(tmp_path, config)
   config.model.occupancy_grid.update(eval_march_samples_per_ray=7.0, eval_render_samples_per_ray=5.0)

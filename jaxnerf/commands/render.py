@@ -8,7 +8,7 @@ of the training scene.
 import hashlib
 import pathlib
 import time
-from typing import Dict, NamedTuple, Optional, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence, Union
 
 import jax
 import ml_collections
@@ -47,15 +47,17 @@ class _Model(NamedTuple):
   chunk_size: int
 
 
-def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None) -> _Model:
-  """The newest intact checkpoint of `workdir`, or the model exported to the file `packed`."""
+def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None,
+             step: Union[int, str, None] = None) -> _Model:
+  """The newest intact checkpoint of `workdir` (or that of `step`: experiment.restore_model), or the model
+  exported to the file `packed`."""
   if packed:
     exported = export.read(packed)
     config = exported.config
     experiment = experiment_lib.build_experiment(config)
     variables, step = jax.device_put(exported.variables, experiment.steps.replicated), exported.step
   else:
-    config, experiment, state = experiment_lib.restore_model(workdir)
+    config, experiment, state = experiment_lib.restore_model(workdir, step=step)
     variables, step = state.variables, int(jax.device_get(state.step))
   chunk_size = config.eval.chunk_size if chunk_size is None else chunk_size
   if chunk_size <= 0:
@@ -96,10 +98,11 @@ def _out_root(workdir, packed: Optional[str]) -> pathlib.Path:
 
 def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[str] = None, limit: int = -1,
                  chunk_size: Optional[int] = None, packed: Optional[str] = None,
-                 lpips_nets: Optional[Sequence[str]] = None) -> Dict:
+                 lpips_nets: Optional[Sequence[str]] = None, step: Union[int, str, None] = None) -> Dict:
   """Renders every image of a split (default: test, else val) to <workdir>/render/<scene>/<split>_<step>/
   and scores it; with `packed`, the model exported to that file, to <its directory>/render/... LPIPS on
-  `lpips_nets` (default: the run's config.eval.lpips).
+  `lpips_nets` (default: the run's config.eval.lpips). `step`: the checkpoint (default: the newest intact
+  one; checkpoints.BEST: the best one).
 
   Returns:
     The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
@@ -112,7 +115,7 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
     raise ConfigError(f'--lpips={",".join(lpips_nets)}: unknown network {unknown[0]!r}; expected names from '
                       f'{",".join(perceptual.NETS)}, or none.')
   out_root = _out_root(workdir, packed)
-  model = _restore(workdir, chunk_size, packed)
+  model = _restore(workdir, chunk_size, packed, step)
   split_name = _split_to_render(model.config, split_name, data_dir)
   split = datasets.load_split(model.config, split_name, data_dir)
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
@@ -139,7 +142,7 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
 
 def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: Optional[str] = None,
                       chunk_size: Optional[int] = None, min_size: Optional[int] = None,
-                      packed: Optional[str] = None) -> Dict:
+                      packed: Optional[str] = None, step: Union[int, str, None] = None) -> Dict:
   """Renders camera path `path` (camera_paths.PATHS; None: the config's eval.path) over the training cameras
   to <workdir>/render/<scene>/<path>_<step>/<path>{,_depth}.{gif,mp4}, with the training images' camera, at
   least `min_size` pixels on the shorter side (default: the config's eval.video_min_size); with `packed`,
@@ -148,7 +151,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   if num_frames <= 0 or fps <= 0:  # Before the checkpoint's restore, which takes a while.
     raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
   out_root = _out_root(workdir, packed)
-  model = _restore(workdir, chunk_size, packed)
+  model = _restore(workdir, chunk_size, packed, step)
   config, step = model.config, model.step
   train_split = datasets.load_split(config, 'train', data_dir)
   name, poses = evaluation.camera_path(train_split, path or config.eval.path, num_frames)

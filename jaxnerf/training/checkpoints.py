@@ -1,8 +1,12 @@
 """Checkpoints (Orbax) and the run's saved configuration.
 
-A workdir holds `checkpoints/<step>/` and `config.json`, the configuration the checkpoints were trained with.
+A workdir holds `checkpoints/<step>/` and `config.json`, the configuration the checkpoints were trained with;
+with config.train.keep_best, also `best_checkpoint/<step>/`, the checkpoint of the best validation PSNR so far.
 Each checkpoint holds two items: 'state', the TrainState, and 'run', a small JSON record of the run at that
-step: the training seconds so far and a fingerprint of the state's bits.
+step: the training seconds so far, a fingerprint of the state's bits (and the best one's validation PSNR).
+
+Resuming from an older step than the newest (`set_aside_newer`) moves the newer checkpoints to
+`superseded_checkpoints/`: the run that goes on from there would otherwise overwrite them with its own.
 
 What survives a crash (kill -9, power loss) at any moment:
 - Orbax writes a checkpoint into a temporary folder and renames it when complete, so an interrupted save
@@ -38,13 +42,16 @@ from jaxnerf.training import default_config
 
 CONFIG_FILE = 'config.json'
 CHECKPOINTS_DIR = 'checkpoints'
+BEST_DIR = 'best_checkpoint'
 DAMAGED_DIR = 'damaged_checkpoints'
+SUPERSEDED_DIR = 'superseded_checkpoints'
+BEST = 'best'  # The step name that `restore_chosen` (render.py --step) reads the best checkpoint by.
 
 
-def make_manager(workdir, keep: int) -> ocp.CheckpointManager:
-  """A manager for `workdir/checkpoints` keeping the newest `keep` checkpoints; it removes the temporary
-  folders of saves that a crash interrupted."""
-  directory = pathlib.Path(workdir).absolute() / CHECKPOINTS_DIR
+def make_manager(workdir, keep: int, folder: str = CHECKPOINTS_DIR) -> ocp.CheckpointManager:
+  """A manager for `workdir/<folder>` keeping the newest `keep` checkpoints; it removes the temporary
+  folders of saves that a crash interrupted. (The best checkpoint's: `folder=BEST_DIR`, `keep=1`.)"""
+  directory = pathlib.Path(workdir).absolute() / folder
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(directory, options=options)
 
@@ -82,11 +89,11 @@ class Restored(NamedTuple):
   train_seconds: float  # Training time of the run up to this checkpoint.
 
 
-def save(manager: ocp.CheckpointManager, state, train_seconds: float) -> None:
-  """Saves `state` under its step with the run's training seconds and the state's fingerprint: the
-  fingerprint is computed now (one pass over the state), the files are written asynchronously
-  (`manager.wait_until_finished()` to join)."""
-  record = {'train_seconds': float(train_seconds), 'fingerprint': state_fingerprint(state)}
+def save(manager: ocp.CheckpointManager, state, train_seconds: float, **record_entries) -> None:
+  """Saves `state` under its step with the run's training seconds, the state's fingerprint and
+  `record_entries` (JSON values): the fingerprint is computed now (one pass over the state), the files are
+  written asynchronously (`manager.wait_until_finished()` to join)."""
+  record = {'train_seconds': float(train_seconds), 'fingerprint': state_fingerprint(state), **record_entries}
   manager.save(int(jax.device_get(state.step)), force=True,
                args=ocp.args.Composite(state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(record)))
 
@@ -100,14 +107,17 @@ def _restore_step(manager, step: int, abstract_state) -> Restored:
   return Restored(state, float(record['train_seconds']))
 
 
-def _quarantine(directory: pathlib.Path, step: int) -> pathlib.Path:
-  """Moves checkpoint `step` out of the way of the manager (and of the next save of that step)."""
-  damaged = directory.parent / DAMAGED_DIR / f'{step}-{time.strftime("%Y%m%d-%H%M%S")}'
+def _move_aside(directory: pathlib.Path, step: int, to_folder: str) -> pathlib.Path:
+  """Moves checkpoint `step` of `directory` out of the way of the manager (and of the next save of that
+  step), to <workdir>/<to_folder>/<step>-<time>, or <.../<folder>-<step>-<time> for another folder than
+  checkpoints/."""
+  prefix = '' if directory.name == CHECKPOINTS_DIR else f'{directory.name}-'
+  moved = directory.parent / to_folder / f'{prefix}{step}-{time.strftime("%Y%m%d-%H%M%S")}'
   if jax.process_index() == 0:
-    damaged.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(directory / str(step)), str(damaged))
-  _sync_processes('jaxnerf_quarantine_checkpoint')
-  return damaged
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(directory / str(step)), str(moved))
+  _sync_processes('jaxnerf_move_checkpoint_aside')
+  return moved
 
 
 def _sync_processes(name: str):
@@ -216,13 +226,81 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state) -> Opt
     raise CheckpointError(f'No checkpoint in {directory} could be restored ({reasons}). They may come from '
                           'another version of jaxnerf or be damaged: move them away or use a new --workdir.')
   for damaged_step, reason in failures.items():
-    moved = _quarantine(directory, damaged_step)
+    moved = _move_aside(directory, damaged_step, DAMAGED_DIR)
     if jax.process_index() == 0:
       print(f'warning: checkpoint {directory / str(damaged_step)} is damaged ({reason}); moved it to '
             f'{moved} and resumed from the older checkpoint of step {step}.', file=sys.stderr)
   if failures:
     manager.reload()
   return restored
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state) -> Restored:
+  """Checkpoint `step` of `manager`, placed like `abstract_state`. Nothing is moved: a step that is not
+  kept, is damaged or holds another model raises a CheckpointError that says which."""
+  directory = pathlib.Path(manager.directory)
+  kept = sorted(manager.all_steps())
+  if step not in kept:
+    raise CheckpointError(f'{directory} holds no checkpoint of step {step}; it keeps '
+                          f'{"steps " + ", ".join(map(str, kept)) if kept else "none"}.')
+  _drop_leftovers_of_failed_reads()
+  with _quiet_failed_reads():
+    try:
+      return _restore_step(manager, step, abstract_state)
+    except Exception as e:  # pylint: disable=broad-except  # Any damage raises something different.
+      reason = _root_cause(e)
+  mismatch = _model_mismatch(reason)
+  if mismatch:
+    raise CheckpointError(f'The checkpoint {directory / str(step)} holds another model than this config '
+                          f'describes ({mismatch}).')
+  raise CheckpointError(f'The checkpoint {directory / str(step)} could not be restored ({reason}): it is '
+                        'damaged, or comes from another version of jaxnerf.')
+
+
+def set_aside_newer(manager: ocp.CheckpointManager, step: int) -> list:
+  """Moves the checkpoints of `manager` newer than `step` to superseded_checkpoints/ (a run going on from
+  `step` would save over them); returns where they went."""
+  directory = pathlib.Path(manager.directory)
+  moved = [_move_aside(directory, newer, SUPERSEDED_DIR) for newer in sorted(manager.all_steps()) if newer > step]
+  if moved:
+    manager.reload()
+  return moved
+
+
+class BestCheckpoint(NamedTuple):
+  step: int
+  psnr: float  # The validation PSNR (config.eval.num_images views) it was kept for.
+
+
+def best_so_far(best_manager: ocp.CheckpointManager) -> Optional[BestCheckpoint]:
+  """The checkpoint that `best_manager` (a BEST_DIR manager) keeps, or None; one whose record cannot be
+  read counts as none (with a warning), so that the next validation replaces it."""
+  steps = best_manager.all_steps()
+  if not steps:
+    return None
+  step = max(steps)
+  try:
+    record = best_manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore()))['run']
+    return BestCheckpoint(step, float(record['val_psnr']))
+  except Exception as e:  # pylint: disable=broad-except  # Any damage raises something different.
+    console.message(f'warning: the record of {pathlib.Path(best_manager.directory) / str(step)} cannot be read '
+                    f'({_root_cause(e)}); the next validation replaces that checkpoint.')
+    return BestCheckpoint(step, -np.inf)
+
+
+def save_if_best(best_manager: ocp.CheckpointManager, state, train_seconds: float, psnr: float) -> bool:
+  """Saves `state` as the best checkpoint when its validation `psnr` beats the one kept (which the manager
+  then deletes); returns whether it did. A kept one of this step or later (from a run that was resumed
+  from an older checkpoint) is moved to superseded_checkpoints/ first."""
+  best = best_so_far(best_manager)
+  if best is not None and not psnr > best.psnr:
+    return False
+  step = int(jax.device_get(state.step))
+  for later in [s for s in best_manager.all_steps() if s >= step]:
+    _move_aside(pathlib.Path(best_manager.directory), later, SUPERSEDED_DIR)
+  best_manager.reload()
+  save(best_manager, state, train_seconds, val_psnr=float(psnr))
+  return True
 
 
 def save_config(workdir, config: ml_collections.ConfigDict) -> None:

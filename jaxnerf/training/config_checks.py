@@ -119,6 +119,10 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('train.checkpoint_every', POSITIVE_INT),
     ('train.keep_checkpoints', POSITIVE_INT),
     ('train.stall_warning_steps', NON_NEGATIVE_INT),
+    ('train.keep_best', (lambda v: isinstance(v, bool), 'True or False')),
+    ('train.init_from', (lambda v: isinstance(v, str), "a workdir's path, or '' (none)")),
+    ('train.init_from_step', (lambda v: isinstance(v, str) and (v in ('newest', 'best') or v.isdigit()),
+                              "'newest', 'best' or a checkpoint's step such as '3000'")),
     ('eval.every_steps', NON_NEGATIVE_INT),
     ('eval.at_train_seconds', (lambda v: all(_non_negative(t) for t in v), 'a list of seconds >= 0')),
     ('eval.num_images', NON_NEGATIVE_INT),
@@ -168,6 +172,11 @@ def check_values(config: ml_collections.ConfigDict):
     raise ConfigError("config.model.refnerf.reflect_about='density' reflects the view direction about the "
                       f"density's normals, which config.model.normals={config.model.normals!r} does not compute: "
                       "set config.model.normals='density'.")
+  validates = (config.eval.every_steps > 0 or config.eval.at_train_seconds) and config.eval.num_images > 0
+  if config.train.get('keep_best') and not validates:
+    raise ConfigError('config.train.keep_best=True keeps the checkpoint of the best validation: set '
+                      'config.eval.every_steps > 0 (or eval.at_train_seconds) and eval.num_images > 0, or '
+                      'keep_best=False.')
   if not config.near < config.far:
     raise ConfigError(f'config.near={config.near} must be less than config.far={config.far}.')
   box = tuple(config.scene_box)

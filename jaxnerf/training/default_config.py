@@ -206,6 +206,14 @@ def get_config() -> ml_collections.ConfigDict:
       log_every=100,  # Steps between progress lines and metrics records.
       checkpoint_every=5000,
       keep_checkpoints=3,
+      # Also keep the checkpoint of the best validation PSNR so far (eval.num_images views at each validation)
+      # in workdir/best_checkpoint/ (render.py --step=best).
+      keep_best=False,
+      # Start a new run from the parameters (and model state) of a checkpoint of this workdir, with a new
+      # optimizer at step 0; the model must have the same arrays. '' starts from random ones; a run resuming
+      # its own checkpoint ignores it.
+      init_from='',
+      init_from_step='newest',  # Its checkpoint: 'newest', 'best' (its keep_best's) or a step ('3000').
       random_background=False,  # Composite RGBA training images on random colours (instant-ngp).
       stall_warning_steps=100,  # Warn when the gradient has been zero this many steps in a row (0: never).
       wandb_project='',  # Also log to this Weights & Biases project (needs `pip install wandb`).

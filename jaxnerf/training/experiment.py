@@ -2,7 +2,8 @@
 trained state of a workdir (for rendering)."""
 
 import dataclasses
-from typing import Optional, Tuple
+import pathlib
+from typing import Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import ml_collections
 from flax import linen as nn
 from flax.training.dynamic_scale import DynamicScale
 
+from jaxnerf import console
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf import losses
@@ -82,25 +84,53 @@ def abstract_state(experiment: Experiment, seed: int):
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.steps.replicated), shapes)
 
 
-def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None
+def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None, step: Union[int, str, None] = None
                   ) -> Tuple[ml_collections.ConfigDict, Experiment, train_state_lib.TrainState]:
-  """The experiment and newest intact training state of `workdir` (its saved config unless `config`)."""
+  """The experiment and a training state of `workdir` (its saved config unless `config`): with `step` None
+  the newest intact checkpoint; an int, that step's; checkpoints.BEST, the best one (config.train.keep_best).
+  A chosen checkpoint that is missing or damaged raises a CheckpointError naming it (nothing is moved)."""
   config = config or checkpoints.load_config(workdir)
+  folder = checkpoints.BEST_DIR if step == checkpoints.BEST else checkpoints.CHECKPOINTS_DIR
+  none_kept = CheckpointError(
+      f'{workdir} keeps no best checkpoint: train with config.train.keep_best=True (and validation, '
+      'config.eval.every_steps) to keep one.' if step == checkpoints.BEST else
+      f'No checkpoint in {workdir}/{checkpoints.CHECKPOINTS_DIR}: train there first.')
+  if not any(p.name.isdigit() for p in (pathlib.Path(workdir) / folder).glob('*')):
+    raise none_kept  # (Before a manager is made: nothing to read, nothing created.)
   experiment = build_experiment(config)
-  manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
+  abstract = abstract_state(experiment, config.seed)
+  manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints, folder)
   try:
-    restored = checkpoints.restore_newest_intact(manager, abstract_state(experiment, config.seed))
+    if step is None:
+      restored = checkpoints.restore_newest_intact(manager, abstract)
+    elif step == checkpoints.BEST:
+      best = checkpoints.best_so_far(manager)
+      restored = best and checkpoints.restore_step(manager, best.step, abstract)
+    else:
+      restored = checkpoints.restore_step(manager, int(step), abstract)
   finally:
     manager.close()
   if restored is None:
-    raise CheckpointError(f'No checkpoint in {workdir}/{checkpoints.CHECKPOINTS_DIR}: train there first.')
+    raise none_kept
   return config, experiment, restored.state
 
 
-# Model settings that only size the buffers of rendering images: a run may resume with others.
-RENDER_ONLY_MODEL_KEYS = frozenset({'model.occupancy_grid.eval_march_samples_per_ray',
+# Model settings that change how it computes, not its arrays or what they mean (the buffers of rendering
+# images, gradient checkpointing): a run may resume with others.
+COMPUTE_ONLY_MODEL_KEYS = frozenset({'model.occupancy_grid.eval_march_samples_per_ray',
                                     'model.occupancy_grid.eval_render_samples_per_ray',
                                     'model.occupancy_grid.eval_steps_per_round'})
+
+
+def _differing_model_keys(config_a: ml_collections.ConfigDict, config_b: ml_collections.ConfigDict) -> list:
+  """The keys ('model.mlp.width', ...) of what fixes a training state's shapes and meaning that differ."""
+  def model_fields(c):
+    fields = flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
+                           'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}})
+    return {k: v for k, v in fields.items() if k not in COMPUTE_ONLY_MODEL_KEYS}
+
+  fields_a, fields_b = model_fields(config_a), model_fields(config_b)
+  return sorted(k for k in fields_a.keys() | fields_b.keys() if fields_a.get(k) != fields_b.get(k))
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir):
@@ -110,13 +140,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir):
   except CheckpointError:
     return
 
-  def model_fields(c):  # What fixes the state's shapes and meaning, flattened to 'model.mlp.width'.
-    fields = flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
-                           'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}})
-    return {k: v for k, v in fields.items() if k not in RENDER_ONLY_MODEL_KEYS}
-
-  saved_fields, fields = model_fields(saved), model_fields(config)
-  differing = sorted(k for k in saved_fields.keys() | fields.keys() if saved_fields.get(k) != fields.get(k))
+  differing = _differing_model_keys(saved, config)
   if differing:
     raise ConfigError(f'{workdir} holds checkpoints of a different model (config.'
                       f'{", config.".join(differing)} differ); use a new --workdir or the same model.')
@@ -127,3 +151,47 @@ def flatten_keys(tree, prefix=''):
   if not isinstance(tree, dict):
     return {prefix[:-1]: tree}
   return {k: v for key, value in tree.items() for k, v in flatten_keys(value, f'{prefix}{key}.').items()}
+
+
+def _arrays(tree) -> dict:
+  return {jax.tree_util.keystr(path): (tuple(leaf.shape), str(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def init_state_from(experiment: Experiment, config: ml_collections.ConfigDict, source_workdir) -> \
+    train_state_lib.TrainState:
+  """A fresh training state (step 0, a new optimizer) holding the parameters and model state of a checkpoint
+  of `source_workdir` (config.train.init_from), which is read and never changed: the checkpoint of
+  config.train.init_from_step ('newest', 'best' or a step).
+
+  Raises a ConfigError naming the first array of `config`'s model that the source lacks or holds with
+  another shape; model settings that differ while the arrays agree (an activation, the scene box) are
+  allowed, with a note naming them.
+  """
+  where = f'config.train.init_from={str(source_workdir)!r}'
+  source = pathlib.Path(source_workdir)
+  chosen = config.train.init_from_step
+  step = checkpoints.BEST if chosen == checkpoints.BEST else None if chosen == 'newest' else int(chosen)
+  if step is None:  # The newest, strictly: a damaged one is not moved aside in another run's workdir.
+    steps = sorted(int(p.name) for p in (source / checkpoints.CHECKPOINTS_DIR).glob('*') if p.name.isdigit())
+    if not steps and (source / checkpoints.CONFIG_FILE).is_file():
+      raise ConfigError(f'{where}: {source / checkpoints.CHECKPOINTS_DIR} holds no checkpoint to start from.')
+    step = steps[-1] if steps else 0
+  try:
+    source_config, _, source_state = restore_model(source, step=step)
+  except CheckpointError as e:
+    raise ConfigError(f'{where}: {e}') from None
+  state = init_state(experiment, config.seed)
+  differing = _differing_model_keys(source_config, config)
+  for part in ('params', 'model_state'):
+    ours, theirs = _arrays(getattr(state, part)), _arrays(getattr(source_state, part))
+    for key in sorted(ours.keys() | theirs.keys()):
+      if ours.get(key) != theirs.get(key):
+        shown = lambda array: 'nothing' if array is None else f'shape {array[0]} {array[1]}'
+        raise ConfigError(f'{where}: its model does not match this config\'s: {part}{key} is '
+                          f'{shown(theirs.get(key))} there and {shown(ours.get(key))} here '
+                          f'(differing settings: {", ".join(differing) or "none"}).')
+  if differing:
+    console.message(f'note: starting from {source} (step {int(source_state.step)}), whose config.'
+                    f'{", config.".join(differing)} differ from this run\'s; their arrays agree.')
+  return state.replace(params=source_state.params, model_state=source_state.model_state)

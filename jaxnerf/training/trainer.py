@@ -114,8 +114,10 @@ def _open_viewer(config, experiment, train_split, workdir):
   return viewer
 
 
-def _train(experiment, state, config, train_split, val_split, manager, writer, budget, workdir, viewer=None):
-  """Runs the steps from state.step to the end of training; returns (state, summary entries)."""
+def _train(experiment, state, config, train_split, val_split, manager, writer, budget, workdir, viewer=None,
+           best_manager=None):
+  """Runs the steps from state.step to the end of training; returns (state, summary entries). With
+  `best_manager`, each validation that beats the best so far saves its state there."""
   num_steps = config.train.num_steps
   step = start_step = int(jax.device_get(state.step))
   summary = {'compile_seconds': 0.0}
@@ -186,7 +188,9 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
         checkpoints.save(manager, state, budget.seconds)
         last_saved = step
       if at_eval:
-        _validate(experiment, state, val_split, config, writer, step, progress, budget.seconds)
+        mean = _validate(experiment, state, val_split, config, writer, step, progress, budget.seconds)
+        if best_manager is not None and checkpoints.save_if_best(best_manager, state, budget.seconds, mean['psnr']):
+          progress.write(f'step {step}: the best validation so far; kept in {checkpoints.BEST_DIR}/')
         eval_times = [t for t in eval_times if t > budget.seconds]
       if at_video:
         _write_progress_video(experiment, state, train_split, config, writer, workdir / VIDEOS_DIR, step, progress)
@@ -244,22 +248,57 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
     summary['video_seconds'] = time.perf_counter() - start
 
 
+def _restore(experiment, config, manager, resume_step: Optional[int]) -> Optional[checkpoints.Restored]:
+  """The checkpoint of `resume_step`, or else the newest intact one (None where there is none)."""
+  abstract = lambda: experiment_lib.abstract_state(experiment, config.seed)  # Tracing takes a while.
+  if resume_step is not None:
+    if resume_step < 0:
+      raise ConfigError(f'--resume_step={resume_step}: expected the step of a kept checkpoint (>= 0).')
+    return checkpoints.restore_step(manager, resume_step, abstract())
+  return checkpoints.restore_newest_intact(manager, abstract()) if manager.all_steps() else None
+
+
+def _initial_state(experiment, config) -> TrainState:
+  """A new run's state: random, or config.train.init_from's parameters."""
+  if config.train.init_from:
+    state = experiment_lib.init_state_from(experiment, config, config.train.init_from)
+    console.message(f'Starting from the parameters of {config.train.init_from}.')
+    return state
+  return experiment_lib.init_state(experiment, config.seed)
+
+
+def _set_aside_newer(resume_step: int, manager, workdir):
+  """Resuming from `resume_step`: the newer checkpoints (and a newer best one) go to superseded_checkpoints/."""
+  moved = checkpoints.set_aside_newer(manager, resume_step)
+  if (workdir / checkpoints.BEST_DIR).is_dir():
+    best_manager = checkpoints.make_manager(workdir, 1, checkpoints.BEST_DIR)
+    try:
+      moved += checkpoints.set_aside_newer(best_manager, resume_step)
+    finally:
+      best_manager.close()
+  if moved:
+    console.message(f'Moved the checkpoints newer than step {resume_step} to '
+                    f'{workdir / checkpoints.SUPERSEDED_DIR}/ ({", ".join(p.name for p in moved)}): this run '
+                    'goes on from that step instead.')
+
+
 class TrainingResult(NamedTuple):
   state: TrainState  # The final training state (this process's view of it).
   summary: Dict  # As train_and_evaluate returns it.
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict:
-  """Trains `config` in `workdir` (resuming from its newest intact checkpoint), then evaluates and renders.
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir, resume_step: Optional[int] = None) -> Dict:
+  """Trains `config` in `workdir` (resuming from its newest intact checkpoint, or from the checkpoint of
+  `resume_step`, whose newer ones are then moved to superseded_checkpoints/), then evaluates and renders.
 
   Returns:
     A summary: {'step', 'train_seconds', 'val_psnr', 'val_ssim', 'video', ...}, also written to
     workdir/final/summary.json.
   """
-  return run_training(config, workdir).summary
+  return run_training(config, workdir, resume_step).summary
 
 
-def run_training(config: ml_collections.ConfigDict, workdir) -> TrainingResult:
+def run_training(config: ml_collections.ConfigDict, workdir, resume_step: Optional[int] = None) -> TrainingResult:
   """`train_and_evaluate`, returning the final training state too.
 
   The workdir is owned by this run while it trains (`workdirs.owned_by_run`: a second run is refused), and
@@ -270,10 +309,11 @@ def run_training(config: ml_collections.ConfigDict, workdir) -> TrainingResult:
   config_checks.check_training(config)
   reporting.check_wandb_available(config.train.wandb_project)
   with workdirs.owned_by_run(workdir):
-    return _run_training_in_owned_workdir(config, workdir)
+    return _run_training_in_owned_workdir(config, workdir, resume_step)
 
 
-def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingResult:
+def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                                   resume_step: Optional[int]) -> TrainingResult:
   experiment_lib.check_resumable(config, workdir)
   train_split = datasets.load_split(config, 'train')
   val_split = datasets.load_split(config, 'val')
@@ -294,17 +334,17 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   experiment = experiment_lib.build_experiment(config)
 
   manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
-  restored = None
   try:
-    if manager.all_steps():  # (Tracing the state's shapes takes a while: only where there is a checkpoint.)
-      restored = checkpoints.restore_newest_intact(manager,
-                                                   experiment_lib.abstract_state(experiment, config.seed))
+    restored = _restore(experiment, config, manager, resume_step)
+    state = restored.state if restored else _initial_state(experiment, config)
+    if resume_step is not None:
+      _set_aside_newer(resume_step, manager, workdir)
   except BaseException:
     manager.close()
     raise
+  best_manager = checkpoints.make_manager(workdir, 1, checkpoints.BEST_DIR) if config.train.keep_best else None
   if jax.process_index() == 0:
     checkpoints.save_config(workdir, config)
-  state = restored.state if restored else experiment_lib.init_state(experiment, config.seed)
   start_step = int(jax.device_get(state.step))
   if restored:
     console.message(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
@@ -316,7 +356,7 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   try:
     viewer = _open_viewer(config, experiment, train_split, workdir)
     state, summary = _train(experiment, state, config, train_split, val_split, manager, writer, budget,
-                            workdir, viewer)
+                            workdir, viewer, best_manager)
     step = int(jax.device_get(state.step))
     summary = {'step': step, 'train_seconds': budget.seconds, **summary,
                'resumed_from': start_step if restored else None}
@@ -324,8 +364,10 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   finally:
     if viewer is not None:
       viewer.close()
-    manager.wait_until_finished()
-    manager.close()
+    for each in (manager, best_manager):
+      if each is not None:
+        each.wait_until_finished()
+        each.close()
     writer.close()
   if jax.process_index() == 0:
     (workdir / 'final').mkdir(parents=True, exist_ok=True)
