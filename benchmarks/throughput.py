@@ -14,10 +14,15 @@ its scene: training steps on batches of its training rays (from a copy of the tr
 saved), and rendering of its first --views val views (default: all, up to 100) as render.py renders them
 (render rays/s counts every pixel, and `render_to_train` is the ratio of the two).
 
-Reports medians over timed calls after a compile call, and the process's peak resident memory.
+Reports medians over timed calls after a compile call, the peak memory of a training step (the device's, or
+on the CPU the process's resident memory above its level before the step), and the process's peak resident
+memory. Gradient checkpointing's trade:
+
+  python benchmarks/throughput.py --config=configs/chair.py --config.model.remat=True
 """
 
 import json
+import os
 import resource
 import sys
 import time
@@ -155,14 +160,16 @@ def main(argv):
                                               experiment.steps.batch_sharding))
 
   start = time.perf_counter()
-  state, metrics = experiment.steps.train_step(state, batches[0])
-  jax.block_until_ready(metrics)
+  train_step = experiment.steps.train_step.lower(state, batches[0]).compile()
   train_compile_seconds = time.perf_counter() - start
+  with _PeakMemory() as step_memory:
+    state, metrics = train_step(state, batches[0])
+    jax.block_until_ready(metrics)
 
   def train():
     nonlocal state
     for batch in batches:
-      state, step_metrics = experiment.steps.train_step(state, batch)
+      state, step_metrics = train_step(state, batch)
     jax.block_until_ready(step_metrics)
 
   train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value
@@ -185,8 +192,51 @@ def main(argv):
       'render_rays_per_second': num_render_rays / render_seconds,
       'train_compile_seconds': train_compile_seconds,
       'render_compile_seconds': render_compile_seconds,
+      'remat': config.model.remat,
+      **_step_flops(train_step, train_seconds),
+      **step_memory.figures,
       'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
   }))
+
+
+def _step_flops(compiled, step_seconds: float) -> dict:
+  """The floating-point operations of one training step on one device, as XLA's cost analysis counts them
+  in the program it compiled for each device, and the rate achieved per device: what
+  benchmarks/gpu_check.py divides by a device's peak. Empty where the backend does not count them."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  if not cost or not cost.get('flops'):
+    return {}
+  return {'train_step_flops_per_device': float(cost['flops']),
+          'train_tflops_per_second_per_device': cost['flops'] / step_seconds / 1e12}
+
+
+def _vm_kib(field: str) -> int:
+  with open('/proc/self/status') as status:
+    return int(next(line for line in status if line.startswith(field + ':')).split()[1])
+
+
+class _PeakMemory:
+  """The peak memory of what runs inside it, measured: on GPUs and TPUs the first device's allocator peak
+  ('train_step_peak_device_gib', since the process started: the step's buffers dominate it); on the CPU
+  the process's resident memory above its level on entry ('train_step_peak_host_gib': Linux's high-water
+  mark, reset on entry through /proc/self/clear_refs). XLA's static buffer assignment (memory_analysis)
+  is not used: on the CPU it did not see gradient checkpointing's saving that the resident memory shows."""
+
+  def __enter__(self):
+    self.figures, self._stats = {}, jax.local_devices()[0].memory_stats()
+    if self._stats is None and os.path.exists('/proc/self/clear_refs'):
+      self._base = _vm_kib('VmRSS')
+      with open('/proc/self/clear_refs', 'w') as clear_refs:
+        clear_refs.write('5')
+    return self
+
+  def __exit__(self, *exc):
+    if self._stats is not None:
+      self.figures['train_step_peak_device_gib'] = jax.local_devices()[0].memory_stats().get(
+          'peak_bytes_in_use', 0) / 2**30
+    elif os.path.exists('/proc/self/clear_refs'):
+      self.figures['train_step_peak_host_gib'] = (_vm_kib('VmHWM') - self._base) / 2**20
 
 
 if __name__ == '__main__':

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import default
+from jaxnerf.errors import ConfigError
 from jaxnerf import models
 from jaxnerf.models import fields
 from jaxnerf.models.proposal import anneal_power
@@ -24,6 +26,47 @@ def test_the_paper_mlp_feeds_the_encoded_point_again_to_its_sixth_layer():
   input_sizes = {name: shapes[name]['kernel'].shape[0] for name in shapes if name.startswith('trunk_')}
   assert input_sizes == {'trunk_0': 63, 'trunk_1': 256, 'trunk_2': 256, 'trunk_3': 256, 'trunk_4': 256,
                          'trunk_5': 256 + 63, 'trunk_6': 256, 'trunk_7': 256}
+
+
+# Chunks of 100 samples: 512 flat samples in 6 chunks, the last one padded; 32 rays of 16 samples in chunks
+# of 2 samples of every ray (the largest divisor of 16 that keeps 32 k <= 100).
+@pytest.mark.device
+@pytest.mark.parametrize('shape', [(512, 3), (32, 16, 3)])
+def test_remat_changes_no_value_or_gradient_and_keeps_fewer_activations(monkeypatch, shape):
+  """Gradient checkpointing (model.remat): the same parameters, outputs and gradients (normals' too, which
+  differentiate through the trunk), and the backward pass keeps no activation of the trunk."""
+  monkeypatch.setattr(fields.MLPField, 'REMAT_CHUNK', 100)
+  kwargs = dict(depth=4, width=64, normals='density')
+  plain, remat = fields.MLPField(**kwargs), fields.MLPField(remat=True, **kwargs)
+  points = jax.random.normal(jax.random.key(0), shape)
+  viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
+  params = plain.init(jax.random.key(1), points, viewdirs)
+  chex.assert_trees_all_equal_shapes(params, remat.init(jax.random.key(1), points, viewdirs))
+
+  def loss(field):
+    def of_params(p):
+      out = field.apply(p, points, viewdirs)
+      return jnp.sum(out.rgb ** 2) + jnp.sum(out.density) + jnp.sum(out.extras['normals'][..., 0])
+    return jax.jit(jax.value_and_grad(of_params))
+
+  # Kernel gradients sum over the chunks in another order: float32 rounding, a few 1e-6 on entries ~0.1.
+  chex.assert_trees_all_close(loss(remat)(params), loss(plain)(params), rtol=1e-4, atol=1e-5)
+
+
+  def kept_for_backward(remat):  # Bytes of the residuals that the backward pass reads (no normals: their
+    field = fields.MLPField(depth=4, width=64, remat=remat)  # backward pass runs in the forward, keeping all).
+    _, backward = jax.vjp(lambda p: field.apply(p, points, viewdirs).density, params)
+    return sum(leaf.nbytes for leaf in jax.tree.leaves(backward))
+
+  kept = {remat: kept_for_backward(remat) for remat in (False, True)}
+  assert kept[True] < 0.3 * kept[False], kept  # The encoded inputs and the parameters, no activations.
+
+
+def test_remat_is_refused_where_no_field_is_an_mlp():
+  config = default.get_config()
+  config.model.update(field='hash_grid', remat=True)
+  with pytest.raises(ConfigError, match='config.model.remat=True recomputes the trunk activations of MLP fields'):
+    models.make_model(config.model, (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
 
 
 class _SphereField(nn.Module):
@@ -174,6 +217,7 @@ def test_density_normals_of_an_analytic_density_point_out_of_the_surface(warp):
       jnp.zeros((1, 3))))
 
 
+@pytest.mark.device
 @pytest.mark.parametrize('kind', ['mlp', 'hash_grid'])
 def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(kind):
   if kind == 'mlp':  # Octaves low enough for central differences of 1e-3.

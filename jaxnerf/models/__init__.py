@@ -114,7 +114,12 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
                 density_bias=model_config.density_bias,
                 density_noise_std=model_config.density_noise_std, rgb_padding=model_config.rgb_padding,
                 warp=model_config.warp, contract_radius=model_config.contract_radius,
-                normals=model_config.normals, tone_mapping=model_config.tone_mapping)
+                normals=model_config.normals, tone_mapping=model_config.tone_mapping, remat=model_config.remat)
+  mlp_fields = model_config.field == 'mlp' or (model_config.name == 'proposal' and model_config.proposal.field == 'mlp')
+  if model_config.remat and not mlp_fields:
+    raise ConfigError('config.model.remat=True recomputes the trunk activations of MLP fields in the backward '
+                      f'pass; this model has none (config.model.field={model_config.field!r}, whose small '
+                      'networks keep little): set remat=False.')
   if model_config.appearance not in APPEARANCES:
     raise ConfigError(f'config.model.appearance must be one of {sorted(APPEARANCES)}, '
                       f'got {model_config.appearance!r}.')

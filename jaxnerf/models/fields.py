@@ -32,6 +32,7 @@ Compute runs in `dtype` (bfloat16 or float16 for mixed precision); parameters, e
 after the last layer stay float32.
 """
 
+import math
 from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
@@ -148,6 +149,10 @@ class FieldBase(nn.Module):
   # samples) 3.3 s reverse-over-reverse, through the transposed table gathers, and 0.20 s
   # reverse-over-forward; the 8x256 MLP (1024 x 16) 1.07 s and 2.6 s.
   NORMALS_AUTODIFF = 'reverse'
+  # Gradient checkpointing (config.model.remat): MLPField recomputes its trunk's activations in the backward
+  # pass, REMAT_CHUNK samples at a time, instead of keeping them: memory for compute; the same parameters.
+  remat: bool = False
+  REMAT_CHUNK = 16384
 
   def _make_layers(self, specs):
     """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`
@@ -271,12 +276,45 @@ class MLPField(FieldBase):
   def geometry(self, inputs):
     """Raw density [...] and the trunk's features [..., width] at points [..., 3] or Gaussians."""
     encoded = self._encode(inputs).astype(self.dtype)
+    # Remat keeps only `encoded` for the backward pass, which runs the trunk again: per sample 63 numbers
+    # instead of about depth x width (the layers' inputs and ReLU masks).
+    x = self._trunk_in_chunks(encoded) if self.remat else MLPField._trunk(self, encoded)
+    return self.density_out(x)[..., 0], x
+
+  def _trunk(self, encoded):
+    """The trunk's features [..., width] from the encoded input [..., E]."""
     x = encoded
     for i, layer in enumerate(self.trunk):
       x = nn.relu(layer(x))
       if i > 0 and i % self.skip_every == 0:  # The paper's code, JaxNeRF and multinerf skip here.
         x = jnp.concatenate([x, encoded], axis=-1)
-    return self.density_out(x)[..., 0], x
+    return x
+
+  def _trunk_in_chunks(self, encoded):
+    """`_trunk` in a loop over chunks of about REMAT_CHUNK samples whose body is rematerialised: the backward
+    pass keeps only the encoded inputs and recomputes one chunk's activations at a time. (A remat of the
+    whole trunk saves nothing on XLA's CPU backend, which merges the recomputation back into the forward
+    pass, and little elsewhere: the recomputed trunk holds all its activations at once.)
+
+    Samples [..., S, E] of rays are chunked along S (k samples of every ray a chunk, k dividing S), so that
+    the rays keep their split over devices; flat samples [M, E] in consecutive chunks, the last one padded.
+    """
+    body = nn.remat(lambda module, carry, x: (carry, MLPField._trunk(module, x)))
+    if encoded.ndim >= 3:
+      *rays, num_samples, _ = encoded.shape
+      per_chunk = max(1, min(num_samples, self.REMAT_CHUNK // max(1, math.prod(rays))))
+      k = max(d for d in range(1, per_chunk + 1) if num_samples % d == 0)
+      chunks = jnp.moveaxis(encoded.reshape(*rays, num_samples // k, k, -1), -3, 0)  # [S / k, ..., k, E]
+    else:
+      num_samples = encoded.shape[0]
+      k = min(self.REMAT_CHUNK, num_samples)
+      padded = jnp.pad(encoded, ((0, -num_samples % k), (0, 0)))
+      chunks = padded.reshape(-1, k, encoded.shape[-1])
+    scan = nn.scan(body, variable_broadcast='params', split_rngs={'params': False}, length=chunks.shape[0])
+    _, features = scan(self, None, chunks)
+    if encoded.ndim >= 3:
+      return jnp.moveaxis(features, 0, -3).reshape(*encoded.shape[:-1], -1)
+    return features.reshape(-1, features.shape[-1])[:num_samples]
 
   def color(self, features, viewdirs):
     """Raw colour [..., 3] from the trunk's features (through a bottleneck) and encoded unit viewdirs, or

@@ -76,6 +76,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.normals', (lambda v: v in fields.NORMALS, f'one of {list(fields.NORMALS)}')),
     ('model.predicted_normals', (lambda v: isinstance(v, bool), 'True or False')),
     ('model.mlp.use_viewdirs', (lambda v: isinstance(v, bool), 'True or False')),
+    ('model.remat', (lambda v: isinstance(v, bool), 'True or False')),
     ('model.appearance', (lambda v: v in APPEARANCES, f'one of {sorted(APPEARANCES)}')),
     ('model.tone_mapping', (lambda v: v in TONE_MAPPINGS, f'one of {sorted(TONE_MAPPINGS)}')),
     ('model.refnerf.reflect_about', (lambda v: v in REFLECT_ABOUT, f'one of {list(REFLECT_ABOUT)}')),

@@ -92,6 +92,10 @@ def get_config() -> ml_collections.ConfigDict:
       # Compute dtype: 'bfloat16' or 'float16' (T4s and other GPUs without bfloat16 tensor cores; with loss
       # scaling, optim.loss_scale) for mixed precision. Parameters, optimizer state and loss stay float32.
       dtype='float32',
+      # Gradient checkpointing of the MLP fields' trunks (Flax's nn.remat): the backward pass recomputes the
+      # trunk's activations instead of keeping them, for less memory at the cost of a second forward pass
+      # of the trunk (README, "Memory"). It changes no parameter: a run may resume with either value.
+      remat=False,
       mlp=dict(
           point_min_deg=0, point_max_deg=10,  # Positional encoding octaves of points...
           view_min_deg=0, view_max_deg=4,  # ...and of view directions.

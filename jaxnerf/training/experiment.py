@@ -119,7 +119,7 @@ def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None, s
 # images, gradient checkpointing): a run may resume with others.
 COMPUTE_ONLY_MODEL_KEYS = frozenset({'model.occupancy_grid.eval_march_samples_per_ray',
                                     'model.occupancy_grid.eval_render_samples_per_ray',
-                                    'model.occupancy_grid.eval_steps_per_round'})
+                                    'model.occupancy_grid.eval_steps_per_round', 'model.remat'})
 
 
 def _differing_model_keys(config_a: ml_collections.ConfigDict, config_b: ml_collections.ConfigDict) -> list:
