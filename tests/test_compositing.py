@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from jaxnerf.ops import compositing
+
+pytestmark = pytest.mark.device  # Numerics that GPUs compute their own way (benchmarks/gpu_check.py).
+
 _render = jax.jit(compositing.volume_render, static_argnums=(5,))
 _weights = jax.jit(compositing.compute_weights)
 

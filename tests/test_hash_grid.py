@@ -18,6 +18,8 @@ import pytest
 from jaxnerf import models
 from jaxnerf.ops import hash_grid
 
+pytestmark = pytest.mark.device  # Numerics that GPUs compute their own way (benchmarks/gpu_check.py).
+
 PRIMES = (1, 2654435761, 805459861)  # Eq. 4, written out again rather than read from the library.
 
 

@@ -81,6 +81,7 @@ def test_loss_scaling_is_on_for_float16_only_by_default():
   assert train_state.make_loss_scale(_optim_config('none'), 'float16') is None
 
 
+@pytest.mark.device
 def test_float16_gradients_that_underflow_train_with_loss_scaling():
   batch = _batch()
   losses = {}
@@ -108,6 +109,7 @@ def test_float16_gradients_that_underflow_train_with_loss_scaling():
   assert float(metrics16['grad_norm']) == pytest.approx(float(metrics32['grad_norm']), rel=2e-2)
 
 
+@pytest.mark.device
 def test_overflowing_steps_halve_the_scale_and_finite_ones_regrow_it():
   """From a scale of 2^60, the scaled float16 gradient overflows: each such step is skipped (parameters
   kept, the step counted) and halves the scale, until the gradient fits; then every growth_interval + 1

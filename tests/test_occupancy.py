@@ -137,6 +137,7 @@ def _dense_reference(field_vars, occupied, resolution, rays, step_size):
   return out._replace(depth=out.depth / norm)
 
 
+@pytest.mark.device
 @pytest.mark.parametrize('groups', [1, 2])
 def test_occupancy_grid_nerf_matches_dense_marching(groups):
   rays = _rays(64)
@@ -227,6 +228,7 @@ def _image_steps(model, mesh, probe: bool, rounds: bool = False):
                            round_rays=model.round_rays, round_capacity=model.round_capacity)
 
 
+@pytest.mark.device
 def test_image_renderer_re_renders_rays_that_overflowed():
   """Rendering with buffers too small for a chunk gives the same image as with ample buffers, whether
   chunks take a fixed number of rays or as many as their probed samples fit (probe)."""
@@ -281,6 +283,7 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   assert len(rendered_rays) == -(-int((~empty).sum()) // 16) < -(-100 // 16)  # ...from fewer chunks.
 
 
+@pytest.mark.device
 def test_image_renderer_in_rounds_gives_the_one_call_image_and_stops_where_light_runs_out(monkeypatch):
   """Rendering in rounds of a few steps per ray, each resumed where light still arrives (on the two devices'
   groups), gives the image of rendering each ray in one call, depth included; it evaluates none of the steps

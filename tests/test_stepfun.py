@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 
 from jaxnerf.ops import stepfun
+
+pytestmark = pytest.mark.device  # Numerics that GPUs compute their own way (benchmarks/gpu_check.py).
+
+
 def random_step_function(rng, num_rays, num_intervals, zero_fraction=0.3, t_min=0.0, t_max=10.0):
   """Random edges [num_rays, N + 1] (some intervals of zero width) and weights [num_rays, N] summing to at
   most 1 (some exactly zero, always those of zero width, as volume rendering gives them)."""

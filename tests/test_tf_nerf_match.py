@@ -64,6 +64,8 @@ from jaxnerf.ops import encoding
 from jaxnerf.ops import sampling
 from jaxnerf.ops import stepfun
 
+pytestmark = pytest.mark.device  # Numerics that GPUs compute their own way (benchmarks/gpu_check.py).
+
 REFERENCE = json.loads(pathlib.Path(__file__).with_name('tf_nerf_reference.json').read_text())
 EPS = np.finfo(np.float32).eps
 # The original's constants, as literals (not our modules' constants, so that a wrong one fails).
