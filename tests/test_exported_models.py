@@ -26,12 +26,14 @@ from jaxnerf.training import trainer
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.tiny_configs import tiny_method_config
+from tests.tiny_configs import tiny_ngp_config
 
 
 def test_the_cpu_preset_is_the_quantised_twin_of_lego_ngp_cpu():
   quantised, twin = bitnerf.get_config('cpu').to_dict(), lego_ngp.get_config('cpu').to_dict()
   assert quantised['model']['hash_grid'].pop('layers') == 'ternary'
   assert twin['model']['hash_grid'].pop('layers') == 'dense'
+  assert quantised['model']['hash_grid'].pop('table_bits') == 8 and twin['model']['hash_grid'].pop('table_bits') == 0
   assert quantised == twin
   paper = bitnerf.get_config()
   assert (paper.model.name, paper.model.field, paper.model.mlp.depth, paper.model.mlp.width) == ('nerf', 'mlp', 8, 256)
@@ -41,7 +43,7 @@ def test_the_cpu_preset_is_the_quantised_twin_of_lego_ngp_cpu():
 def _random_variables(config, seed=0):
   shapes = experiment_lib.abstract_state(experiment_lib.build_experiment(config), seed).variables
   rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype) * 0.05, shapes)
+  return jax.tree.map(lambda s: (rng.normal(size=s.shape) * 0.05).astype(s.dtype), shapes)
 
 
 @pytest.mark.parametrize('preset', ['', 'cpu'])
@@ -62,6 +64,57 @@ def test_packed_ternary_layers_take_a_tenth_of_the_bytes(tmp_path, preset):
   assert report['file_bytes'] >= report['total']['bytes']
   float32 = export.write(tmp_path / 'float32.npz', config, 7, variables, 'float32')
   assert float32['total']['ratio'] == 1.0
+
+
+def test_the_fast_model_packed_whole_is_over_four_times_smaller_than_float32(tmp_path):
+  """bitnerf.py:cpu's file, every array counted: 8-bit tables with a scale per level and the occupancy grid as
+  bits (its density record dropped) take a quarter of float32's bytes; 4-bit tables an eighth."""
+  config = bitnerf.get_config('cpu')
+  variables = _random_variables(config)
+  float32 = export.write(tmp_path / 'float32.npz', config, 7, variables, 'float32')
+  packed = export.write(tmp_path / 'packed.npz', config, 7, variables, 'packed')
+  assert float32['file_bytes'] / packed['file_bytes'] >= 4.0, (float32['file_bytes'], packed['file_bytes'])
+  rows = {row['name']: row for row in packed['layers']}
+  tables = [row for row in packed['layers'] if row['kind'] == 'table']
+  assert len(tables) == config.model.hash_grid.num_levels
+  assert all(row['bytes'] == row['parameters'] + 4 for row in tables)  # An int8 an entry, a float32 scale.
+  assert rows['occupancy/density_ema']['bytes'] == 0 and rows['occupancy/density_ema']['ratio'] is None
+  assert rows['occupancy/occupied']['bytes'] == rows['occupancy/occupied']['parameters'] // 8
+  with config.unlocked():
+    config.model.hash_grid.table_bits = 4
+  four = export.write(tmp_path / 'four.npz', config, 7, variables, 'packed')
+  assert float32['file_bytes'] / four['file_bytes'] >= 7.0
+  exported = export.read(tmp_path / 'four.npz')
+  q = exported.variables['params']['field']['table_3_int']
+  assert q.dtype == np.int8 and q.shape == variables['params']['field']['table_3'].shape
+  assert np.abs(q).max() == 7 and 'table_3' not in exported.variables['params']['field']
+  np.testing.assert_array_equal(exported.variables['occupancy']['occupied'], variables['occupancy']['occupied'])
+  assert not exported.variables['occupancy']['density_ema'].any()
+
+
+def test_quantised_tables_and_the_occupancy_bits_render_the_checkpoints_images(scene_cache, tmp_path):
+  """The tiny instant-ngp model with ternary colour layers and 4-bit tables: the images rendered from its
+  packed file are the checkpoint's, bit for bit; a table quantised in training is q * scale exactly."""
+  config = tiny_ngp_config(scene_cache)
+  config.model.hash_grid.update(layers='ternary', table_bits=4)
+  experiment = experiment_lib.build_experiment(config)
+  variables = jax.device_get(experiment_lib.init_state(experiment, seed=0).variables)
+  rng = np.random.default_rng(0)
+  variables['params']['field'] = {k: v * 1000 * rng.random(v.shape, np.float32) if k.startswith('table_') else v
+                                  for k, v in variables['params']['field'].items()}  # Trained-size entries.
+  variables['occupancy']['occupied'] = rng.random(variables['occupancy']['occupied'].shape) < 0.7
+  export.write(tmp_path / 'packed.npz', config, 3, variables, 'packed')
+  exported = export.read(tmp_path / 'packed.npz')
+  val = datasets.load_split(config, 'val')
+  rays = val.rays_of_image(0)
+  place = lambda tree: jax.device_put(tree, experiment.steps.replicated)
+  from_checkpoint = chunked.render_image(experiment.steps, place(variables), rays, config.eval.chunk_size)
+  from_file = chunked.render_image(experiment.steps, place(exported.variables), rays, config.eval.chunk_size)
+  chex.assert_trees_all_equal(from_file, from_checkpoint)
+  assert np.std(from_checkpoint['rgb']) > 0.01  # Not a blank image that any variables would give.
+  q, table_scale = quantization.absmax_table(variables['params']['field']['table_2'], 4)
+  np.testing.assert_array_equal(exported.variables['params']['field']['table_2_int'], q)
+  assert float(exported.variables['params']['field']['table_2_scale']) == float(table_scale)
 
 
 def test_a_damaged_or_missing_export_is_refused_by_name(tmp_path):

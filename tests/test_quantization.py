@@ -86,6 +86,37 @@ def _layer_and_variables(in_features=24, features=16, seed=0):
   return layer, {'params': params}, x
 
 
+def test_table_quantisation_of_hand_computed_examples():
+  # max|table| = 3 < 2^2: for 8 bits the scale is 2^(2 - 7) = 1/32, so 3 -> 96 and 0.1 -> round(3.2) = 3.
+  q, table_scale = quantization.absmax_table(jnp.array([[3.0, -0.1], [0.0, 1.0]]), 8)
+  assert float(table_scale) == 2.0**-5
+  np.testing.assert_array_equal(q, [[96, -3], [0, 32]])
+  # 4 bits: scale 2^(2 - 3) = 1/2; 3 -> 6 (never the clipped 7 here), 1.0 -> 2, -0.1 -> -0.
+  q, table_scale = quantization.absmax_table(jnp.array([[3.0, -0.1], [0.0, 1.0]]), 4)
+  assert float(table_scale) == 0.5
+  np.testing.assert_array_equal(q, [[6, 0], [0, 2]])
+  # The largest entry lands in the top half of the range; an all-zero table keeps the smallest scale.
+  for bits in (4, 8):
+    table = jax.random.normal(jax.random.key(bits), (1000, 2)) * 7.3
+    q, table_scale = quantization.absmax_table(table, bits)
+    assert 2**(bits - 2) <= np.abs(q).max() <= 2**(bits - 1) - 1
+    assert np.abs(q * table_scale - table).max() <= table_scale / 2 + 1e-6
+  _, table_scale = quantization.absmax_table(jnp.zeros((4, 2)), 8)
+  assert 0 < float(table_scale) <= quantization.SCALE_EPS
+
+
+@pytest.mark.parametrize('size', [0, 1, 2, 7, 1000])
+def test_int4_packing_round_trips_and_refuses_what_does_not_fit(size):
+  q = np.random.default_rng(size).integers(-7, 8, size).astype(np.int8).reshape(-1, 1)
+  packed = quantization.pack_int4(q)
+  assert packed.dtype == np.uint8 and packed.size == -(-size // 2)
+  np.testing.assert_array_equal(quantization.unpack_int4(packed, q.shape), q)
+  with pytest.raises(ValueError, match='values must lie in'):
+    quantization.pack_int4(np.array([8]))
+  with pytest.raises(ValueError, match='cannot hold'):
+    quantization.unpack_int4(np.zeros(3, np.uint8), (5,))
+
+
 def test_ternary_dense_is_bitnet_bitlinear_by_brute_force():
   layer, variables, x = _layer_and_variables()
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params'])

@@ -4,19 +4,24 @@
 from it. A file holds the model's variables (no optimiser state) and the config it was trained with:
 - format 'float32': every array as trained;
 - format 'packed': each ternary layer (models/layers.TernaryDense) as its ternary weights packed five base-3
-  digits a byte (quantization.pack_ternary, 1.6 bits per weight) and its scale; its bias and RMSNorm gain,
-  the full-precision layers, hash tables and model state (occupancy grids) stay float32. A packed model
-  renders the same images as the checkpoint it came from: the exported ternary layer computes the values
-  the quantisation-aware one computes.
+  digits a byte (quantization.pack_ternary, 1.6 bits per weight) and its scale; hash tables trained with
+  model.hash_grid.table_bits as their integers (int8 for 8 bits, two a byte for 4: quantization.pack_int4)
+  and a scale per level; an occupancy grid as its bits (np.packbits), without the density record that only
+  training updates (it reads back as zeros). Biases, RMSNorm gains, full-precision layers and float32
+  tables stay float32. A packed model renders the same images as the checkpoint it came from: the exported
+  ternary layers and tables give the values the quantisation-aware ones give in training.
 
 On disk: a NumPy .npz archive with one array per variable, named by its path ('params/fine_field/trunk_1/
-norm_scale'); packed weights as '<layer>/ternary.base3' (uint8); and '__metadata__', JSON as bytes (format,
-step, config, and the shape of each packed array). It is written under a temporary name and renamed when
+norm_scale'); packed arrays with a suffix: '<layer>/ternary.base3', '<field>/table_<level>_int.int4' and
+'occupancy/occupied.bits' (uint8); and '__metadata__', JSON as bytes (format, step, config, the shape of
+each packed array, and the shape of each dropped one). It is written under a temporary name and renamed when
 complete, so a crash never leaves a partial file under the final name.
 """
 
+import functools
 import json
 import pathlib
+import re
 from typing import Dict, List, NamedTuple
 
 import jax
@@ -34,7 +39,11 @@ from jaxnerf import workdirs
 FORMATS = ('packed', 'float32')
 METADATA_KEY = '__metadata__'
 PACKED_SUFFIX = '.base3'
+INT4_SUFFIX = '.int4'
+BITS_SUFFIX = '.bits'
 FILE_VERSION = 1
+TABLE_KEY = re.compile(r'(^|/)table_\d+$')  # A hash grid level's float32 master table.
+DROPPED_STATE = ('occupancy/density_ema',)  # Model state that rendering never reads.
 ZIP_MAGIC = b'PK\x03\x04'  # How every .npz file starts.
 
 
@@ -71,30 +80,80 @@ def _map_layers(tree, fn):
   return {key: _map_layers(value, fn) for key, value in tree.items()}
 
 
-def export_variables(variables: Dict, export_format: str) -> Dict:
+def _quantise_tables(flat: Dict[str, np.ndarray], table_bits: int) -> Dict[str, np.ndarray]:
+  """`flat` with each hash table replaced by '<table>_int' (int8) and '<table>_scale', as the field's
+  forward pass quantises it (the same compiled function: the same bits)."""
+  quantise = jax.jit(functools.partial(quantization.absmax_table, bits=table_bits))
+  out = {}
+  for key, value in flat.items():
+    if TABLE_KEY.search(key):
+      q, table_scale = jax.device_get(quantise(value))
+      out[key + '_int'], out[key + '_scale'] = q.astype(np.int8), np.asarray(table_scale, np.float32)
+    else:
+      out[key] = value
+  return out
+
+
+def export_variables(variables: Dict, export_format: str, table_bits: int = 0) -> Dict:
   """The variables (host arrays) `export_format` stores: for 'packed', each ternary layer's master weights
-  are replaced by its ternary weights and scale (layers.export_ternary)."""
+  are replaced by its ternary weights and scale (layers.export_ternary), and with `table_bits`
+  (config.model.hash_grid.table_bits) each hash table by its integers and scale."""
   if export_format not in FORMATS:
     raise ValueError(f'format must be one of {list(FORMATS)}, got {export_format!r}.')
   if export_format == 'packed':
     variables = _map_layers(variables, lambda layer: jax.device_get(layers_lib.export_ternary(layer)))
+    if table_bits:
+      variables = _unflatten(_quantise_tables(_flatten(jax.device_get(variables)), table_bits))
   return jax.tree.map(np.asarray, variables)
+
+
+def _packed_arrays(flat: Dict[str, np.ndarray], table_bits: int):
+  """The arrays a packed file stores for the exported variables `flat`: ({name: array}, {key: shape} of the
+  packed arrays, {key: shape} of the dropped ones)."""
+  arrays, packed_shapes, dropped_shapes = {}, {}, {}
+  for key, value in flat.items():
+    if key.endswith('/ternary'):
+      arrays[key + PACKED_SUFFIX], packed_shapes[key] = quantization.pack_ternary(value), list(value.shape)
+    elif table_bits == 4 and key.endswith('_int') and TABLE_KEY.search(key[:-len('_int')]):
+      arrays[key + INT4_SUFFIX], packed_shapes[key] = quantization.pack_int4(value), list(value.shape)
+    elif value.dtype == np.bool_:
+      arrays[key + BITS_SUFFIX], packed_shapes[key] = np.packbits(value.reshape(-1)), list(value.shape)
+    elif key in DROPPED_STATE:
+      dropped_shapes[key] = [list(value.shape), str(value.dtype)]
+    else:
+      arrays[key] = value
+  return arrays, packed_shapes, dropped_shapes
+
+
+def _unpacked(key: str, value: np.ndarray, shape) -> tuple:
+  """(variable key, array) of a stored packed array."""
+  for suffix, unpack in ((PACKED_SUFFIX, quantization.unpack_ternary), (INT4_SUFFIX, quantization.unpack_int4),
+                         (BITS_SUFFIX, lambda bits, shape: _unpack_bits(bits, shape))):
+    if key.endswith(suffix):
+      key = key[:-len(suffix)]
+      return key, unpack(value, shape[key])
+  return key, value
+
+
+def _unpack_bits(bits: np.ndarray, shape) -> np.ndarray:
+  size = int(np.prod(shape))
+  if bits.dtype != np.uint8 or bits.size != -(-size // 8):
+    raise ValueError(f'{bits.size} bytes cannot hold {size} bits of shape {tuple(shape)}')
+  return np.unpackbits(bits)[:size].astype(bool).reshape(shape)
 
 
 def write(path, config: ml_collections.ConfigDict, step: int, variables: Dict, export_format: str) -> Dict:
   """Writes the model (`variables` as trained) to `path` in `export_format`; returns the size report
   (`size_report`)."""
   variables = jax.device_get(variables)
-  exported = export_variables(variables, export_format)
-  arrays, packed_shapes = {}, {}
-  for key, value in _flatten(exported).items():
-    if export_format == 'packed' and key.endswith('/ternary'):
-      arrays[key + PACKED_SUFFIX] = quantization.pack_ternary(value)
-      packed_shapes[key] = list(value.shape)
-    else:
-      arrays[key] = value
+  table_bits = config.model.hash_grid.table_bits
+  exported = _flatten(export_variables(variables, export_format, table_bits))
+  if export_format == 'packed':
+    arrays, packed_shapes, dropped_shapes = _packed_arrays(exported, table_bits)
+  else:
+    arrays, packed_shapes, dropped_shapes = exported, {}, {}
   metadata = {'version': FILE_VERSION, 'format': export_format, 'step': int(step),
-              'config': config.to_json(), 'packed_shapes': packed_shapes}
+              'config': config.to_json(), 'packed_shapes': packed_shapes, 'dropped_shapes': dropped_shapes}
   arrays[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
   path = pathlib.Path(path)
 
@@ -139,12 +198,9 @@ def read(path) -> ExportedModel:
     metadata = json.loads(arrays.pop(METADATA_KEY).tobytes().decode())
     if metadata.get('version') != FILE_VERSION or metadata.get('format') not in FORMATS:
       raise ValueError(f"version {metadata.get('version')!r}, format {metadata.get('format')!r}")
-    flat = {}
-    for key, value in arrays.items():
-      if key.endswith(PACKED_SUFFIX):
-        key = key[:-len(PACKED_SUFFIX)]
-        value = quantization.unpack_ternary(value, metadata['packed_shapes'][key])
-      flat[key] = value
+    flat = dict(_unpacked(key, value, metadata['packed_shapes']) for key, value in arrays.items())
+    for key, (shape, dtype) in metadata.get('dropped_shapes', {}).items():
+      flat[key] = np.zeros(shape, dtype)
     config = checkpoints.parse_config(metadata['config'], path)
   except Exception as e:  # pylint: disable=broad-except  # Whatever a damaged archive raises.
     raise CheckpointError(f'{path} is not a model exported by this version of jaxnerf ({type(e).__name__}: '
@@ -152,15 +208,27 @@ def read(path) -> ExportedModel:
   return ExportedModel(config, int(metadata['step']), metadata['format'], _unflatten(flat))
 
 
+def _origin(key: str) -> str:
+  """The trained variable that stored array `key` comes from: packing suffixes dropped, and a quantised
+  table's '_int' and '_scale' traced back to the table."""
+  for suffix in (PACKED_SUFFIX, INT4_SUFFIX, BITS_SUFFIX):
+    key = key[:-len(suffix)] if key.endswith(suffix) else key
+  for part in ('_int', '_scale'):
+    if key.endswith(part) and TABLE_KEY.search(key[:-len(part)]):
+      return key[:-len(part)]
+  return key
+
+
 def _layer_groups(flat: Dict[str, np.ndarray]) -> Dict[str, List[str]]:
-  """Stored arrays grouped by layer: a dense layer's arrays under their layer's path, other arrays (hash
-  tables, model state) alone."""
-  layer_keys = {key.rsplit('/', 1)[0] for key in flat
-                if key.rsplit('/', 1)[-1] in ('kernel', 'ternary', 'ternary' + PACKED_SUFFIX)}
+  """Stored arrays grouped by what they store: a dense layer's arrays under their layer's path, other
+  arrays (hash tables, model state) under the trained variable's path."""
+  origins = {key: _origin(key) for key in flat}
+  layer_keys = {origin.rsplit('/', 1)[0] for origin in origins.values()
+                if origin.rsplit('/', 1)[-1] in ('kernel', 'ternary')}
   groups: Dict[str, List[str]] = {}
-  for key in flat:
-    parent = key.rsplit('/', 1)[0]
-    groups.setdefault(parent if parent in layer_keys else key, []).append(key)
+  for key, origin in origins.items():
+    parent = origin.rsplit('/', 1)[0]
+    groups.setdefault(parent if parent in layer_keys else origin, []).append(key)
   return groups
 
 
@@ -178,10 +246,11 @@ def size_report(trained_variables: Dict, stored_arrays: Dict[str, np.ndarray], p
   rows = []
   for name, keys in trained_groups.items():
     leaves = {key.rsplit('/', 1)[-1] for key in keys}
-    kind = 'ternary' if 'norm_scale' in leaves else 'dense' if 'kernel' in leaves else 'array'
+    kind = ('ternary' if 'norm_scale' in leaves else 'dense' if 'kernel' in leaves else
+            'table' if TABLE_KEY.search(name) else 'array')
     rows.append({'name': name, 'kind': kind, 'parameters': int(sum(trained[key].size for key in keys)),
                  'float32_bytes': int(sum(trained[key].nbytes for key in keys)),  # Trained arrays are float32.
-                 'bytes': int(sum(stored[key].nbytes for key in stored_groups[name]))})
+                 'bytes': int(sum(stored[key].nbytes for key in stored_groups.get(name, [])))})  # 0: dropped.
 
   def totals(selected):
     float32_bytes, stored_bytes = sum(r['float32_bytes'] for r in selected), sum(r['bytes'] for r in selected)
@@ -189,6 +258,6 @@ def size_report(trained_variables: Dict, stored_arrays: Dict[str, np.ndarray], p
             'ratio': round(float32_bytes / stored_bytes, 2) if stored_bytes else None}
 
   for row in rows:
-    row['ratio'] = round(row['float32_bytes'] / row['bytes'], 2)
+    row['ratio'] = round(row['float32_bytes'] / row['bytes'], 2) if row['bytes'] else None
   return {'file': str(path), 'file_bytes': pathlib.Path(path).stat().st_size, 'layers': rows,
           'quantised_layers': totals([r for r in rows if r['kind'] == 'ternary']), 'total': totals(rows)}

@@ -46,6 +46,7 @@ from jaxnerf.models import layers as layers_lib
 from jaxnerf.ops import coord
 from jaxnerf.ops import encoding
 from jaxnerf.ops import hash_grid
+from jaxnerf.ops import quantization
 
 
 class Gaussians(NamedTuple):
@@ -63,6 +64,7 @@ class FieldOutputs(NamedTuple):
 
 WARPS = ('none', 'contract')
 NORMALS = ('none', 'density')
+TABLE_BITS = (0, 4, 8)  # HashGridField.table_bits: float32, or integers of 4 or 8 bits.
 
 
 def safe_normalize(x, eps: float = 1e-20):
@@ -353,6 +355,10 @@ class HashGridField(FieldBase):
   view_max_deg: int = 4
   sh_degree: int = 4
   density_activation: str = 'trunc_exp'  # instant-ngp's (the base's default is NeRF's relu).
+  # 0: float32 tables; 4 or 8: each level's table is used as `table_bits`-bit integers times a scale
+  # (quantization.absmax_table), trained through the straight-through estimator into float32 master tables;
+  # an exported model holds the integers ('table_<level>_int') and scales ('table_<level>_scale') instead.
+  table_bits: int = 0
   NORMALS_AUTODIFF = 'forward'  # See FieldBase.
 
   def setup(self):
@@ -362,10 +368,10 @@ class HashGridField(FieldBase):
     self.resolutions = hash_grid.level_resolutions(self.num_levels, self.min_resolution,
                                                    self.max_resolution)
     sizes = hash_grid.level_table_sizes(self.resolutions, 2**self.log2_table_size)
-    # The paper initialises entries uniformly in [-1e-4, 1e-4].
-    init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1e-4, 1e-4)
-    self.tables = [self.param(f'table_{level}', init, (size, self.features_per_level))
-                   for level, size in enumerate(sizes)]
+    if self.table_bits not in TABLE_BITS:
+      raise ConfigError(f'config.model.hash_grid.table_bits must be one of {list(TABLE_BITS)}, got '
+                        f'{self.table_bits!r}.')
+    self.tables = [self._table(level, size) for level, size in enumerate(sizes)]
     # The colour network reads the density head's features (and the view direction): its first layer is
     # a hidden one.
     layers = self._make_layers([('density_hidden', self.density_width, 'input'),
@@ -375,6 +381,19 @@ class HashGridField(FieldBase):
     self.density_hidden, self.density_out = layers['density_hidden'], layers['density_out']
     self.color_hidden = [layers[f'color_hidden_{i}'] for i in range(self.color_depth)]
     self.color_out = layers['color_out']
+
+  def _table(self, level: int, size: int):
+    """Level `level`'s table [size, features_per_level] as the field uses it (see `table_bits`)."""
+    if self.table_bits and self.has_variable('params', f'table_{level}_int'):  # An exported model.
+      q = self.get_variable('params', f'table_{level}_int').astype(jnp.float32)
+      return q * self.get_variable('params', f'table_{level}_scale')
+    # The paper initialises entries uniformly in [-1e-4, 1e-4].
+    init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1e-4, 1e-4)
+    table = self.param(f'table_{level}', init, (size, self.features_per_level))
+    if not self.table_bits:
+      return table
+    q, table_scale = quantization.absmax_table(table, self.table_bits)
+    return quantization.straight_through(table, q * table_scale)
 
   def _grid_box(self):
     if self.warp == 'contract':

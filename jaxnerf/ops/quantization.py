@@ -1,4 +1,4 @@
-"""Ternary weights and 8-bit activations (BitNet b1.58), and packing ternary weights into bytes.
+"""Ternary weights and 8-bit activations (BitNet b1.58), low-bit hash tables, and packing them into bytes.
 
 Naming conventions:
 - `w`: a layer's full-precision (master) weights [in, out]; `t`: ternary weights, values in {-1, 0, 1}, of
@@ -8,6 +8,8 @@ Naming conventions:
   `x_scale` [..., 1]: the per-token factor with x_int ~ x * x_scale (absmax, Eq. 4 of Wang et al. 2023,
   "BitNet").
 - A "token" is one sample along a ray: activations are scaled per sample, over its features.
+- `table`: one level's hash table [size, features]; `q`: its entries as integers in [-(2^(b-1) - 1),
+  2^(b-1) - 1] for b bits, and `table_scale` the power of two with q * table_scale ~ table, one per level.
 
 Forward values are exact: `straight_through` returns its quantised argument bit for bit (its gradient is the
 identity), and `ternary_matmul` multiplies integer-valued floats, whose sums are exact in float32 (|sum| <=
@@ -53,6 +55,22 @@ def absmax_activations(x, bits: int = 8):
   return jnp.clip(jnp.round(x * x_scale), -levels, levels - 1), x_scale
 
 
+def absmax_table(table, bits: int):
+  """A hash table [N, F] as b-bit integers: (q [N, F], float32 integer values in [-(2^(b-1) - 1),
+  2^(b-1) - 1], table_scale []) with q = round(table / table_scale), where table_scale is the power of two
+  2^(e - b + 1) for max|table| < 2^e (max|table| at least SCALE_EPS): the largest entry maps to at least
+  2^(b-2). Without gradients.
+
+  A power of two makes the division and the product q * table_scale exact, so that every compiled program
+  (the training step, the renderer, export.py) gets the same bits: a packed model renders the checkpoint's
+  images exactly. It costs up to half of the largest level of an absmax scale (about one bit)."""
+  table = jax.lax.stop_gradient(table.astype(jnp.float32))
+  largest = 2.0**(bits - 1) - 1
+  _, exponent = jnp.frexp(jnp.maximum(jnp.max(jnp.abs(table)), SCALE_EPS))
+  table_scale = jnp.ldexp(jnp.float32(1.0), exponent - (bits - 1))
+  return jnp.clip(jnp.round(table / table_scale), -largest, largest), table_scale
+
+
 def ternary_matmul(x_int, t, w_scale, x_scale, dtype=jnp.float32):
   """(x_int @ t) * w_scale / x_scale: [..., in] x [in, out] -> [..., out] float32.
 
@@ -86,3 +104,24 @@ def unpack_ternary(packed: np.ndarray, shape) -> np.ndarray:
                      f'{tuple(shape)}.')
   digits = (packed[:, None] // 3**np.arange(TRITS_PER_BYTE)) % 3
   return (digits.reshape(-1)[:size].astype(np.int8) - 1).reshape(shape)
+
+
+def pack_int4(q: np.ndarray) -> np.ndarray:
+  """Integers (any shape) in [-7, 7] -> uint8 [ceil(size / 2)]: q + 8 in the low nibble of byte i // 2 for
+  even i, the high nibble for odd i, in C order (a padded last nibble is 0, which unpacking drops)."""
+  flat = np.asarray(q).reshape(-1)
+  if flat.size and (flat.min() < -7 or flat.max() > 7):
+    raise ValueError('pack_int4: values must lie in [-7, 7].')
+  nibbles = np.zeros(-(-flat.size // 2) * 2, np.uint8)
+  nibbles[:flat.size] = (flat + 8).astype(np.uint8)
+  return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8)
+
+
+def unpack_int4(packed: np.ndarray, shape) -> np.ndarray:
+  """The inverse of `pack_int4`: int8 values in [-7, 7] of `shape`."""
+  size = int(np.prod(shape))
+  packed = np.asarray(packed, np.uint8).reshape(-1)
+  nibbles = np.stack([packed & 15, packed >> 4], axis=-1).reshape(-1)
+  if packed.size != -(-size // 2) or np.any(nibbles[:size] == 0):
+    raise ValueError(f'unpack_int4: {packed.size} bytes cannot hold {size} 4-bit values of shape {tuple(shape)}.')
+  return (nibbles[:size].astype(np.int8) - 8).reshape(shape)

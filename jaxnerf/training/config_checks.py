@@ -77,6 +77,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.predicted_normals', (lambda v: isinstance(v, bool), 'True or False')),
     ('model.mlp.use_viewdirs', (lambda v: isinstance(v, bool), 'True or False')),
     ('model.remat', (lambda v: isinstance(v, bool), 'True or False')),
+    ('model.hash_grid.table_bits', (lambda v: v in fields.TABLE_BITS, f'one of {list(fields.TABLE_BITS)}')),
     ('model.appearance', (lambda v: v in APPEARANCES, f'one of {sorted(APPEARANCES)}')),
     ('model.tone_mapping', (lambda v: v in TONE_MAPPINGS, f'one of {sorted(TONE_MAPPINGS)}')),
     ('model.refnerf.reflect_about', (lambda v: v in REFLECT_ABOUT, f'one of {list(REFLECT_ABOUT)}')),

@@ -134,8 +134,11 @@ def get_config() -> ml_collections.ConfigDict:
           density_width=64, geo_features=15, color_depth=2, color_width=64,
           view_encoding='positional',  # View directions: 'positional' (view_max_deg octaves) or 'sh'.
           view_max_deg=4, sh_degree=4,  # sh: spherical harmonics of sh_degree bands (instant-ngp's 4).
-          # As model.mlp's: the layers of the density and colour MLPs (the tables stay float32).
-          layers='dense', full_precision_layers=('input', 'output'), activation_bits=8),
+          # As model.mlp's: the layers of the density and colour MLPs.
+          layers='dense', full_precision_layers=('input', 'output'), activation_bits=8,
+          # The tables: 0 (float32), or 8 or 4 bits per entry with a scale per level, trained with the
+          # straight-through estimator (export.py --format=packed stores the integers).
+          table_bits=0),
       # name='occupancy_grid' (models.OccupancyGridNeRF; uses the top-level scene_box).
       occupancy_grid=dict(
           grid_resolution=64,  # Cells per side of the occupancy grid over the scene box.
