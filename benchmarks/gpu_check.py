@@ -114,9 +114,10 @@ def training_step(args) -> Dict:
 
 
 def chair_throughput_step(args) -> Dict:
-  small = ['--config.model.mlp.depth=2', '--config.model.mlp.width=32', '--config.model.num_coarse_samples=8',
-           '--config.model.num_fine_samples=8', '--config.train.batch_size=64', '--config.eval.chunk_size=64',
-           '--steps=1', '--repeats=1', '--render_chunks=1'] if args.small else ['--steps=5', '--repeats=3']
+  small = ['--config.model.mlp.depth=1', '--config.model.mlp.width=16', '--config.model.mlp.width_view=8',
+           '--config.model.num_coarse_samples=4', '--config.model.num_fine_samples=4',
+           '--config.train.batch_size=32', '--config.eval.chunk_size=32', '--steps=1', '--repeats=1',
+           '--render_chunks=1'] if args.small else ['--steps=5', '--repeats=3']
   records = {}
   for dtype in DTYPES:
     run = _run([sys.executable, 'benchmarks/throughput.py', '--config=configs/chair.py',

@@ -50,8 +50,8 @@ from jaxnerf.training import experiment as experiment_lib
 def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> camera.Rays:
   """Rays from random cameras at radius 4 through random points of the central [-1, 1]^3 box."""
   rng = np.random.default_rng(seed)
-  azimuth, elevation = rng.uniform(0, 360, num_rays), rng.uniform(10, 70, num_rays)
-  poses = np.stack([camera.spherical_pose(a, e, 4.0) for a, e in zip(azimuth[:64], elevation[:64])])
+  azimuth, elevation = rng.uniform(0, 360, 64), rng.uniform(10, 70, 64)  # 64 cameras, for any num_rays.
+  poses = np.stack([camera.spherical_pose(a, e, 4.0) for a, e in zip(azimuth, elevation)])
   pose = poses[rng.integers(0, 64, num_rays)]
   target = rng.uniform(-1, 1, (num_rays, 3))
   direction = target - pose[:, :, 3]

@@ -25,6 +25,15 @@ from tests.tiny_configs import tiny_config
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _small_config(scene_cache, **train):
+  """tiny_config with a small MLP field, which compiles in half the hash grid's time (checkpoints hold any
+  model alike)."""
+  config = tiny_config(scene_cache, **train)
+  config.model.update(field='mlp', density_activation='relu')
+  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=4, view_max_deg=2)
+  return config
+
+
 @pytest.fixture(scope='module')
 def states(scene_cache):
   """The tiny model's experiment and three distinct states at steps 10, 20 and 30."""
@@ -94,14 +103,12 @@ def test_the_best_checkpoint_is_replaced_only_by_a_better_validation(states, tmp
 def trained(tmp_path_factory, scene_cache):
   """20 steps of the tiny model, checkpoints every 5, keep_best with scripted validation PSNRs (best at
   step 10), and the final state."""
-  config = tiny_config(scene_cache, checkpoint_every=5, keep_best=True)
+  config = _small_config(scene_cache, checkpoint_every=5, keep_best=True)
   config.eval.every_steps = 5
   workdir = tmp_path_factory.mktemp('trained')
-  scripted = {5: 20.0, 10: 23.0, 15: 22.0, 20: 21.0}
-  validate = trainer._validate
+  scripted = {5: 20.0, 10: 23.0, 15: 22.0, 20: 21.0}  # (Rendering them is other tests' business.)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(trainer, '_validate',
-                  lambda *args: {**validate(*args), 'psnr': scripted[args[5]]})  # args[5]: the step.
+    patch.setattr(trainer, '_validate', lambda *args: {'psnr': scripted[args[5]]})  # args[5]: the step.
     result = trainer.run_training(config, workdir)
   return config, workdir, jax.device_get(result.state)
 
@@ -126,7 +133,7 @@ def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alik
   shutil.copytree(workdir, copy)
   with pytest.raises(CheckpointError, match='no checkpoint of step 7; it keeps steps 5, 10, 15, 20'):
     trainer.run_training(config, copy, resume_step=7)
-  config = tiny_config(config.data_dir, checkpoint_every=5)  # Without keep_best: its checkpoint is set aside too.
+  config = _small_config(config.data_dir, checkpoint_every=5)  # Without keep_best: its checkpoint is set aside too.
   config.eval.every_steps = 5
   summary = trainer.train_and_evaluate(config, copy, resume_step=5)
   assert summary['resumed_from'] == 5 and summary['step'] == 20
@@ -139,7 +146,7 @@ def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alik
 
 def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(trained, tmp_path, capsys):
   config, workdir, final = trained
-  config = tiny_config(config.data_dir, init_from=str(workdir), num_steps=1)
+  config = _small_config(config.data_dir, init_from=str(workdir), num_steps=1)
   experiment = experiment_lib.build_experiment(config)
   state = experiment_lib.init_state_from(experiment, config, workdir)
   assert int(state.step) == 0
@@ -148,15 +155,15 @@ def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(tr
   fresh_opt = jax.device_get(experiment_lib.init_state(experiment, seed=0).opt_state)
   chex.assert_trees_all_equal(jax.device_get(state.opt_state), fresh_opt)  # A new optimizer.
 
-  other = tiny_config(config.data_dir, init_from=str(workdir))
-  other.model.hash_grid.density_width = 8
+  other = _small_config(config.data_dir, init_from=str(workdir))
+  other.model.mlp.width = 8
   with pytest.raises(ConfigError, match=r"init_from=.*its model does not match this config's: "
-                                        r"params\['coarse_field'\]\['density_hidden'\]\['bias'\] is shape \(16,\) "
+                                        r"params\['coarse_field'\]\['bottleneck'\]\['bias'\] is shape \(32,\) "
                                         r"float32 there and shape \(8,\) float32 here \(differing settings: "
-                                        r"model.hash_grid.density_width\)"):
+                                        r"model.mlp.width\)"):
     trainer.run_training(other, tmp_path / 'other')
   assert not (tmp_path / 'other' / checkpoints.CONFIG_FILE).exists()
-  same_arrays = tiny_config(config.data_dir, init_from=str(workdir))
+  same_arrays = _small_config(config.data_dir, init_from=str(workdir))
   same_arrays.model.density_activation = 'softplus'
   experiment_lib.init_state_from(experiment_lib.build_experiment(same_arrays), same_arrays, workdir)
   assert 'config.model.density_activation differ from this run\'s; their arrays agree' in capsys.readouterr().err
@@ -165,11 +172,11 @@ def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(tr
     (tmp_path / checkpoints.CONFIG_FILE).write_text(config.to_json())
     with pytest.raises(ConfigError, match=f"config.train.init_from='{source}'.*{expected}"):
       experiment_lib.init_state_from(experiment, config, source)
-  best = tiny_config(config.data_dir, init_from=str(workdir), init_from_step='best')
+  best = _small_config(config.data_dir, init_from=str(workdir), init_from_step='best')
   _, _, step_10 = experiment_lib.restore_model(workdir, step=10)
   chex.assert_trees_all_equal(jax.device_get(experiment_lib.init_state_from(experiment, best, workdir).params),
                               jax.device_get(step_10.params))
-  missing = tiny_config(config.data_dir, init_from=str(workdir), init_from_step='7')
+  missing = _small_config(config.data_dir, init_from=str(workdir), init_from_step='7')
   with pytest.raises(ConfigError, match='no checkpoint of step 7; it keeps steps 5, 10, 15, 20'):
     experiment_lib.init_state_from(experiment, missing, workdir)
 
