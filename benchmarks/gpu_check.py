@@ -14,9 +14,9 @@ Steps, each in its own process (a failure is recorded, the others still run, and
    the device's peak (`PEAK_TFLOPS`; float32 against the TF32 tensor-core peak, which XLA's default
    matmul precision uses on these GPUs), and the step's peak memory.
 
---small runs every step with small sizes (the test suite's tiny instant-ngp model trained for a few seconds
-on its 24-pixel scene, a shrunk chair model, one device test), so that tests/test_gpu_check.py checks the
-script on the CPU.
+--small runs every step with small sizes (the test suite's small MLP model trained for a few seconds on its
+24-pixel scene, a shrunk chair model, one device test), so that tests/test_gpu_check.py checks the script
+on the CPU.
 """
 
 import argparse
@@ -93,8 +93,8 @@ def device_tests_step(args) -> Dict:
 def training_step(args) -> Dict:
   workdir = pathlib.Path(tempfile.mkdtemp(prefix='gpu_check_training_'))
   lego = pathlib.Path(args.lego) if args.lego else None
-  if args.small:  # The test suite's tiny scene and instant-ngp model.
-    config = ['--config=tests/tiny_configs.py:ngp', '--config.train.num_steps=100000']
+  if args.small:  # The test suite's tiny scene and small MLP model (compiled in seconds).
+    config = ['--config=tests/tiny_configs.py:mlp', '--config.train.num_steps=100000']
     scene = 'procedural 24x24'
   elif lego and (lego / 'transforms_train.json').is_file():
     config = ['--config=configs/lego_ngp.py', f'--config.data_dir={lego}']

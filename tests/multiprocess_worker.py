@@ -17,7 +17,7 @@ from absl import flags
 
 from jaxnerf import cli
 from jaxnerf.training import trainer
-from tests.tiny_configs import tiny_config
+from tests.tiny_configs import small_mlp_config
 
 _DISTRIBUTED = cli.define_distributed_flags()
 _SCENE_CACHE = flags.DEFINE_string('scene_cache', None, 'Cache holding the tiny scene.', required=True)
@@ -31,7 +31,7 @@ def main(argv):
   with cli.friendly_errors():
     cli.initialize(_DISTRIBUTED)
     for num_steps in map(int, _NUM_STEPS.value):
-      config = tiny_config(_SCENE_CACHE.value, num_steps=num_steps, checkpoint_every=3, log_every=3)
+      config = small_mlp_config(_SCENE_CACHE.value, num_steps=num_steps, checkpoint_every=3, log_every=3)
       config.eval.final_num_images = 0
       result = trainer.run_training(config, _WORKDIR.value)
       # This process's copy of each replicated parameter.

@@ -20,24 +20,16 @@ from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
 from tests.conftest import subprocess_env
 from tests.test_checkpoints import DAMAGE
+from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _small_config(scene_cache, **train):
-  """tiny_config with a small MLP field, which compiles in half the hash grid's time (checkpoints hold any
-  model alike)."""
-  config = tiny_config(scene_cache, **train)
-  config.model.update(field='mlp', density_activation='relu')
-  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=4, view_max_deg=2)
-  return config
-
-
 @pytest.fixture(scope='module')
 def states(scene_cache):
   """The tiny model's experiment and three distinct states at steps 10, 20 and 30."""
-  config = tiny_config(scene_cache)
+  config = small_mlp_config(scene_cache)
   experiment = experiment_lib.build_experiment(config)
   state = experiment_lib.init_state(experiment, seed=0)
   return config, experiment, {step: state.replace(step=jnp.int32(step),
@@ -103,7 +95,7 @@ def test_the_best_checkpoint_is_replaced_only_by_a_better_validation(states, tmp
 def trained(tmp_path_factory, scene_cache):
   """20 steps of the tiny model, checkpoints every 5, keep_best with scripted validation PSNRs (best at
   step 10), and the final state."""
-  config = _small_config(scene_cache, checkpoint_every=5, keep_best=True)
+  config = small_mlp_config(scene_cache, checkpoint_every=5, keep_best=True)
   config.eval.every_steps = 5
   workdir = tmp_path_factory.mktemp('trained')
   scripted = {5: 20.0, 10: 23.0, 15: 22.0, 20: 21.0}  # (Rendering them is other tests' business.)
@@ -133,7 +125,7 @@ def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alik
   shutil.copytree(workdir, copy)
   with pytest.raises(CheckpointError, match='no checkpoint of step 7; it keeps steps 5, 10, 15, 20'):
     trainer.run_training(config, copy, resume_step=7)
-  config = _small_config(config.data_dir, checkpoint_every=5)  # Without keep_best: its checkpoint is set aside too.
+  config = small_mlp_config(config.data_dir, checkpoint_every=5)  # Without keep_best: its checkpoint is set aside too.
   config.eval.every_steps = 5
   summary = trainer.train_and_evaluate(config, copy, resume_step=5)
   assert summary['resumed_from'] == 5 and summary['step'] == 20
@@ -146,7 +138,7 @@ def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alik
 
 def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(trained, tmp_path, capsys):
   config, workdir, final = trained
-  config = _small_config(config.data_dir, init_from=str(workdir), num_steps=1)
+  config = small_mlp_config(config.data_dir, init_from=str(workdir), num_steps=1)
   experiment = experiment_lib.build_experiment(config)
   state = experiment_lib.init_state_from(experiment, config, workdir)
   assert int(state.step) == 0
@@ -155,7 +147,7 @@ def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(tr
   fresh_opt = jax.device_get(experiment_lib.init_state(experiment, seed=0).opt_state)
   chex.assert_trees_all_equal(jax.device_get(state.opt_state), fresh_opt)  # A new optimizer.
 
-  other = _small_config(config.data_dir, init_from=str(workdir))
+  other = small_mlp_config(config.data_dir, init_from=str(workdir))
   other.model.mlp.width = 8
   with pytest.raises(ConfigError, match=r"init_from=.*its model does not match this config's: "
                                         r"params\['coarse_field'\]\['bottleneck'\]\['bias'\] is shape \(32,\) "
@@ -163,7 +155,7 @@ def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(tr
                                         r"model.mlp.width\)"):
     trainer.run_training(other, tmp_path / 'other')
   assert not (tmp_path / 'other' / checkpoints.CONFIG_FILE).exists()
-  same_arrays = _small_config(config.data_dir, init_from=str(workdir))
+  same_arrays = small_mlp_config(config.data_dir, init_from=str(workdir))
   same_arrays.model.density_activation = 'softplus'
   experiment_lib.init_state_from(experiment_lib.build_experiment(same_arrays), same_arrays, workdir)
   assert 'config.model.density_activation differ from this run\'s; their arrays agree' in capsys.readouterr().err
@@ -172,11 +164,11 @@ def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(tr
     (tmp_path / checkpoints.CONFIG_FILE).write_text(config.to_json())
     with pytest.raises(ConfigError, match=f"config.train.init_from='{source}'.*{expected}"):
       experiment_lib.init_state_from(experiment, config, source)
-  best = _small_config(config.data_dir, init_from=str(workdir), init_from_step='best')
+  best = small_mlp_config(config.data_dir, init_from=str(workdir), init_from_step='best')
   _, _, step_10 = experiment_lib.restore_model(workdir, step=10)
   chex.assert_trees_all_equal(jax.device_get(experiment_lib.init_state_from(experiment, best, workdir).params),
                               jax.device_get(step_10.params))
-  missing = _small_config(config.data_dir, init_from=str(workdir), init_from_step='7')
+  missing = small_mlp_config(config.data_dir, init_from=str(workdir), init_from_step='7')
   with pytest.raises(ConfigError, match='no checkpoint of step 7; it keeps steps 5, 10, 15, 20'):
     experiment_lib.init_state_from(experiment, missing, workdir)
 

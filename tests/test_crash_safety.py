@@ -17,7 +17,7 @@ from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
-from tests.tiny_configs import tiny_config
+from tests.tiny_configs import small_mlp_config
 
 NUM_STEPS = 50
 TRAIN = dict(num_steps=NUM_STEPS, checkpoint_every=3, log_every=3)
@@ -30,7 +30,7 @@ def _step_folders(workdir: pathlib.Path):
 
 def _train_command(scene_cache, workdir):
   overrides = [f'--config.train.{k}={v}' for k, v in TRAIN.items()]
-  return [sys.executable, 'train.py', '--config=tests/tiny_configs.py', f'--config.data_dir={scene_cache}',
+  return [sys.executable, 'train.py', '--config=tests/tiny_configs.py:mlp', f'--config.data_dir={scene_cache}',
           '--config.eval.final_num_images=0', f'--workdir={workdir}', *overrides]
 
 
@@ -73,7 +73,7 @@ def test_killed_at_random_moments_resumes_and_ends_as_if_never_killed(scene_cach
   keys = [(r['step'], r['split']) for r in reporting.read_metrics(workdir)]
   assert len(keys) == len(set(keys)) and max(k[0] for k in keys) == NUM_STEPS
   # And the parameters are those of a run that was never interrupted.
-  config = tiny_config(scene_cache, **{**TRAIN, 'checkpoint_every': NUM_STEPS})  # Saving changes nothing.
+  config = small_mlp_config(scene_cache, **{**TRAIN, 'checkpoint_every': NUM_STEPS})  # Saving changes nothing.
   config.eval.final_num_images = 0
   expected = trainer.run_training(config, tmp_path / 'uninterrupted').state
   _, _, state = experiment_lib.restore_model(workdir)

@@ -22,6 +22,7 @@ from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import steps as steps_lib
 from jaxnerf.training import train_state
 from jaxnerf.training import trainer
+from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
 
 NUM_RAYS = 256
@@ -148,11 +149,8 @@ def test_non_finite_steps_at_the_minimum_scale_fail():
 
 def test_a_float16_run_that_stays_non_finite_stops_and_keeps_its_checkpoint(scene_cache, tmp_path,
                                                                             monkeypatch):
-  config = tiny_config(scene_cache)
+  config = small_mlp_config(scene_cache)  # The loss scale's course is any model's.
   config.model.dtype = 'float16'
-  # A small MLP field compiles in half the hash grid's time; the loss scale's course is the same.
-  config.model.update(field='mlp', density_activation='relu')
-  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=4, view_max_deg=2)
   config.optim.loss_scale.update(initial=4.0, minimum=1.0)
   original = batching.RayBatcher.batch
 

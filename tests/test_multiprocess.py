@@ -14,7 +14,7 @@ from jaxnerf.outputs import reporting
 from jaxnerf.training import trainer
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
-from tests.tiny_configs import tiny_config
+from tests.tiny_configs import small_mlp_config
 
 
 def _free_port() -> int:
@@ -53,7 +53,7 @@ def _flat(params):
 def test_two_processes_train_as_one_process_of_two_devices(scene_cache, tmp_path):
   workdir, single = tmp_path / 'pair', tmp_path / 'single'
   def config(num_steps):  # As the worker trains.
-    config = tiny_config(scene_cache, num_steps=num_steps, checkpoint_every=3, log_every=3)
+    config = small_mlp_config(scene_cache, num_steps=num_steps, checkpoint_every=3, log_every=3)
     config.eval.final_num_images = 0
     return config
 

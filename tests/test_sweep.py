@@ -11,6 +11,7 @@ import pytest
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from tests.conftest import REPO
+from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
 
 _SPEC = importlib.util.spec_from_file_location('sweep', pathlib.Path(REPO) / 'benchmarks' / 'sweep.py')
@@ -51,7 +52,7 @@ def test_overrides_are_checked_against_the_config():
 
 
 def test_sweep_writes_a_json_line_and_a_table_row_per_run(scene_cache, tmp_path, capsys):
-  config = tiny_config(scene_cache, num_steps=1000)
+  config = small_mlp_config(scene_cache, num_steps=1000)
   config.lock()
   results = sweep.run_sweep(config, [{'optim.lr_init': 1e-2}, {'optim.lr_init': -1.0}], seconds=0.5,
                             root=tmp_path)
@@ -79,7 +80,7 @@ def test_run_names_are_readable_safe_and_keyed_by_every_value():
 
 
 def test_sweeps_into_one_root_keep_their_runs_apart(scene_cache, tmp_path, capsys):
-  config = tiny_config(scene_cache, num_steps=4)  # The budget is ample: each run stops at step 4.
+  config = small_mlp_config(scene_cache, num_steps=4)  # The budget is ample: each run stops at step 4.
   config.lock()
   # Grids of a key that leaves the compiled steps alone, so that the runs compile once.
   first = sweep.run_sweep(config, [{'train.log_every': 2}], seconds=60, root=tmp_path)[0]

@@ -3,6 +3,7 @@ subprocess (the scene is passed as --config.data_dir):
 
   python train.py --config=tests/tiny_configs.py --config.data_dir=CACHE --workdir=DIR
   python train.py --config=tests/tiny_configs.py:ngp --config.data_dir=CACHE --workdir=DIR
+  python train.py --config=tests/tiny_configs.py:mlp --config.data_dir=CACHE --workdir=DIR
 """
 
 import dataclasses
@@ -28,6 +29,15 @@ def tiny_config(scene_cache='', **train):
   config.train.update(train)
   config.eval.update(every_steps=0, num_images=1, final_num_images=1, video_frames=0, chunk_size=256,
                      video_min_size=32, lpips=())  # LPIPS compiles a network per image size: asked for where tested.
+  return config
+
+
+def small_mlp_config(scene_cache='', **train):
+  """tiny_config with a small MLP field (2x32), which compiles in half the hash grid's time: for tests of
+  what every model does alike (checkpoints, crashes, processes, sweeps, loss scaling)."""
+  config = tiny_config(scene_cache, **train)
+  config.model.update(field='mlp', density_activation='relu')
+  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=4, view_max_deg=2)
   return config
 
 
@@ -78,6 +88,7 @@ def tiny_capture_config(name: str, scene_dir, **train):
 
 
 def get_config(preset: str = ''):
-  if preset not in ('', 'ngp'):
-    raise ValueError(f"Unknown preset {preset!r} for tests/tiny_configs.py: use '' or 'ngp'.")
-  return tiny_ngp_config() if preset == 'ngp' else tiny_config()
+  presets = {'': tiny_config, 'ngp': tiny_ngp_config, 'mlp': small_mlp_config}
+  if preset not in presets:
+    raise ValueError(f"Unknown preset {preset!r} for tests/tiny_configs.py: use '', 'ngp' or 'mlp'.")
+  return presets[preset]()
