@@ -16,6 +16,7 @@ from jaxnerf.outputs import reporting
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
+from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
 
 
@@ -89,7 +90,7 @@ DAMAGE = {'truncated array file': _truncate_array_file, 'flipped bytes': _flip_b
 @pytest.fixture(scope='module')
 def saved(tmp_path_factory, scene_cache):
   """A workdir with intact checkpoints of steps 10 and 20 of the tiny model, and their states."""
-  config = tiny_config(scene_cache)
+  config = small_mlp_config(scene_cache)
   experiment = experiment_lib.build_experiment(config)
   state = experiment_lib.init_state(experiment, seed=0)
   states = {10: state.replace(step=jnp.int32(10)),
@@ -166,7 +167,7 @@ def test_resumed_run_equals_uninterrupted_run_past_a_damaged_checkpoint(scene_ca
   """A run that died after step 20 with that checkpoint damaged afterwards and the last metrics line cut
   short resumes from step 10 and ends with the parameters, and one metrics record per step, of a run that
   never stopped."""
-  config = tiny_config(scene_cache)
+  config = small_mlp_config(scene_cache)
   full = tmp_path / 'full'
   result = trainer.run_training(config, full)
   assert result.summary['step'] == 20 and result.summary['resumed_from'] is None

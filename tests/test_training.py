@@ -26,6 +26,7 @@ from jaxnerf.training import pacing
 from jaxnerf.training import steps as steps_lib
 from jaxnerf.training import trainer
 from jaxnerf import workdirs
+from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import TINY_SCENE
 from tests.tiny_configs import tiny_config
 from tests.tiny_configs import tiny_method_config
@@ -132,11 +133,11 @@ def test_checkpoint_round_trip(scene_cache, tmp_path):
 
 
 def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
-  config = tiny_config(scene_cache, num_steps=5)
+  config = small_mlp_config(scene_cache, num_steps=5)
   trainer.train_and_evaluate(config, tmp_path)
   before = _files_and_contents(tmp_path)
-  config.model.hash_grid.log2_table_size = 11
-  with pytest.raises(ConfigError, match=r'different model \(config.model.hash_grid.log2_table_size differ'):
+  config.model.mlp.width = 16
+  with pytest.raises(ConfigError, match=r'different model \(config.model.mlp.width differ'):
     trainer.train_and_evaluate(config, tmp_path)
   assert _files_and_contents(tmp_path) == before
   # Without config.json to compare, the restore finds the other model; the failed resume writes nothing.
@@ -190,7 +191,7 @@ def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
 
 
 def test_wall_clock_limit_stops_between_log_intervals(scene_cache, tmp_path):
-  config = tiny_config(scene_cache, num_steps=100_000, log_every=100_000, checkpoint_every=100_000,
+  config = small_mlp_config(scene_cache, num_steps=100_000, log_every=100_000, checkpoint_every=100_000,
                        max_seconds=1.0)
   summary = trainer.train_and_evaluate(config, tmp_path)
   assert 0 < summary['step'] < 100_000 and summary['train_seconds'] < 30
@@ -331,7 +332,7 @@ def test_time_budget_estimates_the_schedule_length_from_the_step_time():
 
 
 def test_time_limited_run_anneals_the_learning_rate_by_the_end(scene_cache, tmp_path):
-  config = tiny_config(scene_cache, num_steps=100_000, log_every=5, checkpoint_every=100_000, max_seconds=4.0)
+  config = small_mlp_config(scene_cache, num_steps=100_000, log_every=5, checkpoint_every=100_000, max_seconds=4.0)
   summary = trainer.train_and_evaluate(config, tmp_path)
   records = [r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train']
   assert records[0]['learning_rate'] == pytest.approx(config.optim.lr_init, rel=0.05)
@@ -381,7 +382,7 @@ def test_a_loss_term_registered_outside_the_library_reaches_the_training_metrics
   monkeypatch.setitem(losses.LOSS_TERMS, 'toy', losses.LossTerm(
       lambda history, batch, loss_config: jnp.mean(history[-1].acc) * jnp.mean(batch['rgb'] >= 0),
       frozenset({'intervals'}), 0.0))
-  config = tiny_config(scene_cache, num_steps=5)
+  config = small_mlp_config(scene_cache, num_steps=5)
   config.eval.final_num_images = 0
   config.loss.unlock()
   config.loss.toy_weight = 0.25
