@@ -26,6 +26,7 @@ from jaxnerf.training import trainer
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.scenes import write_blender_scene
+from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
 
 
@@ -108,7 +109,7 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_render_py_alone_renders_the_newest_workdir_and_names_the_scene(scene_cache, tmp_path):
   older, newer = tmp_path / 'runs' / 'older', tmp_path / 'runs' / 'newer'
-  config = tiny_config(scene_cache, num_steps=2, checkpoint_every=2)
+  config = small_mlp_config(scene_cache, num_steps=2, checkpoint_every=2)
   config.eval.final_num_images = 0
   trainer.train_and_evaluate(config, older)
   shutil.copytree(older, newer)
