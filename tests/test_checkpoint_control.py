@@ -1,7 +1,6 @@
 """Choosing checkpoints: restoring a chosen step, resuming from it (newer checkpoints set aside), keeping the
 best validation's checkpoint beside the newest, and starting a run from another workdir's parameters."""
 
-import pathlib
 import shutil
 import subprocess
 import sys
@@ -18,12 +17,11 @@ from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
+from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.test_checkpoints import DAMAGE
 from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
@@ -125,6 +123,8 @@ def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alik
   shutil.copytree(workdir, copy)
   with pytest.raises(CheckpointError, match='no checkpoint of step 7; it keeps steps 5, 10, 15, 20'):
     trainer.run_training(config, copy, resume_step=7)
+  with pytest.raises(ConfigError, match=r'--resume_step=-3: expected the step of a kept checkpoint'):
+    trainer.run_training(config, copy, resume_step=-3)
   config = small_mlp_config(config.data_dir, checkpoint_every=5)  # Without keep_best: its checkpoint is set aside too.
   config.eval.every_steps = 5
   summary = trainer.train_and_evaluate(config, copy, resume_step=5)

@@ -128,7 +128,7 @@ def _packed_arrays(flat: Dict[str, np.ndarray], table_bits: int):
 def _unpacked(key: str, value: np.ndarray, shape) -> tuple:
   """(variable key, array) of a stored packed array."""
   for suffix, unpack in ((PACKED_SUFFIX, quantization.unpack_ternary), (INT4_SUFFIX, quantization.unpack_int4),
-                         (BITS_SUFFIX, lambda bits, shape: _unpack_bits(bits, shape))):
+                         (BITS_SUFFIX, _unpack_bits)):
     if key.endswith(suffix):
       key = key[:-len(suffix)]
       return key, unpack(value, shape[key])

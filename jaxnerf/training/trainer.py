@@ -252,8 +252,6 @@ def _restore(experiment, config, manager, resume_step: Optional[int]) -> Optiona
   """The checkpoint of `resume_step`, or else the newest intact one (None where there is none)."""
   abstract = lambda: experiment_lib.abstract_state(experiment, config.seed)  # Tracing takes a while.
   if resume_step is not None:
-    if resume_step < 0:
-      raise ConfigError(f'--resume_step={resume_step}: expected the step of a kept checkpoint (>= 0).')
     return checkpoints.restore_step(manager, resume_step, abstract())
   return checkpoints.restore_newest_intact(manager, abstract()) if manager.all_steps() else None
 
@@ -306,6 +304,8 @@ def run_training(config: ml_collections.ConfigDict, workdir, resume_step: Option
   its newest checkpoint restored (a failed resume leaves the workdir as it found it).
   """
   workdir = pathlib.Path(workdir)
+  if resume_step is not None and resume_step < 0:  # Refused before the data loads and the model compiles.
+    raise ConfigError(f'--resume_step={resume_step}: expected the step of a kept checkpoint (>= 0).')
   config_checks.check_training(config)
   reporting.check_wandb_available(config.train.wandb_project)
   with workdirs.owned_by_run(workdir):
