@@ -9,8 +9,8 @@ Steps, each in its own process (a failure is recorded, the others still run, and
 2. `device_tests`: the suite's tests marked `device` (`pytest -m device`), on the real devices.
 3. `training`: instant-ngp (configs/lego_ngp.py, 800x800) trained for --train_seconds on --lego where it
    exists, scored on its test split (val where it has none); otherwise the demo scene at 800x800.
-4. `chair_throughput`: configs/chair.py training rays/s in float32, bfloat16 and float16
-   (benchmarks/throughput.py), with the step's FLOPs as XLA's cost analysis counts them and their share of
+4. `chair_throughput`: configs/chair.py training rays/s in float32, bfloat16 and float16 (--dtypes; a T4
+   has no bfloat16 tensor cores) (benchmarks/throughput.py), with the step's FLOPs as XLA's cost analysis counts them and their share of
    the device's peak (`PEAK_TFLOPS`; float32 against the TF32 tensor-core peak, which XLA's default
    matmul precision uses on these GPUs), and the step's peak memory.
 
@@ -119,7 +119,7 @@ def chair_throughput_step(args) -> Dict:
            '--config.train.batch_size=32', '--config.eval.chunk_size=32', '--steps=1', '--repeats=1',
            '--render_chunks=1'] if args.small else ['--steps=5', '--repeats=3']
   records = {}
-  for dtype in DTYPES:
+  for dtype in args.dtypes.split(','):
     run = _run([sys.executable, 'benchmarks/throughput.py', '--config=configs/chair.py',
                 f'--config.model.dtype={dtype}', *small], timeout=300)
     result = run.get('result', {})
@@ -142,6 +142,8 @@ def main(argv=None) -> int:
                       help='The Blender lego scene (default: ../shared/data/nerf_synthetic/lego).')
   parser.add_argument('--train_seconds', type=float, default=None,
                       help='Training time of the training step (default: 300, or 3 with --small).')
+  parser.add_argument('--dtypes', default=','.join(DTYPES),
+                      help=f'Comma-separated compute dtypes of the chair_throughput step ({",".join(DTYPES)}).')
   parser.add_argument('--small', action='store_true', help='Small sizes, to check the script on a CPU.')
   parser.add_argument('--steps', default=','.join(STEPS), help=f'Comma-separated steps to run ({", ".join(STEPS)}).')
   args = parser.parse_args(argv)
@@ -152,6 +154,9 @@ def main(argv=None) -> int:
   unknown = [s for s in args.steps.split(',') if s not in STEPS]
   if unknown:
     parser.error(f'--steps: unknown step {unknown[0]!r}; expected names from {",".join(STEPS)}')
+  unknown = [d for d in args.dtypes.split(',') if d not in DTYPES]
+  if unknown:
+    parser.error(f'--dtypes: unknown dtype {unknown[0]!r}; expected names from {",".join(DTYPES)}')
   out = pathlib.Path(args.out)
   if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
     parser.error(f'--out={out}: its folder {out.parent} does not exist or is not writable')

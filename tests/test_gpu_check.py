@@ -33,6 +33,7 @@ def test_peaks_are_looked_up_by_device_kind_and_dtype():
 
 def test_bad_flags_are_refused_before_anything_runs(tmp_path):
   for args, expected in ((['--steps=devices,warp'], "--steps: unknown step 'warp'"),
+                         (['--dtypes=float32,int8'], "--dtypes: unknown dtype 'int8'"),
                          (['--train_seconds=-1'], '--train_seconds=-1.0: expected a positive number'),
                          ([], 'the following arguments are required: --out')):
     result = _run(*args, *([f'--out={tmp_path}/r.json'] if args else []))
@@ -43,8 +44,9 @@ def test_bad_flags_are_refused_before_anything_runs(tmp_path):
 
 
 def test_the_small_setting_runs_every_step_on_the_cpu(tmp_path):
+  # One dtype: the others run the same code with another flag (test_utilisation_... goes through all three).
   out = tmp_path / 'gpu_check.json'
-  result = _run('--small', f'--out={out}')
+  result = _run('--small', '--dtypes=bfloat16', f'--out={out}')
   assert result.returncode == 0, result.stdout + result.stderr
   assert json.loads(result.stdout.strip().splitlines()[-1])['failed'] == []
   results = json.loads(out.read_text())
@@ -54,7 +56,8 @@ def test_the_small_setting_runs_every_step_on_the_cpu(tmp_path):
   rendered = results['training']['render']['result']
   assert rendered['split'] == 'test' and math.isfinite(rendered['mean']['psnr'])
   assert results['training']['train']['result']['train_seconds'] >= 3.0
-  for dtype in gpu_check.DTYPES:
+  assert set(results['chair_throughput']) == {'ok', 'bfloat16'}
+  for dtype in ['bfloat16']:
     measured = results['chair_throughput'][dtype]
     assert measured['result']['dtype'] == dtype and measured['result']['train_rays_per_second'] > 0
     assert measured['result']['train_step_flops_per_device'] > 0
@@ -62,9 +65,16 @@ def test_the_small_setting_runs_every_step_on_the_cpu(tmp_path):
 
 
 def test_utilisation_is_the_achieved_rate_over_the_peak(monkeypatch):
-  monkeypatch.setattr(gpu_check, '_run', lambda command, timeout, keep_tail=False: {
-      'ok': True, 'result': {'device_kind': 'NVIDIA H200', 'train_tflops_per_second_per_device': 98.94}})
-  args = type('Args', (), {'small': True})()
+  commands = []
+
+  def fake_run(command, timeout, keep_tail=False):
+    commands.append(command)
+    return {'ok': True, 'result': {'device_kind': 'NVIDIA H200', 'train_tflops_per_second_per_device': 98.94}}
+
+  monkeypatch.setattr(gpu_check, '_run', fake_run)
+  args = type('Args', (), {'small': True, 'dtypes': ','.join(gpu_check.DTYPES)})()
   measured = gpu_check.chair_throughput_step(args)
+  assert [c for command in commands for c in command if c.startswith('--config.model.dtype=')] == [
+      f'--config.model.dtype={dtype}' for dtype in gpu_check.DTYPES]
   assert measured['ok'] and measured['bfloat16']['flop_utilisation'] == pytest.approx(0.1)
   assert measured['float32']['flop_utilisation'] == pytest.approx(98.94 / 494.7)

@@ -15,7 +15,7 @@ from jaxnerf import models
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import pruning
 from jaxnerf.training import trainer
-from tests.tiny_configs import tiny_config
+from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_ngp_config
 
 
@@ -71,7 +71,7 @@ def test_pruned_weights_stay_zero_under_adam():
 
 def test_prune_both_levels_then_fine_tune(scene_cache, tmp_path):
   workdir = tmp_path / 'trained'
-  trainer.train_and_evaluate(tiny_config(scene_cache, num_steps=20), workdir)
+  trainer.train_and_evaluate(small_mlp_config(scene_cache, num_steps=20), workdir)
   report = prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=10, eval_images=2)
   out = tmp_path / 'trained-pruned-both-50'
   assert report['out'] == str(out) and report['step'] == 30 and report['trained_step'] == 20

@@ -14,7 +14,7 @@ from jaxnerf.commands import view
 from jaxnerf.errors import ConfigError
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import trainer
-from tiny_configs import tiny_ngp_config
+from tiny_configs import small_mlp_config
 
 
 def _random_rotation(rng):
@@ -95,7 +95,7 @@ def test_viewer_page_shows_the_rendered_scene_and_follows_the_camera(scene_cache
 
   browser = _browser()
   try:
-    config = tiny_ngp_config(scene_cache, num_steps=60, checkpoint_every=60)
+    config = small_mlp_config(scene_cache, num_steps=60, checkpoint_every=60)
     config.eval.final_num_images = 0
     trainer.train_and_evaluate(config, tmp_path)
     viewer = view.open_viewer(tmp_path, port=8123)
