@@ -27,7 +27,6 @@ from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.scenes import write_blender_scene
 from tests.tiny_configs import small_mlp_config
-from tests.tiny_configs import tiny_config
 
 
 def run(script, *args, cwd=REPO):
@@ -144,7 +143,7 @@ def test_newest_workdir_needs_a_checkpoint(tmp_path):
 def test_render_reads_another_scene_of_another_image_size_and_names_a_missing_split(tmp_path):
   trained_on, _ = write_blender_scene(tmp_path / 'trained_on', size=(8, 6))
   other, _ = write_blender_scene(tmp_path / 'other' / 'trained_on', size=(11, 7), splits=('train', 'val'))
-  config = tiny_config(num_steps=2, checkpoint_every=2)
+  config = small_mlp_config(num_steps=2, checkpoint_every=2)  # What is checked is the scene, not the field.
   config.dataset, config.data_dir = 'blender', str(trained_on)
   config.eval.final_num_images = 0
   trainer.train_and_evaluate(config, tmp_path / 'run')
