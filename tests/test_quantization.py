@@ -134,25 +134,43 @@ def test_ternary_dense_is_bitnet_bitlinear_by_brute_force():
 
 
 def test_ternary_dense_gradients_are_those_of_the_dequantised_layer():
-  """Straight through both quantisers: d/dkernel and d/dx are those of y = x_deq @ (t * w_scale) + b with
-  the quantised values held fixed (BitNet's x + stop_gradient(q(x) - x))."""
+  """Straight through both quantisers: d/dkernel, d/dx and d/dgain are those of y = x_deq @ (t * w_scale) + b
+  with the quantised values held fixed (BitNet's x + stop_gradient(q(x) - x))."""
   layer, variables, x = _layer_and_variables()
   cotangent = jax.random.normal(jax.random.key(9), (10, 16))
   grads = jax.grad(lambda v, x: jnp.sum(layer.apply(v, x) * cotangent), argnums=(0, 1))(variables, x)
   p = variables['params']
 
-  def dequantised(kernel, x):
-    normed = quantization.rms_norm(x) * p['norm_scale']
+  def dequantised(kernel, x, gain):
+    normed = quantization.rms_norm(x) * gain
     x_int, x_scale = quantization.absmax_activations(normed)
     t, w_scale = quantization.ternary_weights(kernel)
     x_deq = normed + jax.lax.stop_gradient(x_int / x_scale - normed)
     w_deq = kernel + jax.lax.stop_gradient(t * w_scale - kernel)
     return jnp.sum((x_deq @ w_deq + p['bias']) * cotangent)
 
-  kernel_grad, x_grad = jax.grad(dequantised, argnums=(0, 1))(p['kernel'], x)
+  kernel_grad, x_grad, gain_grad = jax.grad(dequantised, argnums=(0, 1, 2))(p['kernel'], x, p['norm_scale'])
   np.testing.assert_allclose(grads[0]['params']['kernel'], kernel_grad, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grads[0]['params']['norm_scale'], gain_grad, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grads[0]['params']['bias'], jnp.sum(cotangent, 0), rtol=1e-6)
   np.testing.assert_allclose(grads[1], x_grad, rtol=1e-4, atol=1e-6)
   assert np.count_nonzero(kernel_grad) > 0.9 * kernel_grad.size  # Rounding alone would pass no gradient.
+
+
+def test_ternary_dense_treats_every_leading_axis_as_samples():
+  """[groups, samples, in] (as the renderers call it) gives the rows of [groups * samples, in]: values and
+  gradients, the gain's and bias's (sums over every sample) included."""
+  layer, variables, x = _layer_and_variables()
+  cotangent = jax.random.normal(jax.random.key(9), (10, 16))
+  loss = lambda v, x, c: jnp.sum(layer.apply(v, x) * c)
+  grouped = (x.reshape(2, 5, -1), cotangent.reshape(2, 5, -1))
+  chex.assert_trees_all_close(layer.apply(variables, grouped[0]), layer.apply(variables, x).reshape(2, 5, -1),
+                              atol=0, rtol=0)
+  flat_grads = jax.grad(loss, argnums=(0, 1))(variables, x, cotangent)
+  grouped_grads = jax.grad(loss, argnums=(0, 1))(variables, *grouped)
+  chex.assert_trees_all_close(grouped_grads[0], flat_grads[0], rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(grouped_grads[1].reshape(10, -1), flat_grads[1], rtol=1e-6, atol=1e-6)
+  assert np.all(np.asarray(flat_grads[0]['params']['norm_scale']) != 0)
 
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16, jnp.float16])
