@@ -9,10 +9,10 @@ Steps, each in its own process (a failure is recorded, the others still run, and
 2. `device_tests`: the suite's tests marked `device` (`pytest -m device`), on the real devices.
 3. `training`: instant-ngp (configs/lego_ngp.py, 800x800) trained for --train_seconds on --lego where it
    exists, scored on its test split (val where it has none); otherwise the demo scene at 800x800.
-4. `chair_throughput`: configs/chair.py training rays/s in float32, bfloat16 and float16 (--dtypes; a T4
-   has no bfloat16 tensor cores) (benchmarks/throughput.py), with the step's FLOPs as XLA's cost analysis counts them and their share of
-   the device's peak (`PEAK_TFLOPS`; float32 against the TF32 tensor-core peak, which XLA's default
-   matmul precision uses on these GPUs), and the step's peak memory.
+4. `chair_throughput`: configs/chair.py training rays/s in float32, bfloat16 and float16 (--dtypes: a T4 has
+   no bfloat16 tensor cores) (benchmarks/throughput.py), with the step's FLOPs as XLA's cost analysis counts
+   them and their share of the device's peak (`PEAK_TFLOPS`; float32 against the TF32 tensor-core peak, which
+   XLA's default matmul precision uses on these GPUs), and the step's peak memory.
 
 --small runs every step with small sizes (the test suite's small MLP model trained for a few seconds on its
 24-pixel scene, a shrunk chair model, one device test), so that tests/test_gpu_check.py checks the script
