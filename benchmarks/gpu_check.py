@@ -32,6 +32,9 @@ import time
 from typing import Dict, List, Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # Run as a script from anywhere: the library's light modules are importable.
+
+from jaxnerf import workdirs  # pylint: disable=g-import-not-at-top  (no jax: argument errors stay quick)
 
 # Dense peak TFLOP/s per device from the vendors' data sheets: {device kind substring: {dtype: peak}}.
 PEAK_TFLOPS = {
@@ -166,7 +169,8 @@ def main(argv=None) -> int:
     print(f'gpu_check: {name} ...', file=sys.stderr, flush=True)
     results[name] = STEPS[name](args)
     results['seconds'] = round(time.perf_counter() - start, 1)
-    out.write_text(json.dumps(results, indent=2))  # After each step: a later failure keeps what was measured.
+    # After each step, and whole (renamed into place): a later failure or a kill keeps what was measured.
+    workdirs.write_text_atomically(out, json.dumps(results, indent=2))
   failed = [name for name in args.steps.split(',') if not results[name].get('ok')]
   print(json.dumps({'out': str(out), 'seconds': results['seconds'], 'failed': failed}))
   return 1 if failed else 0

@@ -31,6 +31,7 @@ from tests.tiny_configs import TINY_SCENE
 from tests.tiny_configs import tiny_config
 from tests.tiny_configs import tiny_method_config
 from tests.tiny_configs import tiny_ngp_config
+from tests.tiny_configs import use_small_mlp_field
 
 
 def _batch(config, step=0):
@@ -62,9 +63,7 @@ def test_two_devices_match_one(scene_cache, model, monkeypatch):
     # 16 samples in chunks of 4 samples of every ray.
     config.model.remat = True
     monkeypatch.setattr(fields.MLPField, 'REMAT_CHUNK', 512)
-  # A small MLP field compiles in half the hash grid's time; what a batch split could change is the same.
-  config.model.update(field='mlp', density_activation='relu')
-  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=4, view_max_deg=2)
+  use_small_mlp_field(config)  # What a batch split could change is the same for any field.
   one = experiment_lib.build_experiment(config, devices=jax.devices()[:1])
   two = experiment_lib.build_experiment(config, devices=jax.devices()[:2])
   state_one = _run_steps(one, experiment_lib.init_state(one, seed=0), config, 3)
