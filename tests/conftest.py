@@ -47,3 +47,13 @@ def subprocess_env(num_devices: int = 1) -> dict:
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tree_digests(root, skip=()) -> dict:
+  """{path relative to `root`: sha256 of its bytes, or 'dir'} for everything under `root`, except the
+  top-level entries named in `skip`: to show that a tool changed nothing in a folder it only reads."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(root)
+  return {str(p.relative_to(root)): 'dir' if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(root.rglob('*')) if p.relative_to(root).parts[0] not in skip}

@@ -1,5 +1,6 @@
 """Checkpoints that survive damage: the fingerprint sees any flipped bit, a damaged newest checkpoint is moved
-aside with a warning and the previous one restored, and a run resumes past it to the same result."""
+aside with a warning and the previous one restored (by the run that owns the workdir; readers skip it and change
+nothing), and a run resumes past it to the same result."""
 
 import json
 import pathlib
@@ -11,11 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnerf.commands import render
 from jaxnerf.errors import CheckpointError
 from jaxnerf.outputs import reporting
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
+from tests.conftest import tree_digests
 from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
 
@@ -142,6 +145,23 @@ def test_intact_checkpoints_restore_the_newest_silently(saved, tmp_path, capsys)
   chex.assert_trees_all_equal(jax.device_get(restored.state), saved[2][20])
   assert restored.train_seconds == 20.0
   assert capsys.readouterr().err == '' and not (workdir / 'damaged_checkpoints').exists()
+
+
+def test_readers_skip_a_damaged_checkpoint_and_change_nothing_in_the_workdir(saved, scene_cache, tmp_path,
+                                                                            capsys):
+  """render.py (like export.py, view.py and prune.py's source) reads a workdir that a run may be training in:
+  it renders the older intact checkpoint, says so in one line, and leaves every file as it was (the damaged
+  checkpoint and a leftover of an interrupted save included); only the run that owns the workdir moves them."""
+  workdir = _copy(saved, tmp_path)
+  checkpoints.save_config(workdir, small_mlp_config(scene_cache))
+  (workdir / 'checkpoints' / '30.orbax-checkpoint-tmp' / 'state').mkdir(parents=True)
+  _flip_bytes(workdir / 'checkpoints' / '20')
+  before = tree_digests(workdir)
+  summary = render.render_split(workdir, 'val', limit=1, lpips_nets=())
+  assert summary['step'] == 10 and summary['out_dir'].startswith(str(workdir / 'render'))
+  assert tree_digests(workdir, skip=('render',)) == before
+  warning = [line for line in capsys.readouterr().err.splitlines() if 'damaged' in line]
+  assert len(warning) == 1 and 'skipped it and read the older checkpoint of step 10' in warning[0], warning
 
 
 def test_no_intact_checkpoint_is_an_error_that_moves_nothing(saved, tmp_path):

@@ -29,6 +29,7 @@ import time
 import traceback
 from typing import Dict, NamedTuple, Optional
 
+from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -45,14 +46,28 @@ CHECKPOINTS_DIR = 'checkpoints'
 BEST_DIR = 'best_checkpoint'
 DAMAGED_DIR = 'damaged_checkpoints'
 SUPERSEDED_DIR = 'superseded_checkpoints'
-BEST = 'best'  # The step name that `restore_chosen` (render.py --step) reads the best checkpoint by.
+BEST = 'best'  # The step name by which experiment.restore_model (render.py --step) reads the best checkpoint by.
 
 
-def make_manager(workdir, keep: int, folder: str = CHECKPOINTS_DIR) -> ocp.CheckpointManager:
+def make_manager(workdir, keep: int, folder: str = CHECKPOINTS_DIR, read_only: bool = False
+                 ) -> ocp.CheckpointManager:
   """A manager for `workdir/<folder>` keeping the newest `keep` checkpoints; it removes the temporary
-  folders of saves that a crash interrupted. (The best checkpoint's: `folder=BEST_DIR`, `keep=1`.)"""
+  folders of saves that a crash interrupted. (The best checkpoint's: `folder=BEST_DIR`, `keep=1`.)
+
+  With `read_only` (a reader of another process's workdir: render.py, export.py, prune.py's source), it only
+  restores: it creates, cleans up, deletes and saves nothing."""
   directory = pathlib.Path(workdir).absolute() / folder
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+  if read_only:
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False,
+                                           save_interval_steps=0, max_to_keep=None)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns that a read-only manager is read-only.
+    try:
+      return ocp.CheckpointManager(directory, options=options)
+    finally:
+      absl_logging.set_verbosity(verbosity)
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(directory, options=options)
 
 
@@ -205,12 +220,14 @@ def _newest_restorable(manager, abstract_state):
   return None, failures, None
 
 
-def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state) -> Optional[Restored]:
+def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state, move_damaged: bool = True
+                          ) -> Optional[Restored]:
   """The newest checkpoint that restores intact, placed like `abstract_state`; None if there is none.
 
-  A checkpoint that fails while an older one restores is damaged: it is moved to damaged_checkpoints/ with a
-  warning naming it. If none restores, nothing is moved and a CheckpointError lists why each failed (they may
-  come from another version of jaxnerf).
+  A checkpoint that fails while an older one restores is damaged: with `move_damaged` (the run that owns the
+  workdir) it is moved to damaged_checkpoints/ with a warning naming it; without (a reader), it is skipped
+  with that warning and left where it is. If none restores, nothing is moved and a CheckpointError lists why
+  each failed (they may come from another version of jaxnerf).
   """
   directory = pathlib.Path(manager.directory)
   _drop_leftovers_of_failed_reads()
@@ -226,11 +243,17 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state) -> Opt
     raise CheckpointError(f'No checkpoint in {directory} could be restored ({reasons}). They may come from '
                           'another version of jaxnerf or be damaged: move them away or use a new --workdir.')
   for damaged_step, reason in failures.items():
+    if not move_damaged:
+      if jax.process_index() == 0:
+        print(f'warning: checkpoint {directory / str(damaged_step)} is damaged ({reason}); skipped it and read '
+              f'the older checkpoint of step {step} (left in place: only the run that owns the workdir moves it '
+              'aside).', file=sys.stderr)
+      continue
     moved = _move_aside(directory, damaged_step, DAMAGED_DIR)
     if jax.process_index() == 0:
       print(f'warning: checkpoint {directory / str(damaged_step)} is damaged ({reason}); moved it to '
             f'{moved} and resumed from the older checkpoint of step {step}.', file=sys.stderr)
-  if failures:
+  if failures and move_damaged:
     manager.reload()
   return restored
 

@@ -88,7 +88,9 @@ def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None, s
                   ) -> Tuple[ml_collections.ConfigDict, Experiment, train_state_lib.TrainState]:
   """The experiment and a training state of `workdir` (its saved config unless `config`): with `step` None
   the newest intact checkpoint; an int, that step's; checkpoints.BEST, the best one (config.train.keep_best).
-  A chosen checkpoint that is missing or damaged raises a CheckpointError naming it (nothing is moved)."""
+  A chosen checkpoint that is missing or damaged raises a CheckpointError naming it. The workdir is only
+  read, never changed (it may belong to a run that is training): a damaged newest checkpoint is skipped with
+  a warning, not moved aside."""
   config = config or checkpoints.load_config(workdir)
   folder = checkpoints.BEST_DIR if step == checkpoints.BEST else checkpoints.CHECKPOINTS_DIR
   none_kept = CheckpointError(
@@ -99,10 +101,10 @@ def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None, s
     raise none_kept  # (Before a manager is made: nothing to read, nothing created.)
   experiment = build_experiment(config)
   abstract = abstract_state(experiment, config.seed)
-  manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints, folder)
+  manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints, folder, read_only=True)
   try:
     if step is None:
-      restored = checkpoints.restore_newest_intact(manager, abstract)
+      restored = checkpoints.restore_newest_intact(manager, abstract, move_damaged=False)
     elif step == checkpoints.BEST:
       best = checkpoints.best_so_far(manager)
       restored = best and checkpoints.restore_step(manager, best.step, abstract)
