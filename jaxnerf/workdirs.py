@@ -4,19 +4,21 @@ writable before any work starts, so that a mistake costs one line, not a traceba
 Ownership is an advisory lock (`flock`) on `<workdir>/run.lock`, held for as long as the run's process lives:
 the operating system releases it when the process ends, however it ends (kill -9 included), so a lock is
 never stale. The file names its holder (process id, host, command, start time) for the message a second run
-gets. Readers (render.py, export.py) take no lock and may run beside a training run.
+gets. Readers (render.py, export.py, prune.py's source) take no lock and may run beside a training run; they
+change nothing in the workdir (`in_use_by` only looks), and write only into output folders of their own.
 """
 
 import contextlib
 import datetime
 import fcntl
+import itertools
 import json
 import os
 import pathlib
 import socket
 import sys
 import tempfile
-from typing import Dict
+from typing import Dict, Optional
 
 from jaxnerf.errors import WorkdirError
 
@@ -62,6 +64,27 @@ def _holder(lock_file) -> str:
     return 'another process'
   return (f'process {record.get("pid")} on {record.get("host")} ({record.get("command")}, started '
           f'{record.get("started")})')
+
+
+def in_use_by(workdir) -> Optional[str]:
+  """Who holds `workdir`'s lock (as the message of a refused run names it), or None: a look that takes no
+  lock for longer than the look and creates nothing."""
+  workdir = pathlib.Path(workdir)
+  if workdir.resolve() in _held or not (workdir / LOCK_FILE).is_file():
+    return None
+  try:
+    lock_file = open(workdir / LOCK_FILE, 'r')  # pylint: disable=consider-using-with  # Closed below.
+  except OSError:
+    return None
+  with lock_file:
+    try:
+      fcntl.flock(lock_file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return _holder(lock_file)
+    except OSError:
+      return None
+    fcntl.flock(lock_file, fcntl.LOCK_UN)
+  return None
 
 
 @contextlib.contextmanager
@@ -145,6 +168,61 @@ def write_atomically(path, write) -> None:
     os.replace(temporary, path)
   finally:
     temporary.unlink(missing_ok=True)
+
+
+def write_new_atomically(path, write, what: str = 'the output') -> None:
+  """`write_atomically`, but never over an existing file: the finished file is linked under `path` only if no
+  file is there (checked atomically, so two writers cannot both take the name).
+
+  Raises:
+    WorkdirError: naming `path`, if it exists.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+  try:
+    write(temporary)
+    try:
+      os.link(temporary, path)
+    except FileExistsError:
+      raise
+    except OSError:  # A file system without hard links: checked, then renamed (a narrow race, not none).
+      if path.exists():
+        raise FileExistsError(path) from None
+      os.replace(temporary, path)
+  except FileExistsError:
+    raise WorkdirError(f'{what} {path} exists (written by an earlier command): choose another name or move it '
+                       'away; it is never overwritten.') from None
+  finally:
+    temporary.unlink(missing_ok=True)
+
+
+def refuse_existing(path, what: str = 'the output') -> pathlib.Path:
+  """Raises a WorkdirError naming `path` if something is there: checked before the work that would write it.
+  (`write_new_atomically` checks again when it writes.)"""
+  path = pathlib.Path(path)
+  if path.exists() or path.is_symlink():
+    raise WorkdirError(f'{what} {path} exists (written by an earlier command): choose another name or move it '
+                       'away; it is never overwritten.')
+  return path
+
+
+def claim_new_folder(folder) -> pathlib.Path:
+  """Creates `folder`, or where an earlier output holds it, the first free <folder>-2, -3, ... (saying so):
+  made with an exclusive mkdir, so that two commands at once never share one, and nothing earlier is ever
+  written over."""
+  folder = pathlib.Path(folder)
+  folder.parent.mkdir(parents=True, exist_ok=True)
+  for number in itertools.count(1):
+    candidate = folder if number == 1 else folder.with_name(f'{folder.name}-{number}')
+    try:
+      candidate.mkdir()
+    except FileExistsError:
+      continue
+    if number > 1:
+      print(f'note: {folder} holds an earlier output (never overwritten): writing to {candidate}.',
+            file=sys.stderr)
+    return candidate
 
 
 def write_text_atomically(path, text: str) -> None:

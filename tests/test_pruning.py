@@ -2,6 +2,7 @@
 at zero while fine-tuning, and prune.py's workflow (scores before and after, resuming)."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +12,12 @@ import pytest
 
 from jaxnerf.commands import prune
 from jaxnerf.errors import ConfigError
+from jaxnerf.errors import WorkdirError
 from jaxnerf import models
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import pruning
 from jaxnerf.training import trainer
+from tests.conftest import tree_digests
 from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_ngp_config
 
@@ -69,9 +72,10 @@ def test_pruned_weights_stay_zero_under_adam():
     params = new
 
 
-def test_prune_both_levels_then_fine_tune(scene_cache, tmp_path):
+def test_prune_both_levels_then_fine_tune_resume_and_refuse_other_folders(scene_cache, tmp_path, capsys):
   workdir = tmp_path / 'trained'
   trainer.train_and_evaluate(small_mlp_config(scene_cache, num_steps=20), workdir)
+  source = tree_digests(workdir)
   report = prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=10, eval_images=2)
   out = tmp_path / 'trained-pruned-both-50'
   assert report['out'] == str(out) and report['step'] == 30 and report['trained_step'] == 20
@@ -83,9 +87,41 @@ def test_prune_both_levels_then_fine_tune(scene_cache, tmp_path):
   assert json.loads((out / prune.REPORT_FILE).read_text())['psnr_after'] == report['psnr_after']
   config, _, state = experiment_lib.restore_model(out)
   assert config.optim.pruned_levels == 'both' and int(state.step) == 30
-  # Resuming: the same command continues the fine-tune instead of pruning again.
+  assert tree_digests(workdir) == source  # The source was only read.
+  # Resuming: the same command continues the fine-tune instead of pruning again, and says so.
+  capsys.readouterr()
   again = prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=15, eval_images=2)
   assert again['step'] == 35 and again['psnr_before'] == report['psnr_before']
+  assert f'Resuming in {out}: step 20 of {workdir} pruned with --prune=both --sparsity=0.5' in capsys.readouterr().err
+  finished = tree_digests(out, skip=('run.lock',))  # (Whoever holds the lock writes its name there.)
+  assert prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=15, eval_images=2) == again
+  assert 'fine-tuned to step 35 already' in capsys.readouterr().err
+  assert tree_digests(out, skip=('run.lock',)) == finished
+  _check_prune_writes_only_into_a_workdir_of_its_own(workdir, out, tmp_path)
+
+
+def _check_prune_writes_only_into_a_workdir_of_its_own(workdir, out, tmp_path):
+  """prune.py --out never writes into another run, into its source, or over a prune with other flags: each is
+  refused before anything is read, and nothing changes in any of the folders."""
+  other = tmp_path / 'another_run'
+  shutil.copytree(workdir, other)
+  folders = {path: tree_digests(path) for path in (workdir, out, other)}
+  refusals = {'holds another run or other files \\(checkpoints, config.json': dict(out=other),
+              'is inside --workdir': dict(out=workdir / 'pruned'),
+              'holds a prune with --sparsity=0.5, where this command asks for --sparsity=0.3':
+                  dict(out=out, sparsity=0.3, eval_images=2),
+              'holds a prune with --eval_images=2, where this command asks for --eval_images=-1': dict(out=out),
+              f'holds a prune with --workdir={workdir}, where this command asks for --workdir={other}':
+                  dict(out=out, workdir=other, eval_images=2)}
+  for message, kwargs in refusals.items():
+    kwargs = {'workdir': workdir, 'levels': 'both', 'sparsity': 0.5, 'finetune_steps': 1, **kwargs}
+    with pytest.raises(WorkdirError, match=message):
+      prune.prune_workdir(**kwargs)
+  assert {path: tree_digests(path) for path in folders} == folders
+  assert not (workdir / 'pruned').exists()
+  with pytest.raises(ConfigError, match=r'--eval_images=0: expected a positive number'):
+    prune.prune_workdir(workdir, 'both', eval_images=0, out=tmp_path / 'new')
+  assert not (tmp_path / 'new').exists()
 
 
 def test_pruning_a_level_the_model_lacks_is_refused(tmp_path):
