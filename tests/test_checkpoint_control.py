@@ -114,7 +114,7 @@ def test_keep_best_keeps_the_best_validation_beside_the_newest(trained):
   _, _, newest = experiment_lib.restore_model(workdir)
   chex.assert_trees_all_equal(jax.device_get(newest.params), final.params)
   summary = render.render_split(workdir, split_name='val', limit=1, step=checkpoints.BEST)
-  assert summary['step'] == 10 and summary['out_dir'].endswith('val_10')
+  assert summary['step'] == 10 and summary['out_dir'].endswith('val_10_first1')  # The first of 2 views.
 
 
 def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alike(trained, tmp_path):

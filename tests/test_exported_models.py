@@ -2,6 +2,7 @@
 report; bad files; configs/bitnerf.py trained, resumed, exported and rendered; its mesh exported."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ from jaxnerf.outputs import chunked
 from jaxnerf.outputs import geometry
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
+from tests.conftest import tree_digests
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.tiny_configs import tiny_method_config
@@ -162,9 +164,24 @@ def test_bitnerf_renders_the_same_images_from_its_packed_export(trained_bitnerf,
       config.eval.chunk_size)
   chex.assert_trees_all_equal(from_file, from_checkpoint)  # Bit for bit (quantization.py says why).
   summary = render.render_split(None, 'val', packed=str(tmp_path / 'packed.npz'))
-  assert summary['out_dir'].startswith(str(tmp_path / 'render'))
+  renders = pathlib.Path(summary['out_dir']).parent  # render/<the scene's folder name>/
+  assert summary['out_dir'] == str(renders / 'val_6_packed') and renders.parent == tmp_path / 'render'
   assert summary['mean']['psnr'] == pytest.approx(
       render.render_split(trained_bitnerf, 'val')['mean']['psnr'], abs=0)
+  # The README's comparison: the float32 export beside it renders into a folder of its own, and a second
+  # render of the packed file into a new one; an export over an existing file is refused.
+  packed_renders = tree_digests(tmp_path / 'render')
+  with pytest.raises(WorkdirError, match='packed.npz exists .* never overwritten'):
+    export.export_workdir(trained_bitnerf, 'packed', tmp_path / 'packed.npz')
+  export.export_workdir(trained_bitnerf, 'float32', tmp_path / 'float32.npz')
+  float32 = render.render_split(None, 'val', packed=str(tmp_path / 'float32.npz'), limit=1)
+  again = render.render_split(None, 'val', packed=str(tmp_path / 'packed.npz'), limit=1)
+  assert float32['out_dir'] == str(renders / 'val_6_float32_first1')
+  assert again['out_dir'] == str(renders / 'val_6_packed_first1')
+  again = render.render_split(None, 'val', packed=str(tmp_path / 'packed.npz'))
+  assert again['out_dir'] == summary['out_dir'] + '-2' and again['mean'] == summary['mean']
+  after = tree_digests(tmp_path / 'render')
+  assert {path: after[path] for path in packed_renders} == packed_renders  # The first render, untouched.
 
 
 def test_export_and_render_commands(trained_bitnerf, tmp_path):

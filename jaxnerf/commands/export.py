@@ -161,7 +161,7 @@ def write(path, config: ml_collections.ConfigDict, step: int, variables: Dict, e
     with open(temporary, 'wb') as f:
       np.savez(f, **arrays)
 
-  workdirs.write_atomically(path, save)
+  workdirs.write_new_atomically(path, save, '--out')
   return size_report(variables, arrays, path)
 
 
@@ -177,6 +177,7 @@ def export_workdir(workdir, export_format: str, path=None) -> Dict:
     raise WorkdirError(f'--out={path} is a directory; expected the path of the file to write, e.g. '
                        f'{path / f"{export_format}.npz"}.')
   workdirs.check_writable(path.parent, 'the folder of the export')
+  workdirs.refuse_existing(path, '--out')
   config, _, state = experiment_lib.restore_model(workdir)
   step = int(jax.device_get(state.step))
   report = write(path, config, step, state.variables, export_format)

@@ -98,6 +98,7 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
   if path.is_dir():
     raise WorkdirError(f'--out={path} is a directory; expected the path of the file to write.')
   workdirs.check_writable(path.parent, 'the folder of the export')
+  workdirs.refuse_existing(path, '--out')
   started = time.perf_counter()
   config, experiment, state = experiment_lib.restore_model(workdir)
   train_split = datasets.load_split(config, 'train')  # Its cameras colour the vertices.
@@ -143,4 +144,5 @@ def _write_mesh(path: pathlib.Path, vertices, faces, normals, colours):
   rgba = np.concatenate([np.clip(np.round(colours * 255), 0, 255), np.full((len(colours), 1), 255)], axis=-1)
   mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, vertex_colors=rgba.astype(np.uint8),
                          process=False)
-  workdirs.write_atomically(path, lambda temporary: mesh.export(temporary, file_type=path.suffix.lower()[1:]))
+  workdirs.write_new_atomically(path, lambda temporary: mesh.export(temporary, file_type=path.suffix.lower()[1:]),
+                               '--out')

@@ -32,6 +32,7 @@ def export_point_cloud(workdir, path=None, views_stride: int = 1, min_opacity: f
   if not 0.0 < min_opacity < 1.0:
     raise ConfigError(f'--min_opacity={min_opacity}: expected an opacity strictly between 0 and 1.')
   workdirs.check_writable(path.parent, 'the folder of the export')
+  workdirs.refuse_existing(path, '--out')
   started = time.perf_counter()
   config, experiment, state = experiment_lib.restore_model(workdir)
   train_split = datasets.load_split(config, 'train')
@@ -70,6 +71,6 @@ def _write_ply(path: pathlib.Path, points, colours, normals):
       vertices['n' + name] = normals[:, axis]
   for channel, name in enumerate(('red', 'green', 'blue')):
     vertices[name] = np.clip(np.round(colours[:, channel] * 255), 0, 255).astype(np.uint8)
-  workdirs.write_atomically(
+  workdirs.write_new_atomically(
       path, lambda temporary: plyfile.PlyData([plyfile.PlyElement.describe(vertices, 'vertex')]).write(
-          str(temporary)))
+          str(temporary)), '--out')

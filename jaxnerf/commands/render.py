@@ -2,7 +2,10 @@
 
 Outputs go to <workdir>/render/<scene>/<split>_<step>/ or .../<path>_<step>/ (camera-path videos), where
 <scene> names the scene directory rendered, so renders of other scenes (--data_dir) never overwrite those
-of the training scene.
+of the training scene. The folder's name also carries the exported model's file name (--packed, rendered into
+render/ beside the file) and --limit's image count where they apply. An earlier render's folder is never
+written into: a render whose folder is taken writes to <folder>-2 (-3, ...) and says so
+(workdirs.claim_new_folder).
 """
 
 import hashlib
@@ -96,6 +99,13 @@ def _out_root(workdir, packed: Optional[str]) -> pathlib.Path:
   return root
 
 
+def _output_folder(out_root: pathlib.Path, scene: str, name: str, step: int, packed: Optional[str] = None,
+                   first: Optional[int] = None) -> pathlib.Path:
+  """<out_root>/render/<scene>/<name>_<step>[_<model file's stem>][_first<N>]: keyed by what fixes the result."""
+  key = f'{name}_{step}' + (f'_{pathlib.Path(packed).stem}' if packed else '') + (f'_first{first}' if first else '')
+  return out_root / 'render' / scene / key
+
+
 def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[str] = None, limit: int = -1,
                  chunk_size: Optional[int] = None, packed: Optional[str] = None,
                  lpips_nets: Optional[Sequence[str]] = None, step: Union[int, str, None] = None) -> Dict:
@@ -126,7 +136,8 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   per_image = evaluation.score_views(split, indices, renderings,
                                      model.config.eval.lpips if lpips_nets is None else lpips_nets)
   seconds = time.perf_counter() - start
-  out_dir = out_root / 'render' / _scene_label(model.config, data_dir) / f'{split_name}_{model.step}'
+  out_dir = _output_folder(out_root, _scene_label(model.config, data_dir), split_name, model.step, packed,
+                           len(indices) if len(indices) < split.num_images else None)
   summary = evaluation.split_summary(per_image, {
       'step': model.step, 'split': split_name,
       'scene_dir': str(pathlib.Path(data_dir) if data_dir else datasets.scene_directory(model.config)),
@@ -136,6 +147,7 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   if packed:
     summary['exported_model'] = str(packed)
   if jax.process_index() == 0:
+    out_dir = workdirs.claim_new_folder(out_dir)
     evaluation.write_split(out_dir, split, summary, renderings, model.experiment.background)
   return {k: v for k, v in summary.items() if k != 'per_image'} | {'out_dir': str(out_dir)}
 
@@ -160,9 +172,9 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   frames = evaluation.render_path(model.experiment.steps, model.variables, train_split, poses, model.chunk_size,
                                   model.experiment.background, min_size, f'rendering the {name}')
   seconds = time.perf_counter() - start
-  out_dir = out_root / 'render' / _scene_label(config, data_dir) / f'{name}_{step}'
+  out_dir = _output_folder(out_root, _scene_label(config, data_dir), name, step, packed)
   paths = []
   if jax.process_index() == 0:
-    paths = evaluation.write_video(out_dir, name, frames, fps, formats=('gif', 'mp4'))
+    paths = evaluation.write_video(workdirs.claim_new_folder(out_dir), name, frames, fps, formats=('gif', 'mp4'))
   return {'step': step, 'path': name, 'frames': num_frames, 'size': list(frames[0]['rgb'].shape[1::-1]),
           'seconds': seconds, 'files': [str(p) for p in paths]}

@@ -30,6 +30,7 @@ from jaxnerf.ops import camera_paths
 from jaxnerf.outputs import chunked
 from jaxnerf.outputs import evaluation
 from jaxnerf.outputs import visualization
+from jaxnerf import workdirs
 
 _OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
 
@@ -318,7 +319,7 @@ class Viewer:
     self._status.content = f'Rendering the {path_name} ({num_frames} frames) at step {step}...'
     frames = evaluation.render_path(self._steps, variables, self._split, poses, self._chunk_size,
                                     self._background, description=f'viewer: rendering the {path_name}')
-    out_dir = self._out_dir / f'{path_name}_{step}'
+    out_dir = workdirs.claim_new_folder(self._out_dir / f'{path_name}_{step}')
     paths = evaluation.write_video(out_dir, path_name, frames, fps=30, formats=('gif', 'mp4'))
     self._status.content = f'Wrote {paths[0]} and {paths[2]}.'
     console.message(f'viewer: wrote {", ".join(str(p) for p in paths)}')
