@@ -57,6 +57,7 @@ sys.path.insert(0, '.')  # So that config files can import configs.default when 
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
 from jaxnerf import errors
+from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
 from jaxnerf import workdirs
@@ -175,6 +176,9 @@ def claim_root(config, root: pathlib.Path):
   workdirs.check_writable(root, '--workdir')
   base = json.loads(config.to_json())
   path = root / SWEEP_FILE
+  if not path.exists() and (root / checkpoints.CONFIG_FILE).exists():
+    raise errors.ConfigError(f'--workdir={root} is the workdir of a training run (it holds '
+                             f'{checkpoints.CONFIG_FILE}): a sweep writes into a folder of its own.')
   if not path.exists():
     try:
       workdirs.write_text_atomically(path, json.dumps({'base_config': base}, indent=2) + '\n')

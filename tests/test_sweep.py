@@ -10,6 +10,7 @@ import pytest
 
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
+from jaxnerf.training import checkpoints
 from tests.conftest import REPO
 from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import tiny_config
@@ -114,6 +115,10 @@ def test_a_root_holds_sweeps_of_one_base_config(tmp_path):
     sweep.claim_root(config, tmp_path / 'file' / 'root')
   with pytest.raises(WorkdirError, match='^--workdir .*file is a file; expected a directory.$'):
     sweep.claim_root(config, tmp_path / 'file')
+  checkpoints.save_config(tmp_path / 'run', config)  # A training run's workdir: never a sweep's root.
+  with pytest.raises(ConfigError, match=r'run is the workdir of a training run \(it holds config.json\)'):
+    sweep.claim_root(config, tmp_path / 'run')
+  assert [p.name for p in (tmp_path / 'run').iterdir()] == ['config.json']
 
 
 def test_a_sweep_whose_runs_failed_says_how_many(tmp_path, capsys):
