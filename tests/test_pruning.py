@@ -97,6 +97,9 @@ def test_prune_both_levels_then_fine_tune_resume_and_refuse_other_folders(scene_
   assert prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=15, eval_images=2) == again
   assert 'fine-tuned to step 35 already' in capsys.readouterr().err
   assert tree_digests(out, skip=('run.lock',)) == finished
+  with pytest.raises(WorkdirError, match='fine-tuned to step 35 already, beyond the step 30 that '
+                                          '--finetune_steps=10 asks for'):
+    prune.prune_workdir(workdir, 'both', sparsity=0.5, finetune_steps=10, eval_images=2)
   _check_prune_writes_only_into_a_workdir_of_its_own(workdir, out, tmp_path)
 
 

@@ -176,6 +176,10 @@ def prune_workdir(workdir, levels: str, sparsity: float = 0.5, finetune_steps: i
     report = _check_out(workdir, out, flags)
     if report is not None and _has_checkpoint(out):  # Interrupted (or finished) earlier: resume it.
       target_step = report['trained_step'] + finetune_steps
+      if _newest_step(out) > target_step:
+        raise WorkdirError(f'{out} is fine-tuned to step {_newest_step(out)} already, beyond the step '
+                           f'{target_step} that --finetune_steps={finetune_steps} asks for: use more steps, or '
+                           'another --out.')
       if report.get('step') == target_step and 'psnr_after' in report:
         console.message(f'{out} holds this prune, fine-tuned to step {target_step} already: its report follows.')
         return report
