@@ -324,6 +324,40 @@ def test_image_renderer_in_rounds_gives_the_one_call_image_and_stops_where_light
   assert not all(calls)
 
 
+@pytest.mark.device
+def test_image_renderer_in_rounds_ends_on_an_untrained_grid(monkeypatch):
+  """An untrained grid (every cell occupied: sweeps, time budgets and prune make such models) leaves the
+  rays that miss the ball transparent to the box's far side. They end where they leave the box even when
+  the probe counted a step more than the rounds find (another compiled march can round a step at a cell's
+  edge differently: lego_ngp early in training then rendered for ever), within a bounded number of calls,
+  and the image is the one-call image."""
+  model, variables, rays = _ball_in_its_cells(size=12, eval_steps_per_round=4)
+  untrained = {**variables, 'occupancy': {**variables['occupancy'],
+                                          'occupied': jnp.ones_like(variables['occupancy']['occupied'])}}
+  mesh = parallel.make_mesh()
+  one_call = chunked.render_image(_image_steps(model, mesh, probe=True), untrained, rays, 16)
+  monkeypatch.setattr(chunked, '_MIN_ROUND_CALLS', 0)
+  in_rounds = _image_steps(model, mesh, probe=True, rounds=True)
+  # Every ray leaves the box within its longest chord's steps; all 144 rays fit one call.
+  max_calls = -(-marching.num_steps_for(float(np.linalg.norm(np.subtract(BOX[3:], BOX[:3]))), 0.02) // 4) + 1
+  calls = []
+
+  def probe_counting_one_more(variables, chunk):
+    probed = in_rounds.probe_rays(variables, chunk)
+    return {**probed, 'remaining': probed['remaining'] + (probed['samples'] > 0)}
+
+  def bounded_round(variables, chunk, state):
+    calls.append(1)
+    assert len(calls) <= max_calls, 'rays never end'
+    return in_rounds.render_round(variables, chunk, state)
+
+  counting = in_rounds._replace(probe_rays=probe_counting_one_more, render_round=bounded_round)
+  image = chunked.render_image(counting, untrained, rays, 16)
+  chex.assert_trees_all_close(image, one_call, atol=2e-5)
+  assert 0.1 < float(np.mean(one_call['acc'] < 0.01)) < 0.9  # Rays through the ball, and transparent ones.
+  assert len(calls) > 10
+
+
 class _WithRoundBuffersOfOneRay(models.OccupancyGridNeRF):
   """Rounds with buffers of one ray's window, however many rays the host fills them with."""
 

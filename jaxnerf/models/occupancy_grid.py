@@ -240,8 +240,8 @@ class OccupancyGridNeRF(nn.Module):
     Returns {name: [G, R, ...]}: what the round adds to the ray's composites (colour, 'acc', the weighted
     sum of depths 'weighted_depth' and the field's extras, each scaled by the light that arrived; colour
     includes the background once the ray is done), its state for the next round (the four arguments),
-    'done' (no light left, or no occupied step) and 'complete' (False: the round's steps did not fit
-    `capacity` and it must run again; its state is then unchanged).
+    'done' (no light left, or no occupied step left before the ray leaves the box) and 'complete' (False:
+    the round's steps did not fit `capacity` and it must run again; its state is then unchanged).
     """
     del round_samples  # (What the caller filled the buffer by.)
     num_groups, num_rays = rays.origins.shape[:2]
@@ -259,8 +259,13 @@ class OccupancyGridNeRF(nn.Module):
     complete = rendered.complete
     left = transmittance * (1.0 - rendered.acc)
     remaining_after = remaining - jnp.sum(selected, axis=-1, dtype=jnp.int32)
-    done = complete & ((left <= self.min_transmittance) | (remaining_after <= 0))
     next_step = jnp.where(complete, first_step + self.eval_steps_per_round, first_step)
+    # A ray is also done once its next window starts where it has left the box: `remaining` comes from the
+    # probe's march, which another compiled program can round differently at a cell's or the box's edge, so
+    # a count alone can stay above 0 for ever (nearly transparent rays of an early model never stop on light).
+    past_exit = marching.step_distances(s_near, offset, self.step_size, next_step[..., None])[..., 0] >= (
+        far[..., 0] * direction_norm)
+    done = complete & ((left <= self.min_transmittance) | (remaining_after <= 0) | past_exit)
     _, _, _, _, next_selected = self._march(rays, offset, next_step, self.eval_steps_per_round)
     background = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (num_groups, num_rays, 3))
     scaled = lambda x: transmittance.reshape(transmittance.shape + (1,) * (x.ndim - 2)) * x
