@@ -8,11 +8,13 @@ from typing import Dict, Iterable, Optional
 import jax
 
 
-def progress(iterable: Iterable, description: str, total: Optional[int] = None, unit: str = 'it'):
-  """`iterable`, with a progress bar on stderr in process 0 (for jobs that take more than a few seconds)."""
+def progress(iterable: Iterable, description: str, total: Optional[int] = None, unit: str = 'it',
+             unit_scale: bool = False):
+  """`iterable`, with a progress bar on stderr in process 0 (for jobs that take more than a few seconds);
+  with `unit_scale`, counts such as rays read 1.2M."""
   from tqdm import tqdm
-  return tqdm(iterable, desc=description, total=total, unit=unit, dynamic_ncols=True, file=sys.stderr,
-              disable=jax.process_index() != 0, mininterval=1.0, leave=False)
+  return tqdm(iterable, desc=description, total=total, unit=unit, unit_scale=unit_scale, dynamic_ncols=True,
+              file=sys.stderr, disable=jax.process_index() != 0, mininterval=1.0, leave=False)
 
 
 def message(text: str):

@@ -272,7 +272,8 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   rendered_rays = []
   with_probe = _image_steps(model, mesh, probe=True)
   counting = with_probe._replace(render_rays=lambda v, r: rendered_rays.append(1) or with_probe.render_rays(v, r))
-  probed = chunked.render_image(counting, variables, rays, 16)
+  told = []
+  probed = next(chunked.render_images(counting, variables, [rays], 16, on_rays=told.append))
   plain = chunked.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16)
   chex.assert_trees_all_close(probed, plain, atol=1e-6)  # The same image, depth included...
   samples = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays),
@@ -281,6 +282,8 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   assert 10 < empty.sum() < 90, empty.sum()
   np.testing.assert_array_equal(np.asarray(plain['acc']).reshape(-1)[empty], 0.0)
   assert len(rendered_rays) == -(-int((~empty).sum()) // 16) < -(-100 // 16)  # ...from fewer chunks.
+  chunks = len(rendered_rays)  # Progress: the background rays once probed, then each chunk's.
+  assert told == [empty.sum()] + [16] * (chunks - 1) + [(~empty).sum() - 16 * (chunks - 1)]
 
 
 @pytest.mark.device
@@ -325,12 +328,13 @@ def test_image_renderer_in_rounds_gives_the_one_call_image_and_stops_where_light
 
 
 @pytest.mark.device
-def test_image_renderer_in_rounds_ends_on_an_untrained_grid(monkeypatch):
+def test_image_renderer_in_rounds_ends_on_an_untrained_grid_and_counts_progress_in_rays(monkeypatch):
   """An untrained grid (every cell occupied: sweeps, time budgets and prune make such models) leaves the
   rays that miss the ball transparent to the box's far side. They end where they leave the box even when
   the probe counted a step more than the rounds find (another compiled march can round a step at a cell's
   edge differently: lego_ngp early in training then rendered for ever), within a bounded number of calls,
-  and the image is the one-call image."""
+  and the image is the one-call image. The progress told to `on_rays` moves call after call and sums to
+  the image's rays."""
   model, variables, rays = _ball_in_its_cells(size=12, eval_steps_per_round=4)
   untrained = {**variables, 'occupancy': {**variables['occupancy'],
                                           'occupied': jnp.ones_like(variables['occupancy']['occupied'])}}
@@ -340,7 +344,7 @@ def test_image_renderer_in_rounds_ends_on_an_untrained_grid(monkeypatch):
   in_rounds = _image_steps(model, mesh, probe=True, rounds=True)
   # Every ray leaves the box within its longest chord's steps; all 144 rays fit one call.
   max_calls = -(-marching.num_steps_for(float(np.linalg.norm(np.subtract(BOX[3:], BOX[:3]))), 0.02) // 4) + 1
-  calls = []
+  calls, told = [], []
 
   def probe_counting_one_more(variables, chunk):
     probed = in_rounds.probe_rays(variables, chunk)
@@ -352,10 +356,13 @@ def test_image_renderer_in_rounds_ends_on_an_untrained_grid(monkeypatch):
     return in_rounds.render_round(variables, chunk, state)
 
   counting = in_rounds._replace(probe_rays=probe_counting_one_more, render_round=bounded_round)
-  image = chunked.render_image(counting, untrained, rays, 16)
+  image = next(chunked.render_images(counting, untrained, [rays], 16,
+                                     on_rays=lambda n: told.append((len(calls), n))))
   chex.assert_trees_all_close(image, one_call, atol=2e-5)
   assert 0.1 < float(np.mean(one_call['acc'] < 0.01)) < 0.9  # Rays through the ball, and transparent ones.
   assert len(calls) > 10
+  assert sum(n for _, n in told) == 144
+  assert len({call for call, _ in told}) > len(calls) // 2  # Told at most calls, not only at the end.
 
 
 class _WithRoundBuffersOfOneRay(models.OccupancyGridNeRF):

@@ -51,13 +51,37 @@ def _next_filled_chunk(pending: np.ndarray, samples: np.ndarray, chunk_size: int
   return indices, real, pending[start:]
 
 
+class _RayCount:
+  """The rays rendered so far, told to `on_rays` (the number of rays finished since its last call) in whole
+  rays as they finish. A ray rendered in rounds counts the share of its occupied steps evaluated, so that
+  the count moves with every call (rays that go back to the queue finish late, together)."""
+
+  def __init__(self, on_rays: Optional[Callable[[int], None]]):
+    self._on_rays, self._rays, self._told = on_rays, 0.0, 0
+
+  def add(self, rays: float):
+    self._rays += rays
+    self._tell()
+
+  def settle(self, rays: int):
+    """All `rays` of the batches so far are finished (the shares, summed in floats, may fall short)."""
+    self._rays = float(rays)
+    self._tell()
+
+  def _tell(self):
+    if self._on_rays is not None and int(self._rays) > self._told:
+      self._on_rays(int(self._rays) - self._told)
+      self._told = int(self._rays)
+
+
 def _render_in_chunks(render, variables, flat: camera.Rays, indices: np.ndarray, chunk_size: int, sharding,
                       outputs: Dict[str, np.ndarray], samples: Optional[np.ndarray] = None,
-                      capacity: Optional[Callable[[int], int]] = None) -> Dict[str, np.ndarray]:
+                      capacity: Optional[Callable[[int], int]] = None,
+                      count: Optional[_RayCount] = None) -> Dict[str, np.ndarray]:
   """Renders the rays `indices` of `flat` with `render`, writing each output into outputs[key][index]
-  (allocated on first use). Rays that come back incomplete are rendered again in a later chunk. With
-  `samples` (each ray's samples, probed), chunks are filled to capacity(rays per group) samples per group
-  (`_next_filled_chunk`)."""
+  (allocated on first use) and counting the finished rays in `count`. Rays that come back incomplete are
+  rendered again in a later chunk. With `samples` (each ray's samples, probed), chunks are filled to
+  capacity(rays per group) samples per group (`_next_filled_chunk`)."""
   num_groups = sharding.mesh.size
   pending = indices
   while pending.size:
@@ -77,6 +101,8 @@ def _render_in_chunks(render, variables, flat: camera.Rays, indices: np.ndarray,
         outputs[key] = np.zeros((flat.origins.shape[0],) + value.shape[1:], value.dtype)
       outputs[key][rendered[done]] = value[real][done]
     pending = np.concatenate([rendered[~done], pending])
+    if count is not None:
+      count.add(np.sum(done))
   return outputs
 
 
@@ -84,15 +110,18 @@ _ROUND_STATE = ('first_step', 'transmittance', 'remaining', 'round_samples')
 
 
 def _render_in_rounds(steps, variables, flat: camera.Rays, indices: np.ndarray, chunk_size: int,
-                      outputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+                      outputs: Dict[str, np.ndarray], count: _RayCount) -> Dict[str, np.ndarray]:
   """Renders the rays `indices` of `flat` in rounds (OccupancyGridNeRF.render_round), from the state the
   probe wrote into `outputs` (which it leaves there for the other rays). Each call takes the pending rays
   in turn while their next rounds' steps fit its slots; a ray with light left goes back to the end of the
-  queue, so that calls stay full to the last rounds."""
+  queue, so that calls stay full to the last rounds. `count` gets each ray's share of its probed steps as
+  they are evaluated (_RayCount)."""
   num_groups = steps.batch_sharding.mesh.size
   rays_per_group = steps.round_rays(chunk_size // num_groups)
   capacity = steps.round_capacity(rays_per_group)
   state = {key: outputs.pop(key) for key in _ROUND_STATE}
+  probed_steps = np.maximum(state['remaining'], 1)
+  counted = np.zeros(probed_steps.shape)  # The share of each ray in `count`.
   sums = {}
   pending = indices
   while pending.size:
@@ -107,6 +136,11 @@ def _render_in_rounds(steps, variables, flat: camera.Rays, indices: np.ndarray, 
     complete, done = result.pop('complete')[real], result.pop('done')[real]
     for key in _ROUND_STATE:
       state[key][rendered] = result.pop(key)[real]
+    # (Below 1 until done: another compiled march may count a ray's steps a little differently.)
+    evaluated = 1.0 - state['remaining'][rendered] / probed_steps[rendered]
+    share = np.where(done, 1.0, np.clip(evaluated, 0.0, 0.99))
+    count.add(np.sum(share - counted[rendered]))
+    counted[rendered] = share
     for key, value in result.items():  # (Indices in a chunk are distinct: += adds each ray's once.)
       if key not in sums:
         sums[key] = np.zeros((flat.origins.shape[0],) + value.shape[1:], value.dtype)
@@ -132,26 +166,30 @@ _MIN_ROUND_CALLS = 8
 _BATCH_RAYS = 1 << 20
 
 
-def _render_flat(steps, variables, flat: camera.Rays, order: np.ndarray, chunk_size: int) -> Dict[str, np.ndarray]:
-  """Renders the rays `flat` [N, C] into host arrays [N, ...], chunks taking them in `order`."""
+def _render_flat(steps, variables, flat: camera.Rays, order: np.ndarray, chunk_size: int,
+                 count: _RayCount) -> Dict[str, np.ndarray]:
+  """Renders the rays `flat` [N, C] into host arrays [N, ...], chunks taking them in `order`, counting the
+  finished rays in `count`."""
   outputs = {}
   samples = None
   if steps.probe_rays is not None:
     _render_in_chunks(steps.probe_rays, variables, flat, order, chunk_size, steps.batch_sharding, outputs)
-    order = order[~outputs.pop('empty')[order]]
+    empty = outputs.pop('empty')[order]
+    count.add(np.sum(empty))  # The background, as probed.
+    order = order[~empty]
     samples = outputs.pop('samples')
   num_groups = steps.batch_sharding.mesh.size
   if (steps.render_round is not None and np.sum(samples[order], dtype=np.int64)
       >= _MIN_ROUND_CALLS * num_groups * steps.sample_capacity(chunk_size // num_groups)):
-    return _render_in_rounds(steps, variables, flat, order, chunk_size, outputs)
+    return _render_in_rounds(steps, variables, flat, order, chunk_size, outputs, count)
   for key in _ROUND_STATE:
     outputs.pop(key, None)
   return _render_in_chunks(steps.render_rays, variables, flat, order, chunk_size, steps.batch_sharding,
-                           outputs, samples, steps.sample_capacity)
+                           outputs, samples, steps.sample_capacity, count)
 
 
-def render_images(steps, variables, views: Iterable[camera.Rays],
-                  chunk_size: int) -> Iterator[Dict[str, np.ndarray]]:
+def render_images(steps, variables, views: Iterable[camera.Rays], chunk_size: int,
+                  on_rays: Optional[Callable[[int], None]] = None) -> Iterator[Dict[str, np.ndarray]]:
   """Renders views, rays with fields [H, W, C] each, into host arrays {'rgb': [H, W, 3], 'depth': [H, W],
   'median_depth', 'acc'} (what the compiled render_rays returns), one dict per view, in order.
 
@@ -164,7 +202,10 @@ def render_images(steps, variables, views: Iterable[camera.Rays],
     variables: model variables, placed as the steps expect.
     views: each view's rays (taken as needed).
     chunk_size: rays per call; must be divisible by the device count.
+    on_rays: called with the number of rays finished since its last call, as they finish (a progress bar's
+      `update`): a batch of views can take long, and its views come out only when it ends.
   """
+  count, rays_so_far = _RayCount(on_rays), 0
   views = iter(views)
   next_view = next(views, None)
   while next_view is not None:
@@ -180,7 +221,9 @@ def render_images(steps, variables, views: Iterable[camera.Rays],
     order = np.concatenate([start + np.random.default_rng(0).permutation(size)
                             for start, size in zip(starts, sizes)])
     outputs = _render_flat(steps, variables, jax.tree.map(lambda *x: np.concatenate(x), *flats), order,
-                           chunk_size)
+                           chunk_size, count)
+    rays_so_far += int(np.sum(sizes))
+    count.settle(rays_so_far)
     for rays, start, stop in zip(batch, starts[:-1], starts[1:]):
       image_shape = rays.origins.shape[:-1]
       yield {k: v[start:stop].reshape(image_shape + v.shape[1:]) for k, v in outputs.items()}

@@ -16,12 +16,17 @@ from jaxnerf.outputs import visualization
 from jaxnerf import workdirs
 
 
+def _ray_progress(description: str, num_rays: int):
+  return console.progress(None, description, total=num_rays, unit='ray', unit_scale=True)
+
+
 def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
                  description: str = 'rendering') -> List[Dict[str, np.ndarray]]:
-  """Renders the views `indices` of `split`: one {'rgb', 'depth', 'acc'} dict of [H, W, ...] per view."""
+  """Renders the views `indices` of `split`: one {'rgb', 'depth', 'acc'} dict of [H, W, ...] per view. The
+  progress bar counts rays: views are rendered in batches, which can take long."""
   views = (split.rays_of_image(i) for i in indices)
-  return list(console.progress(chunked.render_images(steps, variables, views, chunk_size), description,
-                               total=len(indices), unit='view'))
+  with _ray_progress(description, len(indices) * split.width * split.height) as bar:
+    return list(chunked.render_images(steps, variables, views, chunk_size, on_rays=bar.update))
 
 
 def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
@@ -51,8 +56,9 @@ def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_
 def score_views(split: SceneSplit, indices: Sequence[int], renderings, lpips_nets: Sequence[str] = ()):
   """`evaluate`'s per_image of renderings (render_views) of the views `indices` of `split`."""
   optional = metrics.lpips_metric_names(lpips_nets)
+  views = console.progress(zip(indices, renderings), 'scoring', total=len(indices), unit='view')
   return [{'name': split.names[i] if split.names else str(i),
-           **metrics.view_metrics(r, ground_truth(split, i), optional)} for i, r in zip(indices, renderings)]
+           **metrics.view_metrics(r, ground_truth(split, i), optional)} for i, r in views]
 
 
 def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
@@ -121,10 +127,9 @@ def render_path(steps, variables, split: SceneSplit, poses, chunk_size: int, bac
   """
   width, height, intrinsics = video_frame_size(split, min_size)
   views = (split.rays_of_view(pose, intrinsics, width, height) for pose in poses)
-  renderings = chunked.render_images(steps, variables, views, chunk_size)
-  return [visualize(rendering, split, background)
-          for rendering in console.progress(renderings, f'{description} ({width}x{height})', total=len(poses),
-                                            unit='frame')]
+  with _ray_progress(f'{description} ({width}x{height})', len(poses) * width * height) as bar:
+    renderings = chunked.render_images(steps, variables, views, chunk_size, on_rays=bar.update)
+    return [visualize(rendering, split, background) for rendering in renderings]
 
 
 def write_video(out_dir, name: str, frames, fps: int, formats=('gif',)) -> List[pathlib.Path]:
