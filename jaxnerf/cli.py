@@ -17,6 +17,7 @@ from absl import flags
 from absl import logging
 
 from jaxnerf import errors
+from jaxnerf import peers
 
 
 class DistributedFlags(NamedTuple):
@@ -24,6 +25,7 @@ class DistributedFlags(NamedTuple):
   coordinator_address: flags.FlagHolder
   num_processes: flags.FlagHolder
   process_id: flags.FlagHolder
+  join_timeout: flags.FlagHolder
 
 
 def define_distributed_flags() -> DistributedFlags:
@@ -38,7 +40,9 @@ def define_distributed_flags() -> DistributedFlags:
       flags.DEFINE_integer('num_processes', None, 'Number of processes (default: $JAX_NUM_PROCESSES).'),
       flags.DEFINE_integer('process_id', None,
                            'This process, 0 to num_processes - 1; 0 coordinates and alone writes files '
-                           '(default: $JAX_PROCESS_ID).'))
+                           '(default: $JAX_PROCESS_ID).'),
+      flags.DEFINE_float('join_timeout', 300.0,
+                         'Seconds to wait for the other processes to start before giving up with an error.'))
 
 
 def _env_int(name: str) -> Optional[int]:
@@ -70,8 +74,11 @@ def initialize(distributed: Optional[DistributedFlags] = None):
     return
   # Collectives between processes on CPUs (the GPU backends bring their own).
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if not distributed.join_timeout.value > 0:
+    raise errors.ConfigError(f'--join_timeout={distributed.join_timeout.value}: expected a positive number of '
+                             'seconds.')
   try:
-    jax.distributed.initialize(address, num_processes, process_id)
+    peers.join(address, num_processes, process_id, distributed.join_timeout.value)
   except (ValueError, TypeError) as e:
     raise errors.ConfigError(
         f'Could not join the other processes ({e}). Where JAX detects no cluster (SLURM, Open MPI, TPU), '
