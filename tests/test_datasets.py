@@ -29,3 +29,14 @@ def test_splits_are_read_by_the_dataset_the_config_names(monkeypatch, tmp_path):
   assert calls == [(tmp_path / 'scene', 'val'), (pathlib.Path('/elsewhere'), 'test')]
   assert datasets.has_split(config, 'train') and not datasets.has_split(config, 'test')
   assert datasets.scene_directory(config) == tmp_path / 'scene'
+
+
+def test_a_file_given_as_a_scene_directory_is_refused_naming_its_folder(tmp_path):
+  (tmp_path / 'poses_bounds.npy').write_bytes(b'')
+  for dataset in ('blender', 'llff', 'capture'):
+    config = ml_collections.ConfigDict(dict(dataset=dataset, data_dir=str(tmp_path / 'poses_bounds.npy')))
+    with pytest.raises(DatasetError, match=rf"poses_bounds.npy is a file; config.dataset='{dataset}' reads a "
+                                           rf'scene directory: .* e.g. {tmp_path}\.'):
+      datasets.load_split(config, 'train')
+    with pytest.raises(DatasetError, match='is a file'):
+      datasets.has_split(config, 'train', data_dir=str(tmp_path / 'poses_bounds.npy'))

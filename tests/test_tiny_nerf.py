@@ -64,6 +64,7 @@ def _write(path, **arrays):
     (dict(focal=np.array([100.0, 120.0])), "'focal' must be one positive number"),
     (dict(images=np.zeros((100, 10, 10, 3), np.float32), poses=np.tile(np.eye(4), (100, 1, 1))),
      'holds 100 views'),
+    (dict(images=np.zeros((0, 10, 10, 3), np.float32), poses=np.zeros((0, 4, 4))), 'holds 0 views'),
 ])
 def test_malformed_files_are_refused_naming_the_file_and_the_array(tmp_path, change, expected):
   arrays = dict(images=np.zeros((106, 10, 10, 3), np.float32), poses=np.tile(np.eye(4), (106, 1, 1)),
@@ -79,8 +80,12 @@ def test_missing_or_unreadable_files_are_refused_with_the_download_hint(tmp_path
   with pytest.raises(DatasetError, match='does not exist.*tiny_nerf_data.npz comes from'):
     tiny_nerf.load_tiny_nerf_split(tmp_path / 'absent.npz', 'train')
   (tmp_path / 'garbage.npz').write_bytes(b'not a zip file')
-  with pytest.raises(DatasetError, match='garbage.npz is not a readable .npz file'):
+  with pytest.raises(DatasetError, match='garbage.npz is not a readable .npz file') as raised:
     tiny_nerf.load_tiny_nerf_split(tmp_path / 'garbage.npz', 'train')
+  assert 'allow_pickle' not in str(raised.value)  # (NumPy's own message suggests loading it unsafely.)
+  np.save(tmp_path / 'images.npy', np.zeros((106, 10, 10, 3), np.float32))
+  with pytest.raises(DatasetError, match=r'images.npy is a single .npy array; expected an .npz archive'):
+    tiny_nerf.load_tiny_nerf_split(tmp_path / 'images.npy', 'train')
 
 
 def test_an_mlp_field_without_view_directions_has_no_view_layers_and_ignores_directions():

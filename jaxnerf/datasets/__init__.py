@@ -116,6 +116,7 @@ class Dataset:
   directory: Callable[..., pathlib.Path]
   read_split: Callable[..., SceneSplit]  # (directory, split, config) -> the split.
   has_split: Callable[..., bool]  # (directory, split) -> whether the scene has it.
+  is_file: bool = False  # The scene is one file (config.data_dir names it), not a directory.
 
 
 DATASETS = {
@@ -127,7 +128,7 @@ DATASETS = {
     'transforms': Dataset(_given_directory, _capture_reader('transforms'), _has_capture_split),
     'capture': Dataset(_given_directory, _capture_reader(None), _has_capture_split),
     # The tiny_nerf notebook's tiny_nerf_data.npz: config.data_dir is the file.
-    'tiny_nerf': Dataset(_given_directory, _read_tiny_nerf_split, _has_tiny_nerf_split),
+    'tiny_nerf': Dataset(_given_directory, _read_tiny_nerf_split, _has_tiny_nerf_split, is_file=True),
 }
 
 
@@ -144,13 +145,20 @@ def scene_directory(config, generate: bool = True) -> pathlib.Path:
   return _dataset(config).directory(config, generate)
 
 
+def _scene_path(config, data_dir) -> pathlib.Path:
+  """`data_dir`, else the scene `config` names; a file where the dataset reads a directory is refused."""
+  path = pathlib.Path(data_dir) if data_dir else scene_directory(config)
+  if path.is_file() and not _dataset(config).is_file:
+    raise DatasetError(f'{path} is a file; config.dataset={config.dataset!r} reads a scene directory: point '
+                       f'config.data_dir (or --data_dir) at the folder that holds the scene, e.g. {path.parent}.')
+  return path
+
+
 def load_split(config, split: str, data_dir=None) -> SceneSplit:
   """Loads `split` of the scene named by `config` (`data_dir` overrides the scene directory)."""
-  directory = pathlib.Path(data_dir) if data_dir else scene_directory(config)
-  return _dataset(config).read_split(directory, split, config)
+  return _dataset(config).read_split(_scene_path(config, data_dir), split, config)
 
 
 def has_split(config, split: str, data_dir=None) -> bool:
   """Whether the scene (`data_dir`, else the one `config` names) has `split`."""
-  directory = pathlib.Path(data_dir) if data_dir else scene_directory(config)
-  return _dataset(config).has_split(directory, split)
+  return _dataset(config).has_split(_scene_path(config, data_dir), split)

@@ -23,6 +23,8 @@ from jaxnerf.errors import DatasetError
 from jaxnerf.ops import camera
 
 NUM_TRAIN = 100  # The notebook's: images[:100] train, the rest are held out.
+ZIP_MAGIC = b'PK\x03\x04'  # How every .npz file starts.
+NPY_MAGIC = b'\x93NUMPY'  # How a single array's .npy file starts.
 SPLITS = ('train', 'val', 'test')
 DOWNLOAD_HINT = ('tiny_nerf_data.npz comes from the NeRF authors (linked from the tiny_nerf notebook of '
                  'https://github.com/bmild/nerf); point at the file with --config.data_dir=/path/to/'
@@ -32,11 +34,18 @@ DOWNLOAD_HINT = ('tiny_nerf_data.npz comes from the NeRF authors (linked from th
 def _read_arrays(path: pathlib.Path):
   if not path.is_file():
     raise DatasetError(f'{path} does not exist or is not a file. {DOWNLOAD_HINT}')
+  with open(path, 'rb') as f:
+    magic = f.read(len(NPY_MAGIC))
+  if magic.startswith(NPY_MAGIC):
+    raise DatasetError(f'{path} is a single .npy array; expected an .npz archive of the arrays '
+                       f"'images', 'poses' and 'focal'. {DOWNLOAD_HINT}")
+  if not magic.startswith(ZIP_MAGIC):  # (NumPy would take it for a pickle and suggest loading it so.)
+    raise DatasetError(f'{path} is not a readable .npz file: not a zip archive. {DOWNLOAD_HINT}')
   try:
     with np.load(path, allow_pickle=False) as data:
       arrays = {key: data[key] for key in data.files}
   except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise DatasetError(f'{path} is not a readable .npz file ({e}). {DOWNLOAD_HINT}') from e
+    raise DatasetError(f'{path} is not a readable .npz file ({e}). {DOWNLOAD_HINT}') from None
   for key in ('images', 'poses', 'focal'):
     if key not in arrays:
       raise DatasetError(f'{path} has no {key!r} array (it has {sorted(arrays)}); the tiny NeRF layout is '
@@ -48,6 +57,10 @@ def _check(path: pathlib.Path, images, poses, focal):
   if images.ndim != 4 or images.shape[-1] != 3 or not np.issubdtype(images.dtype, np.floating):
     raise DatasetError(f"{path}: 'images' must be [N, H, W, 3] floats in [0, 1], got {images.dtype} "
                        f'{list(images.shape)}.')
+  if images.shape[0] <= NUM_TRAIN or not images[0].size:  # Before the value checks: min() of nothing raises.
+    raise DatasetError(f'{path} holds {images.shape[0]} views of {images.shape[1]}x{images.shape[2]} pixels; '
+                       f'the tiny NeRF split trains on the first {NUM_TRAIN} and holds out the rest, so it '
+                       f'needs more than {NUM_TRAIN} views of at least one pixel.')
   if not np.all(np.isfinite(images)):
     raise DatasetError(f"{path}: 'images' must hold finite values in [0, 1]; "
                        f'{np.sum(~np.isfinite(images))} are non-finite.')
@@ -59,9 +72,6 @@ def _check(path: pathlib.Path, images, poses, focal):
                        f'{list(poses.shape)}.')
   if np.size(focal) != 1 or not np.isfinite(focal).all() or float(np.reshape(focal, ())) <= 0:
     raise DatasetError(f"{path}: 'focal' must be one positive number (pixels), got {focal!r:.80}.")
-  if images.shape[0] <= NUM_TRAIN:
-    raise DatasetError(f'{path} holds {images.shape[0]} views; the tiny NeRF split trains on the first '
-                       f'{NUM_TRAIN} and holds out the rest, so it needs more than {NUM_TRAIN}.')
 
 
 def load_tiny_nerf_split(path, split: str, near: float = 2.0, far: float = 6.0) -> SceneSplit:
