@@ -161,6 +161,9 @@ def main(argv=None) -> int:
   if unknown:
     parser.error(f'--dtypes: unknown dtype {unknown[0]!r}; expected names from {",".join(DTYPES)}')
   out = pathlib.Path(args.out)
+  if out.is_dir():  # Refused now: the first write comes after the first step's minutes.
+    parser.error(f'--out={out} is a directory; expected the path of the JSON file to write, e.g. '
+                 f'{out / "gpu_check.json"}')
   if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
     parser.error(f'--out={out}: its folder {out.parent} does not exist or is not writable')
   results = {'small': args.small, 'started': time.strftime('%Y-%m-%dT%H:%M:%S%z')}

@@ -14,6 +14,7 @@ the mesh.
 """
 
 import json
+import pathlib
 import sys
 
 import numpy as np
@@ -26,13 +27,6 @@ from jaxnerf import datasets
 from jaxnerf.errors import ConfigError
 from jaxnerf.outputs import geometry
 from jaxnerf.training import checkpoints
-
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (for its scene).', required=True)
-_MESH = flags.DEFINE_string('mesh', None, 'Mesh or point cloud written by export.py --format=mesh|pointcloud.',
-                            required=True)
-_MESH_POINTS = flags.DEFINE_integer('mesh_points', 200_000, 'Points drawn over the mesh.')
-_WITHIN = flags.DEFINE_float('within', 0.02, 'Distance (world units) for the share of truth points near it.')
-
 
 def truth_points(config) -> np.ndarray:
   """World points [N, 3] of every finite ground-truth depth of the scene's train and val views."""
@@ -53,15 +47,42 @@ def truth_points(config) -> np.ndarray:
   return np.concatenate(points).astype(np.float32)
 
 
+def load_mesh(path: str):
+  """(vertices [V, 3] float32, faces [F, 3] int32; none for a point cloud) of the PLY or OBJ file `path`."""
+  import trimesh  # pylint: disable=import-outside-toplevel
+  if not pathlib.Path(path).is_file():
+    raise ConfigError(f'--mesh={path} does not exist or is not a file: export one first (python export.py '
+                      '--workdir=DIR --format=mesh).')
+  try:
+    loaded = trimesh.load(path, process=False)
+    vertices = np.asarray(loaded.vertices, np.float32).reshape(-1, 3)
+    faces = np.asarray(getattr(loaded, 'faces', np.zeros((0, 3))), np.int32).reshape(-1, 3)
+  except Exception as e:  # pylint: disable=broad-except  # Whatever trimesh raises for a file it cannot read.
+    raise ConfigError(f'--mesh={path} is not a mesh or point cloud that trimesh reads ({type(e).__name__}: '
+                      f'{str(e)[:120]}); expected a PLY or OBJ file, as export.py writes.') from None
+  if not len(vertices):
+    raise ConfigError(f'--mesh={path} holds no vertices: nothing to measure.')
+  if not np.all(np.isfinite(vertices)):
+    raise ConfigError(f'--mesh={path}: {int(np.sum(~np.isfinite(vertices).all(-1)))} of its vertices are '
+                      'not finite.')
+  return vertices, faces
+
+
+def check_flags(mesh_points: int, within: float):
+  """Refuses values that would measure nothing (NaN, Infinity) before anything is loaded."""
+  if mesh_points <= 0:
+    raise ConfigError(f'--mesh_points={mesh_points}: expected a positive number of points to draw.')
+  if not within > 0 or not np.isfinite(within):
+    raise ConfigError(f'--within={within}: expected a positive, finite distance (world units).')
+
+
 def main(argv):
   del argv
-  import trimesh  # pylint: disable=import-outside-toplevel
   with cli.friendly_errors():
+    check_flags(_MESH_POINTS.value, _WITHIN.value)
     cli.initialize()
     config = checkpoints.load_config(_WORKDIR.value)
-    loaded = trimesh.load(_MESH.value, process=False)
-    vertices = np.asarray(loaded.vertices, np.float32)
-    faces = np.asarray(getattr(loaded, 'faces', np.zeros((0, 3))), np.int32)
+    vertices, faces = load_mesh(_MESH.value)
     truth = truth_points(config)
     surface = (geometry.sample_surface(geometry.Mesh(vertices, faces, np.zeros_like(vertices)),
                                        _MESH_POINTS.value) if len(faces) else vertices)
@@ -74,5 +95,10 @@ def main(argv):
                       f'truth_within_{_WITHIN.value:g}': float(np.mean(near))}))
 
 
-if __name__ == '__main__':
+if __name__ == '__main__':  # (Flags defined here: the tests import this file.)
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (for its scene).', required=True)
+  _MESH = flags.DEFINE_string('mesh', None, 'Mesh or point cloud written by export.py --format=mesh|pointcloud.',
+                              required=True)
+  _MESH_POINTS = flags.DEFINE_integer('mesh_points', 200_000, 'Points drawn over the mesh.')
+  _WITHIN = flags.DEFINE_float('within', 0.02, 'Distance (world units) for the share of truth points near it.')
   cli.run(main)

@@ -1,5 +1,5 @@
-"""benchmarks/quality_vs_time.py and benchmarks/throughput.py: bad flags and workdirs are refused with one
-line naming the flag and what it expects."""
+"""benchmarks/quality_vs_time.py, benchmarks/throughput.py and benchmarks/mesh_accuracy.py: bad flags, files
+and workdirs are refused with one line naming the flag and what it expects."""
 
 import importlib.util
 import json
@@ -17,10 +17,16 @@ from tests.conftest import REPO
 from tests.conftest import subprocess_env
 from tests.tiny_configs import tiny_config
 
-_SPEC = importlib.util.spec_from_file_location('quality_vs_time',
-                                               pathlib.Path(REPO) / 'benchmarks' / 'quality_vs_time.py')
-quality_vs_time = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(quality_vs_time)
+
+def _benchmark(name):
+  spec = importlib.util.spec_from_file_location(name, pathlib.Path(REPO) / 'benchmarks' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+quality_vs_time = _benchmark('quality_vs_time')
+mesh_accuracy = _benchmark('mesh_accuracy')
 
 
 def test_seconds_are_positive_numbers():
@@ -69,3 +75,20 @@ def test_throughput_refuses_a_count_below_one():
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=subprocess_env(1))
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == ['error: --steps=0: 0 is not a positive integer']
+
+
+def test_mesh_accuracy_refuses_what_would_measure_nothing(tmp_path):
+  for points, within, expected in ((0, 0.02, '--mesh_points=0: expected a positive number'),
+                                   (10, -1.0, '--within=-1.0: expected a positive, finite distance'),
+                                   (10, float('nan'), '--within=nan')):
+    with pytest.raises(ConfigError, match=expected):
+      mesh_accuracy.check_flags(points, within)
+  mesh_accuracy.check_flags(10, 0.02)
+  with pytest.raises(ConfigError, match=r'--mesh=.*absent.ply does not exist or is not a file'):
+    mesh_accuracy.load_mesh(str(tmp_path / 'absent.ply'))
+  (tmp_path / 'text.ply').write_text('hello')
+  with pytest.raises(ConfigError, match=r'--mesh=.*text.ply is not a mesh or point cloud that trimesh reads'):
+    mesh_accuracy.load_mesh(str(tmp_path / 'text.ply'))
+  (tmp_path / 'one.obj').write_text('v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n')
+  vertices, faces = mesh_accuracy.load_mesh(str(tmp_path / 'one.obj'))
+  assert vertices.shape == (3, 3) and faces.tolist() == [[0, 1, 2]]

@@ -43,6 +43,14 @@ def test_bad_flags_are_refused_before_anything_runs(tmp_path):
   assert not list(tmp_path.iterdir())
 
 
+def test_a_folder_as_out_is_refused_before_the_first_step(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(gpu_check, 'STEPS', {'devices': lambda args: pytest.fail('a step ran')})
+  with pytest.raises(SystemExit) as raised:
+    gpu_check.main([f'--out={tmp_path}', '--steps=devices'])
+  assert raised.value.code == 2
+  assert f'--out={tmp_path} is a directory; expected the path of the JSON file' in capsys.readouterr().err
+
+
 def test_the_small_setting_runs_every_step_on_the_cpu(tmp_path):
   # One dtype: the others run the same code with another flag (test_utilisation_... goes through all three).
   out = tmp_path / 'gpu_check.json'
