@@ -3,8 +3,10 @@ aside with a warning and the previous one restored (by the run that owns the wor
 nothing), and a run resumes past it to the same result."""
 
 import json
+import logging
 import pathlib
 import shutil
+import warnings
 
 import chex
 import jax
@@ -181,6 +183,34 @@ def test_leftover_of_an_interrupted_save_is_ignored_and_removed(saved, tmp_path)
   restored, steps = _restore(workdir, saved[1])
   assert int(restored.state.step) == 20 and steps == [10, 20]
   assert not partial.exists()
+
+
+def _raised_in_orbax():
+  """A ValueError raised in a file of Orbax's (as a failed read's is)."""
+  code = compile('def read():\n  raise ValueError("Requested shape: (2,) is not compatible")\n',
+                 str(pathlib.Path('site-packages') / 'orbax' / 'checkpoint' / 'serialization.py'), 'exec')
+  namespace = {}
+  exec(code, namespace)  # pylint: disable=exec-used
+  try:
+    namespace['read']()
+  except ValueError as e:
+    return e
+
+
+def test_the_leftovers_of_a_failed_read_print_nothing_later(caplog):
+  """The tasks of a failed restore's reads are collected at any later moment: asyncio's 'never retrieved'
+  record and the coroutines' 'never awaited' warnings are dropped then too, other records are not."""
+  checkpoints._drop_leftovers_of_failed_reads()  # pylint: disable=protected-access  # As a restore does.
+  logger = logging.getLogger('asyncio')
+  leftover = _raised_in_orbax()
+  logger.error('Task exception was never retrieved', exc_info=(type(leftover), leftover, leftover.__traceback__))
+  other = ValueError('another error')
+  logger.error('Task exception was never retrieved', exc_info=other)
+  assert [r.exc_info[1] for r in caplog.records if r.name == 'asyncio'] == [other]
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.warn("coroutine '_read_array_index_and_device_put' was never awaited", RuntimeWarning)
+    warnings.warn("coroutine 'mine' was never awaited", RuntimeWarning)
+  assert [str(w.message) for w in caught] == ["coroutine 'mine' was never awaited"]
 
 
 def test_resumed_run_equals_uninterrupted_run_past_a_damaged_checkpoint(scene_cache, tmp_path):

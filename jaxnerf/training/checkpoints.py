@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from typing import Dict, NamedTuple, Optional
 
 from absl import logging as absl_logging
@@ -175,8 +176,8 @@ def _quiet_failed_reads():
   is handled here, but the other reads leave noise, each with a long traceback: asyncio logs their errors
   as 'never retrieved' and their coroutines complain when collected (silenced here), and TensorStore's
   threads finish them later into the event loop that Orbax has closed, which Python reports (as unraisable
-  errors, or through sys.excepthook) at any later moment: `_drop_leftovers_of_failed_reads` filters those
-  out for the rest of the process."""
+  errors, through sys.excepthook, or asyncio's log when their tasks are collected) at any later moment:
+  `_drop_leftovers_of_failed_reads` filters those out for the rest of the process."""
   logger = logging.getLogger('asyncio')
   level, hook = logger.level, sys.unraisablehook
   logger.setLevel(logging.CRITICAL)
@@ -191,7 +192,30 @@ def _quiet_failed_reads():
       logger.setLevel(level)
 
 
+# Orbax's coroutines that read a checkpoint's arrays (orbax/checkpoint/_src/serialization/serialization.py):
+# those of a failed restore may be collected unawaited.
+_READ_COROUTINES = ('async_deserialize', '_read_and_create_array', '_read_array_index_and_device_put',
+                    '_read_shard')
+
+
+class _LeftoverLogFilter(logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' records of the reads of a failed restore: their
+  tasks are collected at any later moment (after `_quiet_failed_reads` has restored the logger's level)."""
+
+  def filter(self, record):
+    _, exc_value, exc_traceback = record.exc_info or (None, None, None)
+    return exc_value is None or not _is_leftover_of_a_failed_read(exc_value, exc_traceback)
+
+
+_LEFTOVER_LOG_FILTER = _LeftoverLogFilter()
+
+
 def _drop_leftovers_of_failed_reads():
+  """Filters the noise of failed restores out of sys.unraisablehook, sys.excepthook, asyncio's log and the
+  'coroutine ... was never awaited' warnings of their reads' coroutines, for the rest of the process."""
+  logging.getLogger('asyncio').addFilter(_LEFTOVER_LOG_FILTER)  # (Both calls add nothing a second time.)
+  warnings.filterwarnings('ignore', message=f"coroutine '({'|'.join(_READ_COROUTINES)})' was never awaited",
+                          category=RuntimeWarning)
   previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
   if getattr(previous_unraisable, 'drops_leftovers_of_failed_reads', False):
     return
