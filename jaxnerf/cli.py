@@ -155,13 +155,30 @@ def flag_error_message(e: BaseException, argv=()) -> str:
   config_file, _, preset = config_arg.removeprefix('--config=').partition(':')
   if isinstance(chain[-1], TypeError) and re.match(r'get_config\(\) takes 0 positional', text) and preset:
     return f'{config_arg}: {config_file} has no presets (its get_config() takes no argument); drop ":{preset}".'
-  line = _line_in_file(chain[-1], config_file) if config_file else None
-  if line is not None:  # The config file itself raised (not Python, or a bad config).
-    return (f'{config_arg}: the config file cannot be loaded: line {line}: {type(chain[-1]).__name__}: {text} '
-            '(expected a Python file defining get_config()).')
+  config_error = _config_file_error(chain[-1], config_file) if config_file else None
+  if config_error:
+    return f'{config_arg}: {config_error}'
   if flag and not text.startswith('flag --'):
     return f'{flag}: {text}'
   return text.removeprefix('flag ')
+
+
+def _config_file_error(e: BaseException, config_file: str) -> Optional[str]:
+  """What is wrong with `config_file`, where `e` (the innermost error of loading it) comes from the file
+  itself: not Python, no get_config(), or an error that its code raised (a ValueError: its own message,
+  such as an unknown preset's); None for other errors."""
+  expected = 'expected a Python file whose get_config() returns the config, as configs/demo.py does'
+  if isinstance(e, SyntaxError) and e.filename and pathlib.Path(e.filename).name == pathlib.Path(config_file).name:
+    return f'{config_file} is not a Python file (line {e.lineno}: {e.msg}); {expected}.'
+  if isinstance(e, AttributeError) and getattr(e, 'name', None) == 'get_config':
+    return f'{config_file} defines no get_config(); {expected}.'
+  line = _line_in_file(e, config_file)
+  if line is None:
+    return None
+  text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+  if isinstance(e, ValueError):  # Raised by the config on purpose: its own message.
+    return text
+  return f'the config file cannot be loaded: line {line}: {type(e).__name__}: {text} ({expected}).'
 
 
 def _line_in_file(e: BaseException, path: str) -> Optional[int]:

@@ -1,6 +1,8 @@
 """train.py and render.py as a user runs them: bad input fails with one line naming the key or file, no
 traceback; render.py finds the newest workdir and the split to render by itself."""
 
+import importlib
+import inspect
 import json
 import os
 import pathlib
@@ -9,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from absl import flags
+from ml_collections import config_flags
 from PIL import Image
 
 from configs import chair
@@ -17,6 +21,7 @@ from configs import default
 from configs import demo
 from configs import lego
 from configs import lego_ngp
+from jaxnerf import cli
 from jaxnerf.commands import render
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import DatasetError
@@ -60,6 +65,45 @@ def test_missing_config_file_and_unknown_preset_are_one_line(tmp_path):
   assert_one_line_error(result, '--config=configs/nope.py', 'No such file')
   result = run('train.py', '--config=configs/lego_ngp.py:gpu', f'--workdir={tmp_path}')
   assert_one_line_error(result, "Unknown preset 'gpu'", "use '' (full resolution) or 'cpu'")
+
+
+def _config_file_message(argument):
+  """cli.flag_error_message for --config=`argument`, parsed as train.py parses it (in-process)."""
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'Configuration file.', flag_values=flag_values)
+  argv = ['train.py', f'--config={argument}']
+  try:
+    flag_values(argv)
+    flag_values.config.keys()  # A config that failed to load raises on first use.
+  except Exception as e:  # pylint: disable=broad-except  # Whatever loading it raised.
+    return cli.flag_error_message(e, argv)
+  raise AssertionError(f'{argument} loaded')
+
+
+def test_a_config_file_that_is_not_one_says_what_a_config_file_is(tmp_path, monkeypatch):
+  monkeypatch.chdir(REPO)
+  expected = 'expected a Python file whose get_config() returns the config, as configs/demo.py does'
+  assert _config_file_message('README.md').startswith('--config=README.md: README.md is not a Python file (line ')
+  assert expected in _config_file_message('README.md')
+  (tmp_path / 'c.json').write_text('{"a": 1}')  # Python, but no get_config().
+  assert _config_file_message(str(tmp_path / 'c.json')) == (
+      f'--config={tmp_path}/c.json: {tmp_path}/c.json defines no get_config(); {expected}.')
+  (tmp_path / 'c2.json').write_text('{"a": true}')
+  assert _config_file_message(str(tmp_path / 'c2.json')) == (
+      f"--config={tmp_path}/c2.json: the config file cannot be loaded: line 1: NameError: name 'true' is not "
+      f'defined ({expected}).')
+  assert _config_file_message('configs/lego_ngp.py:nosuch') == (
+      "--config=configs/lego_ngp.py:nosuch: Unknown preset 'nosuch' for configs/lego_ngp.py: use '' (full "
+      "resolution) or 'cpu'.")
+
+
+@pytest.mark.parametrize('path', sorted(pathlib.Path(REPO, 'configs').glob('[!_]*.py')), ids=lambda p: p.name)
+def test_an_unknown_preset_is_named_in_the_configs_own_file(path):
+  module = importlib.import_module(f'configs.{path.stem}')
+  if not inspect.signature(module.get_config).parameters:
+    return  # No presets: cli says so.
+  with pytest.raises(ValueError, match=rf"Unknown preset 'nosuch' for configs/{path.name}: use "):
+    module.get_config('nosuch')
 
 
 def test_out_of_range_value_is_one_line_naming_the_key(tmp_path):
