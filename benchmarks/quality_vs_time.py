@@ -63,7 +63,7 @@ class _SecondsParser(flags.ArgumentParser):
 
 
 def prepare_workdir(workdir) -> pathlib.Path:
-  """Creates --workdir and checks that the run can write there and that it holds no run yet (its points
+  """Checks that the run can write in --workdir (or create it) and that it holds no run yet (its points
   would mix two runs' training); a ConfigError names --workdir."""
   workdir = workdirs.check_writable(workdir, '--workdir')
   if reporting.read_metrics(workdir):

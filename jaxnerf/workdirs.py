@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import pathlib
+import shutil
 import socket
 import sys
 import tempfile
@@ -30,7 +31,9 @@ _held: Dict[pathlib.Path, list] = {}
 
 
 def check_writable(directory, what: str = 'the workdir') -> pathlib.Path:
-  """Creates `directory` (and its parents) if missing and checks that files can be written in it.
+  """Checks that files can be written in `directory`, or, where it is missing, that it can be created (its
+  nearest existing parent is a writable folder). Nothing is created: a command that is refused later leaves
+  no folder behind, and the writers create the folders they write in.
 
   Args:
     directory: the folder.
@@ -42,16 +45,35 @@ def check_writable(directory, what: str = 'the workdir') -> pathlib.Path:
   directory = pathlib.Path(directory)
   if directory.exists() and not directory.is_dir():
     raise WorkdirError(f'{what} {directory} is a file; expected a directory.')
+  existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())
+  if not existing.is_dir():
+    raise WorkdirError(f'{what} {directory} cannot be created: a part of its path is a file.')
   try:
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=directory):
+    with tempfile.TemporaryFile(dir=existing):
       pass
-  except (FileExistsError, NotADirectoryError):  # A parent is a file.
-    raise WorkdirError(f'{what} {directory} cannot be created: a part of its path is a file.') from None
   except OSError as e:
     raise WorkdirError(f'{what} {directory} is not writable ({e.strerror}); choose another folder or fix its '
                        'permissions.') from None
   return directory
+
+
+def _created_folders(workdir: pathlib.Path) -> list:
+  """The folders that creating `workdir` would create, innermost first."""
+  return [p for p in (workdir, *workdir.absolute().parents) if not p.exists()]
+
+
+def _remove_if_unused(created: list) -> None:
+  """Removes the folders `created` (innermost first, by this run) where they hold no file but the lock:
+  a run that failed before writing leaves no folder behind."""
+  workdir = created[0]
+  if any(p.is_file() and p != workdir / LOCK_FILE for p in workdir.rglob('*')):
+    return
+  shutil.rmtree(workdir)
+  for parent in created[1:]:
+    try:
+      parent.rmdir()
+    except OSError:  # Something else was written there meanwhile.
+      return
 
 
 def _holder(lock_file) -> str:
@@ -97,8 +119,9 @@ def owned(workdir, what: str = '--workdir'):
   Raises:
     WorkdirError: naming the process that owns the workdir, or why the folder cannot be used.
   """
-  created = not pathlib.Path(workdir).exists()
   workdir = check_writable(workdir, what)
+  created = _created_folders(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
   key = workdir.resolve()
   if key in _held:
     _held[key][1] += 1
@@ -127,9 +150,8 @@ def owned(workdir, what: str = '--workdir'):
     try:
       yield workdir
     except BaseException:
-      if created and [p.name for p in workdir.iterdir()] == [LOCK_FILE]:  # A run that failed before writing:
-        (workdir / LOCK_FILE).unlink()  # leave no folder behind (while still holding the lock).
-        workdir.rmdir()
+      if created:  # Removed while the lock is still held.
+        _remove_if_unused(created)
       raise
     finally:
       del _held[key]

@@ -154,7 +154,7 @@ def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(tr
                                         r"float32 there and shape \(8,\) float32 here \(differing settings: "
                                         r"model.mlp.width\)"):
     trainer.run_training(other, tmp_path / 'other')
-  assert not (tmp_path / 'other' / checkpoints.CONFIG_FILE).exists()
+  assert not (tmp_path / 'other').exists()  # Nor the checkpoints/ folder that its manager made.
   same_arrays = small_mlp_config(config.data_dir, init_from=str(workdir))
   same_arrays.model.density_activation = 'softplus'
   experiment_lib.init_state_from(experiment_lib.build_experiment(same_arrays), same_arrays, workdir)

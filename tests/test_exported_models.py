@@ -124,8 +124,16 @@ def test_a_damaged_or_missing_export_is_refused_by_name(tmp_path):
   with pytest.raises(CheckpointError, match='missing.npz does not exist'):
     export.read(tmp_path / 'missing.npz')
   (tmp_path / 'garbled.npz').write_bytes(b'not an archive')
-  with pytest.raises(CheckpointError, match='garbled.npz is not a model exported'):
+  with pytest.raises(CheckpointError, match='garbled.npz is not a model exported') as raised:
     export.read(tmp_path / 'garbled.npz')
+  assert 'allow_pickle' not in str(raised.value)
+
+
+@pytest.mark.parametrize('export_format', export.FORMATS)
+def test_an_export_under_another_suffix_is_refused_before_the_restore(tmp_path, export_format):
+  with pytest.raises(WorkdirError, match=rf'--out=.*model.ply: a {export_format} model is written as .npz'):
+    export.export_workdir(tmp_path / 'not_a_workdir', export_format, tmp_path / 'export' / 'model.ply')
+  assert not list(tmp_path.iterdir())
 
 
 @pytest.fixture(scope='module')

@@ -142,6 +142,26 @@ def test_a_camera_path_the_scene_cannot_have_is_refused_before_training(scene_ca
   assert not (tmp_path / 'new').exists()
 
 
+def test_a_refused_command_leaves_no_folder_behind(scene_cache, tmp_path):
+  assert workdirs.check_writable(tmp_path / 'a' / 'b') == tmp_path / 'a' / 'b'  # Checked, not made.
+  with pytest.raises(Exception, match='config.json does not exist'):
+    export.export_workdir(tmp_path / 'nowhere', 'packed')
+  config = tiny_config(scene_cache)
+  config.eval.update(video_frames=4, path='spiral')  # Refused after the workdir is locked.
+  with pytest.raises(ConfigError, match='spiral'):
+    trainer.train_and_evaluate(config, tmp_path / 'runs' / 'new')
+  with pytest.raises(RuntimeError, match='failed'):
+    with workdirs.owned(tmp_path / 'c' / 'd') as workdir:
+      (workdir / 'checkpoints').mkdir()  # As a checkpoint manager makes it, with nothing in it yet.
+      raise RuntimeError('failed')
+  assert not list(tmp_path.iterdir())
+  with pytest.raises(RuntimeError, match='failed'):
+    with workdirs.owned(tmp_path / 'e') as workdir:
+      (workdir / 'config.json').write_text('{}')
+      raise RuntimeError('failed')
+  assert sorted(p.name for p in (tmp_path / 'e').iterdir()) == ['config.json', workdirs.LOCK_FILE]  # Kept.
+
+
 def test_lock_file_is_written_in_the_workdir_only(tmp_path):
   with workdirs.owned(tmp_path / 'a' / 'b') as workdir:
     assert workdir == pathlib.Path(tmp_path / 'a' / 'b')

@@ -176,6 +176,9 @@ def export_workdir(workdir, export_format: str, path=None) -> Dict:
   if path.is_dir():  # Checked before the restore, which takes a while.
     raise WorkdirError(f'--out={path} is a directory; expected the path of the file to write, e.g. '
                        f'{path / f"{export_format}.npz"}.')
+  if path.suffix.lower() != '.npz':
+    raise WorkdirError(f'--out={path}: a {export_format} model is written as .npz (what render.py --packed '
+                       'reads); name the file so.')
   workdirs.check_writable(path.parent, 'the folder of the export')
   workdirs.refuse_existing(path, '--out')
   config, _, state = experiment_lib.restore_model(workdir)

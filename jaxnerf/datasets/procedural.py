@@ -337,6 +337,7 @@ def ensure_scene(cache_dir, spec: ProceduralSceneSpec = ProceduralSceneSpec()) -
   if target.is_dir():
     return target
   workdirs.check_writable(cache_dir, 'the scene cache ($JAXNERF_CACHE, or config.data_dir)')
+  cache_dir.mkdir(parents=True, exist_ok=True)
   partial = pathlib.Path(tempfile.mkdtemp(prefix=f'.{target.name}.partial-', dir=cache_dir))
   partial.chmod(0o755)  # mkdtemp makes it private; the scene is ordinary data.
   try:
