@@ -50,13 +50,12 @@ def main(argv):
     workdir, packed = _WORKDIR.value, _PACKED.value
     if workdir and packed:
       cli.exit_with_usage_error('give --workdir (a checkpoint) or --packed (an exported model), not both')
-    step = _STEP.value
+    step = cli.checkpoint_step('--step', _STEP.value)
     if step is not None and packed:
       cli.exit_with_usage_error('--step chooses a checkpoint of a workdir; --packed is one exported model')
-    if step is not None and step != 'best':
-      if not step.isdigit():
-        cli.exit_with_usage_error(f"--step={step}: expected a checkpoint's step (a number >= 0) or 'best'")
-      step = int(step)
+    if _MIN_SIZE.value is not None and _MIN_SIZE.value < 0:
+      cli.exit_with_usage_error(f'--min_size={_MIN_SIZE.value}: expected a number of pixels >= 0 (0: the '
+                                'training images\' size)')
     if workdir is None and packed is None:
       workdir = render.newest_workdir()
       console.message(f'Rendering {workdir}, the workdir under runs/ with the newest checkpoint.')

@@ -5,9 +5,10 @@
   python train.py --config=configs/lego.py --config.factor=8
 
 Running again with the same --workdir resumes from its newest intact checkpoint (--resume_step=N: from the
-checkpoint of step N; the newer ones are moved to superseded_checkpoints/). Any config field can be
-overridden with --config.<field>=<value> (see configs/default.py). Several processes (one per host) train
-together with --coordinator_address, --num_processes and --process_id (README, "Several devices").
+checkpoint of step N, --resume_step=best: from the best one; the newer ones are moved to
+superseded_checkpoints/). Any config field can be overridden with --config.<field>=<value> (see
+configs/default.py). Several processes (one per host) train together with --coordinator_address,
+--num_processes and --process_id (README, "Several devices").
 """
 
 from absl import flags
@@ -20,8 +21,9 @@ with cli.flag_errors():  # Overrides of the default config file are applied here
                                             lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and renderings '
                                '(default: runs/<config file name>).')
-_RESUME_STEP = flags.DEFINE_integer('resume_step', None, 'Resume from the checkpoint of this step instead of '
-                                    'the newest (the newer ones are moved to superseded_checkpoints/).')
+_RESUME_STEP = flags.DEFINE_string('resume_step', None, 'Resume from the checkpoint of this step, or \'best\' '
+                                   '(config.train.keep_best\'s), instead of the newest (the newer ones are moved '
+                                   'to superseded_checkpoints/).')
 _DISTRIBUTED = cli.define_distributed_flags()
 
 
@@ -29,9 +31,10 @@ def main(argv):
   if len(argv) > 1:
     cli.exit_with_usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   workdir = _WORKDIR.value or cli.default_workdir(config_flags.get_config_filename(flags.FLAGS['config']))
+  resume_step = cli.checkpoint_step('--resume_step', _RESUME_STEP.value)
   with cli.friendly_errors():
     cli.initialize(_DISTRIBUTED)
-    summary = trainer.train_and_evaluate(_CONFIG.value, workdir, _RESUME_STEP.value)
+    summary = trainer.train_and_evaluate(_CONFIG.value, workdir, resume_step)
     cli.print_summary(summary, workdir)
 
 

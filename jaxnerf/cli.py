@@ -222,3 +222,13 @@ def run(main, config_flag=None):
 def exit_with_usage_error(text: str):
   print(f'error: {text}', file=sys.stderr)
   sys.exit(2)
+
+
+def checkpoint_step(flag: str, value: Optional[str]):
+  """The checkpoint that flag `flag` (--step, --resume_step) names by `value`: None, a step (an int) or 'best'
+  (checkpoints.BEST); anything else exits with a usage error."""
+  if value is None or value == 'best':
+    return value
+  if not value.isdigit():
+    exit_with_usage_error(f"{flag}={value}: expected a checkpoint's step (a number >= 0) or 'best'")
+  return int(value)

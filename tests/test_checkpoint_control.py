@@ -121,10 +121,13 @@ def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alik
   config, workdir, final = trained
   copy = tmp_path / 'copy'
   shutil.copytree(workdir, copy)
-  with pytest.raises(CheckpointError, match='no checkpoint of step 7; it keeps steps 5, 10, 15, 20'):
-    trainer.run_training(config, copy, resume_step=7)
-  with pytest.raises(ConfigError, match=r'--resume_step=-3: expected the step of a kept checkpoint'):
-    trainer.run_training(config, copy, resume_step=-3)
+  with pytest.MonkeyPatch.context() as patch:  # Refused before the data loads.
+    patch.setattr(trainer.datasets, 'load_split', lambda *args: pytest.fail('the data was loaded'))
+    with pytest.raises(CheckpointError, match='--resume_step=7: .*no checkpoint of step 7; it keeps steps 5, '
+                                              '10, 15, 20'):
+      trainer.run_training(config, copy, resume_step=7)
+    with pytest.raises(ConfigError, match=r'--resume_step=-3: expected the step of a kept checkpoint'):
+      trainer.run_training(config, copy, resume_step=-3)
   config = small_mlp_config(config.data_dir, checkpoint_every=5)  # Without keep_best: its checkpoint is set aside too.
   config.eval.every_steps = 5
   summary = trainer.train_and_evaluate(config, copy, resume_step=5)
@@ -134,6 +137,23 @@ def test_resuming_from_a_chosen_step_sets_the_newer_aside_and_retrains_them_alik
   assert not list((copy / checkpoints.BEST_DIR).iterdir())
   _, _, state = experiment_lib.restore_model(copy)
   chex.assert_trees_all_close(jax.device_get(state.params), final.params, rtol=1e-5, atol=1e-7)
+
+
+def test_resuming_from_the_best_checkpoint_sets_the_newer_aside(trained, tmp_path, monkeypatch):
+  config, workdir, _ = trained
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  config = small_mlp_config(config.data_dir, checkpoint_every=5, keep_best=True, num_steps=15)
+  config.eval.update(every_steps=5, final_num_images=0)
+  monkeypatch.setattr(trainer, '_validate', lambda *args: {'psnr': 20.0})  # Worse than the best, 23 dB.
+  summary = trainer.train_and_evaluate(config, copy, resume_step=checkpoints.BEST)
+  assert summary['resumed_from'] == 10 and summary['step'] == 15
+  assert sorted(p.name.split('-2')[0] for p in (copy / checkpoints.SUPERSEDED_DIR).iterdir()) == ['15', '20']
+  assert checkpoints.kept_steps(copy) == [5, 10, 15] and checkpoints.kept_steps(copy, checkpoints.BEST_DIR) == [10]
+  shutil.rmtree(copy / checkpoints.BEST_DIR)
+  monkeypatch.setattr(trainer.datasets, 'load_split', lambda *args: pytest.fail('the data was loaded'))
+  with pytest.raises(CheckpointError, match='--resume_step=best: .* keeps no best checkpoint'):
+    trainer.run_training(config, copy, resume_step=checkpoints.BEST)
 
 
 def test_a_run_starts_from_another_workdirs_parameters_of_the_same_model_only(trained, tmp_path, capsys):
@@ -186,7 +206,8 @@ def test_keep_best_without_validation_is_refused():
 
 def test_render_py_step_flag_refuses_what_is_not_a_step(tmp_path):
   for args, expected in ((['--step=last'], "--step=last: expected a checkpoint's step"),
-                         (['--step=3', f'--packed={tmp_path}/m.npz'], '--step chooses a checkpoint of a workdir')):
+                         (['--step=3', f'--packed={tmp_path}/m.npz'], '--step chooses a checkpoint of a workdir'),
+                         (['--path=orbit', '--min_size=-1'], '--min_size=-1: expected a number of pixels >= 0')):
     result = subprocess.run([sys.executable, 'render.py', *args], cwd=REPO, capture_output=True, text=True,
                             env=subprocess_env(), timeout=120)
     assert result.returncode != 0 and expected in result.stderr, result.stderr

@@ -106,6 +106,16 @@ def test_an_unknown_preset_is_named_in_the_configs_own_file(path):
     module.get_config('nosuch')
 
 
+def test_checkpoint_step_flags_take_a_step_or_best(capsys):
+  assert [cli.checkpoint_step('--step', v) for v in (None, '0', '30', 'best')] == [None, 0, 30, 'best']
+  assert checkpoints.BEST == 'best'
+  for bad in ('-1', 'last', '3.0'):
+    with pytest.raises(SystemExit) as raised:
+      cli.checkpoint_step('--resume_step', bad)
+    assert raised.value.code == 2
+    assert f"--resume_step={bad}: expected a checkpoint's step (a number >= 0) or 'best'" in capsys.readouterr().err
+
+
 def test_out_of_range_value_is_one_line_naming_the_key(tmp_path):
   result = run('train.py', f'--workdir={tmp_path}', '--config.train.num_steps=-3')
   assert_one_line_error(result, 'config.train.num_steps=-3: expected a positive integer')

@@ -189,6 +189,15 @@ def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
   assert int(state.step) == 6
 
 
+def test_a_model_that_cannot_be_built_is_refused_before_the_data_loads(tmp_path, monkeypatch):
+  monkeypatch.setattr(datasets, 'load_split', lambda *args: pytest.fail('the data was loaded'))
+  config = tiny_config()
+  config.model.remat = True  # The hash grid has no MLP trunk to recompute.
+  with pytest.raises(ConfigError, match='config.model.remat=True recomputes the trunk activations'):
+    trainer.train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()
+
+
 def test_wall_clock_limit_stops_between_log_intervals(scene_cache, tmp_path):
   config = small_mlp_config(scene_cache, num_steps=100_000, log_every=100_000, checkpoint_every=100_000,
                        max_seconds=1.0)

@@ -282,14 +282,24 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state, move_d
   return restored
 
 
+def kept_steps(workdir, folder: str = CHECKPOINTS_DIR) -> list:
+  """The steps of the checkpoints in workdir/<folder>, oldest first, read from the folder's names (no
+  manager is made, so nothing is created)."""
+  return sorted(int(p.name) for p in (pathlib.Path(workdir) / folder).glob('*') if p.name.isdigit())
+
+
+def check_kept(directory, step: int, kept) -> None:
+  """Raises a CheckpointError naming the steps `kept` in `directory` unless `step` is one of them."""
+  if step not in kept:
+    raise CheckpointError(f'{directory} holds no checkpoint of step {step}; it keeps '
+                          f'{"steps " + ", ".join(map(str, kept)) if kept else "none"}.')
+
+
 def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state) -> Restored:
   """Checkpoint `step` of `manager`, placed like `abstract_state`. Nothing is moved: a step that is not
   kept, is damaged or holds another model raises a CheckpointError that says which."""
   directory = pathlib.Path(manager.directory)
-  kept = sorted(manager.all_steps())
-  if step not in kept:
-    raise CheckpointError(f'{directory} holds no checkpoint of step {step}; it keeps '
-                          f'{"steps " + ", ".join(map(str, kept)) if kept else "none"}.')
+  check_kept(directory, step, sorted(manager.all_steps()))
   _drop_leftovers_of_failed_reads()
   with _quiet_failed_reads():
     try:

@@ -36,10 +36,18 @@ class Experiment:
   dynamic_scale: Optional[DynamicScale] = None  # The initial loss scale, for float16 compute.
 
 
-def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
-  """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
+def make_model(config: ml_collections.ConfigDict) -> nn.Module:
+  """The renderer of `config`, checked against its loss terms and pruned levels: quick (nothing is traced
+  or compiled), so that a model that cannot be built is refused before the data loads."""
   model = models.make_model(config.model, config.scene_box)
   losses.check_terms(config.loss, models.model_provides(model, config.model), config.model.name)
+  pruned_fields(model, config.optim.pruned_levels)
+  return model
+
+
+def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
+  """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
+  model = make_model(config)
   schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
   optimizer = train_state_lib.make_optimizer(config.optim, pruned_fields(model, config.optim.pruned_levels))
   mesh = parallel.make_mesh(devices)

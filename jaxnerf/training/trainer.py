@@ -12,7 +12,7 @@ spent, and the learning-rate schedule is laid over the steps it is expected to a
 import json
 import pathlib
 import time
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,7 @@ import numpy as np
 from jaxnerf import console
 from jaxnerf import datasets
 from jaxnerf.datasets import batching
+from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.outputs import evaluation
@@ -248,9 +249,30 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
     summary['video_seconds'] = time.perf_counter() - start
 
 
-def _restore(experiment, config, manager, resume_step: Optional[int]) -> Optional[checkpoints.Restored]:
-  """The checkpoint of `resume_step`, or else the newest intact one (None where there is none)."""
+def _check_resume_step(workdir: pathlib.Path, resume_step: Union[int, str, None]):
+  """Refuses a `resume_step` whose checkpoint the workdir does not keep (before the data loads)."""
+  if resume_step is None:
+    return
+  if resume_step != checkpoints.BEST:
+    try:
+      checkpoints.check_kept(workdir / checkpoints.CHECKPOINTS_DIR, resume_step, checkpoints.kept_steps(workdir))
+    except CheckpointError as e:
+      raise CheckpointError(f'--resume_step={resume_step}: {e}') from None
+  elif not checkpoints.kept_steps(workdir, checkpoints.BEST_DIR):
+    raise CheckpointError(f'--resume_step=best: {workdir} keeps no best checkpoint (train with '
+                          'config.train.keep_best=True and validation, config.eval.every_steps > 0, to keep one).')
+
+
+def _restore(experiment, config, manager, workdir, resume_step) -> Optional[checkpoints.Restored]:
+  """The checkpoint of `resume_step` (checkpoints.BEST: the best one), or else the newest intact one (None
+  where there is none)."""
   abstract = lambda: experiment_lib.abstract_state(experiment, config.seed)  # Tracing takes a while.
+  if resume_step == checkpoints.BEST:
+    best_manager = checkpoints.make_manager(workdir, 1, checkpoints.BEST_DIR)
+    try:
+      return checkpoints.restore_step(best_manager, checkpoints.best_so_far(best_manager).step, abstract())
+    finally:
+      best_manager.close()
   if resume_step is not None:
     return checkpoints.restore_step(manager, resume_step, abstract())
   return checkpoints.restore_newest_intact(manager, abstract()) if manager.all_steps() else None
@@ -285,9 +307,11 @@ class TrainingResult(NamedTuple):
   summary: Dict  # As train_and_evaluate returns it.
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir, resume_step: Optional[int] = None) -> Dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir, resume_step: Union[int, str, None] = None
+                       ) -> Dict:
   """Trains `config` in `workdir` (resuming from its newest intact checkpoint, or from the checkpoint of
-  `resume_step`, whose newer ones are then moved to superseded_checkpoints/), then evaluates and renders.
+  `resume_step`, a step or checkpoints.BEST for the best one, whose newer ones are then moved to
+  superseded_checkpoints/), then evaluates and renders.
 
   Returns:
     A summary: {'step', 'train_seconds', 'val_psnr', 'val_ssim', 'video', ...}, also written to
@@ -296,7 +320,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, resume_step: 
   return run_training(config, workdir, resume_step).summary
 
 
-def run_training(config: ml_collections.ConfigDict, workdir, resume_step: Optional[int] = None) -> TrainingResult:
+def run_training(config: ml_collections.ConfigDict, workdir, resume_step: Union[int, str, None] = None
+                 ) -> TrainingResult:
   """`train_and_evaluate`, returning the final training state too.
 
   The workdir is owned by this run while it trains (`workdirs.owned_by_run`: a second run is refused), and
@@ -304,17 +329,20 @@ def run_training(config: ml_collections.ConfigDict, workdir, resume_step: Option
   its newest checkpoint restored (a failed resume leaves the workdir as it found it).
   """
   workdir = pathlib.Path(workdir)
-  if resume_step is not None and resume_step < 0:  # Refused before the data loads and the model compiles.
-    raise ConfigError(f'--resume_step={resume_step}: expected the step of a kept checkpoint (>= 0).')
+  # Refused before the data loads and the model compiles.
+  if resume_step != checkpoints.BEST and resume_step is not None and resume_step < 0:
+    raise ConfigError(f'--resume_step={resume_step}: expected the step of a kept checkpoint (>= 0) or best.')
   config_checks.check_training(config)
+  experiment_lib.make_model(config)
   reporting.check_wandb_available(config.train.wandb_project)
   with workdirs.owned_by_run(workdir):
     return _run_training_in_owned_workdir(config, workdir, resume_step)
 
 
 def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                                   resume_step: Optional[int]) -> TrainingResult:
+                                   resume_step: Union[int, str, None]) -> TrainingResult:
   experiment_lib.check_resumable(config, workdir)
+  _check_resume_step(workdir, resume_step)
   train_split = datasets.load_split(config, 'train')
   val_split = datasets.load_split(config, 'val')
   if config.eval.video_frames > 0:  # Refused now, not after all the training.
@@ -335,10 +363,10 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
 
   manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
   try:
-    restored = _restore(experiment, config, manager, resume_step)
+    restored = _restore(experiment, config, manager, workdir, resume_step)
     state = restored.state if restored else _initial_state(experiment, config)
     if resume_step is not None:
-      _set_aside_newer(resume_step, manager, workdir)
+      _set_aside_newer(int(jax.device_get(state.step)), manager, workdir)
   except BaseException:
     manager.close()
     raise
