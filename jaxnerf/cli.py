@@ -18,6 +18,7 @@ from absl import logging
 
 from jaxnerf import errors
 from jaxnerf import peers
+from jaxnerf.training import interrupts
 
 
 class DistributedFlags(NamedTuple):
@@ -60,7 +61,8 @@ def initialize(distributed: Optional[DistributedFlags] = None):
   the other processes of a run of several (the cluster detected from the environment, or the flags)."""
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
   # SIGTERM (a scheduler's preemption, `kill`) stops training like Ctrl-C: a checkpoint is saved first.
-  signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+  for number in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(number, interrupts.stop)
   _keep_compiled_programs()
   if distributed is None:
     return
@@ -98,11 +100,6 @@ def _keep_compiled_programs():
                               'jaxnerf\'s caches (the procedural scenes, compiled programs).')
   jax.config.update('jax_compilation_cache_dir', str(cache_dir / 'xla'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-
-
-def _raise_keyboard_interrupt(signum, frame):
-  del signum, frame
-  raise KeyboardInterrupt
 
 
 def default_workdir(config_path: str) -> str:

@@ -73,6 +73,7 @@ def test_the_best_checkpoint_is_replaced_only_by_a_better_validation(states, tmp
   _, experiment, by_step = states
   best = checkpoints.make_manager(tmp_path, 1, checkpoints.BEST_DIR)
   assert checkpoints.best_so_far(best) is None
+  assert not checkpoints.save_if_best(best, by_step[10], 1.0, psnr=float('nan'))  # It renders NaN: not kept.
   assert checkpoints.save_if_best(best, by_step[10], 1.0, psnr=20.0)
   assert not checkpoints.save_if_best(best, by_step[20], 2.0, psnr=20.0)  # Not better: kept as it was.
   assert checkpoints.save_if_best(best, by_step[30], 3.0, psnr=21.5)

@@ -16,6 +16,7 @@ import pytest
 
 from jaxnerf.commands import render
 from jaxnerf.errors import CheckpointError
+from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.outputs import reporting
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
@@ -183,6 +184,19 @@ def test_leftover_of_an_interrupted_save_is_ignored_and_removed(saved, tmp_path)
   restored, steps = _restore(workdir, saved[1])
   assert int(restored.state.step) == 20 and steps == [10, 20]
   assert not partial.exists()
+
+
+def test_a_state_holding_nan_is_never_saved(saved, tmp_path):
+  state = saved[2][10]
+  params = jax.tree.map(np.array, state.params)
+  params['coarse_field']['trunk_0']['kernel'][0, 0] = np.nan
+  manager = checkpoints.make_manager(tmp_path, keep=2)
+  with pytest.raises(NonFiniteLossError, match=r"state of step 10 holds NaN or inf \(in params\['coarse_field'\]"
+                                               r"\['trunk_0'\]\['kernel'\]\); it was not saved"):
+    checkpoints.save(manager, state.replace(params=params), train_seconds=1.0)
+  manager.wait_until_finished()
+  assert manager.all_steps() == []
+  manager.close()
 
 
 def _raised_in_orbax():

@@ -1,9 +1,10 @@
-"""kill -9 of a real training process at random moments (between steps, while an asynchronous checkpoint is
-being written): each time, the next run resumes from the newest complete checkpoint, and the run ends with
-the parameters of one that was never interrupted."""
+"""kill -9, and SIGTERM twice in a row, of a real training process at random moments (between steps, while an
+asynchronous checkpoint is being written): each time, the next run resumes from the newest complete
+checkpoint, and the run ends with the parameters of one that was never interrupted."""
 
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -46,15 +47,22 @@ def test_killed_at_random_moments_resumes_and_ends_as_if_never_killed(scene_cach
   workdir = tmp_path / 'killed'
   rng = np.random.default_rng(2026)
   runs = []  # (the newest checkpoint folder before a run, the run's stderr)
-  for _ in range(2):
+  for stop in ('kill', 'sigterm twice'):
     newest = (_step_folders(workdir) or [None])[-1]
     process = subprocess.Popen(_train_command(scene_cache, workdir), cwd=REPO, env=subprocess_env(2),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_new_checkpoint(process, workdir, -1 if newest is None else newest)
     time.sleep(rng.uniform(0.0, 0.6))  # Steps take tens of milliseconds; saves start every 3 steps.
-    process.kill()
+    if stop == 'kill':
+      process.kill()
+    else:  # The second one while the first one's checkpoint is being saved: it waits for the save.
+      process.send_signal(signal.SIGTERM)
+      time.sleep(0.05)
+      process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert 'Traceback' not in stderr, stderr[-3000:]
+    if stop != 'kill':
+      assert process.returncode == 130 and 'saved a checkpoint' in stderr, stderr[-3000:]
     runs.append((newest, stderr))
   newest = _step_folders(workdir)[-1]
   final = subprocess.run(_train_command(scene_cache, workdir), cwd=REPO, env=subprocess_env(2),

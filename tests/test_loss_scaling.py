@@ -163,7 +163,7 @@ def test_a_float16_run_that_stays_non_finite_stops_and_keeps_its_checkpoint(scen
   monkeypatch.setattr(batching.RayBatcher, 'batch', batch_with_nans_from_step_13)
   # Steps 14 and 15 are skipped at scales 4 and 2; step 16 fails at the minimum.
   with pytest.raises(NonFiniteLossError, match=r'step 16 with the loss scale already at its minimum \(1\).*'
-                                               r'checkpoint \(10\)'):
+                                               r'checkpoint \(step 10\)'):
     trainer.train_and_evaluate(config, tmp_path)
   _, _, state = experiment_lib.restore_model(tmp_path)
   assert int(state.step) == 10 and float(state.dynamic_scale.scale) == 4.0

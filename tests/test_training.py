@@ -1,7 +1,10 @@
 """Training: the compiled step (data parallelism, no retracing, non-finite guard), checkpoints and resumption,
 and short end-to-end runs on a tiny procedural scene (each method's config: test_method_configs.py)."""
 
+import os
 import pathlib
+import signal
+import time
 
 import chex
 import jax
@@ -22,6 +25,7 @@ from jaxnerf.outputs import reporting
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import interrupts
 from jaxnerf.training import pacing
 from jaxnerf.training import steps as steps_lib
 from jaxnerf.training import trainer
@@ -133,6 +137,7 @@ def test_checkpoint_round_trip(scene_cache, tmp_path):
 
 def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
   config = small_mlp_config(scene_cache, num_steps=5)
+  config.eval.final_num_images = 0  # (What is checked is the resume; rendering would compile the renderer.)
   trainer.train_and_evaluate(config, tmp_path)
   before = _files_and_contents(tmp_path)
   config.model.mlp.width = 16
@@ -164,7 +169,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(scene_cache, tmp_path, 
     return batch
 
   monkeypatch.setattr(batching.RayBatcher, 'batch', batch_with_nans_from_step_13)
-  with pytest.raises(NonFiniteLossError, match=r'non-finite at step 14.*checkpoint \(10\)'):
+  with pytest.raises(NonFiniteLossError, match=r'non-finite at step 14.*checkpoint \(step 10\)'):
     trainer.train_and_evaluate(config, tmp_path)
   _, _, state = experiment_lib.restore_model(tmp_path)
   assert int(state.step) == 10
@@ -187,6 +192,49 @@ def test_interrupt_saves_a_checkpoint(scene_cache, tmp_path, monkeypatch):
     trainer.train_and_evaluate(config, tmp_path)
   _, _, state = experiment_lib.restore_model(tmp_path)
   assert int(state.step) == 6
+
+
+def test_a_signal_in_a_held_block_is_raised_when_the_block_ends():
+  previous = signal.signal(signal.SIGTERM, interrupts.stop)  # As cli.initialize sets it.
+  try:
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+      with interrupts.held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # Delivered by now: held.
+        finished.append('the block')
+    assert finished == ['the block']
+    with interrupts.held(raise_after=False):  # Already stopping: the signal is dropped.
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(0.05)
+    assert signal.getsignal(signal.SIGTERM) is interrupts.stop
+    try:  # Python drops a KeyboardInterrupt raised in a garbage-collection callback...
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(0.05)
+    except KeyboardInterrupt:
+      pass
+    with pytest.raises(KeyboardInterrupt):  # ...the next held block raises it again.
+      with interrupts.held():
+        pass
+    with interrupts.held():  # Once.
+      pass
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    interrupts.handled()
+
+
+def test_float16_parameters_whose_loss_overflows_are_never_saved(scene_cache, tmp_path):
+  """An absurd learning rate: after one update, the float16 forward pass overflows (the parameters stay
+  finite, so only their loss shows it); loss scaling skips the steps, and the end of training does not keep
+  the model, which would render NaN."""
+  config = small_mlp_config(scene_cache, num_steps=6)
+  config.model.dtype = 'float16'
+  config.optim.update(lr_init=1e3, lr_final=1e3)
+  with pytest.raises(NonFiniteLossError, match=r'The parameters of step 6 give a non-finite loss; they were not '
+                                               r'saved, and training stopped\. No checkpoint was saved in .* before '
+                                               r"it\. Try config.model.dtype='float32'"):
+    trainer.train_and_evaluate(config, tmp_path)
+  assert checkpoints.kept_steps(tmp_path) == []
 
 
 def test_a_model_that_cannot_be_built_is_refused_before_the_data_loads(tmp_path, monkeypatch):

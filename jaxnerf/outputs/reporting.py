@@ -5,6 +5,7 @@ Only process 0 writes anything; the others get writers that do nothing.
 """
 
 import json
+import logging
 import pathlib
 import time
 from typing import Dict
@@ -63,6 +64,8 @@ class MetricsWriter:
         write_text_atomically(self._path, kept_text)
     if enable_tensorboard:
       from tensorboardX import SummaryWriter  # Imported here: it is slow to import.
+      # A NaN scalar is a record (the loss of steps that loss scaling skipped), not a warning per value.
+      logging.getLogger('tensorboardX.x2num').setLevel(logging.ERROR)
       self._tensorboard = SummaryWriter(str(self._path.parent / 'tensorboard'), purge_step=start_step + 1)
     if wandb_project:
       self._wandb = _start_wandb(wandb_project, self._path.parent, config)

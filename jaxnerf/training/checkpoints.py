@@ -39,6 +39,7 @@ import orbax.checkpoint as ocp
 
 from jaxnerf import console
 from jaxnerf.errors import CheckpointError
+from jaxnerf.errors import NonFiniteLossError
 from jaxnerf import workdirs
 from jaxnerf.training import default_config
 
@@ -92,12 +93,23 @@ def _as_words(x):
 
 @jax.jit
 def _fingerprint(state):
-  return jnp.stack([_word_checksum(_as_words(leaf)) for leaf in jax.tree.leaves(state)])
+  """(checksum of each array [N] uint32, whether each array is finite [N] bool) of `state`'s N arrays."""
+  leaves = jax.tree.leaves(state)
+  finite = [jnp.all(jnp.isfinite(leaf)) if jnp.issubdtype(leaf.dtype, jnp.inexact) else jnp.bool_(True)
+            for leaf in leaves]
+  return jnp.stack([_word_checksum(_as_words(leaf)) for leaf in leaves]), jnp.stack(finite)
+
+
+def _fingerprint_and_non_finite(state):
+  """(a checksum of each array of `state`, a list of ints; the paths of its arrays that hold NaN or inf)."""
+  checksums, finite = jax.device_get(_fingerprint(state))
+  paths = [jax.tree_util.keystr(path).lstrip('.') for path, _ in jax.tree_util.tree_leaves_with_path(state)]
+  return [int(v) for v in np.asarray(checksums)], [path for path, ok in zip(paths, finite) if not ok]
 
 
 def state_fingerprint(state) -> list:
   """A checksum of each array of `state` (a list of ints) that changes with any flipped bit."""
-  return [int(v) for v in np.asarray(jax.device_get(_fingerprint(state)))]
+  return _fingerprint_and_non_finite(state)[0]
 
 
 class Restored(NamedTuple):
@@ -107,10 +119,17 @@ class Restored(NamedTuple):
 
 def save(manager: ocp.CheckpointManager, state, train_seconds: float, **record_entries) -> None:
   """Saves `state` under its step with the run's training seconds, the state's fingerprint and
-  `record_entries` (JSON values): the fingerprint is computed now (one pass over the state), the files are
-  written asynchronously (`manager.wait_until_finished()` to join)."""
-  record = {'train_seconds': float(train_seconds), 'fingerprint': state_fingerprint(state), **record_entries}
-  manager.save(int(jax.device_get(state.step)), force=True,
+  `record_entries` (JSON values): the fingerprint is computed now (one pass over the state, which also
+  refuses a state holding NaN or inf with a NonFiniteLossError), the files are written asynchronously
+  (`manager.wait_until_finished()` to join)."""
+  fingerprint, non_finite = _fingerprint_and_non_finite(state)
+  step = int(jax.device_get(state.step))
+  if non_finite:
+    raise NonFiniteLossError(f'The training state of step {step} holds NaN or inf (in {", ".join(non_finite[:3])}'
+                             f'{", ..." if len(non_finite) > 3 else ""}); it was not saved to '
+                             f'{manager.directory}.')
+  record = {'train_seconds': float(train_seconds), 'fingerprint': fingerprint, **record_entries}
+  manager.save(step, force=True,
                args=ocp.args.Composite(state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(record)))
 
 
@@ -347,10 +366,10 @@ def best_so_far(best_manager: ocp.CheckpointManager) -> Optional[BestCheckpoint]
 
 def save_if_best(best_manager: ocp.CheckpointManager, state, train_seconds: float, psnr: float) -> bool:
   """Saves `state` as the best checkpoint when its validation `psnr` beats the one kept (which the manager
-  then deletes); returns whether it did. A kept one of this step or later (from a run that was resumed
+  then deletes; a NaN PSNR never does); returns whether it did. A kept one of this step or later (from a run that was resumed
   from an older checkpoint) is moved to superseded_checkpoints/ first."""
   best = best_so_far(best_manager)
-  if best is not None and not psnr > best.psnr:
+  if not np.isfinite(psnr) or (best is not None and not psnr > best.psnr):  # NaN: a model that renders NaN.
     return False
   step = int(jax.device_get(state.step))
   for later in [s for s in best_manager.all_steps() if s >= step]:

@@ -32,6 +32,8 @@ from jaxnerf import parallel
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import guarded_saves
+from jaxnerf.training import interrupts
 from jaxnerf.training import pacing
 from jaxnerf.training.train_state import TrainState
 from jaxnerf import workdirs
@@ -45,17 +47,6 @@ def _mean_metrics(fetched_history):
   applied = [m for m in fetched_history if m['finite']] or fetched_history
   means = {k: float(np.mean([m[k] for m in applied])) for k in applied[0] if k not in ('finite', 'failed')}
   return {**means, 'skipped_steps': len(fetched_history) - sum(bool(m['finite']) for m in fetched_history)}
-
-
-def _failure_message(step: int, state, manager) -> str:
-  intact = (f'The newest checkpoint ({manager.latest_step()}) in {manager.directory.parent} is intact.')
-  if state.dynamic_scale is None:
-    return (f'The loss or its gradient became non-finite at step {step}; training stopped. {intact} Try a '
-            'lower config.optim.lr_init or config.optim.grad_clip_norm > 0.')
-  return (f'The loss or its gradient was non-finite at step {step} with the loss scale already at its '
-          f'minimum ({state.dynamic_scale.minimum_scale:g}): this is not a float16 overflow that scaling '
-          f'recovers from (the data or the model yields NaN or inf); training stopped. {intact} Try '
-          "config.model.dtype='float32' or 'bfloat16', or a lower config.optim.lr_init.")
 
 
 def _replicated_int(value: int, sharding):
@@ -134,7 +125,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
                                 config.batching.precrop_steps, config.batching.precrop_fraction, config.seed,
                                 jax.process_index(), jax.process_count())
   prefetcher = pacing.BatchPrefetcher(batcher, start_step, num_steps, experiment.steps.batch_sharding)
-  history, last_saved = [], start_step
+  history, last_saved, train_step, batch = [], start_step, None, None  # (A stop may come before the compile.)
   eval_times = [t for t in sorted(config.eval.at_train_seconds) if t >= budget.seconds]  # Still to come.
   try:
     # Compiled ahead of the loop, so that training time (max_seconds, at_train_seconds) excludes it.
@@ -150,14 +141,15 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       if viewer is not None and viewer.wants_parameters():
         # A copy: the next step donates the state's buffers.
         viewer.publish(jax.tree.map(jnp.copy, state.variables), step)
-      state, step_metrics = train_step(state, batch)
-      step += 1
-      batch = prefetcher.next() if step < num_steps else None
+      with interrupts.held():  # Not between donating the state and returning the new one.
+        state, step_metrics = train_step(state, batch)
+        step += 1
+      batch = prefetcher.next() if step < num_steps else batch  # (The last one: for `_save_checked`.)
       progress.advance()
       history.append(step_metrics)
       # Checking the previous step keeps one step in flight while we wait.
       if len(history) > 1 and bool(history[-2]['failed']):
-        raise NonFiniteLossError(step - 1)
+        raise guarded_saves.NonFiniteStep(step - 1)
       out_of_time, eval_due = parallel.agree(
           np.array([budget.out_of_time(), bool(eval_times) and budget.seconds >= eval_times[0]]))
       at_log = step % config.train.log_every == 0 or step == num_steps or out_of_time
@@ -167,7 +159,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
       if not (at_log or at_checkpoint or at_eval or at_video):
         continue
       if bool(history[-1]['failed']):
-        raise NonFiniteLossError(step)
+        raise guarded_saves.NonFiniteStep(step)
       budget.pause()
       if at_log:
         fetched = jax.device_get(history)
@@ -186,8 +178,9 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
                                              'schedule_steps': schedule_steps})
         history = []
       if at_checkpoint:
-        checkpoints.save(manager, state, budget.seconds)
-        last_saved = step
+        with interrupts.held():
+          guarded_saves.save_checked(manager, state, budget.seconds, train_step, batch)
+          last_saved = step
       if at_eval:
         mean = _validate(experiment, state, val_split, config, writer, step, progress, budget.seconds)
         if best_manager is not None and checkpoints.save_if_best(best_manager, state, budget.seconds, mean['psnr']):
@@ -199,25 +192,23 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
         progress.write(f'Stopping at step {step}: config.train.max_seconds={config.train.max_seconds} reached.')
         break
       budget.start()
-  except NonFiniteLossError as e:
+    budget.pause()
+    if step > last_saved:
+      with interrupts.held():
+        guarded_saves.save_checked(manager, state, budget.seconds, train_step, batch)
+        last_saved = step
+  except guarded_saves.NonFiniteStep as failure:
     prefetcher.close()
     progress.close()  # The error's line starts below the bar, not on it.
     manager.wait_until_finished()
-    raise NonFiniteLossError(_failure_message(e.args[0], state, manager)) from None
+    raise NonFiniteLossError(guarded_saves.failure_message(failure, state, manager)) from None
   except KeyboardInterrupt:
-    # Keep the finished work: the state is always finite (the step refuses non-finite updates).
-    prefetcher.close()
-    budget.pause()
-    if step > last_saved:
-      checkpoints.save(manager, state, budget.seconds)
-    manager.wait_until_finished()
-    progress.close()
-    console.message(f'\nInterrupted at step {step}; saved a checkpoint. Run the same command to resume.')
+    interrupts.handled()
+    with interrupts.held(raise_after=False):  # A second Ctrl-C or SIGTERM does not cut the save short.
+      prefetcher.close()
+      guarded_saves.save_interrupted(manager, state, budget, step, last_saved, train_step, batch, progress)
     raise
-  budget.pause()
   prefetcher.close()
-  if step > last_saved:
-    checkpoints.save(manager, state, budget.seconds)
   progress.close()
   if stall_watch.warning:
     summary['warnings'] = [stall_watch.warning]
@@ -390,13 +381,14 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
                'resumed_from': start_step if restored else None}
     _finish(experiment, state, train_split, val_split, config, workdir, writer, step, summary)
   finally:
-    if viewer is not None:
-      viewer.close()
-    for each in (manager, best_manager):
-      if each is not None:
-        each.wait_until_finished()
-        each.close()
-    writer.close()
+    with interrupts.held(raise_after=False):  # Saves still being written are finished, not cut short.
+      if viewer is not None:
+        viewer.close()
+      for each in (manager, best_manager):
+        if each is not None:
+          each.wait_until_finished()
+          each.close()
+      writer.close()
   if jax.process_index() == 0:
     (workdir / 'final').mkdir(parents=True, exist_ok=True)
     workdirs.write_text_atomically(workdir / 'final' / 'summary.json', json.dumps(summary, indent=2))
