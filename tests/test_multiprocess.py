@@ -86,7 +86,7 @@ def test_two_processes_train_as_one_process_of_two_devices(scene_cache, tmp_path
 def test_a_process_whose_peer_never_starts_times_out_and_stops_on_sigterm(tmp_path):
   """Both alone (the coordinator, and a process whose coordinator never starts); started together to share
   the start-up time."""
-  timing_out = _worker(f'127.0.0.1:{_free_port()}', 1, tmp_path, tmp_path, tmp_path, '--join_timeout=2')
+  timing_out = _worker(f'127.0.0.1:{_free_port()}', 1, tmp_path, tmp_path, tmp_path, '--join_timeout=1')
   waiting = _worker(f'127.0.0.1:{_free_port()}', 0, tmp_path, tmp_path, tmp_path)
   try:
     lines = []
@@ -107,5 +107,5 @@ def test_a_process_whose_peer_never_starts_times_out_and_stops_on_sigterm(tmp_pa
   assert timing_out.returncode == 1, timed_out
   error = timed_out.strip().splitlines()[-1]
   assert error.startswith('error: the other processes of the run (2 in all) at 127.0.0.1:'), timed_out
-  assert 'did not join within 2 s' in error and '--join_timeout' in error
+  assert 'did not join within 1 s' in error and '--join_timeout' in error
   assert 'Traceback' not in timed_out + stopped
