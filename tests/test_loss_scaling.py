@@ -1,6 +1,7 @@
 """float16 training with dynamic loss scaling, through the real train step: gradients that underflow without
 it train with it; overflowing steps are skipped and halve the scale, finite ones regrow it; a run that fails
-at the minimum scale stops; the scale is checkpointed."""
+at the minimum scale stops; parameters whose forward pass overflows are never saved; the scale is
+checkpointed."""
 
 import chex
 import flax.linen as nn
@@ -170,6 +171,24 @@ def test_a_float16_run_that_stays_non_finite_stops_and_keeps_its_checkpoint(scen
   # Steps 11-15 were logged: two skipped, the means over the three applied.
   record = next(r for r in reporting.read_metrics(tmp_path) if r['split'] == 'train' and r['step'] == 15)
   assert record['skipped_steps'] == 2 and np.isfinite(record['loss']) and record['loss_scale'] == 4.0
+
+
+def test_float16_parameters_whose_forward_pass_overflows_are_never_saved(scene_cache, tmp_path, monkeypatch):
+  """What an absurd learning rate (lr_init=1e3) leaves after one step: finite parameters, a thousand times
+  too large, whose float16 forward pass overflows. Loss scaling skips each step (it cannot mend a forward
+  overflow) until training ends; the final save keeps nothing, since its model would render NaN. (The
+  config of the test above: its compiled step is reused.)"""
+  config = small_mlp_config(scene_cache, num_steps=2)  # Steps 1 and 2 are skipped at scales 4 and 2.
+  config.model.dtype = 'float16'
+  config.optim.loss_scale.update(initial=4.0, minimum=1.0)
+  init_state = experiment_lib.init_state
+  monkeypatch.setattr(experiment_lib, 'init_state', lambda experiment, seed: (lambda state: state.replace(
+      params=jax.tree.map(lambda p: 1e3 * p, state.params)))(init_state(experiment, seed)))
+  with pytest.raises(NonFiniteLossError, match=r'The parameters of step 2 give a non-finite loss; they were not '
+                                               r'saved, and training stopped\. No checkpoint was saved in .* before '
+                                               r"it\. Try config.model.dtype='float32'"):
+    trainer.train_and_evaluate(config, tmp_path)
+  assert checkpoints.kept_steps(tmp_path) == []
 
 
 def test_checkpoints_keep_the_loss_scale(tmp_path):
