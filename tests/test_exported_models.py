@@ -190,6 +190,14 @@ def test_bitnerf_renders_the_same_images_from_its_packed_export(trained_bitnerf,
   assert again['out_dir'] == summary['out_dir'] + '-2' and again['mean'] == summary['mean']
   after = tree_digests(tmp_path / 'render')
   assert {path: after[path] for path in packed_renders} == packed_renders  # The first render, untouched.
+  # A model that renders NaN (all 24x24 pixels) gives an error, not images and metrics.
+  broken = jax.tree.map(lambda x: np.full_like(x, np.nan) if x.dtype == np.float32 else x,
+                        jax.device_get(state.variables))
+  export.write(tmp_path / 'nan' / 'model.npz', config, 6, broken, 'float32')
+  with pytest.raises(CheckpointError, match=r'model.npz renders non-finite colours \(NaN or inf\) in 576 pixels of '
+                                            'view 0: it is not a usable model, and nothing was written'):
+    render.render_split(None, 'val', packed=str(tmp_path / 'nan' / 'model.npz'), limit=1)
+  assert [p.name for p in (tmp_path / 'nan').iterdir()] == ['model.npz']
 
 
 def test_export_and_render_commands(trained_bitnerf, tmp_path):

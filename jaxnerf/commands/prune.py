@@ -23,6 +23,7 @@ from jaxnerf.errors import WorkdirError
 from jaxnerf.outputs import evaluation
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import interrupts
 from jaxnerf.training import pruning
 from jaxnerf.training import trainer
 from jaxnerf import workdirs
@@ -83,8 +84,9 @@ def _prune(workdir, out: pathlib.Path, flags: Dict, eval_images: Optional[int]) 
   checkpoints.save_config(out, finetune_config)
   manager = checkpoints.make_manager(out, finetune_config.train.keep_checkpoints)
   try:
-    checkpoints.save(manager, state, 0.0)
-    manager.wait_until_finished()
+    with interrupts.held():  # A save cut in the middle would leave Orbax writing while the process exits.
+      checkpoints.save(manager, state, 0.0)
+      manager.wait_until_finished()
   finally:
     manager.close()
   return report
@@ -127,13 +129,8 @@ def _check_out(workdir, out: pathlib.Path, flags: Dict) -> Optional[Dict]:
   return report
 
 
-def _has_checkpoint(out: pathlib.Path) -> bool:
-  return any(p.name.isdigit() for p in (out / checkpoints.CHECKPOINTS_DIR).glob('*'))
-
-
 def _newest_step(workdir) -> Optional[int]:
-  steps = [int(p.name) for p in (pathlib.Path(workdir) / checkpoints.CHECKPOINTS_DIR).glob('*') if p.name.isdigit()]
-  return max(steps, default=None)
+  return max(checkpoints.kept_steps(workdir), default=None)
 
 
 def _say_what_is_resumed(workdir, out, report: Dict, target_step: int):
@@ -174,7 +171,7 @@ def prune_workdir(workdir, levels: str, sparsity: float = 0.5, finetune_steps: i
   _check_out(workdir, out, flags)
   with workdirs.owned(out, '--out'):  # The fine-tune's workdir: one prune.py at a time.
     report = _check_out(workdir, out, flags)
-    if report is not None and _has_checkpoint(out):  # Interrupted (or finished) earlier: resume it.
+    if report is not None and checkpoints.kept_steps(out):  # Interrupted (or finished) earlier: resume it.
       target_step = report['trained_step'] + finetune_steps
       if _newest_step(out) > target_step:
         raise WorkdirError(f'{out} is fine-tuned to step {_newest_step(out)} already, beyond the step '

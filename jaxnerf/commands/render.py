@@ -15,6 +15,7 @@ from typing import Dict, NamedTuple, Optional, Sequence, Union
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxnerf.commands import export
 from jaxnerf import console
@@ -67,6 +68,17 @@ def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None,
     raise ConfigError(f'--chunk_size={chunk_size}: expected a positive number of rays.')
   config_checks.check_divisible(chunk_size, '--chunk_size')
   return _Model(config, experiment, variables, step, chunk_size)
+
+
+def _check_finite(renderings, model: _Model, workdir, packed: Optional[str]):
+  """Raises a CheckpointError, before anything is written, if a view's colours are not all finite: a model
+  that renders NaN gives no images and no metrics that could pass for results."""
+  for index, rendering in enumerate(renderings):
+    bad = int(np.count_nonzero(~np.all(np.isfinite(rendering['rgb']), axis=-1)))
+    if bad:
+      source = packed or f'the checkpoint of step {model.step} in {workdir}'
+      raise CheckpointError(f'{source} renders non-finite colours (NaN or inf) in {bad} pixels of view {index}: '
+                            'it is not a usable model, and nothing was written.')
 
 
 def _scene_label(config, data_dir: Optional[str]) -> str:
@@ -133,6 +145,7 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   renderings = evaluation.render_views(model.experiment.steps, model.variables, split, indices, model.chunk_size,
                                        description=f'rendering the {split_name} split')
   render_seconds = time.perf_counter() - start
+  _check_finite(renderings, model, workdir, packed)
   per_image = evaluation.score_views(split, indices, renderings,
                                      model.config.eval.lpips if lpips_nets is None else lpips_nets)
   seconds = time.perf_counter() - start
@@ -172,6 +185,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   frames = evaluation.render_path(model.experiment.steps, model.variables, train_split, poses, model.chunk_size,
                                   model.experiment.background, min_size, f'rendering the {name}')
   seconds = time.perf_counter() - start
+  _check_finite(frames, model, workdir, packed)
   out_dir = _output_folder(out_root, _scene_label(config, data_dir), name, step, packed)
   paths = []
   if jax.process_index() == 0:
