@@ -18,7 +18,9 @@ from typing import Callable, Dict, Iterable, Iterator, Optional
 import jax
 import numpy as np
 
+from jaxnerf import console
 from jaxnerf.ops import camera
+from jaxnerf.outputs import memory
 from jaxnerf import parallel
 
 
@@ -188,6 +190,20 @@ def _render_flat(steps, variables, flat: camera.Rays, order: np.ndarray, chunk_s
                            outputs, samples, steps.sample_capacity, count)
 
 
+def _render_within_budget(steps, variables, flat: camera.Rays, order: np.ndarray, chunk_size: int, count):
+  """(`_render_flat` of `chunk_size` rays a call, or of fewer where a call would exceed the memory budget,
+  the chunk size used). The budget's calls (memory.BudgetedCall) refuse before they run, so a refused
+  attempt costs at most the probe of the batch; one line says when the chunk is lowered (the first time)."""
+  while True:
+    try:
+      return _render_flat(steps, variables, flat, order, chunk_size, count), chunk_size
+    except memory.OverBudget as over:
+      lowered = memory.lowered_chunk(chunk_size, over, steps.batch_sharding.mesh.size)
+      if over.measured_now:
+        console.message(memory.lowered_note(chunk_size, lowered, over))
+      chunk_size = lowered
+
+
 def render_images(steps, variables, views: Iterable[camera.Rays], chunk_size: int,
                   on_rays: Optional[Callable[[int], None]] = None) -> Iterator[Dict[str, np.ndarray]]:
   """Renders views, rays with fields [H, W, C] each, into host arrays {'rgb': [H, W, 3], 'depth': [H, W],
@@ -201,7 +217,8 @@ def render_images(steps, variables, views: Iterable[camera.Rays], chunk_size: in
     steps: the compiled steps (steps.CompiledSteps): render_rays, probe_rays and the batch sharding.
     variables: model variables, placed as the steps expect.
     views: each view's rays (taken as needed).
-    chunk_size: rays per call; must be divisible by the device count.
+    chunk_size: rays per call; must be divisible by the device count. Fewer where a call of as many would
+      exceed the memory budget (`_render_within_budget`).
     on_rays: called with the number of rays finished since its last call, as they finish (a progress bar's
       `update`): a batch of views can take long, and its views come out only when it ends.
   """
@@ -220,8 +237,9 @@ def render_images(steps, variables, views: Iterable[camera.Rays], chunk_size: in
     # Each view's rays in a fixed shuffled order, view after view.
     order = np.concatenate([start + np.random.default_rng(0).permutation(size)
                             for start, size in zip(starts, sizes)])
-    outputs = _render_flat(steps, variables, jax.tree.map(lambda *x: np.concatenate(x), *flats), order,
-                           chunk_size, count)
+    outputs, chunk_size = _render_within_budget(steps, variables,
+                                                jax.tree.map(lambda *x: np.concatenate(x), *flats), order,
+                                                chunk_size, count)
     rays_so_far += int(np.sum(sizes))
     count.settle(rays_so_far)
     for rays, start, stop in zip(batch, starts[:-1], starts[1:]):

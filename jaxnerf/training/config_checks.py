@@ -130,6 +130,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('eval.num_images', NON_NEGATIVE_INT),
     ('eval.final_num_images', (lambda v: isinstance(v, int) and v >= -1, 'an integer >= -1 (-1: all)')),
     ('eval.chunk_size', POSITIVE_INT),
+    ('eval.memory_budget_mb', POSITIVE),
     ('eval.lpips', (lambda v: isinstance(v, (tuple, list)) and len(set(v)) == len(v)
                     and all(net in perceptual.NETS for net in v),
                     f"a tuple of distinct LPIPS networks from {perceptual.NETS}, e.g. \"('alex',)\" or ()")),

@@ -17,6 +17,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf import losses
 from jaxnerf import models
 from jaxnerf.ops import camera
+from jaxnerf.outputs import memory
 from jaxnerf import parallel
 from jaxnerf.training import checkpoints
 from jaxnerf.training import pruning
@@ -53,7 +54,7 @@ def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experim
   mesh = parallel.make_mesh(devices)
   background = 1.0 if config.white_background else 0.0
   steps = steps_lib.compile_steps(model, optimizer, schedule, mesh, jnp.full(3, background),
-                                  config.loss, config.train.random_background)
+                                  config.loss, config.train.random_background, memory.budget_bytes(config))
   return Experiment(model, optimizer, steps, background, config.train.num_steps,
                     train_state_lib.make_loss_scale(config.optim, config.model.dtype))
 

@@ -13,6 +13,7 @@ import optax
 from jaxnerf import losses
 from jaxnerf import metrics
 from jaxnerf.ops import compositing
+from jaxnerf.outputs import memory
 from jaxnerf import parallel
 from jaxnerf.training import train_state as train_state_lib
 from jaxnerf.training.train_state import TrainState
@@ -167,27 +168,32 @@ class CompiledSteps(NamedTuple):
 
 
 def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
-                  random_background: bool = False) -> CompiledSteps:
-  """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'."""
+                  random_background: bool = False, memory_budget: Optional[int] = None) -> CompiledSteps:
+  """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'. With
+  `memory_budget` (bytes), a render call that would take more is refused before it runs
+  (memory.BudgetedCall; outputs/chunked.py then renders fewer rays a call)."""
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharded(mesh)
+
+  def jit(function, in_shardings):
+    jitted = jax.jit(function, in_shardings=in_shardings, out_shardings=batch_sharding)
+    return jitted if memory_budget is None else memory.BudgetedCall(jitted, memory_budget, batch_sharding)
+
   background = jnp.asarray(background, jnp.float32)
   train_step = jax.jit(make_train_step(model, optimizer, schedule, background, loss_config,
                                        random_background, mesh.size),
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,))
-  render_rays = jax.jit(make_render_rays(model, background, mesh.size),
-                        in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
+  render_rays = jit(make_render_rays(model, background, mesh.size), (replicated, batch_sharding))
   if not hasattr(model, 'occupied_steps'):
     return CompiledSteps(train_step, render_rays, None, batch_sharding, replicated)
-  probe_rays = jax.jit(make_probe_rays(model, background), in_shardings=(replicated, batch_sharding),
-                       out_shardings=batch_sharding)
+  probe_rays = jit(make_probe_rays(model, background), (replicated, batch_sharding))
   compiled = CompiledSteps(train_step, render_rays, probe_rays, batch_sharding, replicated,
                            model.eval_march_capacity)
   if not model.eval_steps_per_round:
     return compiled
-  render_round = jax.jit(make_render_round(model, background, mesh.size),
-                         in_shardings=(replicated, batch_sharding, batch_sharding), out_shardings=batch_sharding)
+  render_round = jit(make_render_round(model, background, mesh.size),
+                     (replicated, batch_sharding, batch_sharding))
   return compiled._replace(render_round=render_round, round_rays=model.round_rays,
                            round_capacity=model.round_capacity)
