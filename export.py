@@ -15,7 +15,9 @@ per layer as stored against float32, for the quantised layers and in total.
 of the scene box (of the contracted space for unbounded scenes), runs marching cubes at
 --density_threshold (default: the density that makes a slab 1% of the box's diagonal half opaque) and
 colours each vertex by the field seen from the nearest training camera; PLY, or OBJ for an --out ending in
-.obj. Prints the box first, then one JSON line (file, vertices, faces, seconds).
+.obj. Prints the box first, then one JSON line (file, vertices, faces, seconds). Marching cubes needs the
+whole grid in memory: a --resolution whose grid, or a surface whose mesh, would take more than
+--memory_budget_mb (default: the workdir's config.eval.memory_budget_mb) is refused with what it needs.
 
 --format=pointcloud renders every --views_stride-th training view and keeps, for each pixel more opaque
 than --min_opacity, the point at its rendered depth with its colour (and its normal where the model
@@ -40,6 +42,9 @@ _DENSITY_THRESHOLD = flags.DEFINE_float('density_threshold', None, 'mesh: the de
                                         '(default: a slab 1% of the box diagonal thick is half opaque).')
 _BOX = flags.DEFINE_list('box', None, 'mesh: x_min,y_min,z_min,x_max,y_max,z_max to mesh instead of the '
                          'scene box (world units).')
+_MEMORY_BUDGET = flags.DEFINE_float('memory_budget_mb', None, 'mesh: the memory the export may take, in MiB '
+                                    '(default: the workdir\'s config.eval.memory_budget_mb); a grid or '
+                                    'surface that needs more is refused with what it would take.')
 _VIEWS_STRIDE = flags.DEFINE_integer('views_stride', 1, 'pointcloud: every how many training views to render.')
 _MIN_OPACITY = flags.DEFINE_float('min_opacity', 0.5, 'pointcloud: pixels less opaque than this give no point.')
 
@@ -51,7 +56,7 @@ def main(argv):
     cli.initialize()
     if _FORMAT.value == 'mesh':
       report = mesh.export_mesh(_WORKDIR.value, _OUT.value, _RESOLUTION.value, _DENSITY_THRESHOLD.value,
-                                mesh.parse_box(_BOX.value))
+                                mesh.parse_box(_BOX.value), memory_budget_mb=_MEMORY_BUDGET.value)
     elif _FORMAT.value == 'pointcloud':
       report = point_cloud.export_point_cloud(_WORKDIR.value, _OUT.value, _VIEWS_STRIDE.value, _MIN_OPACITY.value)
     else:

@@ -1,5 +1,6 @@
 """The memory budget (outputs/memory.py, config.eval.memory_budget_mb): render calls measured by XLA before
-they run and lowered to fit (density normals on the tiny scene)."""
+they run and lowered to fit (density normals on the tiny scene), the density grid of a mesh sampled in slabs,
+and grids or surfaces that cannot fit refused before the work."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,9 @@ import pytest
 from jaxnerf import datasets
 from jaxnerf.errors import ConfigError
 from jaxnerf.outputs import chunked
+from jaxnerf.outputs import geometry
 from jaxnerf.outputs import memory
+from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
 from tests import tiny_configs
 
@@ -61,3 +64,56 @@ def test_rendering_normals_takes_fewer_rays_a_call_within_the_budget(scene_cache
   unlimited = chunked.render_image(experiment.steps._replace(render_rays=render.jitted), variables, rays, 256)
   for key in ('rgb', 'normals'):
     np.testing.assert_allclose(rendering[key], unlimited[key], atol=1e-5)
+
+
+def _sphere_density(points):
+  return 100.0 / (1.0 + np.exp(40.0 * (np.linalg.norm(points, axis=-1) - 0.6)))
+
+
+def test_density_grid_sampled_in_slabs_is_the_grid_sampled_at_once():
+  box = (-1.0, -1.0, -0.5, 1.0, 1.0, 0.5)
+  shape = geometry.grid_shape(box, 33)
+  axes = [np.linspace(box[i], box[i + 3], shape[i], dtype=np.float32) for i in range(3)]
+  at_once = _sphere_density(np.stack(np.meshgrid(*axes, indexing='ij'), axis=-1)).astype(np.float32)
+  calls = []
+  slabs, spacing = geometry.sample_density_grid(lambda p: calls.append(len(p)) or _sphere_density(p), box, 33,
+                                                1000)  # Slabs that end inside rows and planes.
+  assert set(calls) == {1000} and len(calls) == -(-at_once.size // 1000)
+  np.testing.assert_array_equal(slabs, at_once)
+  mesh, reference = (geometry.marching_cubes(d, box, spacing, 50.0) for d in (slabs, at_once))
+  np.testing.assert_array_equal(mesh.vertices, reference.vertices)
+  np.testing.assert_array_equal(mesh.faces, reference.faces)
+
+
+def test_a_mesh_that_cannot_fit_is_refused_before_the_work(scene_cache, tmp_path, monkeypatch):
+  from jaxnerf.commands import mesh  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  checkpoints.save_config(workdir, tiny_configs.tiny_config(scene_cache))  # The demo's scene box.
+  monkeypatch.setattr(experiment_lib, 'restore_model', lambda *a, **k: pytest.fail('restored the model'))
+  with pytest.raises(ConfigError, match=r'--resolution=100000: the density grid of 100000x100000x65384 '
+                                        r'vertices takes 2.32 PiB as float32, and marching cubes needs it '
+                                        r'whole: over the memory budget of 6 GiB .*the largest whose grid fits '
+                                        r'it is 1350'):
+    mesh.export_mesh(workdir, resolution=100000)
+  with pytest.raises(ConfigError, match=r'--resolution=100: .* takes 2.48 MiB .* over the memory budget of 1 '
+                                        r'MiB \(--memory_budget_mb\); the largest whose grid fits it is 73'):
+    mesh.export_mesh(workdir, tmp_path / 'mesh.ply', resolution=100, memory_budget_mb=1.0)
+  box = tiny_configs.tiny_config().scene_box
+  assert geometry.grid_bytes(geometry.grid_shape(box, 73)) <= memory.MB < geometry.grid_bytes(
+      geometry.grid_shape(box, 74))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['run'] and not (workdir / 'export').exists()
+
+
+def test_a_surface_whose_mesh_cannot_fit_is_refused_before_marching_cubes():
+  """The vertices marching cubes will make are counted beforehand (one per grid edge that the surface
+  crosses; a few more inside ambiguous cells of noise), in slabs of a few planes or all at once."""
+  from skimage import measure  # pylint: disable=import-outside-toplevel
+  noise = np.random.default_rng(0).random((24, 20, 16), dtype=np.float32)
+  expected = geometry.surface_vertices(noise, 0.5, slab_vertices=700)
+  assert expected == geometry.surface_vertices(noise, 0.5)
+  made = len(measure.marching_cubes(noise, 0.5)[0])
+  assert expected <= made <= 1.05 * expected
+  assert geometry.check_surface_fits(noise, 0.5, 1 << 30, 'the budget') == expected
+  with pytest.raises(ConfigError, match=rf'crosses {expected} of the grid\'s edges: its mesh would take about '
+                                        r'.* over the memory budget of 1 MiB \(the budget\)'):
+    geometry.check_surface_fits(noise, 0.5, memory.MB, 'the budget')

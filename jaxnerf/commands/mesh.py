@@ -9,7 +9,7 @@ through trimesh, under a temporary name renamed when complete.
 
 import pathlib
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +21,8 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from jaxnerf.ops import coord
 from jaxnerf.outputs import geometry
+from jaxnerf.outputs import memory
+from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
 
@@ -84,11 +86,8 @@ def _box_and_mapping(config, box: Optional[Sequence[float]]):
                     'region to mesh with --box=x_min,y_min,z_min,x_max,y_max,z_max (world units).')
 
 
-def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Optional[float] = None,
-                box: Optional[Sequence[float]] = None, chunk_size: int = 65536) -> Dict:
-  """Writes the mesh of `workdir`'s newest intact checkpoint to `path` (default workdir/export/mesh.ply);
-  returns a report (file, sizes, box, grid, threshold, seconds)."""
-  path = pathlib.Path(path or pathlib.Path(workdir) / 'export' / 'mesh.ply')
+def _check_request(path: pathlib.Path, resolution: int, density_threshold: Optional[float]):
+  """Refuses flags that cannot work, before anything is read or made."""
   if resolution < 2:
     raise ConfigError(f'--resolution={resolution}: expected at least 2 grid vertices per side.')
   if density_threshold is not None and not (np.isfinite(density_threshold) and density_threshold > 0):
@@ -97,17 +96,50 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
     raise WorkdirError(f'--out={path}: a mesh is written as {" or ".join(MESH_SUFFIXES)}; name the file so.')
   if path.is_dir():
     raise WorkdirError(f'--out={path} is a directory; expected the path of the file to write.')
-  workdirs.check_writable(path.parent, 'the folder of the export')
   workdirs.refuse_existing(path, '--out')
+
+
+def _memory_budget(config, memory_budget_mb: Optional[float]) -> Tuple[int, str]:
+  """(The budget in bytes, where it is set): --memory_budget_mb, else the workdir's config's."""
+  if memory_budget_mb is None:
+    return memory.budget_bytes(config), f'{memory.BUDGET_KEY} of the workdir, or --memory_budget_mb'
+  if not (np.isfinite(memory_budget_mb) and memory_budget_mb > 0):
+    raise ConfigError(f'--memory_budget_mb={memory_budget_mb}: expected a finite number of MiB above 0.')
+  return int(memory_budget_mb * memory.MB), '--memory_budget_mb'
+
+
+def _budgeted_chunk(call: memory.BudgetedCall, chunk_size: int, budget: int, held: int, budget_name: str,
+                    num_inputs: int) -> int:
+  """The points a call of `call` (of `num_inputs` arrays [N, 3]) takes at once within `budget` bytes, of
+  which `held` are taken (the grid, or the mesh)."""
+  points = lambda n: [jax.ShapeDtypeStruct((n, 3), jnp.float32)] * num_inputs
+  where = f'{budget_name}, less the {memory.format_bytes(held)} of the grid or mesh held meanwhile'
+  return memory.largest_chunk(lambda n: call.needed_bytes(*points(n)), chunk_size, max(budget - held, 1),
+                              what='points', where=where)
+
+
+def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Optional[float] = None,
+                box: Optional[Sequence[float]] = None, chunk_size: int = 65536,
+                memory_budget_mb: Optional[float] = None) -> Dict:
+  """Writes the mesh of `workdir`'s newest intact checkpoint to `path` (default workdir/export/mesh.ply);
+  returns a report (file, sizes, box, grid, threshold, seconds). Memory stays within `memory_budget_mb`
+  (default: the workdir's config.eval.memory_budget_mb): a grid that cannot is refused before any work, and
+  a surface whose mesh cannot, before marching cubes."""
+  path = pathlib.Path(path or pathlib.Path(workdir) / 'export' / 'mesh.ply')
+  _check_request(path, resolution, density_threshold)
   started = time.perf_counter()
-  config, experiment, state = experiment_lib.restore_model(workdir)
+  config = checkpoints.load_config(workdir)
+  budget, budget_name = _memory_budget(config, memory_budget_mb)
+  sampled_box, to_world = _box_and_mapping(config, box)
+  geometry.check_grid_fits(sampled_box, resolution, budget, budget_name)
+  workdirs.check_writable(path.parent, 'the folder of the export')
+  config, experiment, state = experiment_lib.restore_model(workdir, config)
   train_split = datasets.load_split(config, 'train')  # Its cameras colour the vertices.
   if train_split.ndc is not None:
     raise ConfigError('The model was trained in NDC space (config.capture.forward_facing): its density is not '
                       'in world space, so it has no mesh to take out; train with forward_facing=False.')
   model, name = experiment.model, final_field_name(experiment.model)
   variables = jax.tree.map(jnp.asarray, jax.device_get(state.variables))  # On the default device, once.
-  sampled_box, to_world = _box_and_mapping(config, box)
   if density_threshold is None:  # Sized by the world region in the box (in contracted space: the inner ball's).
     radius = config.model.contract_radius
     threshold = geometry.default_density_threshold(sampled_box if to_world is None else
@@ -119,24 +151,27 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
                   f'{" (contracted space)" if to_world else ""}, grid {shape[0]}x{shape[1]}x{shape[2]}, '
                   f'density threshold {threshold:.4g}.')
   world = (lambda y: y) if to_world is None else to_world
-  density_at, color_at = field_functions(model, variables, world)
+  density_at, color_at = (memory.BudgetedCall(f, budget) for f in field_functions(model, variables, world))
+  chunk = _budgeted_chunk(density_at, chunk_size, budget, geometry.grid_bytes(shape), budget_name, 1)
   bar = console.progress(None, 'density grid', total=int(np.prod(shape)), unit='pt')
   density, spacing = geometry.sample_density_grid(lambda p: density_at(jnp.asarray(p)), sampled_box,
-                                                  resolution, chunk_size,
-                                                  lambda done, total: bar.update(done - bar.n))
+                                                  resolution, chunk, lambda done, total: bar.update(done - bar.n))
   bar.close()
+  expected_vertices = geometry.check_surface_fits(density, threshold, budget, budget_name)
   mesh = geometry.marching_cubes(density, sampled_box, spacing, threshold)
+  del density  # The colours need the room.
   mesh = mesh._replace(vertices=np.asarray(world(jnp.asarray(mesh.vertices)), np.float32))
   if to_world is not None:  # Beyond the far bound no ray ever looked (and the ball's rim is infinity).
     mesh = geometry.keep_faces(mesh, np.linalg.norm(mesh.vertices, axis=-1) <= config.far)
   vertices = mesh.vertices
   viewdirs = geometry.nearest_camera_viewdirs(vertices, train_split.camtoworlds[:, :3, 3]).astype(np.float32)
-  colours = geometry.map_in_chunks(color_at, (vertices, viewdirs), chunk_size)
+  chunk = _budgeted_chunk(color_at, chunk_size, budget, geometry.export_bytes(expected_vertices), budget_name, 2)
+  colours = geometry.map_in_chunks(color_at, (vertices, viewdirs), chunk)
   _write_mesh(path, vertices, mesh.faces, mesh.normals, colours)
   return {'format': 'mesh', 'step': int(state.step), 'file': str(path), 'file_bytes': path.stat().st_size,
           'vertices': len(vertices), 'faces': len(mesh.faces), 'box': list(sampled_box),
           'contracted': to_world is not None, 'grid': list(shape), 'density_threshold': threshold,
-          'seconds': round(time.perf_counter() - started, 1)}
+          'memory_budget_mb': budget / memory.MB, 'seconds': round(time.perf_counter() - started, 1)}
 
 
 def _write_mesh(path: pathlib.Path, vertices, faces, normals, colours):

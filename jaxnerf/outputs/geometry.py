@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
+from jaxnerf.outputs import memory
 
 
 class Mesh(NamedTuple):
@@ -43,6 +44,14 @@ def default_density_threshold(box: Sequence[float]) -> float:
   return math.log(2.0) / (0.01 * math.dist(box[:3], box[3:]))
 
 
+def _call_padded(fn: Callable, arrays: Sequence[np.ndarray], chunk_size: int) -> np.ndarray:
+  """fn(*arrays) of arrays of at most `chunk_size` rows, padded to that size with their last row (so that a
+  compiled fn is traced once) and cut back to theirs."""
+  count = len(arrays[0])
+  padded = [np.concatenate([a, np.repeat(a[-1:], chunk_size - count, axis=0)]) for a in arrays]
+  return np.asarray(fn(*padded))[:count]
+
+
 def map_in_chunks(fn: Callable, arrays: Sequence[np.ndarray], chunk_size: int,
                   progress: Callable = lambda done, total: None) -> np.ndarray:
   """fn(*chunks) over `arrays` (each [N, ...]) in chunks of `chunk_size` rows, concatenated ([N, ...]). The
@@ -50,17 +59,44 @@ def map_in_chunks(fn: Callable, arrays: Sequence[np.ndarray], chunk_size: int,
   done, N) is called after each chunk."""
   total, outputs = len(arrays[0]), []
   for start in range(0, total, chunk_size):
-    chunks = [a[start:start + chunk_size] for a in arrays]
-    count = len(chunks[0])
-    padded = [np.concatenate([c, np.repeat(c[-1:], chunk_size - count, axis=0)]) for c in chunks]
-    outputs.append(np.asarray(fn(*padded))[:count])
-    progress(start + count, total)
+    outputs.append(_call_padded(fn, [a[start:start + chunk_size] for a in arrays], chunk_size))
+    progress(start + len(outputs[-1]), total)
   return np.concatenate(outputs)
+
+
+def grid_bytes(shape: Sequence[int]) -> int:
+  """The bytes of a float32 density grid of `shape`."""
+  return 4 * math.prod(shape)
+
+
+def check_grid_fits(box: Sequence[float], resolution: int, budget: int, budget_name: str):
+  """Refuses (ConfigError, before any work) a grid over `box` at `resolution` whose density grid alone takes
+  more than `budget` bytes: marching cubes needs the whole grid in memory. Says what it would take and the
+  largest resolution within the budget (`budget_name` names where the budget is set)."""
+  shape = grid_shape(box, resolution)
+  if grid_bytes(shape) <= budget:
+    return
+  low, high = 2, resolution  # The largest resolution whose grid fits lies in [low - 1, high).
+  while low < high:
+    middle = (low + high) // 2
+    low, high = (middle + 1, high) if grid_bytes(grid_shape(box, middle)) <= budget else (low, middle)
+  fits = f'the largest whose grid fits it is {low - 1}' if low > 2 else 'no grid fits it'
+  raise ConfigError(f'--resolution={resolution}: the density grid of {shape[0]}x{shape[1]}x{shape[2]} vertices '
+                    f'takes {memory.format_bytes(grid_bytes(shape))} as float32, and marching cubes needs it '
+                    f'whole: over the memory budget of {memory.format_bytes(budget)} ({budget_name}); {fits}.')
+
+
+def _grid_points(axes: Sequence[np.ndarray], shape: Sequence[int], start: int, stop: int) -> np.ndarray:
+  """The vertices [stop - start, 3] of the grid with `axes` (each [n_i]) at flat (C-order) indices [start,
+  stop)."""
+  i, j, k = np.unravel_index(np.arange(start, stop), shape)
+  return np.stack([axes[0][i], axes[1][j], axes[2][k]], axis=-1)
 
 
 def sample_density_grid(density_fn: Callable, box: Sequence[float], resolution: int, chunk_size: int,
                         progress: Callable = lambda done, total: None) -> Tuple[np.ndarray, np.ndarray]:
-  """The density at every vertex of the grid over `box` (`grid_shape`).
+  """The density at every vertex of the grid over `box` (`grid_shape`), sampled in slabs of `chunk_size`
+  consecutive vertices (rows of the grid): beside the grid itself, memory holds one slab's points.
 
   Args:
     density_fn: points [N, 3] (numpy float32) -> density [N]; called with chunks of `chunk_size` points
@@ -73,12 +109,57 @@ def sample_density_grid(density_fn: Callable, box: Sequence[float], resolution: 
   shape = grid_shape(box, resolution)
   low, high = np.asarray(box[:3], np.float32), np.asarray(box[3:], np.float32)
   axes = [np.linspace(low[i], high[i], shape[i], dtype=np.float32) for i in range(3)]
-  points = np.stack(np.meshgrid(*axes, indexing='ij'), axis=-1).reshape(-1, 3)
-  density = map_in_chunks(density_fn, (points,), chunk_size, progress).astype(np.float32)
-  if not np.all(np.isfinite(density)):
-    raise CheckpointError(f'the field gave {int(np.sum(~np.isfinite(density)))} non-finite densities in the '
-                          'box: the checkpoint is damaged or its training diverged.')
-  return density.reshape(shape), (high - low) / (np.asarray(shape, np.float32) - 1)
+  density = np.empty(shape, np.float32)
+  flat, non_finite = density.reshape(-1), 0
+  for start in range(0, flat.size, chunk_size):
+    stop = min(start + chunk_size, flat.size)
+    flat[start:stop] = _call_padded(density_fn, [_grid_points(axes, shape, start, stop)], chunk_size)
+    non_finite += int(np.sum(~np.isfinite(flat[start:stop])))
+    progress(stop, flat.size)
+  if non_finite:
+    raise CheckpointError(f'the field gave {non_finite} non-finite densities in the box: the checkpoint is '
+                          'damaged or its training diverged.')
+  return density, (high - low) / (np.asarray(shape, np.float32) - 1)
+
+
+def surface_vertices(density: np.ndarray, density_threshold: float, slab_vertices: int = 1 << 22) -> int:
+  """The edges of the grid `density` [nx, ny, nz] whose two vertices lie on both sides of
+  `density_threshold`: marching cubes puts one vertex on each (scikit-image's Lewiner variant adds a few
+  inside ambiguous cells: 4% more on noise), and about two triangles per vertex. Counted in slabs of about
+  `slab_vertices` grid vertices along x, so that memory holds one slab's tests beside the grid."""
+  planes = max(1, slab_vertices // (density.shape[1] * density.shape[2]))
+  count = 0
+  for start in range(0, density.shape[0], planes):
+    above = density[start:start + planes + 1] > density_threshold  # With the next slab's first plane.
+    own = above[:planes]
+    count += np.count_nonzero(above[1:] != above[:-1]) + np.count_nonzero(own[:, 1:] != own[:, :-1])
+    count += np.count_nonzero(own[:, :, 1:] != own[:, :, :-1])
+  return int(count)
+
+
+# Host memory per vertex of the mesh (`surface_vertices`), bounding what was measured on noise and on smooth
+# surfaces (README, "Meshes and point clouds"): marching cubes' output and working lists, beside the grid;
+# then, once the grid is freed, the mesh, its view directions and colours, and the file's encoding.
+MARCHING_BYTES_PER_VERTEX = 256
+EXPORT_BYTES_PER_VERTEX = 640
+
+
+def export_bytes(vertices: int) -> int:
+  """What a mesh of about `vertices` vertices takes from marching cubes to its file, the grid freed."""
+  return vertices * EXPORT_BYTES_PER_VERTEX
+
+
+def check_surface_fits(density: np.ndarray, density_threshold: float, budget: int, budget_name: str) -> int:
+  """The vertices of the surface's mesh (`surface_vertices`); refuses (ConfigError, before marching cubes)
+  a surface whose mesh would take more than `budget` bytes, with the grid while marching and then alone."""
+  vertices = surface_vertices(density, density_threshold)
+  needed = max(grid_bytes(density.shape) + vertices * MARCHING_BYTES_PER_VERTEX, export_bytes(vertices))
+  if needed > budget:
+    raise ConfigError(f'the surface at the density threshold {density_threshold:.4g} crosses {vertices} of the '
+                      f'grid\'s edges: its mesh would take about {memory.format_bytes(needed)}, over the memory '
+                      f'budget of {memory.format_bytes(budget)} ({budget_name}); a lower --resolution or a '
+                      'threshold the field crosses less often (--density_threshold) needs less.')
+  return vertices
 
 
 def marching_cubes(density: np.ndarray, box: Sequence[float], spacing: np.ndarray,
