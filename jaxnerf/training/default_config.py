@@ -239,8 +239,9 @@ def get_config() -> ml_collections.ConfigDict:
       final_num_images=8,  # Val images evaluated when training ends (-1: all, 0: none).
       chunk_size=8192,  # Rays rendered at once, over all devices; bounds memory at any resolution.
       # What one render call (and export.py --format=mesh in all) may take, in MiB: on each accelerator, or
-      # the host's for CPU devices. A call whose compiled buffers would exceed it renders fewer rays than
-      # chunk_size (density normals take about 4x a ray's memory); outputs/memory.py. Fits a 16 GB T4.
+      # in all for CPU devices, which share the host's memory. A call whose compiled buffers would exceed it
+      # renders fewer rays than chunk_size (density normals take several times a ray's memory; README,
+      # "Rendering"). Leaves room beside it on a 16 GB T4 and a 24 GB machine.
       memory_budget_mb=6144.0,
       # LPIPS networks scored in every evaluation beside PSNR and SSIM ('alex', 'vgg'; () for none). Per view
       # on the 2-core CPU: AlexNet 10 ms at 100x100, 0.45 s at 800x800; VGG 0.23 s and 6.5 s.
