@@ -20,6 +20,7 @@ from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.outputs import reporting
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import failed_reads
 from jaxnerf.training import trainer
 from tests.conftest import tree_digests
 from tests.tiny_configs import small_mlp_config
@@ -214,7 +215,7 @@ def _raised_in_orbax():
 def test_the_leftovers_of_a_failed_read_print_nothing_later(caplog):
   """The tasks of a failed restore's reads are collected at any later moment: asyncio's 'never retrieved'
   record and the coroutines' 'never awaited' warnings are dropped then too, other records are not."""
-  checkpoints._drop_leftovers_of_failed_reads()  # pylint: disable=protected-access  # As a restore does.
+  failed_reads.drop_leftovers_for_the_process()  # As a restore does.
   logger = logging.getLogger('asyncio')
   leftover = _raised_in_orbax()
   logger.error('Task exception was never retrieved', exc_info=(type(leftover), leftover, leftover.__traceback__))

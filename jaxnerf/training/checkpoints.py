@@ -16,18 +16,12 @@ What survives a crash (kill -9, power loss) at any moment:
   warns naming it, and restores the next older one.
 """
 
-import contextlib
-import gc
 import json
-import logging
-import os
 import pathlib
 import re
 import shutil
 import sys
 import time
-import traceback
-import warnings
 from typing import Dict, NamedTuple, Optional
 
 from absl import logging as absl_logging
@@ -42,13 +36,14 @@ from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf import workdirs
 from jaxnerf.training import default_config
+from jaxnerf.training import failed_reads
 
 CONFIG_FILE = 'config.json'
 CHECKPOINTS_DIR = 'checkpoints'
 BEST_DIR = 'best_checkpoint'
 DAMAGED_DIR = 'damaged_checkpoints'
 SUPERSEDED_DIR = 'superseded_checkpoints'
-BEST = 'best'  # The step name by which experiment.restore_model (render.py --step) reads the best checkpoint by.
+BEST = 'best'  # The step name by which experiment.restore_model (render.py --step) reads the best checkpoint.
 
 
 def make_manager(workdir, keep: int, folder: str = CHECKPOINTS_DIR, read_only: bool = False
@@ -179,78 +174,6 @@ def _model_mismatch(reason: str) -> Optional[str]:
   return None
 
 
-def _is_leftover_of_a_failed_read(exc_value, exc_traceback) -> bool:
-  """Noise that the reads of a failed restore leave: 'Event loop is closed' errors, and anything raised in
-  asyncio's or Orbax's code after it."""
-  if isinstance(exc_value, RuntimeError) and str(exc_value) == 'Event loop is closed':
-    return True
-  frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc_traceback)]
-  return any(f'{os.sep}{package}{os.sep}' in filename for filename in frames
-             for package in ('asyncio', 'orbax', 'tensorstore'))
-
-
-@contextlib.contextmanager
-def _quiet_failed_reads():
-  """Orbax reads arrays in asyncio tasks over TensorStore. When a damaged file fails one read, the failure
-  is handled here, but the other reads leave noise, each with a long traceback: asyncio logs their errors
-  as 'never retrieved' and their coroutines complain when collected (silenced here), and TensorStore's
-  threads finish them later into the event loop that Orbax has closed, which Python reports (as unraisable
-  errors, through sys.excepthook, or asyncio's log when their tasks are collected) at any later moment:
-  `_drop_leftovers_of_failed_reads` filters those out for the rest of the process."""
-  logger = logging.getLogger('asyncio')
-  level, hook = logger.level, sys.unraisablehook
-  logger.setLevel(logging.CRITICAL)
-  try:
-    yield
-  finally:
-    sys.unraisablehook = lambda unraisable: None
-    try:
-      gc.collect()
-    finally:
-      sys.unraisablehook = hook
-      logger.setLevel(level)
-
-
-# Orbax's coroutines that read a checkpoint's arrays (orbax/checkpoint/_src/serialization/serialization.py):
-# those of a failed restore may be collected unawaited.
-_READ_COROUTINES = ('async_deserialize', '_read_and_create_array', '_read_array_index_and_device_put',
-                    '_read_shard')
-
-
-class _LeftoverLogFilter(logging.Filter):
-  """Drops asyncio's 'Task exception was never retrieved' records of the reads of a failed restore: their
-  tasks are collected at any later moment (after `_quiet_failed_reads` has restored the logger's level)."""
-
-  def filter(self, record):
-    _, exc_value, exc_traceback = record.exc_info or (None, None, None)
-    return exc_value is None or not _is_leftover_of_a_failed_read(exc_value, exc_traceback)
-
-
-_LEFTOVER_LOG_FILTER = _LeftoverLogFilter()
-
-
-def _drop_leftovers_of_failed_reads():
-  """Filters the noise of failed restores out of sys.unraisablehook, sys.excepthook, asyncio's log and the
-  'coroutine ... was never awaited' warnings of their reads' coroutines, for the rest of the process."""
-  logging.getLogger('asyncio').addFilter(_LEFTOVER_LOG_FILTER)  # (Both calls add nothing a second time.)
-  warnings.filterwarnings('ignore', message=f"coroutine '({'|'.join(_READ_COROUTINES)})' was never awaited",
-                          category=RuntimeWarning)
-  previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
-  if getattr(previous_unraisable, 'drops_leftovers_of_failed_reads', False):
-    return
-
-  def unraisable_hook(unraisable):
-    if not _is_leftover_of_a_failed_read(unraisable.exc_value, unraisable.exc_traceback):
-      previous_unraisable(unraisable)
-
-  def except_hook(exc_type, exc_value, exc_traceback):
-    if not _is_leftover_of_a_failed_read(exc_value, exc_traceback):
-      previous_except(exc_type, exc_value, exc_traceback)
-
-  unraisable_hook.drops_leftovers_of_failed_reads = True
-  sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
-
-
 def _newest_restorable(manager, abstract_state):
   """(Restored or None, {step: why it failed}, its step or None) for the newest checkpoint that restores
   intact."""
@@ -273,8 +196,8 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state, move_d
   each failed (they may come from another version of jaxnerf).
   """
   directory = pathlib.Path(manager.directory)
-  _drop_leftovers_of_failed_reads()
-  with _quiet_failed_reads():
+  failed_reads.drop_leftovers_for_the_process()
+  with failed_reads.quieted():
     restored, failures, step = _newest_restorable(manager, abstract_state)
   if restored is None and failures:
     mismatches = [_model_mismatch(r) for r in failures.values()]
@@ -319,8 +242,8 @@ def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state) -> R
   kept, is damaged or holds another model raises a CheckpointError that says which."""
   directory = pathlib.Path(manager.directory)
   check_kept(directory, step, sorted(manager.all_steps()))
-  _drop_leftovers_of_failed_reads()
-  with _quiet_failed_reads():
+  failed_reads.drop_leftovers_for_the_process()
+  with failed_reads.quieted():
     try:
       return _restore_step(manager, step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except  # Any damage raises something different.
