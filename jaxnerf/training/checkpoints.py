@@ -289,8 +289,8 @@ def best_so_far(best_manager: ocp.CheckpointManager) -> Optional[BestCheckpoint]
 
 def save_if_best(best_manager: ocp.CheckpointManager, state, train_seconds: float, psnr: float) -> bool:
   """Saves `state` as the best checkpoint when its validation `psnr` beats the one kept (which the manager
-  then deletes; a NaN PSNR never does); returns whether it did. A kept one of this step or later (from a run that was resumed
-  from an older checkpoint) is moved to superseded_checkpoints/ first."""
+  then deletes; a NaN PSNR never does); returns whether it did. A kept one of this step or later (from a run
+  that was resumed from an older checkpoint) is moved to superseded_checkpoints/ first."""
   best = best_so_far(best_manager)
   if not np.isfinite(psnr) or (best is not None and not psnr > best.psnr):  # NaN: a model that renders NaN.
     return False
