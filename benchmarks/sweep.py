@@ -171,7 +171,7 @@ def run_name(overrides: Dict, max_length: int = 120) -> str:
 
 
 def claim_root(config, root: pathlib.Path):
-  """Creates `root` and records the base config in root/sweep.json, or checks that the sweep already there
+  """Checks that `root` can be written (or created) and records the base config in root/sweep.json, or checks that the sweep already there
   has the same base config (but for the keys the sweep sets per run)."""
   workdirs.check_writable(root, '--workdir')
   base = json.loads(config.to_json())

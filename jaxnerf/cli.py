@@ -20,6 +20,8 @@ from jaxnerf import errors
 from jaxnerf import peers
 from jaxnerf.training import interrupts
 
+MAX_JOIN_TIMEOUT_S = 86400.0  # JAX's coordination service takes whole seconds in a 32-bit int.
+
 
 class DistributedFlags(NamedTuple):
   multihost: flags.FlagHolder
@@ -76,9 +78,9 @@ def initialize(distributed: Optional[DistributedFlags] = None):
     return
   # Collectives between processes on CPUs (the GPU backends bring their own).
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  if not distributed.join_timeout.value > 0:
+  if not 0 < distributed.join_timeout.value <= MAX_JOIN_TIMEOUT_S:  # (Also refuses inf and nan.)
     raise errors.ConfigError(f'--join_timeout={distributed.join_timeout.value}: expected a positive number of '
-                             'seconds.')
+                             f'seconds, at most {MAX_JOIN_TIMEOUT_S:g} (a day).')
   try:
     peers.join(address, num_processes, process_id, distributed.join_timeout.value)
   except (ValueError, TypeError) as e:

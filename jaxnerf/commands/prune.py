@@ -56,7 +56,7 @@ def _finetune_config(config, levels: str, num_images: int):
   return config
 
 
-def _prune(workdir, out: pathlib.Path, flags: Dict, eval_images: Optional[int]) -> Dict:
+def _prune(workdir, out: pathlib.Path, flags: Dict) -> Dict:
   """Prunes the newest intact checkpoint of `workdir` into a checkpoint of `out`; returns the figures so far.
 
   The report (with `flags`) is written first, so that a prune.py stopped at any moment leaves a folder that
@@ -66,8 +66,8 @@ def _prune(workdir, out: pathlib.Path, flags: Dict, eval_images: Optional[int]) 
   fields = experiment_lib.pruned_fields(experiment.model, levels)
   step = int(jax.device_get(state.step))
   val_split = datasets.load_split(config, 'val')
-  num_images = val_split.num_images if eval_images is None or eval_images < 0 else min(eval_images,
-                                                                                        val_split.num_images)
+  eval_images = flags['eval_images']
+  num_images = val_split.num_images if eval_images < 0 else min(eval_images, val_split.num_images)
   psnr_before = _val_psnr(experiment, state.variables, val_split, num_images, config.eval.chunk_size,
                           'scoring the trained model')
   params = jax.device_put(pruning.prune_by_magnitude(jax.device_get(state.params), fields, sparsity),
@@ -185,7 +185,7 @@ def prune_workdir(workdir, levels: str, sparsity: float = 0.5, finetune_steps: i
       holder = workdirs.in_use_by(workdir)
       if holder:
         console.message(f'note: {workdir} is in use by {holder}: pruning its newest intact checkpoint so far.')
-      report = _prune(workdir, out, flags, eval_images)
+      report = _prune(workdir, out, flags)
     finetune_config = checkpoints.load_config(out)
     finetune_config.unlock()
     finetune_config.train.num_steps = report['trained_step'] + finetune_steps

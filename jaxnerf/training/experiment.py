@@ -106,7 +106,7 @@ def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None, s
       f'{workdir} keeps no best checkpoint: train with config.train.keep_best=True (and validation, '
       'config.eval.every_steps) to keep one.' if step == checkpoints.BEST else
       f'No checkpoint in {workdir}/{checkpoints.CHECKPOINTS_DIR}: train there first.')
-  if not any(p.name.isdigit() for p in (pathlib.Path(workdir) / folder).glob('*')):
+  if not checkpoints.kept_steps(workdir, folder):
     raise none_kept  # (Before a manager is made: nothing to read, nothing created.)
   experiment = build_experiment(config)
   abstract = abstract_state(experiment, config.seed)

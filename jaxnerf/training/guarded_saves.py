@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnerf import console
+from jaxnerf.errors import NonFiniteLossError
 from jaxnerf.training import checkpoints
 
 
@@ -57,7 +58,10 @@ def save_checked(manager, state, train_seconds: float, train_step, batch):
   _, probe = train_step(jax.tree.map(jnp.copy, state), batch)  # The step donates its copy.
   if not np.isfinite(float(jax.device_get(probe['loss']))):
     raise NonFiniteStep(int(jax.device_get(state.step)), probed=True)
-  checkpoints.save(manager, state, train_seconds)
+  try:
+    checkpoints.save(manager, state, train_seconds)
+  except NonFiniteLossError:  # A NaN elsewhere in the state (the optimiser's): the same stop, the same message.
+    raise NonFiniteStep(int(jax.device_get(state.step)), probed=True) from None
 
 
 def save_interrupted(manager, state, budget, step: int, last_saved: int, train_step, batch, progress):
