@@ -178,55 +178,62 @@ def owned_by_run(workdir):
     yield pathlib.Path(workdir)
 
 
-def write_atomically(path, write) -> None:
+def write_atomically(path, write, replace: bool = True, what: str = 'the output') -> None:
   """Calls write(temporary path) and renames the file it wrote over `path`, so that a crash never leaves half
   a file under the final name; the temporary name holds the process id (two writers never share it) and is
-  removed if writing fails."""
+  removed if writing fails.
+
+  Without `replace`, an earlier file is never written over: the finished file is linked under `path` only if
+  no file is there (checked atomically, so two writers cannot both take the name); else a WorkdirError names
+  it (as `what`)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
   try:
     write(temporary)
-    os.replace(temporary, path)
-  finally:
-    temporary.unlink(missing_ok=True)
-
-
-def write_new_atomically(path, write, what: str = 'the output') -> None:
-  """`write_atomically`, but never over an existing file: the finished file is linked under `path` only if no
-  file is there (checked atomically, so two writers cannot both take the name).
-
-  Raises:
-    WorkdirError: naming `path`, if it exists.
-  """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-  try:
-    write(temporary)
-    try:
-      os.link(temporary, path)
-    except FileExistsError:
-      raise
-    except OSError:  # A file system without hard links: checked, then renamed (a narrow race, not none).
-      if path.exists():
-        raise FileExistsError(path) from None
+    if replace:
       os.replace(temporary, path)
-  except FileExistsError:
-    raise WorkdirError(f'{what} {path} exists (written by an earlier command): choose another name or move it '
-                       'away; it is never overwritten.') from None
+    else:
+      _link_if_free(temporary, path, what)
   finally:
     temporary.unlink(missing_ok=True)
+
+
+def _link_if_free(temporary: pathlib.Path, path: pathlib.Path, what: str):
+  try:
+    os.link(temporary, path)
+  except FileExistsError:
+    raise _exists_error(path, what) from None
+  except OSError:  # A file system without hard links: checked, then renamed (a narrow race, not none).
+    refuse_existing(path, what)
+    os.replace(temporary, path)
+
+
+def _exists_error(path: pathlib.Path, what: str) -> WorkdirError:
+  return WorkdirError(f'{what} {path} exists (written by an earlier command): choose another name or move it '
+                      'away; it is never overwritten.')
 
 
 def refuse_existing(path, what: str = 'the output') -> pathlib.Path:
-  """Raises a WorkdirError naming `path` if something is there: checked before the work that would write it.
-  (`write_new_atomically` checks again when it writes.)"""
+  """Raises a WorkdirError naming `path` if something is there: checked before the work that would write it
+  (`write_atomically(..., replace=False)` checks again when it writes)."""
   path = pathlib.Path(path)
   if path.exists() or path.is_symlink():
-    raise WorkdirError(f'{what} {path} exists (written by an earlier command): choose another name or move it '
-                       'away; it is never overwritten.')
+    raise _exists_error(path, what)
   return path
+
+
+def first_free_name(path) -> pathlib.Path:
+  """`path`, or where an earlier output holds it, the first free <stem>-2<suffix>, -3, ... (saying so): for
+  default output names, which a rerun must neither overwrite nor stop at."""
+  path = pathlib.Path(path)
+  for number in itertools.count(1):
+    candidate = path if number == 1 else path.with_name(f'{path.stem}-{number}{path.suffix}')
+    if not (candidate.exists() or candidate.is_symlink()):
+      if number > 1:
+        print(f'note: {path} holds an earlier output (never overwritten): writing to {candidate}.',
+              file=sys.stderr)
+      return candidate
 
 
 def claim_new_folder(folder) -> pathlib.Path:

@@ -181,6 +181,8 @@ def test_bitnerf_renders_the_same_images_from_its_packed_export(trained_bitnerf,
   packed_renders = tree_digests(tmp_path / 'render')
   with pytest.raises(WorkdirError, match='packed.npz exists .* never overwritten'):
     export.export_workdir(trained_bitnerf, 'packed', tmp_path / 'packed.npz')
+  with pytest.raises(WorkdirError, match='--out .*packed.npz exists .* never overwritten'):  # Written at once.
+    export.write(tmp_path / 'packed.npz', config, 6, state.variables, 'packed')
   export.export_workdir(trained_bitnerf, 'float32', tmp_path / 'float32.npz')
   float32 = render.render_split(None, 'val', packed=str(tmp_path / 'float32.npz'), limit=1)
   again = render.render_split(None, 'val', packed=str(tmp_path / 'packed.npz'), limit=1)

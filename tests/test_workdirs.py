@@ -166,3 +166,18 @@ def test_lock_file_is_written_in_the_workdir_only(tmp_path):
   with workdirs.owned(tmp_path / 'a' / 'b') as workdir:
     assert workdir == pathlib.Path(tmp_path / 'a' / 'b')
   assert [p.name for p in (tmp_path / 'a' / 'b').iterdir()] == [workdirs.LOCK_FILE]
+
+
+def test_a_default_output_name_that_is_taken_becomes_the_next_free_one(tmp_path, capsys):
+  path = tmp_path / 'export' / 'packed.npz'
+  assert workdirs.first_free_name(path) == path and capsys.readouterr().err == ''
+  path.parent.mkdir()
+  path.write_text('earlier')
+  (tmp_path / 'export' / 'packed-2.npz').write_text('earlier too')
+  assert workdirs.first_free_name(path) == tmp_path / 'export' / 'packed-3.npz'
+  assert f'note: {path} holds an earlier output (never overwritten): writing to' in capsys.readouterr().err
+  workdirs.write_atomically(tmp_path / 'export' / 'packed-3.npz', lambda t: t.write_text('new'), replace=False)
+  with pytest.raises(WorkdirError, match=r'the output .*packed.npz exists \(written by an earlier command\)'):
+    workdirs.write_atomically(path, lambda t: t.write_text('over it'), replace=False)
+  assert path.read_text() == 'earlier' and sorted(p.name for p in path.parent.iterdir()) == [
+      'packed-2.npz', 'packed-3.npz', 'packed.npz']  # No temporary file left either.

@@ -161,7 +161,7 @@ def write(path, config: ml_collections.ConfigDict, step: int, variables: Dict, e
     with open(temporary, 'wb') as f:
       np.savez(f, **arrays)
 
-  workdirs.write_new_atomically(path, save, '--out')
+  workdirs.write_atomically(path, save, replace=False, what='--out')
   return size_report(variables, arrays, path)
 
 
@@ -172,7 +172,7 @@ def default_path(workdir, export_format: str) -> pathlib.Path:
 def export_workdir(workdir, export_format: str, path=None) -> Dict:
   """Exports the newest intact checkpoint of `workdir` to `path` (default: workdir/export/<format>.npz);
   returns the size report with the step."""
-  path = pathlib.Path(path or default_path(workdir, export_format))
+  path = pathlib.Path(path) if path else workdirs.first_free_name(default_path(workdir, export_format))
   if path.is_dir():  # Checked before the restore, which takes a while.
     raise WorkdirError(f'--out={path} is a directory; expected the path of the file to write, e.g. '
                        f'{path / f"{export_format}.npz"}.')

@@ -125,7 +125,7 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
   returns a report (file, sizes, box, grid, threshold, seconds). Memory stays within `memory_budget_mb`
   (default: the workdir's config.eval.memory_budget_mb): a grid that cannot is refused before any work, and
   a surface whose mesh cannot, before marching cubes."""
-  path = pathlib.Path(path or pathlib.Path(workdir) / 'export' / 'mesh.ply')
+  path = pathlib.Path(path) if path else workdirs.first_free_name(pathlib.Path(workdir) / 'export' / 'mesh.ply')
   _check_request(path, resolution, density_threshold)
   started = time.perf_counter()
   config = checkpoints.load_config(workdir)
@@ -179,5 +179,5 @@ def _write_mesh(path: pathlib.Path, vertices, faces, normals, colours):
   rgba = np.concatenate([np.clip(np.round(colours * 255), 0, 255), np.full((len(colours), 1), 255)], axis=-1)
   mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, vertex_colors=rgba.astype(np.uint8),
                          process=False)
-  workdirs.write_new_atomically(path, lambda temporary: mesh.export(temporary, file_type=path.suffix.lower()[1:]),
-                               '--out')
+  workdirs.write_atomically(path, lambda temporary: mesh.export(temporary, file_type=path.suffix.lower()[1:]),
+                            replace=False, what='--out')

@@ -24,7 +24,7 @@ from jaxnerf import workdirs
 def export_point_cloud(workdir, path=None, views_stride: int = 1, min_opacity: float = 0.5) -> Dict:
   """Writes the point cloud of `workdir`'s newest intact checkpoint to `path` (default
   workdir/export/pointcloud.ply); returns a report (file, points, views, seconds)."""
-  path = pathlib.Path(path or pathlib.Path(workdir) / 'export' / 'pointcloud.ply')
+  path = pathlib.Path(path) if path else workdirs.first_free_name(pathlib.Path(workdir) / 'export' / 'pointcloud.ply')
   if path.suffix.lower() != '.ply':
     raise WorkdirError(f'--out={path}: a point cloud is written as .ply; name the file so.')
   if views_stride < 1:
@@ -71,6 +71,6 @@ def _write_ply(path: pathlib.Path, points, colours, normals):
       vertices['n' + name] = normals[:, axis]
   for channel, name in enumerate(('red', 'green', 'blue')):
     vertices[name] = np.clip(np.round(colours[:, channel] * 255), 0, 255).astype(np.uint8)
-  workdirs.write_new_atomically(
+  workdirs.write_atomically(
       path, lambda temporary: plyfile.PlyData([plyfile.PlyElement.describe(vertices, 'vertex')]).write(
-          str(temporary)), '--out')
+          str(temporary)), replace=False, what='--out')
