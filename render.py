@@ -6,6 +6,7 @@
   python render.py --workdir=runs/fern --path=spiral         # LLFF's spiral; ellipse, interpolate, auto.
   python render.py --packed=runs/bitnerf/export/packed.npz   # A model that export.py wrote.
   python render.py --workdir=runs/demo --step=best           # The best checkpoint (config.train.keep_best).
+  python render.py --workdir=runs/cup --appearance=IMG_0042    # Every view in one training photo's appearance.
 
 The split defaults to test, or val where the scene has no test split (it says so). Outputs go to
 <workdir>/render/<scene>/<split or path>_<step>/: <name>.png, <name>_depth.png and metrics.json (per-image
@@ -39,6 +40,10 @@ _PACKED = flags.DEFINE_string('packed', None, 'Render the model that export.py w
                               'a workdir\'s checkpoint; outputs go to render/ beside the file.')
 _STEP = flags.DEFINE_string('step', None, 'Render the checkpoint of this step (a number), or \'best\' '
                             '(config.train.keep_best\'s), instead of the newest intact one.')
+_APPEARANCE = flags.DEFINE_string(
+    'appearance', render.MEAN_APPEARANCE, 'What per-image components (models/conditioning.py: a code per '
+    'training image, ...) take for every view: mean (over the training images), zero, or the name of a '
+    'training image, whose appearance every view then takes.')
 _DISTRIBUTED = cli.define_distributed_flags()
 
 
@@ -61,11 +66,12 @@ def main(argv):
       console.message(f'Rendering {workdir}, the workdir under runs/ with the newest checkpoint.')
     if _PATH.value:
       summary = render.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
-                                                 _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed, step)
+                                                 _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed, step,
+                                                 _APPEARANCE.value)
     else:
       lpips_nets = None if _LPIPS.value is None else [net for net in _LPIPS.value if net != 'none']
       summary = render.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,
-                                            _CHUNK.value, packed, lpips_nets, step)
+                                            _CHUNK.value, packed, lpips_nets, step, _APPEARANCE.value)
     cli.print_summary(summary, workdir)
 
 

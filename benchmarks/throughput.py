@@ -52,14 +52,16 @@ def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> cam
   rng = np.random.default_rng(seed)
   azimuth, elevation = rng.uniform(0, 360, 64), rng.uniform(10, 70, 64)  # 64 cameras, for any num_rays.
   poses = np.stack([camera.spherical_pose(a, e, 4.0) for a, e in zip(azimuth, elevation)])
-  pose = poses[rng.integers(0, 64, num_rays)]
+  camera_index = rng.integers(0, 64, num_rays)
+  pose = poses[camera_index]
   target = rng.uniform(-1, 1, (num_rays, 3))
   direction = target - pose[:, :, 3]
   direction /= -np.sum(direction * pose[:, :, 2], axis=-1, keepdims=True)  # Unit length along the view axis.
   viewdirs = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
   ones = np.ones((num_rays, 1), np.float32)
   return camera.Rays(pose[:, :, 3].astype(np.float32), direction.astype(np.float32),
-                     viewdirs.astype(np.float32), near * ones, far * ones, 1e-3 * ones)
+                     viewdirs.astype(np.float32), near * ones, far * ones, 1e-3 * ones,
+                     camera_index.astype(np.int32)[:, None])
 
 
 def _median_seconds(fn, repeats):

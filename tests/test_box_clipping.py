@@ -11,6 +11,7 @@ import pytest
 from configs import default
 from jaxnerf import models
 from jaxnerf.ops import camera
+from jaxnerf.ops.camera import ANY_CAMERA
 from jaxnerf.ops.camera import Rays
 
 BOX = (-1.0, -0.5, 0.0, 1.0, 1.5, 0.8)
@@ -151,7 +152,8 @@ class _ConstantField(nn.Module):
   density_activation: str = 'relu'
 
   @nn.compact
-  def __call__(self, points, viewdirs, rng=None):
+  def __call__(self, samples, rng=None):
+    points = samples.points()
     self.sow('intermediates', 'points', points)
     rgb = nn.sigmoid(jnp.broadcast_to(jnp.asarray(self.raw_rgb, jnp.float32), points.shape))
     raw_density = jnp.full(points.shape[:-1], self.raw_density, jnp.float32)
@@ -162,7 +164,8 @@ def _rays(origins, directions, near, far):
   origins, directions = jnp.asarray(origins, jnp.float32), jnp.asarray(directions, jnp.float32)
   viewdirs = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
   return Rays(origins, directions, viewdirs, jnp.full(origins.shape[:-1] + (1,), near, jnp.float32),
-              jnp.full(origins.shape[:-1] + (1,), far, jnp.float32), jnp.full(origins.shape[:-1] + (1,), 1e-3))
+              jnp.full(origins.shape[:-1] + (1,), far, jnp.float32), jnp.full(origins.shape[:-1] + (1,), 1e-3),
+              jnp.full(origins.shape[:-1] + (1,), ANY_CAMERA, jnp.int32))
 
 
 @pytest.mark.parametrize('stochastic', [False, True])

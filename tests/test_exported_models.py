@@ -110,7 +110,7 @@ def test_quantised_tables_and_the_occupancy_bits_give_the_checkpoints_field_and_
   exported = export.read(tmp_path / 'packed.npz')
   points = rng.uniform(-1.4, 1.4, (4096, 3)).astype(np.float32)
   viewdirs = points / np.linalg.norm(points, axis=-1, keepdims=True)
-  field = jax.jit(lambda v: model.apply(v, points, viewdirs, method=lambda m, x, d: m.field(x, d)))
+  field = jax.jit(lambda v: model.apply(v, points, viewdirs, method=lambda m, x, d: m.field.at_positions(x, d)))
   from_checkpoint, from_file = field(variables), field(exported.variables)
   chex.assert_trees_all_equal(from_file, from_checkpoint)
   assert np.std(from_checkpoint.rgb) > 0.01 and np.std(from_checkpoint.density) > 0  # Not constant outputs.

@@ -6,6 +6,7 @@ time in plain Python.
 """
 
 import decimal
+import functools
 import itertools
 import math
 
@@ -272,8 +273,8 @@ def test_hash_grid_field_shapes_and_initialisation():
   points = jnp.asarray(rng.uniform(-1.0, 4.0, (2, 3, 5, 3)), jnp.float32)
   viewdirs = jnp.asarray(rng.normal(size=(2, 3, 5, 3)), jnp.float32)
   viewdirs /= jnp.linalg.norm(viewdirs, axis=-1, keepdims=True)
-  variables = jax.jit(field.init)(jax.random.PRNGKey(0), points, viewdirs)
-  apply = jax.jit(field.apply)
+  variables = jax.jit(functools.partial(field.init, method='at_positions'))(jax.random.PRNGKey(0), points, viewdirs)
+  apply = jax.jit(functools.partial(field.apply, method='at_positions'))
   out = apply(variables, points, viewdirs)
   chex.assert_shape(out.rgb, (2, 3, 5, 3))
   chex.assert_shape(out.density, (2, 3, 5))

@@ -57,7 +57,7 @@ def _batch(seed=0, target_offset=0.0):
   origins = rng.normal(size=(NUM_RAYS, 3)).astype(np.float32)
   true_kernel = np.array([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0], [-1.5, 0.2, 2.0]], np.float32)
   ones = np.ones((NUM_RAYS, 1), np.float32)
-  rays = Rays(origins, origins, origins, ones, 2 * ones, 1e-3 * ones)
+  rays = Rays(origins, origins, origins, ones, 2 * ones, 1e-3 * ones, np.zeros((NUM_RAYS, 1), np.int32))
   rgb = 0.5 + OUTPUT_GAIN * origins @ true_kernel + target_offset
   return {'rays': rays, 'rgb': rgb.astype(np.float32), 'alpha': ones}
 

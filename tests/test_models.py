@@ -1,5 +1,7 @@
 """Fields and renderers: the architectures the papers describe."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -22,7 +24,8 @@ def test_the_paper_mlp_feeds_the_encoded_point_again_to_its_sixth_layer():
   with the encoded point, so the 6th layer (trunk_5) reads 256 + 63 inputs and every other layer 256."""
   field = models.MLPField()  # The paper's: 8x256, positional encoding of 10 octaves (3 + 3 * 2 * 10 = 63).
   points = jnp.zeros((2, 3))
-  shapes = jax.eval_shape(field.init, jax.random.key(0), points, points)['params']
+  init = functools.partial(field.init, method='at_positions')
+  shapes = jax.eval_shape(init, jax.random.key(0), points, points)['params']
   input_sizes = {name: shapes[name]['kernel'].shape[0] for name in shapes if name.startswith('trunk_')}
   assert input_sizes == {'trunk_0': 63, 'trunk_1': 256, 'trunk_2': 256, 'trunk_3': 256, 'trunk_4': 256,
                          'trunk_5': 256 + 63, 'trunk_6': 256, 'trunk_7': 256}
@@ -40,12 +43,12 @@ def test_remat_changes_no_value_or_gradient_and_keeps_fewer_activations(monkeypa
   plain, remat = fields.MLPField(**kwargs), fields.MLPField(remat=True, **kwargs)
   points = jax.random.normal(jax.random.key(0), shape)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  params = plain.init(jax.random.key(1), points, viewdirs)
-  chex.assert_trees_all_equal_shapes(params, remat.init(jax.random.key(1), points, viewdirs))
+  params = plain.init(jax.random.key(1), points, viewdirs, method='at_positions')
+  chex.assert_trees_all_equal_shapes(params, remat.init(jax.random.key(1), points, viewdirs, method='at_positions'))
 
   def loss(field):
     def of_params(p):
-      out = field.apply(p, points, viewdirs)
+      out = field.apply(p, points, viewdirs, method='at_positions')
       normals = out.extras['normals'][..., 0] if out.extras else 0.0
       return jnp.sum(out.rgb ** 2) + jnp.sum(out.density) + jnp.sum(normals)
     return jax.jit(jax.value_and_grad(of_params))
@@ -56,7 +59,7 @@ def test_remat_changes_no_value_or_gradient_and_keeps_fewer_activations(monkeypa
 
   def kept_for_backward(remat):  # Bytes of the residuals that the backward pass reads (no normals: their
     field = fields.MLPField(depth=4, width=32, remat=remat)  # backward pass runs in the forward, keeping all).
-    _, backward = jax.vjp(lambda p: field.apply(p, points, viewdirs).density, params)
+    _, backward = jax.vjp(lambda p: field.apply(p, points, viewdirs, method='at_positions').density, params)
     return sum(leaf.nbytes for leaf in jax.tree.leaves(backward))
 
   kept = {remat: kept_for_backward(remat) for remat in (False, True)}
@@ -78,8 +81,11 @@ class _SphereField(nn.Module):
     points = inputs.mean if isinstance(inputs, models.Gaussians) else inputs
     return jnp.where(jnp.linalg.norm(points, axis=-1) < 1.0, 1e6, 0.0), None
 
-  def __call__(self, inputs, viewdirs, rng=None):
-    density, _ = self.density(inputs)
+  def density_at(self, samples, rng=None):
+    return self.density(samples.positions())
+
+  def __call__(self, samples, rng=None):
+    density, _ = self.density_at(samples)
     return models.FieldOutputs(density, jnp.full(density.shape + (3,), 0.25))
 
 
@@ -91,7 +97,7 @@ def _rays_at_sphere(num_rays=16):
   directions = np.tile([[0.0, 0.0, 1.0]], (num_rays, 1))
   rays = Rays(jnp.asarray(origins, jnp.float32), jnp.asarray(directions, jnp.float32),
               jnp.asarray(directions, jnp.float32), jnp.full((num_rays, 1), 2.0), jnp.full((num_rays, 1), 6.0),
-              jnp.full((num_rays, 1), 1e-3))
+              jnp.full((num_rays, 1), 1e-3), jnp.full((num_rays, 1), -1, jnp.int32))
   return rays, 4.0 - np.sqrt(1.0 - offsets**2)
 
 
@@ -143,16 +149,16 @@ def test_integrated_encoding_of_points_is_the_positional_one_and_wide_gaussians_
   rng = np.random.default_rng(0)
   points = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  variables = field.init(jax.random.key(0), points, viewdirs)
+  variables = field.init(jax.random.key(0), points, viewdirs, method='at_positions')
   # Positional encoding includes the input (3 more inputs): compare the integrated one on points with its
   # own Gaussians of zero extent, and with very wide Gaussians (every frequency fades: constant output).
-  as_points = field.apply(variables, points, viewdirs)
-  as_gaussians = field.apply(variables, models.Gaussians(points, jnp.zeros_like(points)), viewdirs)
+  as_points = field.apply(variables, points, viewdirs, method='at_positions')
+  as_gaussians = field.apply(variables, models.Gaussians(points, jnp.zeros_like(points)), viewdirs, method='at_positions')
   chex.assert_trees_all_close(as_points, as_gaussians)
-  wide = [field.apply(variables, models.Gaussians(points + shift, jnp.full_like(points, 1e4)), viewdirs)
+  wide = [field.apply(variables, models.Gaussians(points + shift, jnp.full_like(points, 1e4)), viewdirs, method='at_positions')
           for shift in (0.0, 5.0)]
   chex.assert_trees_all_close(wide[0].density, wide[1].density, atol=1e-6)
-  assert positional.init(jax.random.key(0), points, viewdirs)['params']['trunk_0']['kernel'].shape[0] == 39
+  assert positional.init(jax.random.key(0), points, viewdirs, method='at_positions')['params']['trunk_0']['kernel'].shape[0] == 39
 
 
 @pytest.mark.parametrize('field_name', ['mlp', 'hash_grid'])
@@ -168,10 +174,10 @@ def test_contracted_fields_stay_finite_with_gradients_at_extreme_distances(field
   direction = jnp.array([0.6, 0.0, 0.8])
   gaussians = models.Gaussians(distances[:, None] * direction, (1e-3 * distances[:, None])**2 * jnp.ones(3))
   viewdirs = jnp.broadcast_to(direction, gaussians.mean.shape)
-  variables = field.init(jax.random.key(0), gaussians, viewdirs)
-  out = field.apply(variables, gaussians, viewdirs)
+  variables = field.init(jax.random.key(0), gaussians, viewdirs, method='at_positions')
+  out = field.apply(variables, gaussians, viewdirs, method='at_positions')
   chex.assert_tree_all_finite(out)
-  grads = jax.grad(lambda v, g: jnp.sum(field.apply(v, g, viewdirs).density), argnums=(0, 1))(variables,
+  grads = jax.grad(lambda v, g: jnp.sum(field.apply(v, g, viewdirs, method='at_positions').density), argnums=(0, 1))(variables,
                                                                                                 gaussians)
   chex.assert_tree_all_finite(grads)
   # All of space lands inside the ball of radius 2 * contract_radius.
@@ -195,7 +201,7 @@ class _RadialDensityField(fields.FieldBase):
     warped = fields.warp_inputs(points, self.warp, self.contract_radius)
     return 1.0 - jnp.sum(warped**2, axis=-1), warped
 
-  def color(self, features, viewdirs):
+  def color(self, features, viewdirs, condition=None):
     return features + viewdirs
 
 
@@ -207,14 +213,14 @@ def test_density_normals_of_an_analytic_density_point_out_of_the_surface(warp):
   # Points at radii from 1e-3 to 1e3: through the contraction too, the normals stay radial.
   points = jnp.asarray(directions * np.logspace(-3, 3, 64)[:, None], jnp.float32)
   field = _RadialDensityField(normals='density', warp=warp)
-  out = field.apply({}, points, jnp.asarray(directions, jnp.float32))
+  out = field.apply({}, points, jnp.asarray(directions, jnp.float32), method='at_positions')
   chex.assert_shape(out.extras['normals'], (64, 3))
   # (Far out, the contraction's gradient is ~1 / r^2: float32 keeps its direction to about 1e-4.)
   np.testing.assert_allclose(out.extras['normals'], directions, atol=1e-4)
   gaussians = fields.Gaussians(points, jnp.full_like(points, 0.01))  # Normals at the Gaussians' means.
   np.testing.assert_allclose(field.apply({}, gaussians, method='density_normals'), directions, atol=1e-4)
   # At the centre, where the gradient has no direction, the normal and its gradient stay finite.
-  chex.assert_tree_all_finite(jax.grad(lambda x: jnp.sum(field.apply({}, x, x).extras['normals']))(
+  chex.assert_tree_all_finite(jax.grad(lambda x: jnp.sum(field.apply({}, x, x, method='at_positions').extras['normals']))(
       jnp.zeros((1, 3))))
 
 
@@ -227,8 +233,8 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
     field = fields.HashGridField(num_levels=4, log2_table_size=10, max_resolution=64, normals='density')
   points = jax.random.uniform(jax.random.key(0), (16, 3), minval=-1, maxval=1)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  variables = field.init(jax.random.key(1), points, viewdirs)
-  out = field.apply(variables, points, viewdirs)
+  variables = field.init(jax.random.key(1), points, viewdirs, method='at_positions')
+  out = field.apply(variables, points, viewdirs, method='at_positions')
   raw_density = jax.jit(lambda x: field.apply(variables, x, method=lambda m, x: m.geometry(x)[0]))
   gradient = np.asarray(jax.jit(jax.vmap(jax.grad(lambda x: raw_density(x[None])[0])))(points), np.float64)
   # The brute force: central differences of the raw density at the first 4 points, all in one call.
@@ -240,7 +246,7 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
   np.testing.assert_allclose(out.extras['normals'], -gradient / np.linalg.norm(gradient, axis=-1, keepdims=True),
                              atol=1e-5)
   # Without normals asked for, the field gives the same density and colour and no extras.
-  plain = field.clone(normals='none').apply(variables, points, viewdirs)
+  plain = field.clone(normals='none').apply(variables, points, viewdirs, method='at_positions')
   assert plain.extras is None
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
 
@@ -254,11 +260,11 @@ def test_hash_grid_normals_by_forward_mode_have_the_reverse_mode_values_and_grad
   forward, reverse = fields.HashGridField(**settings), ReverseModeHashGrid(**settings)
   points = jax.random.uniform(jax.random.key(0), (64, 3), minval=-1, maxval=1)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  variables = forward.init(jax.random.key(1), points, viewdirs)
+  variables = forward.init(jax.random.key(1), points, viewdirs, method='at_positions')
   variables = jax.tree.map(lambda v: v * 1e3, variables)  # Tables far from their tiny initial values.
 
   def normal_loss(field):  # A loss on the normals: the normal losses differentiate them once more.
-    return jax.jit(jax.value_and_grad(lambda v: jnp.sum(field.apply(v, points, viewdirs).extras['normals'] *
+    return jax.jit(jax.value_and_grad(lambda v: jnp.sum(field.apply(v, points, viewdirs, method='at_positions').extras['normals'] *
                                                         jnp.array([0.3, -0.5, 0.8]))))
 
   chex.assert_trees_all_close(normal_loss(forward)(variables), normal_loss(reverse)(variables), rtol=2e-4,
@@ -321,12 +327,12 @@ def test_any_field_can_predict_normals_for_the_tie_and_refnerf_keeps_its_own():
                                predicted_normals=fields.PredictedNormals())
   points = jax.random.uniform(jax.random.key(0), (2, 8, 3), minval=-1, maxval=1)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  variables = field.init(jax.random.key(1), points, viewdirs)
-  out = field.apply(variables, points, viewdirs)
+  variables = field.init(jax.random.key(1), points, viewdirs, method='at_positions')
+  out = field.apply(variables, points, viewdirs, method='at_positions')
   chex.assert_shape(out.extras['normals_pred'], (2, 8, 3))
   np.testing.assert_allclose(np.linalg.norm(out.extras['normals_pred'], axis=-1), 1.0, rtol=1e-5)
   assert variables['params']['predicted_normals']['normals_pred']['kernel'].shape[-1] == 3
-  plain = field.clone(predicted_normals=None).apply(variables, points, viewdirs)  # Same density and colour.
+  plain = field.clone(predicted_normals=None).apply(variables, points, viewdirs, method='at_positions')  # Same density and colour.
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
 
   config.model.appearance = 'refnerf'

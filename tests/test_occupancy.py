@@ -12,6 +12,7 @@ import pytest
 
 from jaxnerf import models
 from jaxnerf.ops import camera
+from jaxnerf.ops.camera import ANY_CAMERA
 from jaxnerf.ops.camera import Rays
 from jaxnerf.ops import compositing
 from jaxnerf.ops import marching
@@ -96,10 +97,10 @@ class _BallField(nn.Module):
     raw = jnp.where(distance < 0.5, 3.0, -20.0) * scale  # Density e^3 inside, ~0 outside.
     return models.trunc_exp(raw), jnp.stack([points[..., 0], points[..., 1]], axis=-1)
 
-  def __call__(self, points, viewdirs, rng=None):
-    return _BallField.shade(self, *self.density(points), viewdirs)
+  def __call__(self, samples, rng=None):
+    return _BallField.shade(self, *self.density(samples.points()), samples.per_sample(samples.viewdirs))
 
-  def shade(self, density, features, viewdirs):
+  def shade(self, density, features, viewdirs, cam_idx=None):
     raw_rgb = jnp.concatenate([features, viewdirs[..., :1]], axis=-1)
     return models.FieldOutputs(density, nn.sigmoid(raw_rgb))
 
@@ -117,7 +118,8 @@ def _rays(num_rays, seed=0):
   directions = (targets - origins) / 4.0  # Unit length along z: t is depth.
   viewdirs = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
   return Rays(jnp.asarray(origins), jnp.asarray(directions), jnp.asarray(viewdirs),
-              jnp.full((num_rays, 1), 1.0), jnp.full((num_rays, 1), 8.0), jnp.full((num_rays, 1), 1e-3))
+              jnp.full((num_rays, 1), 1.0), jnp.full((num_rays, 1), 8.0), jnp.full((num_rays, 1), 1e-3),
+              jnp.full((num_rays, 1), ANY_CAMERA, jnp.int32))
 
 
 def _dense_reference(field_vars, occupied, resolution, rays, step_size):
@@ -129,7 +131,8 @@ def _dense_reference(field_vars, occupied, resolution, rays, step_size):
   s = marching.step_distances(near[:, 0] * norm, jnp.full(norm.shape, 0.5), step_size,
                               marching.step_indices(num_steps))
   points = rays.origins[:, None] + s[..., None] * rays.viewdirs[:, None]
-  field_out = _BallField().apply(field_vars, points, jnp.broadcast_to(rays.viewdirs[:, None], points.shape))
+  field_out = _BallField().apply(field_vars, *_BallField().apply(field_vars, points, method='density'),
+                                 jnp.broadcast_to(rays.viewdirs[:, None], points.shape), method='shade')
   density = jnp.where((s < (far[:, 0] * norm)[:, None]) & occupancy.is_occupied(occupied, points, BOX, resolution),
                       field_out.density, 0.0)
   # Distances s along unit view directions, so every sample's interval is one step; depth is s / |d|.
@@ -262,7 +265,8 @@ def _ball_in_its_cells(field=None, size: int = 10, **settings):
   directions = (targets - [0.0, 0.0, -2.0]) / 6.0
   rays = Rays(jnp.broadcast_to(jnp.array([0.0, 0.0, -2.0]), directions.shape), jnp.asarray(directions),
               jnp.asarray(directions / np.linalg.norm(directions, axis=-1, keepdims=True)),
-              jnp.full((size, size, 1), 1.0), jnp.full((size, size, 1), 8.0), jnp.full((size, size, 1), 1e-3))
+              jnp.full((size, size, 1), 1.0), jnp.full((size, size, 1), 8.0), jnp.full((size, size, 1), 1e-3),
+              jnp.full((size, size, 1), ANY_CAMERA, jnp.int32))
   return model, variables, rays
 
 

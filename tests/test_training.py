@@ -293,8 +293,8 @@ class _RecordingViewer:
   """Stands in for outputs/viewer.Viewer in the training loop: keeps the parameters it asks for."""
   instances = []
 
-  def __init__(self, steps, split, background, chunk_size, host, port, out_dir):
-    del steps, split, background, chunk_size, out_dir
+  def __init__(self, steps, split, background, chunk_size, host, port, out_dir, appearances):
+    del steps, split, background, chunk_size, out_dir, appearances
     self.url, self.published, self.closed, self.calls = f'http://{host}:{port}', [], False, 0
     _RecordingViewer.instances.append(self)
 

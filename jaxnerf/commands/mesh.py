@@ -52,7 +52,7 @@ def field_functions(model, variables, to_world: Callable = lambda points: points
 
   @jax.jit
   def color_at(points, viewdirs):
-    return model.apply(variables, points, viewdirs, method=lambda m, x, d: getattr(m, name)(x, d).rgb)
+    return model.apply(variables, points, viewdirs, method=lambda m, x, d: getattr(m, name).at_positions(x, d).rgb)
 
   return density_at, color_at
 

@@ -22,12 +22,17 @@ from jaxnerf import console
 from jaxnerf import datasets
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
+from jaxnerf import models
+from jaxnerf.ops import camera
 from jaxnerf.outputs import evaluation
 from jaxnerf import perceptual
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
+
+# render.py --appearance: what per-image components (models/conditioning.py) take for every rendered view.
+MEAN_APPEARANCE, ZERO_APPEARANCE = 'mean', 'zero'
 
 
 def newest_workdir(root='runs') -> pathlib.Path:
@@ -112,19 +117,45 @@ def _out_root(workdir, packed: Optional[str]) -> pathlib.Path:
 
 
 def _output_folder(out_root: pathlib.Path, scene: str, name: str, step: int, packed: Optional[str] = None,
-                   first: Optional[int] = None) -> pathlib.Path:
-  """<out_root>/render/<scene>/<name>_<step>[_<model file's stem>][_first<N>]: keyed by what fixes the result."""
+                   first: Optional[int] = None, appearance: str = MEAN_APPEARANCE) -> pathlib.Path:
+  """<out_root>/render/<scene>/<name>_<step>[_<model file's stem>][_first<N>][_appearance-<choice>]: keyed by
+  what fixes the result."""
   key = f'{name}_{step}' + (f'_{pathlib.Path(packed).stem}' if packed else '') + (f'_first{first}' if first else '')
+  if appearance != MEAN_APPEARANCE:
+    key += f'_appearance-{appearance}'
   return out_root / 'render' / scene / key
+
+
+def appearance_index(config, appearance: str, data_dir: Optional[str] = None) -> Optional[int]:
+  """The Rays.cam_idx of every view rendered with --appearance=`appearance`: None for 'mean' (each view's
+  own: the mean over the training images for views that are not one), camera.NO_CAMERA for 'zero', or the
+  index of the training image of that name. Refused in one line for a model without per-image components
+  or an unknown name."""
+  if appearance == MEAN_APPEARANCE:
+    return None
+  if not models.conditioning.enabled(config.model):
+    groups = ', '.join(f'config.model.{group}' for group in sorted(models.conditioning.CONDITIONINGS))
+    raise ConfigError(f'--appearance={appearance}: this model has no per-image components ({groups}), so every '
+                      f'view renders alike; leave --appearance at {MEAN_APPEARANCE!r}.')
+  if appearance == ZERO_APPEARANCE:
+    return camera.NO_CAMERA
+  names = list(datasets.load_split(config, 'train', data_dir).names)
+  if appearance not in names:
+    shown = ', '.join(names[:5]) + (', ...' if len(names) > 5 else '')
+    raise ConfigError(f'--appearance={appearance}: expected {MEAN_APPEARANCE!r}, {ZERO_APPEARANCE!r} or the '
+                      f'name of a training image ({len(names)}: {shown}).')
+  return names.index(appearance)
 
 
 def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[str] = None, limit: int = -1,
                  chunk_size: Optional[int] = None, packed: Optional[str] = None,
-                 lpips_nets: Optional[Sequence[str]] = None, step: Union[int, str, None] = None) -> Dict:
+                 lpips_nets: Optional[Sequence[str]] = None, step: Union[int, str, None] = None,
+                 appearance: str = MEAN_APPEARANCE) -> Dict:
   """Renders every image of a split (default: test, else val) to <workdir>/render/<scene>/<split>_<step>/
   and scores it; with `packed`, the model exported to that file, to <its directory>/render/... LPIPS on
   `lpips_nets` (default: the run's config.eval.lpips). `step`: the checkpoint (default: the newest intact
-  one; checkpoints.BEST: the best one).
+  one; checkpoints.BEST: the best one). `appearance`: what per-image components take (`appearance_index`);
+  with the default, the held-out scores of those components are added (models.conditioning).
 
   Returns:
     The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
@@ -140,19 +171,24 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   model = _restore(workdir, chunk_size, packed, step)
   split_name = _split_to_render(model.config, split_name, data_dir)
   split = datasets.load_split(model.config, split_name, data_dir)
+  cam_idx = appearance_index(model.config, appearance, data_dir)
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
   start = time.perf_counter()
   renderings = evaluation.render_views(model.experiment.steps, model.variables, split, indices, model.chunk_size,
-                                       description=f'rendering the {split_name} split')
+                                       description=f'rendering the {split_name} split', cam_idx=cam_idx)
   render_seconds = time.perf_counter() - start
   _check_finite(renderings, model, workdir, packed)
+  scorers = () if appearance != MEAN_APPEARANCE else models.conditioning.held_out_scorers(
+      model.experiment.model, model.config.model, model.experiment.background)
+  extra = evaluation.held_out_scores(model.experiment.steps, model.variables, split, indices, model.chunk_size,
+                                     scorers)
   per_image = evaluation.score_views(split, indices, renderings,
-                                     model.config.eval.lpips if lpips_nets is None else lpips_nets)
+                                     model.config.eval.lpips if lpips_nets is None else lpips_nets, extra)
   seconds = time.perf_counter() - start
   out_dir = _output_folder(out_root, _scene_label(model.config, data_dir), split_name, model.step, packed,
-                           len(indices) if len(indices) < split.num_images else None)
+                           len(indices) if len(indices) < split.num_images else None, appearance)
   summary = evaluation.split_summary(per_image, {
-      'step': model.step, 'split': split_name,
+      'step': model.step, 'split': split_name, 'appearance': appearance,
       'scene_dir': str(pathlib.Path(data_dir) if data_dir else datasets.scene_directory(model.config)),
       # Rendering and scoring, and rendering alone (both with any compilation a cold cache needs).
       'seconds': seconds, 'render_seconds': render_seconds,
@@ -167,11 +203,12 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
 
 def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: Optional[str] = None,
                       chunk_size: Optional[int] = None, min_size: Optional[int] = None,
-                      packed: Optional[str] = None, step: Union[int, str, None] = None) -> Dict:
+                      packed: Optional[str] = None, step: Union[int, str, None] = None,
+                      appearance: str = MEAN_APPEARANCE) -> Dict:
   """Renders camera path `path` (camera_paths.PATHS; None: the config's eval.path) over the training cameras
   to <workdir>/render/<scene>/<path>_<step>/<path>{,_depth}.{gif,mp4}, with the training images' camera, at
   least `min_size` pixels on the shorter side (default: the config's eval.video_min_size); with `packed`,
-  from the model exported to that file, to <its directory>/render/...
+  from the model exported to that file, to <its directory>/render/...; `appearance` as render_split's.
   """
   if num_frames <= 0 or fps <= 0:  # Before the checkpoint's restore, which takes a while.
     raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
@@ -179,14 +216,16 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   model = _restore(workdir, chunk_size, packed, step)
   config, step = model.config, model.step
   train_split = datasets.load_split(config, 'train', data_dir)
+  cam_idx = appearance_index(config, appearance, data_dir)
   name, poses = evaluation.camera_path(train_split, path or config.eval.path, num_frames)
   start = time.perf_counter()
   min_size = config.eval.video_min_size if min_size is None else min_size
   frames = evaluation.render_path(model.experiment.steps, model.variables, train_split, poses, model.chunk_size,
-                                  model.experiment.background, min_size, f'rendering the {name}')
+                                  model.experiment.background, min_size, f'rendering the {name}',
+                                  camera.ANY_CAMERA if cam_idx is None else cam_idx)
   seconds = time.perf_counter() - start
   _check_finite(frames, model, workdir, packed)
-  out_dir = _output_folder(out_root, _scene_label(config, data_dir), name, step, packed)
+  out_dir = _output_folder(out_root, _scene_label(config, data_dir), name, step, packed, appearance=appearance)
   paths = []
   if jax.process_index() == 0:
     paths = evaluation.write_video(workdirs.claim_new_folder(out_dir), name, frames, fps, formats=('gif', 'mp4'))

@@ -9,6 +9,7 @@ import jax
 from jaxnerf import console
 from jaxnerf import datasets
 from jaxnerf.errors import ConfigError
+from jaxnerf import models
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
@@ -25,7 +26,8 @@ def open_viewer(workdir, host: str = '127.0.0.1', port: int = 8080, chunk_size: 
   out_dir = pathlib.Path(workdir) / 'render' / 'viewer'
   workdirs.check_writable(out_dir, 'the folder of the viewer\'s renders')
   viewer = viewer_lib.Viewer(experiment.steps, split, experiment.background, chunk_size or config.eval.chunk_size,
-                             host=host, port=port, out_dir=out_dir)
+                             host=host, port=port, out_dir=out_dir,
+                             appearances=bool(models.conditioning.enabled(config.model)))
   viewer.publish(state.variables, int(jax.device_get(state.step)))
   return viewer
 

@@ -155,8 +155,10 @@ def _scene_path(config, data_dir) -> pathlib.Path:
 
 
 def load_split(config, split: str, data_dir=None) -> SceneSplit:
-  """Loads `split` of the scene named by `config` (`data_dir` overrides the scene directory)."""
-  return _dataset(config).read_split(_scene_path(config, data_dir), split, config)
+  """Loads `split` of the scene named by `config` (`data_dir` overrides the scene directory). The 'train'
+  split's rays carry the index of their image (camera.Rays.cam_idx); the others' camera.ANY_CAMERA."""
+  loaded = _dataset(config).read_split(_scene_path(config, data_dir), split, config)
+  return dataclasses.replace(loaded, training=split == 'train')
 
 
 def has_split(config, split: str, data_dir=None) -> bool:

@@ -25,6 +25,8 @@ class SceneSplit:
     ndc: for forward-facing captures, the NDC space every ray of the scene is given in (camera.NDCSpace).
     depth_range: (nearest, farthest) depth of the content in world units where a capture tells (LLFF
       bounds, sparse points); camera paths aim by it.
+    training: whether these are the training images, whose rays carry their image's index (Rays.cam_idx,
+      what per-image components read); other splits' rays carry camera.ANY_CAMERA.
   """
 
   images: np.ndarray
@@ -38,6 +40,7 @@ class SceneSplit:
   alphas: Optional[np.ndarray] = None
   ndc: Optional[camera.NDCSpace] = None
   depth_range: Optional[Tuple[float, float]] = None
+  training: bool = False
 
   def __post_init__(self):
     n = self.images.shape[0]
@@ -58,16 +61,24 @@ class SceneSplit:
   def width(self) -> int:
     return self.images.shape[2]
 
+  def camera_index(self, image):
+    """Rays.cam_idx of the rays of image(s) `image` (an index or [...]): the image's own index in the training
+    split, else camera.ANY_CAMERA."""
+    return np.asarray(image) if self.training else camera.ANY_CAMERA
+
   def rays_of_pixels(self, image, row, col) -> camera.Rays:
     """Rays through pixels (image, row, column indices, [...] each), each field [..., C]."""
     return camera.pixels_to_rays(col, row, self.camtoworlds[image], self.intrinsics.take(image), self.near,
-                                 self.far, self.ndc)
+                                 self.far, self.ndc, cam_idx=self.camera_index(image))
 
   def rays_of_image(self, index: int) -> camera.Rays:
     """All rays of image `index`, each field [height, width, C]."""
-    return self.rays_of_view(self.camtoworlds[index], self.intrinsics.take(index), self.width, self.height)
+    return self.rays_of_view(self.camtoworlds[index], self.intrinsics.take(index), self.width, self.height,
+                             self.camera_index(index))
 
-  def rays_of_view(self, camtoworld, intrinsics: camera.Intrinsics, width: int, height: int) -> camera.Rays:
+  def rays_of_view(self, camtoworld, intrinsics: camera.Intrinsics, width: int, height: int,
+                   cam_idx=camera.ANY_CAMERA) -> camera.Rays:
     """All rays [height, width, C] of another view of this scene (a camera path's frame): the split's
-    bounds and NDC space, any pose and camera."""
-    return camera.image_rays(camtoworld, width, height, intrinsics, self.near, self.far, self.ndc)
+    bounds and NDC space, any pose and camera, and `cam_idx` (Rays.cam_idx)."""
+    return camera.image_rays(camtoworld, width, height, intrinsics, self.near, self.far, self.ndc,
+                             cam_idx=cam_idx)

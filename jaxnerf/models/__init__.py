@@ -3,6 +3,8 @@
 They wire the pure functions of ops/ (encoding.py, hash_grid.py, sampling.py, marching.py, compositing.py):
 - activations.py: density activations;
 - fields.py: networks from points or Gaussians (and view directions) to density and colour (`FIELDS`);
+- conditioning.py: per-image inputs of the colour networks (a code per training image, ...), registered with
+  their config groups;
 - renderers (`RENDERERS`): sampling, field calls and compositing along rays, and the update of a renderer's
   non-trained state: coarse_to_fine.py (NeRF, mip-NeRF), proposal.py (mip-NeRF 360's proposal sampling),
   occupancy_grid.py (instant-ngp's marching).
@@ -12,6 +14,8 @@ of compositing.RenderedRays, one per level, the final output last (rgb None on d
 w are what the interlevel and distortion losses read); rng is None when rendering images, and progress is the
 fraction of training done (1 when rendering). `model.update_state(params, model_state, rng, step)` returns the
 non-trained variables for a training step.
+Fields are called with the samples of a level (ops/ray_samples.py: RaySamples), built once per level by the
+renderer from its rays, which carry the index of their training image (camera.Rays.cam_idx).
 `make_model(config.model, scene_box)` builds the renderer a config names.
 """
 
@@ -27,6 +31,7 @@ from jaxnerf.models.activations import trunc_exp
 from jaxnerf.models.appearance import APPEARANCES
 from jaxnerf.models.coarse_to_fine import MipNeRF
 from jaxnerf.models.coarse_to_fine import NeRF
+from jaxnerf.models import conditioning
 from jaxnerf.models.fields import FieldOutputs
 from jaxnerf.models.fields import Gaussians
 from jaxnerf.models.fields import HashGridField
@@ -36,6 +41,7 @@ from jaxnerf.models.fields import WARPS
 from jaxnerf.models.occupancy_grid import OccupancyGridNeRF
 from jaxnerf.models.proposal import ProposalNeRF
 from jaxnerf.ops import coord
+from jaxnerf.ops.ray_samples import RaySamples
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
@@ -140,6 +146,8 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
       kwargs['appearance'] = appearance(dtype=shared['dtype'], **model_config[model_config.appearance])
     if model_config.predicted_normals:
       kwargs['predicted_normals'] = PredictedNormals(dtype=shared['dtype'])
+    # (Density-only fields never call their colour network, so theirs make no parameters.)
+    kwargs['conditioning'] = conditioning.build_modules(model_config, shared['dtype'])
     return FIELDS[kind](**kwargs)
 
   return RENDERERS[model_config.name](model_config, make_field, scene_box)
@@ -159,3 +167,12 @@ def model_provides(model, model_config) -> FrozenSet[str]:
   if _refnerf_predicts_normals(model_config) or model_config.predicted_normals:
     provided.add('predicted_normals')
   return frozenset(provided)
+
+
+def with_training_split(config, train_split):
+  """A copy of `config` with the values its conditioning components take from the training split (the
+  number of training images, ...): what a run saves and renders with. `config` itself is unchanged."""
+  completed = config.copy_and_resolve_references()
+  for group, values in conditioning.training_split_values(config.model, train_split).items():
+    completed.model[group].update(values)
+  return completed

@@ -34,7 +34,12 @@ class RefNeRFAppearance(nn.Module):
   after every `skip_every`-th layer) reads the bottleneck, the IDE of the reflected direction with
   `ide_levels` degrees, and n . w_o, and gives the specular colour (sigmoid). Linear colour = diffuse + tint * specular (before the field's tone mapping).
 
-  Called as (features [..., F], unit viewdirs [..., 3], density normals [..., 3] or None); returns
+  A condition [..., D] (the field's per-image conditioning, models/conditioning.py) is read by the diffuse
+  head and by the directional MLP (multinerf feeds its per-image vectors to the latter), so that a
+  per-image change of colour can reach the diffuse colour as well as the specular one.
+
+  Called as (features [..., F], unit viewdirs [..., 3], density normals [..., 3] or None, condition
+  [..., D] or None); returns
   (linear rgb [..., 3], {'normals_pred' [..., 3] (when predicted), 'roughness' [..., 1], 'diffuse' [..., 3],
   'tint' [..., 3]}).
   """
@@ -64,9 +69,10 @@ class RefNeRFAppearance(nn.Module):
     self.directional = [dense(self.width, f'directional_{i}') for i in range(self.depth)]
     self.specular_out = dense(3, 'specular')
 
-  def __call__(self, features, viewdirs, density_normals=None):
+  def __call__(self, features, viewdirs, density_normals=None, condition=None):
     as_float = lambda x: x.astype(jnp.float32)
-    diffuse = nn.sigmoid(as_float(self.diffuse_out(features)) - math.log(3.0))
+    with_condition = lambda x: x if condition is None else jnp.concatenate([x, condition.astype(x.dtype)], -1)
+    diffuse = nn.sigmoid(as_float(self.diffuse_out(with_condition(features))) - math.log(3.0))
     tint = nn.sigmoid(as_float(self.tint_out(features)))
     roughness = nn.softplus(as_float(self.roughness_out(features)) + self.roughness_bias)
     extras = {}
@@ -79,9 +85,10 @@ class RefNeRFAppearance(nn.Module):
       normals = density_normals
     reflected = encoding.reflect(viewdirs, normals)
     n_dot_v = jnp.sum(-viewdirs * normals, axis=-1, keepdims=True)
-    inputs = jnp.concatenate([self.bottleneck(features).astype(jnp.float32),
-                              encoding.integrated_directional_encoding(reflected, roughness, self.ide_levels),
-                              n_dot_v], axis=-1).astype(self.dtype)
+    inputs = with_condition(jnp.concatenate(
+        [self.bottleneck(features).astype(jnp.float32),
+         encoding.integrated_directional_encoding(reflected, roughness, self.ide_levels), n_dot_v],
+        axis=-1).astype(self.dtype))
     x = inputs
     for i, layer in enumerate(self.directional):
       x = nn.relu(layer(x))

@@ -22,6 +22,7 @@ from jaxnerf.models.intervals import StatelessRenderer
 from jaxnerf.ops.camera import Rays
 from jaxnerf.ops import compositing
 from jaxnerf.ops import coord
+from jaxnerf.ops.ray_samples import RaySamples
 from jaxnerf.ops import sampling
 from jaxnerf.ops import stepfun
 
@@ -40,19 +41,20 @@ class NeRF(StatelessRenderer):
   lindisp: bool = False
   scene_box: Optional[Sequence[float]] = None  # If set, sample only inside it; density outside is zero.
 
-  def _render_samples(self, field, rng, rays: Rays, t, near, far, background):
-    points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
-    out = field(points, jnp.broadcast_to(rays.viewdirs[..., None, :], points.shape), rng)
+  def _render_samples(self, field, rng, rays: Rays, t, near, far, background, progress):
+    # Sample i stands for the interval from t_i to the next sample; for the losses and the median depth
+    # the last one ends at the far bound (its 1e10 only makes it opaque).
+    edges = jax.lax.stop_gradient(jnp.concatenate([t, jnp.maximum(far, t[..., -1:])], axis=-1))
+    samples = RaySamples.along_rays(rays, t, edges[..., 1:], progress)
+    out = field(samples, rng)
     density = out.density
     if self.scene_box is not None:
-      density = jnp.where(coord.inside_unit_cube(coord.to_unit_cube(points, self.scene_box)), density, 0.0)
+      inside = coord.inside_unit_cube(coord.to_unit_cube(samples.points(), self.scene_box))
+      density = jnp.where(inside, density, 0.0)
     # Inside a box the ray ends at its exit: the last sample's interval reaches it, not the paper's 1e10,
     # which would make the last sample opaque and hide the background behind haze.
     far_delta = compositing.FAR_DELTA if self.scene_box is None else far - t[..., -1:]
     rendered = compositing.volume_render(out.rgb, density, t, rays.directions, background, far_delta, out.extras)
-    # Sample i stands for the interval from t_i to the next sample; for the losses and the median depth
-    # the last one ends at the far bound (its 1e10 only makes it opaque).
-    edges = jax.lax.stop_gradient(jnp.concatenate([t, jnp.maximum(far, t[..., -1:])], axis=-1))
     spacing = 'disparity' if self.lindisp else 'linear'
     return rendered._replace(s_edges=coord.t_to_s(edges, near, far, spacing), t_edges=edges)
 
@@ -64,19 +66,18 @@ class NeRF(StatelessRenderer):
         evaluation.
       rays: Rays with fields [..., C].
       background: [3] or [..., 3] colour composited behind the scene.
-      progress: the fraction of training done (unused here).
+      progress: the fraction of training done (handed to the fields with the samples).
 
     Returns:
       A list of RenderedRays, coarse first, then fine when there is a fine field.
     """
-    del progress
     keys = [None] * 4 if rng is None else list(jax.random.split(rng, 4))
     near, far = ray_bounds(rays, self.scene_box)
     t = sampling.stratified_samples(keys[0], near, far, self.num_coarse_samples, self.lindisp)
-    renderings = [self._render_samples(self.coarse_field, keys[1], rays, t, near, far, background)]
+    renderings = [self._render_samples(self.coarse_field, keys[1], rays, t, near, far, background, progress)]
     if self.fine_field is not None:
       t = sampling.hierarchical_samples(keys[2], t, renderings[0].w, self.num_fine_samples)
-      renderings.append(self._render_samples(self.fine_field, keys[3], rays, t, near, far, background))
+      renderings.append(self._render_samples(self.fine_field, keys[3], rays, t, near, far, background, progress))
     return renderings
 
 
@@ -100,14 +101,9 @@ class MipNeRF(StatelessRenderer):
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [...] with each level; as NeRF.__call__."""
-    del progress
     near, far = ray_bounds(rays, self.scene_box)
     spacing = 'disparity' if self.lindisp else 'linear'
-
-    def shade(level, t_edges, gaussians, key):
-      del level, t_edges
-      return self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
-
     return render_levels(rng, rays, background, [self.num_samples] * self.num_levels,
                          lambda s: coord.s_to_t(s, near, far, spacing), lambda level, w: stepfun.blur_weights(w),
-                         shade, padding=self.resample_padding)
+                         lambda level, samples, key: self.field(samples, key), padding=self.resample_padding,
+                         progress=progress)

@@ -9,18 +9,24 @@ Both are a `FieldBase`: geometry (`geometry(inputs)` -> raw density and features
 (`color(features, viewdirs)` -> raw colour), with the attributes every field shares in one place.
 
 The contract every field keeps (renderers rely on nothing else):
-- inputs are points [..., 3] or `Gaussians` (mean [..., 3] and the diagonal of the covariance [..., 3], a
-  conical frustum's stand-in); a field reads what it needs (the hash grid reads the means);
-- `geometry(inputs)` -> (raw density [...], features): before the bias and activation, differentiable
-  everywhere (normals are its gradient); `density(inputs)` -> (density [...], features): the activated
+- a field is called with the samples of a renderer's level, `field(samples, rng=None)` (ops/ray_samples.py:
+  RaySamples), and reads their positions as points [..., 3] or `Gaussians` (mean [..., 3] and the diagonal
+  of the covariance [..., 3], a conical frustum's stand-in), whichever the samples stand for
+  (`RaySamples.positions`); a field reads what it needs (the hash grid reads the means);
+  `field.at_positions(positions, viewdirs, rng=None, cam_idx=None)` does the same at any positions (mesh
+  colours, probes);
+- `geometry(positions)` -> (raw density [...], features): before the bias and activation, differentiable
+  everywhere (normals are its gradient); `density(positions)` -> (density [...], features): the activated
   density (occupancy grids and proposal levels call it) and whatever the colour network reads;
-- `field(inputs, viewdirs, rng=None)` -> FieldOutputs(density [...], rgb [..., 3], extras), activations
-  applied; extras hold 'normals' [..., 3] when the field's `normals` is 'density'
+- the outputs are FieldOutputs(density [...], rgb [..., 3], extras), activations applied; extras hold
+  'normals' [..., 3] when the field's `normals` is 'density'
   (`geometry_and_normals`: the negative, normalised gradient of the raw density). With
   `rng` (training) Gaussian noise of std `density_noise_std` is added to the raw density (the paper's
   regulariser for real scenes). `density_bias` is added to every raw density: a negative bias starts
   training from nearly empty space, where an untrained field would fill the first units before the camera
   with fog (unbounded scenes, whose rays are long).
+- the colour network also reads the field's `conditioning` (models/conditioning.py: per-image inputs such as
+  an appearance code, from the samples' camera index), concatenated to its view-dependent input.
 - `warp` maps positions before encoding: 'none', or 'contract' (mip-NeRF 360's contraction of space beyond
   `contract_radius` into a ball of twice that radius, Eq. 10; Gaussians go through its linearisation, Eq. 9).
 
@@ -43,15 +49,13 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.models.activations import density_activation
 from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models import layers as layers_lib
+from jaxnerf.ops.camera import ANY_CAMERA
 from jaxnerf.ops import coord
 from jaxnerf.ops import encoding
 from jaxnerf.ops import hash_grid
 from jaxnerf.ops import quantization
-
-
-class Gaussians(NamedTuple):
-  mean: jnp.ndarray  # [..., 3]
-  cov_diag: jnp.ndarray  # [..., 3], the diagonal of the covariance.
+from jaxnerf.ops.ray_samples import Gaussians
+from jaxnerf.ops.ray_samples import RaySamples
 
 
 class FieldOutputs(NamedTuple):
@@ -97,6 +101,11 @@ class PredictedNormals(nn.Module):
   def __call__(self, features):
     head = nn.Dense(3, dtype=self.dtype, param_dtype=jnp.float32, name='normals_pred')
     return safe_normalize(head(features).astype(jnp.float32))
+
+
+def _with_condition(x, condition):
+  """x [..., D] with the condition [..., E] concatenated (x itself where there is none)."""
+  return x if condition is None else jnp.concatenate([x, condition.astype(x.dtype)], axis=-1)
 
 
 def _activate_rgb(raw_rgb, padding: float):
@@ -145,6 +154,9 @@ class FieldBase(nn.Module):
   # A head that predicts normals from the features (PredictedNormals), output as 'normals_pred'; None: none
   # (Ref-NeRF's appearance predicts its own).
   predicted_normals: Optional[nn.Module] = None
+  # Per-image inputs of the colour network (models/conditioning.py), each called as module(cam_idx [..., 1])
+  # -> [..., D]; their outputs are concatenated to the colour network's view-dependent input.
+  conditioning: Sequence[nn.Module] = ()
   # How `geometry_and_normals` differentiates the geometry. The normal losses (and Ref-NeRF's reflection
   # about the density's normals) differentiate the normals once more, and the cheaper order depends on the
   # field. Measured on the 2-core CPU, normals and the gradient of a loss on them: the hash grid (2048 x 16
@@ -197,9 +209,19 @@ class FieldBase(nn.Module):
     """Unit normals [..., 3] of the density at points [..., 3] or Gaussians (`geometry_and_normals`)."""
     return self.geometry_and_normals(inputs)[2]
 
-  def __call__(self, inputs, viewdirs, rng: Optional[jax.Array] = None) -> FieldOutputs:
-    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3] (and 'normals'
-    among the extras when the field's `normals` is 'density')."""
+  def __call__(self, samples: RaySamples, rng: Optional[jax.Array] = None) -> FieldOutputs:
+    """Density and colour at a renderer's samples [...] (ops/ray_samples.py), and 'normals' among the extras
+    when the field's `normals` is 'density'."""
+    return self.at_positions(samples.positions(), samples.per_sample(samples.viewdirs), rng,
+                             samples.per_sample(samples.cam_idx))
+
+  def density_at(self, samples: RaySamples, rng: Optional[jax.Array] = None):
+    """`density` at a renderer's samples (proposal levels)."""
+    return self.density(samples.positions(), rng)
+
+  def at_positions(self, inputs, viewdirs, rng: Optional[jax.Array] = None, cam_idx=None) -> FieldOutputs:
+    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3] from the
+    training image cam_idx [..., 1] (None: camera.ANY_CAMERA)."""
     if self.normals not in NORMALS:
       raise ConfigError(f'config.model.normals must be one of {NORMALS}, got {self.normals!r}.')
     if self.tone_mapping not in TONE_MAPPINGS:
@@ -207,22 +229,33 @@ class FieldBase(nn.Module):
                         f'got {self.tone_mapping!r}.')
     if self.normals == 'density':
       raw_density, features, normals = self.geometry_and_normals(inputs)
-      return self.shade(_activate_density(self, raw_density, rng), features, viewdirs, normals)
+      return self.shade(_activate_density(self, raw_density, rng), features, viewdirs, normals, cam_idx)
     density, features = self.density(inputs, rng)
-    return self.shade(density, features, viewdirs)
+    return self.shade(density, features, viewdirs, cam_idx=cam_idx)
 
-  def shade(self, density, features, viewdirs, normals=None) -> FieldOutputs:
+  def condition(self, cam_idx, shape):
+    """The conditioning's inputs [..., D] of the colour network for samples of `shape` [...] from the
+    training images cam_idx [..., 1] (None: camera.ANY_CAMERA); None when the field has none."""
+    if not self.conditioning:
+      return None
+    if cam_idx is None:
+      cam_idx = jnp.full(tuple(shape) + (1,), ANY_CAMERA, jnp.int32)
+    return jnp.concatenate([module(cam_idx) for module in self.conditioning], axis=-1).astype(self.dtype)
+
+  def shade(self, density, features, viewdirs, normals=None, cam_idx=None) -> FieldOutputs:
     """The field's outputs from its geometry already computed: density [...] (activated) and features
-    [..., F] as `density` returns them, seen along viewdirs [..., 3]; `normals` [..., 3], the density's,
-    where the field outputs them. Renderers that have the density at every sample before they need colour
-    (the occupancy grid's, rendering images) call this instead of evaluating the geometry twice."""
+    [..., F] as `density` returns them, seen along viewdirs [..., 3] from the training images cam_idx
+    [..., 1] (None: camera.ANY_CAMERA); `normals` [..., 3], the density's, where the field outputs them.
+    Renderers that have the density at every sample before they need colour (the occupancy grid's,
+    rendering images) call this instead of evaluating the geometry twice."""
     extras = {} if normals is None else {'normals': normals}
     if self.predicted_normals is not None:
       extras['normals_pred'] = self.predicted_normals(features)
+    condition = self.condition(cam_idx, density.shape)
     if self.appearance is None:
-      linear = _activate_rgb(self.color(features, viewdirs), self.rgb_padding)
+      linear = _activate_rgb(self.color(features, viewdirs, condition), self.rgb_padding)
     else:
-      linear, appearance_extras = self.appearance(features, viewdirs, normals)
+      linear, appearance_extras = self.appearance(features, viewdirs, normals, condition)
       extras.update(appearance_extras)
     return FieldOutputs(density, TONE_MAPPINGS[self.tone_mapping](linear), extras or None)
 
@@ -318,14 +351,15 @@ class MLPField(FieldBase):
       return jnp.moveaxis(features, 0, -3).reshape(*encoded.shape[:-1], -1)
     return features.reshape(-1, features.shape[-1])[:num_samples]
 
-  def color(self, features, viewdirs):
-    """Raw colour [..., 3] from the trunk's features (through a bottleneck) and encoded unit viewdirs, or
-    from the features alone where the field does not use view directions."""
+  def color(self, features, viewdirs, condition=None):
+    """Raw colour [..., 3] from the trunk's features (through a bottleneck), encoded unit viewdirs and the
+    condition [..., D] (or None), or from the features (and the condition) alone where the field does not
+    use view directions."""
     if not self.use_viewdirs:
-      return self.rgb_out(features)
+      return self.rgb_out(_with_condition(features, condition))
     view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
     x = jnp.concatenate([self.bottleneck(features), view_features.astype(self.dtype)], axis=-1)
-    return self.rgb_out(nn.relu(self.view_hidden(x)))
+    return self.rgb_out(nn.relu(self.view_hidden(_with_condition(x, condition))))
 
 
 class HashGridField(FieldBase):
@@ -409,15 +443,16 @@ class HashGridField(FieldBase):
     x = self.density_out(nn.relu(self.density_hidden(features)))
     return x[..., 0], x[..., 1:]
 
-  def color(self, features, viewdirs):
-    """Raw colour [..., 3] from the geometry features and the encoded unit viewdirs."""
+  def color(self, features, viewdirs, condition=None):
+    """Raw colour [..., 3] from the geometry features, the encoded unit viewdirs and the condition [..., D]
+    (or None)."""
     if self.color_depth == 0:
       raise ConfigError('A hash grid with color_depth=0 has no colour network: only its density can be asked.')
     if self.view_encoding == 'sh':
       view_features = encoding.spherical_harmonics(viewdirs, self.sh_degree)
     else:
       view_features = encoding.positional_encoding(viewdirs, 0, self.view_max_deg)
-    x = jnp.concatenate([features, view_features.astype(self.dtype)], axis=-1)
+    x = _with_condition(jnp.concatenate([features, view_features.astype(self.dtype)], axis=-1), condition)
     for layer in self.color_hidden:
       x = nn.relu(layer(x))
     return self.color_out(x)

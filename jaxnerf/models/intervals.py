@@ -1,6 +1,6 @@
 """What the renderers that sample intervals along rays share (coarse_to_fine.py, proposal.py): the ray bounds,
-the Gaussians of conical frustums, the loop over levels that resample intervals, and the absence of
-non-trained state.
+the loop over levels that resample intervals (each level's intervals handed to its field as conical frustums,
+ops/ray_samples.py), and the absence of non-trained state.
 
 Naming: `s_edges` interval edges in the normalised sampling space [0, 1] (near to far), `t_edges` the same
 edges as distances along the rays, `w` volume-rendering weights of the intervals.
@@ -12,10 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf.models.fields import Gaussians
 from jaxnerf.ops import camera
 from jaxnerf.ops.camera import Rays
 from jaxnerf.ops import compositing
+from jaxnerf.ops.ray_samples import RaySamples
 from jaxnerf.ops import stepfun
 
 
@@ -26,17 +26,9 @@ def ray_bounds(rays: Rays, scene_box: Optional[Sequence[float]]):
   return camera.clip_to_box(rays.origins, rays.directions, rays.near, rays.far, scene_box)
 
 
-def frustum_gaussians(rays: Rays, t_edges) -> Gaussians:
-  """The Gaussians [..., num_samples] of the conical frustums between consecutive t_edges [..., N + 1] of
-  each ray's cone (its `radii`), in world space (compositing.conical_frustum_to_gaussian)."""
-  mean, cov_diag = compositing.conical_frustum_to_gaussian(rays.directions, t_edges[..., :-1], t_edges[..., 1:],
-                                                         rays.radii)
-  return Gaussians(mean + rays.origins[..., None, :], cov_diag)
-
-
 def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_samples: Sequence[int], s_to_t: Callable,
                   resampling_weights: Callable, shade: Callable, padding: float = 0.0, single_jitter: bool = False,
-                  opaque_last: bool = False):
+                  opaque_last: bool = False, progress=1.0):
   """Renders rays [...] through levels of intervals, each drawn from the weights of the level before
   (mip-NeRF's and mip-NeRF 360's loop; the first level's intervals are stratified over [0, 1]).
 
@@ -47,10 +39,11 @@ def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_sample
     level_samples: intervals of each level.
     s_to_t: s_edges [..., N + 1] -> t_edges, the renderer's spacing between its near and far bounds.
     resampling_weights: (level, w) -> the weights the level's intervals are drawn from (level >= 1).
-    shade: (level, t_edges, gaussians [..., N], key) -> fields.FieldOutputs: density [..., N], rgb
-      [..., N, 3] or None (a density-only level), and extras [..., N, D] to keep and composite.
+    shade: (level, samples [..., N] (RaySamples of conical frustums), key) -> fields.FieldOutputs: density
+      [..., N], rgb [..., N, 3] or None (a density-only level), and extras [..., N, D] to keep and composite.
     padding: added to the weights before each resampling (not to the first level's uniform weight).
     single_jitter, opaque_last: as stepfun.sample_intervals and compositing.render_intervals take them.
+    progress: the fraction of training done, handed to the fields with the samples.
 
   Returns:
     One RenderedRays per level, with its s_edges.
@@ -65,7 +58,8 @@ def render_levels(rng: Optional[jax.Array], rays: Rays, background, level_sample
     s_edges = stepfun.sample_intervals(keys[2 * level], s_edges, sampling_w, num_samples,
                                        single_jitter=single_jitter, padding=0.0 if level == 0 else padding)
     t_edges = s_to_t(s_edges)
-    out = shade(level, t_edges, frustum_gaussians(rays, t_edges), keys[2 * level + 1])
+    samples = RaySamples.along_rays(rays, t_edges[..., :-1], t_edges[..., 1:], progress, conical=True)
+    out = shade(level, samples, keys[2 * level + 1])
     rendered = compositing.render_intervals(out.rgb, out.density, t_edges, rays.directions, background, opaque_last,
                                           out.extras)
     renderings.append(rendered._replace(s_edges=s_edges))

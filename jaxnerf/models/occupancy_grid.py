@@ -18,6 +18,7 @@ from jaxnerf.ops.camera import Rays
 from jaxnerf.ops import compositing
 from jaxnerf.ops import marching
 from jaxnerf.ops import occupancy
+from jaxnerf.ops.ray_samples import RaySamples
 
 
 _PROBE_BLOCK_STEPS = 32  # Steps marched at once by `occupied_steps` (16-32 fastest on the 2-core CPU).
@@ -141,8 +142,10 @@ class OccupancyGridNeRF(nn.Module):
     return self._capacities(num_rays, rendering=True)[0]
 
   def _render_marched(self, rays: Rays, marched: marching.PackedSamples, s_near, offset, direction_norm,
-                      far, background, render_capacity: int, rendering_images: bool, transmittance=None):
-    """Renders the packed steps `marched` of rays [G, R] (both passes; see the class docstring).
+                      far, background, render_capacity: int, rendering_images: bool, transmittance=None,
+                      progress=1.0):
+    """Renders the packed steps `marched` of rays [G, R] (both passes; see the class docstring), at training
+    progress `progress` (handed to the field with the samples).
 
     `transmittance` [G, R]: the light still arriving at each ray's first step (rays resumed by
     `render_round`; None: all of it); early termination counts it in, the composite does not. Returns
@@ -154,9 +157,12 @@ class OccupancyGridNeRF(nn.Module):
     def sample(packed):
       s = per_group(lambda p, s0, o: marching.packed_distances(p, s0, o, self.step_size), packed, s_near,
                     offset)
-      origins, unit_directions, viewdirs = (per_group(marching.gather_rays, x, packed)
-                                            for x in (rays.origins, _unit_directions(rays), rays.viewdirs))
-      return s, origins + s[..., None] * unit_directions, viewdirs
+      # Distances along the unit directions: the cone's radius per unit of them.
+      radii = rays.radii / direction_norm[..., None]
+      gathered = [per_group(marching.gather_rays, x, packed)
+                  for x in (rays.origins, _unit_directions(rays), rays.viewdirs, radii, rays.cam_idx)]
+      # Each step stands for the next step_size along the unit direction.
+      return RaySamples(*gathered[:4], s, s + self.step_size, gathered[4], jnp.asarray(progress, jnp.float32))
 
     def light_arrives(density, packed):
       arriving = per_group(compositing.compute_weights_packed, density, jnp.full(density.shape, self.step_size),
@@ -165,29 +171,29 @@ class OccupancyGridNeRF(nn.Module):
         arriving = arriving * per_group(marching.gather_rays, transmittance, packed)
       return arriving > self.min_transmittance
 
-    s, marched_points, viewdirs = sample(marched)
+    samples = sample(marched)
     if (rendering_images and getattr(self.field, 'shade', None) is not None
         and getattr(self.field, 'normals', 'none') == 'none'):
       # Rendering images, with a field that shades from its geometry (FieldBase.shade) and outputs no
       # density normals: one pass. The density at every occupied step gives the transmittance, and its
       # features the colour where light still arrives; a second pass would evaluate the same geometry again
       # (on lego_ngp:cpu that made renders 3 times slower).
-      density, features = self.field.density(marched_points)
+      density, features = self.field.density(samples.points())
       density = jnp.where(marched.valid, density, 0.0)
       # (Slots past a ray's termination keep their place, at zero density: compositing needs the slots in
       # ray order.)
       kept = marched._replace(valid=marched.valid & light_arrives(density, marched))
-      out = self.field.shade(density, features, viewdirs)
+      out = self.field.shade(density, features, samples.viewdirs, cam_idx=samples.cam_idx)
     else:
       # Pass 1: the transmittance at every occupied step.
-      density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(marched_points)), 0.0)
+      density = jnp.where(marched.valid, jax.lax.stop_gradient(self._density(samples.points())), 0.0)
       # Pass 2: the field where light still arrives.
       kept = per_group(lambda p, k: marching.repack(p, k, render_capacity), marched,
                        light_arrives(density, marched))
-      s, points, viewdirs = sample(kept)
-      out = self.field(points, viewdirs)
+      samples = sample(kept)
+      out = self.field(samples)
     density = jnp.where(kept.valid, out.density, 0.0)
-    t = s / per_group(marching.gather_rays, direction_norm, kept)
+    t = samples.t_starts / per_group(marching.gather_rays, direction_norm, kept)
     rendered = per_group(
         lambda *a: compositing.volume_render_packed(*a[:5], num_rays, *a[5:]), out.rgb, density, t,
         jnp.full(density.shape, self.step_size), kept.ray_index, background, far[..., 0], out.extras)
@@ -195,7 +201,6 @@ class OccupancyGridNeRF(nn.Module):
 
   def __call__(self, rng: Optional[jax.Array], rays: Rays, background, progress=1.0):
     """Renders rays [R] or [G, R]; as NeRF.__call__, returning one RenderedRays with `complete` set."""
-    del progress
     grouped = rays.origins.ndim == 3
     if not grouped:
       rays = jax.tree.map(lambda x: x[None], rays)
@@ -207,7 +212,7 @@ class OccupancyGridNeRF(nn.Module):
     direction_norm, s_near, far, _, selected = self._march(rays, offset)
     marched = jax.vmap(lambda x: marching.pack(x, march_capacity))(selected)
     rendered, _, kept = self._render_marched(rays, marched, s_near, offset, direction_norm, far, background,
-                                             render_capacity, rendering_images=rng is None)
+                                             render_capacity, rendering_images=rng is None, progress=progress)
 
     self.sow('diagnostics', 'marched_samples_per_ray', jnp.sum(marched.valid) / (num_groups * num_rays))
     self.sow('diagnostics', 'rendered_samples_per_ray', jnp.sum(kept.valid) / (num_groups * num_rays))

@@ -87,13 +87,13 @@ class ProposalNeRF(StatelessRenderer):
     near, far = ray_bounds(rays, self.scene_box)
     power = anneal_power(progress, self.anneal_slope)
 
-    def shade(level, t_edges, gaussians, key):
+    def shade(level, samples, key):
       if level < num_levels - 1:
-        return FieldOutputs(self.proposal_fields[level].density(gaussians, key)[0], None)
-      out = self.field(gaussians, jnp.broadcast_to(rays.viewdirs[..., None, :], gaussians.mean.shape), key)
+        return FieldOutputs(self.proposal_fields[level].density_at(samples, key)[0], None)
+      out = self.field(samples, key)
       if self.gradient_scaling_distance > 0:
-        distance = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1]) * jnp.linalg.norm(rays.directions, axis=-1,
-                                                                                   keepdims=True)
+        distance = 0.5 * (samples.t_starts + samples.t_ends) * jnp.linalg.norm(rays.directions, axis=-1,
+                                                                               keepdims=True)
         scale = jnp.clip((distance / self.gradient_scaling_distance)**2, 0.0, 1.0)
         out = FieldOutputs(scale_gradient(out.density, scale), scale_gradient(out.rgb, scale[..., None]),
                            out.extras)
@@ -102,4 +102,4 @@ class ProposalNeRF(StatelessRenderer):
     return render_levels(rng, rays, background, list(self.num_proposal_samples) + [self.num_samples],
                          lambda s: coord.s_to_t(s, near, far, self.spacing, self.spacing_pivot),
                          lambda level, w: jax.lax.stop_gradient(w)**power, shade, padding=self.resample_padding,
-                         single_jitter=self.single_jitter, opaque_last=self.opaque_background)
+                         single_jitter=self.single_jitter, opaque_last=self.opaque_background, progress=progress)

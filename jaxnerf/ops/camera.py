@@ -38,6 +38,16 @@ class Rays(NamedTuple):
   # 2021, Sec. 3.1). For a pinhole camera it is 2 / sqrt(12) / focal_x everywhere. NDC rays take the
   # distance between neighbouring pixels' origins on the near plane instead (as multinerf does).
   radii: np.ndarray
+  # [..., 1] int32: the index of the training image the ray comes from (what per-image components, such as
+  # an appearance code, read), or ANY_CAMERA / NO_CAMERA for every other camera.
+  cam_idx: np.ndarray
+
+
+# Rays.cam_idx of rays from a camera that is not a training image (val and test views, camera paths, the
+# viewer): per-image components stand in for it with what holds across the training images (their mean).
+ANY_CAMERA = -1
+# Rays.cam_idx that asks per-image components for their neutral value (a zero appearance code).
+NO_CAMERA = -2
 
 
 class Intrinsics(NamedTuple):
@@ -212,7 +222,7 @@ def _per_ray(value, shape, xnp):
 
 
 def pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics: Intrinsics, near, far,
-                   ndc: Optional[NDCSpace] = None, xnp=np) -> Rays:
+                   ndc: Optional[NDCSpace] = None, xnp=np, cam_idx=ANY_CAMERA) -> Rays:
   """Rays through the centres of the given pixels: every ray of the project is built here.
 
   Args:
@@ -222,9 +232,11 @@ def pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics: Intrinsics, near, far,
     near, far: scalar or [...] bounds on the ray parameter t (depth); for NDC rays, 0 and 1.
     ndc: if given, the rays are returned in this NDC space (origins on the near plane, t in [0, 1]).
     xnp: numpy or jax.numpy.
+    cam_idx: scalar or [...] the training image of each ray (Rays.cam_idx), or ANY_CAMERA / NO_CAMERA.
 
   Returns:
-    Rays with fields of shape [..., 3] (origins, directions, viewdirs) and [..., 1] (near, far, radii).
+    Rays with fields of shape [..., 3] (origins, directions, viewdirs) and [..., 1] (near, far, radii,
+    cam_idx).
   """
   camtoworld = _expand(camtoworld, xnp)
   rotation, origin = camtoworld[..., :3, :3], camtoworld[..., :3, 3]
@@ -243,19 +255,22 @@ def pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics: Intrinsics, near, far,
     footprint = neighbour_origins - origins
   radii = xnp.linalg.norm(footprint, axis=-1, keepdims=True) * (2.0 / np.sqrt(12.0))
   shape = directions.shape[:-1]
-  return Rays(origins, directions, viewdirs, _per_ray(near, shape, xnp), _per_ray(far, shape, xnp), radii)
+  cam_idx = xnp.asarray(cam_idx, xnp.int32)
+  cam_idx = xnp.zeros(shape + (1,), xnp.int32) + cam_idx.reshape(xnp.shape(cam_idx) + (1,))
+  return Rays(origins, directions, viewdirs, _per_ray(near, shape, xnp), _per_ray(far, shape, xnp), radii,
+              cam_idx)
 
 
 def image_rays(camtoworld, width: int, height: int, intrinsics, near, far, ndc: Optional[NDCSpace] = None,
-               xnp=np) -> Rays:
-  """All rays of one image, each field [height, width, C].
+               xnp=np, cam_idx=ANY_CAMERA) -> Rays:
+  """All rays of one image, each field [height, width, C] (cam_idx as pixels_to_rays takes it).
 
   `intrinsics` is an `Intrinsics`, or a focal length in pixels for a pinhole camera centred on the image.
   """
   if not isinstance(intrinsics, Intrinsics):
     intrinsics = Intrinsics.pinhole(intrinsics, width, height)
   pix_x, pix_y = pixel_grid(width, height, xnp)
-  return pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics, near, far, ndc, xnp)
+  return pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics, near, far, ndc, xnp, cam_idx)
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 import json
 import pathlib
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from jaxnerf import console
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import ConfigError
 from jaxnerf import metrics
+from jaxnerf.ops import camera
 from jaxnerf.ops import camera_paths
 from jaxnerf.outputs import chunked
 from jaxnerf.outputs import visualization
@@ -21,12 +22,34 @@ def _ray_progress(description: str, num_rays: int):
 
 
 def render_views(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
-                 description: str = 'rendering') -> List[Dict[str, np.ndarray]]:
+                 description: str = 'rendering', cam_idx: Optional[int] = None) -> List[Dict[str, np.ndarray]]:
   """Renders the views `indices` of `split`: one {'rgb', 'depth', 'acc'} dict of [H, W, ...] per view. The
-  progress bar counts rays: views are rendered in batches, which can take long."""
-  views = (split.rays_of_image(i) for i in indices)
+  progress bar counts rays: views are rendered in batches, which can take long. `cam_idx`: the training
+  image whose appearance every view takes (camera.Rays.cam_idx; None: each view's own)."""
+  views = (_seen_as(split.rays_of_image(i), cam_idx) for i in indices)
   with _ray_progress(description, len(indices) * split.width * split.height) as bar:
     return list(chunked.render_images(steps, variables, views, chunk_size, on_rays=bar.update))
+
+
+def _seen_as(rays: camera.Rays, cam_idx: Optional[int]) -> camera.Rays:
+  """rays with every cam_idx set to `cam_idx` (None: unchanged)."""
+  return rays if cam_idx is None else rays._replace(cam_idx=np.full_like(rays.cam_idx, cam_idx))
+
+
+def held_out_scores(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
+                    scorers: Sequence[Callable]) -> List[Dict[str, float]]:
+  """What `scorers` (models.conditioning.held_out_scorers) add to the metrics of each view `indices` of
+  `split`: one {name: value} per view (empty without scorers)."""
+  if not scorers:
+    return [{} for _ in indices]
+
+  def render_view(view_variables, rays):
+    return next(chunked.render_images(steps, view_variables, [rays], chunk_size))
+
+  views = console.progress(indices, 'held-out scores', total=len(indices), unit='view')
+  return [{name: value for score in scorers
+           for name, value in score(render_view, variables, split.rays_of_image(i), split.images[i]).items()}
+          for i in views]
 
 
 def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
@@ -41,24 +64,28 @@ def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
 
 
 def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
-             description: str = 'evaluating', lpips_nets: Sequence[str] = ()):
+             description: str = 'evaluating', lpips_nets: Sequence[str] = (), scorers: Sequence[Callable] = ()):
   """Renders views and scores them against the split's images.
 
   Returns:
     (per_image, renderings): per_image is a list of {'name', 'psnr', 'ssim', ...}, every metric whose ground
-    truth the split holds (metrics.view_metrics) and LPIPS on `lpips_nets` ('lpips_alex', ...); renderings
-    as render_views.
+    truth the split holds (metrics.view_metrics), LPIPS on `lpips_nets` ('lpips_alex', ...) and the scores of
+    `scorers` (held_out_scores); renderings as render_views.
   """
   renderings = render_views(steps, variables, split, indices, chunk_size, description)
-  return score_views(split, indices, renderings, lpips_nets), renderings
+  extra = held_out_scores(steps, variables, split, indices, chunk_size, scorers)
+  return score_views(split, indices, renderings, lpips_nets, extra), renderings
 
 
-def score_views(split: SceneSplit, indices: Sequence[int], renderings, lpips_nets: Sequence[str] = ()):
-  """`evaluate`'s per_image of renderings (render_views) of the views `indices` of `split`."""
+def score_views(split: SceneSplit, indices: Sequence[int], renderings, lpips_nets: Sequence[str] = (),
+                extra: Optional[Sequence[Dict[str, float]]] = None):
+  """`evaluate`'s per_image of renderings (render_views) of the views `indices` of `split`, with the `extra`
+  scores of each view (held_out_scores)."""
   optional = metrics.lpips_metric_names(lpips_nets)
-  views = console.progress(zip(indices, renderings), 'scoring', total=len(indices), unit='view')
+  extra = extra or [{} for _ in indices]
+  views = console.progress(zip(indices, renderings, extra), 'scoring', total=len(indices), unit='view')
   return [{'name': split.names[i] if split.names else str(i),
-           **metrics.view_metrics(r, ground_truth(split, i), optional)} for i, r in views]
+           **metrics.view_metrics(r, ground_truth(split, i), optional), **more} for i, r, more in views]
 
 
 def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
@@ -118,15 +145,15 @@ def camera_path(split: SceneSplit, name: str, num_frames: int):
 
 
 def render_path(steps, variables, split: SceneSplit, poses, chunk_size: int, background: float,
-                min_size: int = 0, description: str = 'rendering the path'):
+                min_size: int = 0, description: str = 'rendering the path', cam_idx: int = camera.ANY_CAMERA):
   """Renders a camera path: poses [num_frames, 3, 4] with the split's camera (scaled to `min_size`), bounds
-  and NDC space.
+  and NDC space, seen as `cam_idx` (camera.Rays.cam_idx).
 
   Returns:
     A list of {'rgb', 'depth'} pictures, [H, W, 3] each.
   """
   width, height, intrinsics = video_frame_size(split, min_size)
-  views = (split.rays_of_view(pose, intrinsics, width, height) for pose in poses)
+  views = (split.rays_of_view(pose, intrinsics, width, height, cam_idx) for pose in poses)
   with _ray_progress(f'{description} ({width}x{height})', len(poses) * width * height) as bar:
     renderings = chunked.render_images(steps, variables, views, chunk_size, on_rays=bar.update)
     return [visualize(rendering, split, background) for rendering in renderings]

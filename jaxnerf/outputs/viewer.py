@@ -107,11 +107,13 @@ class Viewer:
     host, port: where to serve (127.0.0.1: this machine only).
     out_dir: where camera-path renders started from the page go (<out_dir>/<path>_<step>/).
     preview_size, refined_size: the image height while the camera moves, and once it stands still.
+    appearances: whether the model has per-image components (models/conditioning.py): the page then offers
+      what every view takes from them, the mean over the training images, zero, or one training image's.
   """
 
   def __init__(self, steps, split: SceneSplit, background, chunk_size: int, host: str = '127.0.0.1',
                port: int = 8080, out_dir=None, preview_size: int = 48, refined_size: Optional[int] = None,
-               settle_seconds: float = 0.25):
+               settle_seconds: float = 0.25, appearances: bool = False):
     import viser  # pylint: disable=import-outside-toplevel  # Only the viewer needs it.
 
     self._steps, self._split, self._background, self._chunk_size = steps, split, background, chunk_size
@@ -134,7 +136,7 @@ class Viewer:
     self.port = self.server.get_port()
     self.host = host
     self._add_scene()
-    self._add_gui(refined_size or int(np.clip(split.height, 64, 256)))
+    self._add_gui(refined_size or int(np.clip(split.height, 64, 256)), appearances)
     self.server.on_client_connect(self._connect)
     self.server.on_client_disconnect(self._disconnect)
     self._thread = threading.Thread(target=self._render_loop, name='viewer', daemon=True)
@@ -193,11 +195,17 @@ class Viewer:
           f'/cameras/{i}', fov=self._fov, aspect=split.width / split.height, scale=scale, wxyz=wxyz,
           position=position, thickness=1.5, thickness_units='screen', color=(90, 90, 90)))
 
-  def _add_gui(self, refined_size: int):
+  def _add_gui(self, refined_size: int, appearances: bool):
     gui = self.server.gui
     self._status = gui.add_markdown('Waiting for parameters...')
     self.output = gui.add_dropdown('Output', ('rgb', 'depth', 'median_depth', 'acc', 'normals'),
                                     initial_value='rgb')
+    # What per-image components take: the mean over the training images, zero, or one training image's.
+    self._appearances = {'mean': camera.ANY_CAMERA, 'zero': camera.NO_CAMERA}
+    if appearances:
+      self._appearances.update({name: index for index, name in enumerate(self._split.names)})
+    self.appearance = gui.add_dropdown('Appearance', tuple(self._appearances), initial_value='mean',
+                                       visible=appearances)
     self.refined_height = gui.add_slider('Refined height', min=16, max=1024, step=8, initial_value=refined_size)
     cameras = gui.add_checkbox('Training cameras', initial_value=True)
 
@@ -210,7 +218,7 @@ class Viewer:
       self.path_frames = gui.add_number('Frames', initial_value=60, min=2, max=3600, step=1)
       button = gui.add_button('Render video', disabled=self._out_dir is None)
       button.on_click(lambda _: self._request_path())
-    for handle in (self.output, self.refined_height):
+    for handle in (self.output, self.refined_height, self.appearance):
       handle.on_update(lambda _: self._invalidate())
 
   def _connect(self, client):
@@ -280,7 +288,7 @@ class Viewer:
              round(float(cam.aspect), 4))
       settled = now - view.moved_at >= self._settle_seconds
       size = int(self.refined_height.value) if settled else self._preview_size
-      wanted = (key, size, self.output.value, self._step)
+      wanted = (key, size, self.output.value, self._step, self._appearances[self.appearance.value])
       if view.sent != wanted:
         view.sent = wanted
         variables = self._variables  # Those of `wanted`'s step, whatever is published meanwhile.
@@ -288,11 +296,11 @@ class Viewer:
     return None
 
   def _render_view(self, client, variables, wanted, settled: bool):
-    (position, wxyz, fov, aspect), height, output, step = wanted
+    (position, wxyz, fov, aspect), height, output, step, cam_idx = wanted
     width = max(1, round(height * aspect))
     start = time.perf_counter()
     rays = self._split.rays_of_view(camtoworld_from_viser(wxyz, position), intrinsics_for(fov, width, height),
-                                    width, height)
+                                    width, height, cam_idx)
     # Coarse frames have a few thousand rays: chunks of a quarter of the size waste less on padding.
     num_devices = self._steps.batch_sharding.mesh.size
     chunk_size = self._chunk_size
@@ -314,12 +322,14 @@ class Viewer:
   def _render_path(self, name: str, num_frames: int):
     if self._out_dir is None:
       return
-    step, variables = self._step, self._variables
+    step, variables, appearance = self._step, self._variables, self.appearance.value
     path_name, poses = evaluation.camera_path(self._split, name, num_frames)
     self._status.content = f'Rendering the {path_name} ({num_frames} frames) at step {step}...'
     frames = evaluation.render_path(self._steps, variables, self._split, poses, self._chunk_size,
-                                    self._background, description=f'viewer: rendering the {path_name}')
-    out_dir = workdirs.claim_new_folder(self._out_dir / f'{path_name}_{step}')
+                                    self._background, description=f'viewer: rendering the {path_name}',
+                                    cam_idx=self._appearances[appearance])
+    suffix = '' if appearance == 'mean' else f'_appearance-{appearance}'
+    out_dir = workdirs.claim_new_folder(self._out_dir / f'{path_name}_{step}{suffix}')
     paths = evaluation.write_video(out_dir, path_name, frames, fps=30, formats=('gif', 'mp4'))
     self._status.content = f'Wrote {paths[0]} and {paths[2]}.'
     console.message(f'viewer: wrote {", ".join(str(p) for p in paths)}')

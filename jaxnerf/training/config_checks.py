@@ -14,6 +14,7 @@ from jaxnerf import losses
 from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models.appearance import APPEARANCES
 from jaxnerf.models.appearance import REFLECT_ABOUT
+from jaxnerf.models import conditioning
 from jaxnerf.models import fields
 from jaxnerf.models.layers import LAYER_KINDS
 from jaxnerf.ops import camera_paths
@@ -145,6 +146,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('capture.normalize', (lambda v: v in NORMALIZATIONS, f'one of {NORMALIZATIONS}')),
     ('capture.near', NON_NEGATIVE),
     ('capture.far', NON_NEGATIVE),
+    *conditioning.rules(),  # Each registered component's, beside it.
 )
 
 

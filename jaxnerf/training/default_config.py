@@ -13,6 +13,8 @@ by concern.
 
 import ml_collections
 
+from jaxnerf.models import conditioning
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -165,6 +167,11 @@ def get_config() -> ml_collections.ConfigDict:
           # A cell is empty when a step through it is more transparent than this, or than the mean cell.
           opacity_threshold=0.01),
   ))
+
+  # Per-image conditioning of the colour networks (models/conditioning.py): each component's group, with its
+  # defaults and their meaning beside the component (config.model.<group>).
+  for group, defaults in conditioning.default_groups().items():
+    config.model[group] = ml_collections.ConfigDict(defaults)
 
   # Optimisation (train_state.py).
   config.optim = ml_collections.ConfigDict(dict(

@@ -72,7 +72,8 @@ def pruned_fields(model, levels: str) -> Tuple[str, ...]:
 
 def _example_rays(batch_size: int = 1) -> camera.Rays:
   ones = jnp.ones((batch_size, 3), jnp.float32)
-  return camera.Rays(ones, ones, ones / jnp.sqrt(3.0), ones[:, :1], 2 * ones[:, :1], 1e-3 * ones[:, :1])
+  return camera.Rays(ones, ones, ones / jnp.sqrt(3.0), ones[:, :1], 2 * ones[:, :1], 1e-3 * ones[:, :1],
+                     jnp.zeros((batch_size, 1), jnp.int32))
 
 
 def _initializer(experiment: Experiment, seed: int):

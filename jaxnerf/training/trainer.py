@@ -25,6 +25,7 @@ from jaxnerf.datasets import batching
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
+from jaxnerf import models
 from jaxnerf.outputs import evaluation
 from jaxnerf.outputs import reporting
 from jaxnerf.outputs import viewer as viewer_lib
@@ -101,7 +102,8 @@ def _open_viewer(config, experiment, train_split, workdir):
     return None
   viewer = viewer_lib.Viewer(experiment.steps, train_split, experiment.background, config.eval.chunk_size,
                              host=config.train.viewer_host, port=config.train.viewer_port,
-                             out_dir=workdir / 'render' / 'viewer')
+                             out_dir=workdir / 'render' / 'viewer',
+                             appearances=bool(models.conditioning.enabled(config.model)))
   console.message(f'Viewer at {viewer.url}: it shows the newest parameters while training goes on.')
   return viewer
 
@@ -223,9 +225,10 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
                                                                            val_split.num_images)
   if num > 0:
     start = time.perf_counter()
+    scorers = models.conditioning.held_out_scorers(experiment.model, config.model, experiment.background)
     per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, range(num),
                                                 config.eval.chunk_size, description='final evaluation',
-                                                lpips_nets=config.eval.lpips)
+                                                lpips_nets=config.eval.lpips, scorers=scorers)
     result = evaluation.split_summary(per_image, {'step': step, 'split': 'val'})
     if jax.process_index() == 0:
       evaluation.write_split(out_dir / 'val', val_split, result, renderings, experiment.background)
@@ -332,9 +335,10 @@ def run_training(config: ml_collections.ConfigDict, workdir, resume_step: Union[
 
 def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                                    resume_step: Union[int, str, None]) -> TrainingResult:
-  experiment_lib.check_resumable(config, workdir)
   _check_resume_step(workdir, resume_step)
   train_split = datasets.load_split(config, 'train')
+  config = models.with_training_split(config, train_split)  # What the run saves, resumes and renders with.
+  experiment_lib.check_resumable(config, workdir)
   val_split = datasets.load_split(config, 'val')
   if config.eval.video_frames > 0:  # Refused now, not after all the training.
     evaluation.camera_path(train_split, config.eval.path, 2)

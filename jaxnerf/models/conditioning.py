@@ -1,0 +1,87 @@
+"""Per-image conditioning of colour networks: components registered with their config group beside them.
+
+A conditioning component is an input of every colour network that depends on the training image a ray
+comes from (camera.Rays.cam_idx), such as an appearance code per image (appearance_embedding.py). It
+registers a `Conditioning`: its config group `config.model.<group>` (keys, defaults and one line of meaning
+each), the rules its values must meet, whether a config turns it on, how its module is built, the values
+only the training split knows (filled in when training starts, saved with the run's config), and any
+scores of held-out views it adds. The default config, its checks, the model and the evaluation read the
+registry, so a component names itself in no other library file.
+
+The module a component builds is called as module(cam_idx [..., 1] int32) -> [..., D]; fields concatenate
+the outputs of theirs to the colour network's view-dependent input (models/fields.py).
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import flax.linen as nn
+
+# What a held-out scorer returns: {metric name: value} of one view.
+Scores = Dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioning:
+  """A registered conditioning component.
+
+  Attributes:
+    group: its config group, config.model.<group>.
+    defaults: {key: (default, one line of meaning)} of the group.
+    rules: ((key in the group, (test, what is expected)), ...), as training/config_checks.py's RULES.
+    enabled: (group config) -> whether the component is on.
+    build: (group config, compute dtype) -> the module (called as above).
+    complete: (group config, training split) -> {key: value} the training split fixes (e.g. the number of
+      training images), or None.
+    scorer: (model, group config, background) -> a scorer (steps, variables, rays [H, W], truth image
+      [H, W, 3]) -> Scores of a held-out view, or None.
+  """
+
+  group: str
+  defaults: Dict[str, Tuple[Any, str]]
+  rules: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]]
+  enabled: Callable[[Any], bool]
+  build: Callable[[Any, Any], nn.Module]
+  complete: Optional[Callable[[Any, Any], Dict[str, Any]]] = None
+  scorer: Optional[Callable] = None
+
+
+CONDITIONINGS: Dict[str, Conditioning] = {}
+
+
+def register(component: Conditioning) -> Conditioning:
+  """Adds `component` to CONDITIONINGS (its group must be new)."""
+  if component.group in CONDITIONINGS:
+    raise ValueError(f'A conditioning component of config.model.{component.group} is registered already.')
+  CONDITIONINGS[component.group] = component
+  return component
+
+
+def enabled(model_config):
+  """The registered components that `model_config` (config.model) turns on, in registration order."""
+  return [c for c in CONDITIONINGS.values() if c.group in model_config and c.enabled(model_config[c.group])]
+
+
+def build_modules(model_config, dtype) -> tuple:
+  """A fresh module of each component `model_config` turns on (each colour field gets its own)."""
+  return tuple(c.build(model_config[c.group], dtype) for c in enabled(model_config))
+
+
+def default_groups() -> Dict[str, Dict[str, Any]]:
+  """{group: {key: default}} of every registered component: what the default config holds."""
+  return {c.group: {key: default for key, (default, _) in c.defaults.items()} for c in CONDITIONINGS.values()}
+
+
+def rules() -> list:
+  """Every registered component's rules, keyed from the config's root ('model.<group>.<key>')."""
+  return [(f'model.{c.group}.{key}', rule) for c in CONDITIONINGS.values() for key, rule in c.rules]
+
+
+def training_split_values(model_config, train_split) -> Dict[str, Dict[str, Any]]:
+  """{group: {key: value}} that the components `model_config` turns on take from the training split."""
+  return {c.group: c.complete(model_config[c.group], train_split) for c in enabled(model_config) if c.complete}
+
+
+def held_out_scorers(model, model_config, background) -> list:
+  """The held-out scorers of the components `model_config` turns on (see Conditioning.scorer)."""
+  return [c.scorer(model, model_config[c.group], background) for c in enabled(model_config) if c.scorer]
