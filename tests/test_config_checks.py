@@ -26,6 +26,8 @@ from jaxnerf.training import config_checks
     ('batching.precrop_fraction', 1.5, 'config.batching.precrop_fraction=1.5: expected a fraction in (0, 1]'),
     ('model.occupancy_grid.step_size', 0.0, 'config.model.occupancy_grid.step_size=0.0: expected a finite'),
     ('procedural.resolution', 4, 'config.procedural.resolution=4: expected an integer >= 8'),
+    ('procedural.train_gain_range', (2.0, 0.5), 'config.procedural.train_gain_range=(2.0, 0.5): expected two finite'),
+    ('procedural.train_white_balance', 1.0, 'config.procedural.train_white_balance=1.0: expected a finite number'),
     ('loss.data', 'l1', "config.loss.data='l1': expected one of ['charbonnier', 'mse']"),
     ('loss.coarse_weight', -0.1, 'config.loss.coarse_weight=-0.1: expected a finite number >= 0'),
     ('model.proposal.mlp.layers', 'binary', "config.model.proposal.mlp.layers='binary': expected one of"),

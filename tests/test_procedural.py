@@ -1,15 +1,21 @@
-"""Tests of the procedural default scene: geometry, depth, alpha, view dependence and the files on disk."""
+"""Tests of the procedural default scene: geometry, depth, alpha, view dependence, the files on disk and the
+training photos' drift in exposure and white balance."""
 
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from jaxnerf import datasets
 from jaxnerf.datasets import blender
 from jaxnerf.datasets import procedural
 from jaxnerf.datasets import raytracing as rt
+from jaxnerf.errors import ConfigError
 from jaxnerf.ops import camera
+from jaxnerf.training import default_config
 
 TINY = procedural.ProceduralSceneSpec(resolution=24, num_train=3, num_val=2, num_test=2, supersampling=2)
 VIEW = camera.spherical_pose(35.0, 40.0, 4.0)
@@ -270,3 +276,108 @@ def test_the_glossy_layout_writes_exact_normals_and_reflects_its_environment(tmp
   split = blender.load_blender_split(tmp_path, 'val')
   assert split.normals.shape == (1, 24, 24, 3) and split.depths.shape == (1, 24, 24)
   np.testing.assert_array_equal(split.normals[0], normals)
+
+
+# Training photos that drift in exposure and white balance (for appearance codes); val and test stay clean.
+
+CLEAN = procedural.ProceduralSceneSpec(resolution=16, num_train=3, num_val=1, num_test=1, supersampling=1)
+DRIFTING = dataclasses.replace(CLEAN, train_gain_range=(0.5, 2.0), train_white_balance=0.2)
+
+
+@pytest.fixture(scope='module')
+def clean_and_drifting(tmp_path_factory):
+  cache = tmp_path_factory.mktemp('drift')
+  return procedural.ensure_scene(cache, CLEAN), procedural.ensure_scene(cache, DRIFTING)
+
+
+def _pixels(path):
+  with Image.open(path) as image:
+    return np.asarray(image) / 255.0
+
+
+def test_training_photos_are_the_clean_ones_times_their_recorded_drift(clean_and_drifting):
+  clean, drifting = clean_and_drifting
+  frames = json.loads((drifting / 'transforms_train.json').read_text())['frames']
+  clean_frames = json.loads((clean / 'transforms_train.json').read_text())['frames']
+  gains, white_balances = procedural.photo_drift(DRIFTING)
+  assert [f['exposure_gain'] for f in frames] == gains.tolist()
+  assert [f['white_balance'] for f in frames] == white_balances.tolist()
+  assert np.all((gains >= 0.5) & (gains <= 2.0)) and np.ptp(gains) > 0.2
+  assert np.all(np.abs(white_balances - 1.0) <= 0.2) and np.ptp(white_balances) > 0.05
+  for frame, clean_frame in zip(frames, clean_frames):
+    assert frame['transform_matrix'] == clean_frame['transform_matrix']  # The draws leave the poses alone.
+    assert set(clean_frame) == {'file_path', 'transform_matrix'}  # A clean scene records no drift.
+    factor = frame['exposure_gain'] * np.asarray(frame['white_balance'])
+    name = frame['file_path'].removeprefix('./')
+    before, after = _pixels(clean / f'{name}.png'), _pixels(drifting / f'{name}.png')
+    np.testing.assert_array_equal(after[..., 3], before[..., 3])
+    # Each PNG is within half a level of the rendered colour, which the factor scaled before rounding;
+    # saturated channels clip at 1.
+    atol = 0.5 * (1.0 + factor.max()) / 255.0 + 1e-9
+    np.testing.assert_allclose(after[..., :3], np.clip(before[..., :3] * factor, 0.0, 1.0), atol=atol)
+    assert np.abs(after[..., :3] - before[..., :3]).max() > 5 / 255
+    for suffix in ('_depth.npy', '_normals.npy'):
+      assert (drifting / f'{name}{suffix}').read_bytes() == (clean / f'{name}{suffix}').read_bytes()
+  # The Blender reader passes over the recorded drift.
+  assert blender.load_blender_split(drifting, 'train').images.shape == (3, 16, 16, 3)
+
+
+def test_val_and_test_views_stay_clean(clean_and_drifting):
+  clean, drifting = clean_and_drifting
+  for split in ('val', 'test'):
+    names = sorted(p.name for p in (clean / split).iterdir())
+    assert names == sorted(p.name for p in (drifting / split).iterdir()) and len(names) == 3
+    for name in [f'{split}/{n}' for n in names] + [f'transforms_{split}.json']:
+      assert (drifting / name).read_bytes() == (clean / name).read_bytes(), name
+
+
+def test_the_drift_is_seeded_and_each_key_draws_apart():
+  gains, white_balances = procedural.photo_drift(DRIFTING)
+  again = procedural.photo_drift(dataclasses.replace(DRIFTING))
+  np.testing.assert_array_equal(gains, again[0])
+  np.testing.assert_array_equal(white_balances, again[1])
+  other_gains, other_white_balances = procedural.photo_drift(dataclasses.replace(DRIFTING, seed=1))
+  assert not np.allclose(gains, other_gains) and not np.allclose(white_balances, other_white_balances)
+  # Turning one kind of drift off leaves the other's draws as they were.
+  np.testing.assert_array_equal(procedural.photo_drift(dataclasses.replace(DRIFTING, train_white_balance=0.0))[0],
+                                gains)
+  np.testing.assert_array_equal(procedural.photo_drift(dataclasses.replace(DRIFTING, train_gain_range=(1, 1)))[1],
+                                white_balances)
+  clean_gains, clean_white_balances = procedural.photo_drift(CLEAN)
+  assert np.all(clean_gains == 1.0) and np.all(clean_white_balances == 1.0)
+
+
+def test_clean_scenes_keep_their_names():
+  # The names before the drift existed: a changed name would render every user's cached scene again.
+  assert procedural.scene_name(procedural.ProceduralSceneSpec()) == 'procedural_80px_3234e9f90a'
+  assert procedural.scene_name(dataclasses.replace(CLEAN, num_val=2, num_test=2)) == 'procedural_16px_4d4fb3f4ae'
+  from_config = procedural.ProceduralSceneSpec(**default_config.get_config().procedural)
+  assert procedural.scene_name(from_config) == 'procedural_80px_3234e9f90a'
+  # A config read back from JSON holds lists, and integers name the same scene as floats.
+  as_read = dataclasses.replace(CLEAN, train_gain_range=[1, 1], train_white_balance=0)
+  assert procedural.scene_name(as_read) == procedural.scene_name(CLEAN) and not as_read.drifts
+  drifting_names = {procedural.scene_name(dataclasses.replace(CLEAN, **change))
+                    for change in ({'train_gain_range': (0.5, 2)}, {'train_gain_range': [0.5, 2.0]},
+                                   {'train_white_balance': 0.2})}
+  assert len(drifting_names) == 2 and procedural.scene_name(CLEAN) not in drifting_names
+
+
+EXPECTED = {'train_gain_range': 'two finite numbers > 0, (min, max) with min <= max',
+            'train_white_balance': 'a finite number in [0, 1)'}
+
+
+@pytest.mark.parametrize('key, value', [
+    ('train_gain_range', (0.0, 2.0)), ('train_gain_range', (2.0, 0.5)), ('train_gain_range', (1.0, float('inf'))),
+    ('train_gain_range', (1.5,)),
+    ('train_white_balance', 1.0), ('train_white_balance', -0.1), ('train_white_balance', float('nan')),
+])
+def test_drift_that_cannot_work_is_refused_before_anything_is_written(tmp_path, key, value):
+  message = '^' + re.escape(f'config.procedural.{key}={value!r}: expected {EXPECTED[key]}.') + '$'
+  with pytest.raises(ConfigError, match=message):
+    procedural.ProceduralSceneSpec(**{key: value})
+  config = default_config.get_config()
+  config.data_dir = str(tmp_path / 'cache')
+  config.procedural[key] = value
+  with pytest.raises(ConfigError, match=message):
+    datasets.scene_directory(config)
+  assert not any(tmp_path.iterdir())

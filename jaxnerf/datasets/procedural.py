@@ -22,6 +22,14 @@ still life on a checkered ground 25 units across, under an unlit sky dome of rad
 horizon, seen by cameras standing low around the objects (elevation 2-15 degrees), so that every pixel shows
 content, from 2 to 30 units away (bounds near=0.5, far=40).
 
+The training photos may also disagree in exposure and white balance, as a real capture's do, for measuring
+per-image appearance codes (NeRF-W): each training view's colour is multiplied by its own exposure gain
+(`ProceduralSceneSpec.train_gain_range`, drawn log-uniformly) times per-channel white-balance factors
+(`train_white_balance`), and clipped to [0, 1] as a camera saturates; alpha, depth and normals are
+unchanged. The draws are seeded by the spec's seed and recorded, the truth, in each training frame of
+transforms_train.json ("exposure_gain", "white_balance": [r, g, b]). The val and test views stay clean, so
+they measure the scene itself. By default nothing drifts and the frames hold no such keys.
+
 Conventions:
 - Rays come from `jaxnerf.camera` (OpenGL camera, pixel centres at +0.5; directions have unit length along
   the viewing axis, so the ray parameter t is depth). Arrays of rays are flattened: origins and directions
@@ -36,6 +44,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -47,6 +56,7 @@ from PIL import Image
 from jaxnerf import console
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.datasets import textures
+from jaxnerf.errors import ConfigError
 from jaxnerf.ops import camera
 from jaxnerf import workdirs
 
@@ -57,9 +67,31 @@ NEAR, FAR = 2.0, 6.0
 ELEVATION_RANGE_DEG = (15.0, 65.0)
 
 
+def _finite(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_gain_range(value) -> bool:
+  return (isinstance(value, (tuple, list)) and len(value) == 2 and all(_finite(v) and v > 0 for v in value)
+          and value[0] <= value[1])
+
+
+# (test, what is expected) of the keys that make the training photos drift. config_checks.RULES holds them
+# too, so that train.py refuses a bad value with the other keys; the spec refuses them before writing.
+DRIFT_RULES = {
+    'train_gain_range': (_is_gain_range, 'two finite numbers > 0, (min, max) with min <= max'),
+    'train_white_balance': (lambda v: _finite(v) and 0 <= v < 1, 'a finite number in [0, 1)'),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ProceduralSceneSpec:
-  """What to render: image size, number of views per split, camera orbit and random seed."""
+  """What to render: image size, number of views per split, camera orbit, random seed, and how the training
+  photos drift in exposure and white balance (see the module docstring).
+
+  Raises:
+    ConfigError: train_gain_range or train_white_balance cannot work (DRIFT_RULES).
+  """
 
   resolution: int = 80  # width = height, in pixels.
   num_train: int = 100
@@ -70,6 +102,27 @@ class ProceduralSceneSpec:
   supersampling: int = 3  # samples per pixel along each axis (3 -> 3 x 3 per pixel).
   seed: int = 0
   layout: str = 'still_life'  # 'still_life' (bounded, white background), 'unbounded' or 'glossy' (LAYOUTS).
+  # Training views only: (min, max) exposure gain, drawn log-uniformly per view; (1, 1) for none.
+  train_gain_range: tuple = (1.0, 1.0)
+  train_white_balance: float = 0.0  # Training views only: R, G, B factors uniform in [1 - w, 1 + w] per view.
+
+  def __post_init__(self):
+    for name, (test, expected) in DRIFT_RULES.items():
+      value = getattr(self, name)
+      if not test(value):
+        raise ConfigError(f'config.procedural.{name}={value!r}: expected {expected}.')
+    # As floats in a tuple, so that (1, 2) and [1.0, 2.0] (a config read back from JSON) name one scene.
+    object.__setattr__(self, 'train_gain_range', tuple(float(v) for v in self.train_gain_range))
+    object.__setattr__(self, 'train_white_balance', float(self.train_white_balance))
+
+  @property
+  def drifts(self) -> bool:
+    """Whether the training photos differ in exposure or white balance."""
+    return any(getattr(self, name) != value for name, value in NO_DRIFT.items())
+
+
+# The drift keys' defaults: a spec with these renders the clean scene.
+NO_DRIFT = {field.name: field.default for field in dataclasses.fields(ProceduralSceneSpec) if field.name in DRIFT_RULES}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -278,19 +331,50 @@ def sample_poses(spec: ProceduralSceneSpec, split: str) -> np.ndarray:
   return np.stack([camera.spherical_pose(a, e, spec.camera_radius) for a, e in zip(azimuths, elevations)])
 
 
+# The training photos' drift draws from its own stream, beside the splits' poses: poses stay as they were.
+DRIFT_STREAM = 1
+
+
+def photo_drift(spec: ProceduralSceneSpec) -> tuple:
+  """Exposure gains [num_train] and white-balance factors [num_train, 3] of the training views, random per
+  seed (1 and 1 when the spec does not drift). Each gain and each factor has its own uniform draw, so that
+  the gains do not change with train_white_balance nor the factors with train_gain_range."""
+  rng = np.random.default_rng([spec.seed, SPLITS.index('train'), DRIFT_STREAM])
+  uniforms = rng.uniform(size=(spec.num_train, 4))
+  low, high = np.log(spec.train_gain_range)
+  gains = np.exp(low + (high - low) * uniforms[:, 0])
+  white_balance = 1.0 + spec.train_white_balance * (2.0 * uniforms[:, 1:] - 1.0)
+  return gains, white_balance
+
+
+def _drifted(rgba, gain: float, white_balance) -> np.ndarray:
+  """RGBA float32 with the straight colour scaled by gain x white balance and clipped to [0, 1] (a camera
+  saturates), alpha as it was."""
+  colour = np.clip(rgba[..., :3] * (gain * np.asarray(white_balance)), 0.0, 1.0)
+  return np.concatenate([colour, rgba[..., 3:]], axis=-1).astype(np.float32)
+
+
 def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) -> None:
   """Renders one split: `{split}/r_{i}.png`, `{split}/r_{i}_depth.npy`, `{split}/r_{i}_normals.npy` and
-  `transforms_{split}.json`."""
+  `transforms_{split}.json`; training views drift in exposure and white balance as the spec says, each
+  frame recording its gain and factors."""
   (directory / split).mkdir(parents=True, exist_ok=True)
   poses = sample_poses(spec, split)
+  # Only a drifting spec's training views are touched, so that a clean scene stays byte for byte as it was.
+  gains, white_balances = photo_drift(spec) if split == 'train' and spec.drifts else (None, None)
   # numpy releases the GIL inside its array loops, so a few threads render views in parallel.
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
   try:
     views = console.progress(pool.map(lambda camtoworld: render_view(spec, camtoworld), poses),
                                f'ray tracing the {split} views of the demo scene', total=len(poses),
                                unit='view')
-    frames = [_write_frame(directory, split, index, camtoworld, *view)
-              for index, (camtoworld, view) in enumerate(zip(poses, views))]
+    frames = []
+    for index, (camtoworld, (rgba, depth, normals)) in enumerate(zip(poses, views)):
+      truth = {}  # What the photo's drift was, for measuring what appearance codes learn.
+      if gains is not None:
+        rgba = _drifted(rgba, gains[index], white_balances[index])
+        truth = {'exposure_gain': float(gains[index]), 'white_balance': white_balances[index].tolist()}
+      frames.append({**_write_frame(directory, split, index, camtoworld, rgba, depth, normals), **truth})
   finally:
     pool.shutdown(cancel_futures=True)  # On an interrupt, do not render the remaining views first.
   with open(directory / f'transforms_{split}.json', 'w') as f:
@@ -322,7 +406,11 @@ def write_scene(directory, spec: ProceduralSceneSpec) -> None:
 
 def scene_name(spec: ProceduralSceneSpec) -> str:
   """Directory name of a spec's scene: changes with the spec and with SCENE_VERSION."""
-  key = json.dumps({'version': SCENE_VERSION, **dataclasses.asdict(spec)}, sort_keys=True)
+  fields = dataclasses.asdict(spec)
+  for name, value in NO_DRIFT.items():  # Clean scenes keep the names they had before the drift existed.
+    if fields[name] == value:
+      del fields[name]
+  key = json.dumps({'version': SCENE_VERSION, **fields}, sort_keys=True)
   return f'procedural_{spec.resolution}px_{hashlib.sha256(key.encode()).hexdigest()[:10]}'
 
 

@@ -9,6 +9,7 @@ import jax
 import ml_collections
 
 from jaxnerf.datasets.capture import NORMALIZATIONS
+from jaxnerf.datasets import procedural
 from jaxnerf.errors import ConfigError
 from jaxnerf import losses
 from jaxnerf.models.activations import TONE_MAPPINGS
@@ -68,6 +69,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('procedural.camera_radius', POSITIVE),
     ('procedural.camera_angle_x', (lambda v: _number(v) and 0 < v < math.pi, 'an angle in (0, pi) radians')),
     ('procedural.supersampling', POSITIVE_INT),
+    *((f'procedural.{key}', rule) for key, rule in procedural.DRIFT_RULES.items()),  # The spec's own rules.
     ('batching.precrop_steps', NON_NEGATIVE_INT),
     ('batching.precrop_fraction', (_fraction, 'a fraction in (0, 1]')),
     ('model.num_coarse_samples', POSITIVE_INT),

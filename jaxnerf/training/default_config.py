@@ -36,7 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.procedural = ml_collections.ConfigDict(dict(
       resolution=80, num_train=100, num_val=20, num_test=20, camera_radius=4.0, camera_angle_x=0.6911,
       supersampling=3, seed=0,
-      layout='still_life'))  # The embedded scene (dataset='procedural'): 'still_life' or 'unbounded'.
+      layout='still_life',  # The embedded scene (dataset='procedural'): 'still_life' or 'unbounded'.
+      train_gain_range=(1.0, 1.0),  # Each training view's exposure gain, log-uniform in (min, max); val, test clean.
+      train_white_balance=0.0))  # Each training view's R, G, B times factors uniform in [1 - w, 1 + w].
   # Real captures (datasets/capture.py, llff.py): every test_every-th image is held out as test (= val).
   config.capture = ml_collections.ConfigDict(dict(
       test_every=8,
