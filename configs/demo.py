@@ -8,12 +8,24 @@ which takes about 10 seconds. The model is instant-ngp's: a multiresolution hash
 occupancy grid marks empty (models.OccupancyGridNeRF). It converges far faster than the paper's 8x256 MLP
 (configs/chair.py), which needs hours on a CPU. Outputs land in runs/demo: checkpoints, metrics.jsonl,
 TensorBoard events, final/val/ (renderings and PSNR/SSIM) and final/orbit.gif (the path is eval.path).
+
+  python train.py --config=configs/demo.py:exposure
+
+trains the same model on training photos that disagree in exposure and white balance, as a real capture's
+do: each training view's colour is scaled by a gain drawn log-uniformly from 0.5x to 2x and by R, G, B
+factors within +-20% (config.procedural.train_gain_range, train_white_balance; clipped at 1 as a camera
+saturates), the truth recorded in the scene's transforms_train.json. The val and test views are clean, so
+their PSNR measures how well the scene itself was learnt despite the drift, e.g. with per-image appearance
+codes. Its outputs also default to runs/demo, whose checkpoints of the plain demo (the same model) it would
+resume: add --workdir=runs/demo_exposure to keep the two apart.
 """
 
 from configs import default
 
 
-def get_config():
+def get_config(preset: str = ''):
+  if preset not in ('', 'exposure'):
+    raise ValueError(f"Unknown preset {preset!r} for configs/demo.py: use '' or 'exposure' (drifting photos).")
   config = default.get_config()
   config.dataset = 'procedural'
   config.scene_box = (-1.3, -1.3, -0.7, 1.3, 1.3, 1.0)  # The procedural scene's objects, with a margin.
@@ -33,4 +45,6 @@ def get_config():
   # A 3-second orbit at 160x160, twice the training images' size.
   config.eval.update(every_steps=0, final_num_images=-1, video_frames=30, video_fps=10, video_min_size=160,
                      chunk_size=4096)
+  if preset == 'exposure':
+    config.procedural.update(train_gain_range=(0.5, 2.0), train_white_balance=0.2)
   return config

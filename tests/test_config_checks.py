@@ -89,6 +89,18 @@ def test_refnerf_configs_build_and_feed_their_terms_and_the_glossy_twins_differ_
                        'loss.orientation_target'}
 
 
+def test_the_demo_exposure_preset_drifts_the_training_photos_only_and_unknown_presets_are_refused():
+  plain, exposure = demo.get_config().to_dict(), demo.get_config('exposure').to_dict()
+  differing = {f'{group}.{key}' for group in plain if isinstance(plain[group], dict)
+               for key in plain[group] if plain[group][key] != exposure[group][key]}
+  assert differing == {'procedural.train_gain_range', 'procedural.train_white_balance'}
+  assert exposure['procedural']['train_gain_range'] == (0.5, 2.0)
+  assert exposure['procedural']['train_white_balance'] == 0.2
+  config_checks.check_training(demo.get_config('exposure'))
+  with pytest.raises(ValueError, match=r"Unknown preset 'exposures' for configs/demo.py: use '' or 'exposure'"):
+    demo.get_config('exposures')
+
+
 def test_reflecting_about_density_normals_that_are_not_computed_is_refused():
   config = demo.get_config()
   config.model.update(appearance='refnerf', tone_mapping='srgb')
