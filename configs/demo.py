@@ -16,8 +16,8 @@ do: each training view's colour is scaled by a gain drawn log-uniformly from 0.5
 factors within +-20% (config.procedural.train_gain_range, train_white_balance; clipped at 1 as a camera
 saturates), the truth recorded in the scene's transforms_train.json. The val and test views are clean, so
 their PSNR measures how well the scene itself was learnt despite the drift, e.g. with per-image appearance
-codes. Its outputs also default to runs/demo, whose checkpoints of the plain demo (the same model) it would
-resume: add --workdir=runs/demo_exposure to keep the two apart.
+codes. Its outputs also default to runs/demo, which refuses to resume a run on the plain scene (or any other
+procedural scene): add --workdir=runs/demo_exposure to keep the two apart.
 """
 
 from configs import default

@@ -142,7 +142,7 @@ def test_resuming_with_another_model_is_refused(scene_cache, tmp_path):
   trainer.train_and_evaluate(config, tmp_path)
   before = _files_and_contents(tmp_path)
   config.model.mlp.width = 16
-  with pytest.raises(ConfigError, match=r'different model \(config.model.mlp.width differ'):
+  with pytest.raises(ConfigError, match=r'different model or scene \(config.model.mlp.width differ'):
     trainer.train_and_evaluate(config, tmp_path)
   assert _files_and_contents(tmp_path) == before
   # Without config.json to compare, the restore finds the other model; the failed resume writes nothing.
@@ -394,4 +394,11 @@ def test_a_run_resumes_with_other_render_buffers_but_not_another_model(tmp_path)
   experiment_lib.check_resumable(config, tmp_path)
   config.model.occupancy_grid.grid_resolution = 8
   with pytest.raises(ConfigError, match=r'\(config.model.occupancy_grid.grid_resolution differ'):
+    experiment_lib.check_resumable(config, tmp_path)
+  # The embedded scene is made by its config: training photos that drift are other data (its val views aren't).
+  config.model.occupancy_grid.grid_resolution = tiny_ngp_config().model.occupancy_grid.grid_resolution
+  config.procedural.num_val = 5
+  experiment_lib.check_resumable(config, tmp_path)
+  config.procedural.train_gain_range = (0.5, 2.0)
+  with pytest.raises(ConfigError, match=r'different model or scene \(config.procedural.train_gain_range differ'):
     experiment_lib.check_resumable(config, tmp_path)

@@ -129,7 +129,8 @@ def restore_model(workdir, config: Optional[ml_collections.ConfigDict] = None, s
 
 # Model settings that change how it computes, not its arrays or what they mean (the buffers of rendering
 # images, gradient checkpointing): a run may resume with others.
-COMPUTE_ONLY_MODEL_KEYS = frozenset({'model.occupancy_grid.eval_march_samples_per_ray',
+COMPUTE_ONLY_MODEL_KEYS = frozenset({'procedural.num_val', 'procedural.num_test',
+                                    'model.occupancy_grid.eval_march_samples_per_ray',
                                     'model.occupancy_grid.eval_render_samples_per_ray',
                                     'model.occupancy_grid.eval_steps_per_round', 'model.remat'})
 
@@ -137,8 +138,10 @@ COMPUTE_ONLY_MODEL_KEYS = frozenset({'model.occupancy_grid.eval_march_samples_pe
 def _differing_model_keys(config_a: ml_collections.ConfigDict, config_b: ml_collections.ConfigDict) -> list:
   """The keys ('model.mlp.width', ...) of what fixes a training state's shapes and meaning that differ."""
   def model_fields(c):
+    # The embedded scene is made by its config: another one is other training data (another model's).
+    scene = {'dataset': c.dataset, 'procedural': c.procedural.to_dict()} if c.dataset == 'procedural' else {}
     fields = flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
-                           'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}})
+                           'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}, **scene})
     return {k: v for k, v in fields.items() if k not in COMPUTE_ONLY_MODEL_KEYS}
 
   fields_a, fields_b = model_fields(config_a), model_fields(config_b)
@@ -146,7 +149,8 @@ def _differing_model_keys(config_a: ml_collections.ConfigDict, config_b: ml_coll
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir):
-  """Refuses to resume a workdir whose checkpoints were trained with a different model."""
+  """Refuses to resume a workdir whose checkpoints were trained with a different model (or on another
+  embedded scene)."""
   try:
     saved = checkpoints.load_config(workdir)
   except CheckpointError:
@@ -154,8 +158,8 @@ def check_resumable(config: ml_collections.ConfigDict, workdir):
 
   differing = _differing_model_keys(saved, config)
   if differing:
-    raise ConfigError(f'{workdir} holds checkpoints of a different model (config.'
-                      f'{", config.".join(differing)} differ); use a new --workdir or the same model.')
+    raise ConfigError(f'{workdir} holds checkpoints of a different model or scene (config.'
+                      f'{", config.".join(differing)} differ); use a new --workdir or the same model and scene.')
 
 
 def flatten_keys(tree, prefix=''):
