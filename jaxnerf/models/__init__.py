@@ -28,6 +28,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.models.activations import density_activation
 from jaxnerf.models.activations import DENSITY_ACTIVATIONS
 from jaxnerf.models.activations import trunc_exp
+from jaxnerf.models import appearance_embedding  # noqa: F401  (It registers itself in conditioning.)
 from jaxnerf.models.appearance import APPEARANCES
 from jaxnerf.models.coarse_to_fine import MipNeRF
 from jaxnerf.models.coarse_to_fine import NeRF

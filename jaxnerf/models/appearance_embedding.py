@@ -1,0 +1,154 @@
+"""A code per training image for its appearance (NeRF-W's appearance embeddings, Martin-Brualla et al. 2021,
+Sec. 4.1; nerfacto's): photos that disagree in exposure and white balance get a learnt vector each, read by
+the colour network, so that the scene's geometry and colour need not explain the disagreement.
+
+Config `model.appearance_embedding` (registered below with models/conditioning.py): `dim` > 0 turns it on
+for every colour network (NeRF's, the hash grid's, Ref-NeRF's). Rays of a training image read its code;
+rays of any other camera (camera.ANY_CAMERA: val and test views, camera paths, the viewer) read the mean of
+the training images' codes, and camera.NO_CAMERA rays a zero code (render.py --appearance).
+
+Held-out views are scored twice: with the mean code (the usual metrics), and as NeRF-W scores them
+(Sec. 5.1): a code is fitted to the left half of each view, the model held fixed, and the right half is
+scored with it ('psnr_fitted_code'), beside the right half with the mean code ('psnr_right_half').
+"""
+
+from typing import Any, Callable, Dict, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnerf.errors import ConfigError
+from jaxnerf import metrics
+from jaxnerf.models import conditioning
+from jaxnerf.ops import camera
+
+PARAM = 'appearance_codes'  # The table's name in every field that has one.
+
+
+class AppearanceEmbedding(nn.Module):
+  """One `dim`-vector per training image, initialised N(0, init_std^2): (cam_idx [..., 1]) -> [..., dim]."""
+
+  num_images: int
+  dim: int
+  init_std: float = 0.01
+
+  @nn.compact
+  def __call__(self, cam_idx):
+    if self.num_images <= 0:
+      raise ConfigError('config.model.appearance_embedding.num_images is 0: it is the number of training '
+                        'images, set when training starts (models.with_training_split); build the model from '
+                        "a run's saved config, or set it.")
+    table = self.param(PARAM, nn.initializers.normal(self.init_std), (self.num_images, self.dim))
+    index = cam_idx[..., 0]
+    codes = table[jnp.clip(index, 0, self.num_images - 1)]
+    codes = jnp.where((index == camera.ANY_CAMERA)[..., None], jnp.mean(table, axis=0), codes)
+    return jnp.where((index == camera.NO_CAMERA)[..., None], 0.0, codes)
+
+
+def _code_tables(params) -> Dict[tuple, jnp.ndarray]:
+  """{path: table} of every appearance table in `params`."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  return {tuple(k.key for k in path): leaf for path, leaf in flat if getattr(path[-1], 'key', None) == PARAM}
+
+
+def _with_first_row(params, codes: Dict[tuple, jnp.ndarray]):
+  """`params` whose appearance tables hold codes[path] in their row 0."""
+
+  def replace(path, leaf):
+    key = tuple(k.key for k in path)
+    return leaf.at[0].set(codes[key]) if key in codes else leaf
+
+  return jax.tree_util.tree_map_with_path(replace, params)
+
+
+def fit_code(model, variables, rays: camera.Rays, rgb, background, num_steps: int, learning_rate: float,
+             batch_size: int, seed: int = 0):
+  """`variables` whose appearance tables hold, in row 0, the codes that best render pixels rgb [N, 3] of rays
+  [N] (NeRF-W's test-time optimisation: `num_steps` Adam steps on batches of `batch_size` of the rays, the
+  model held fixed, starting from the mean codes), and the rays' cam_idx for it (0)."""
+  tables = _code_tables(variables['params'])
+  codes = {path: jnp.mean(table, axis=0) for path, table in tables.items()}
+  optimizer = optax.adam(learning_rate)
+
+  @jax.jit
+  def step(codes, opt_state, batch_rays, batch_rgb):
+    def loss(codes):
+      params = _with_first_row(variables['params'], codes)
+      final = model.apply({**variables, 'params': params}, None, batch_rays, background)[-1]
+      weight = jnp.ones(final.acc.shape) if final.complete is None else final.complete.astype(jnp.float32)
+      return jnp.sum(weight[:, None] * (final.rgb - batch_rgb)**2) / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
+
+    grads = jax.grad(loss)(codes)
+    updates, opt_state = optimizer.update(grads, opt_state, codes)
+    return optax.apply_updates(codes, updates), opt_state
+
+  rays = rays._replace(cam_idx=np.zeros_like(rays.cam_idx))
+  draws = np.random.default_rng(seed)
+  opt_state = optimizer.init(codes)
+  for _ in range(num_steps):
+    chosen = draws.choice(rgb.shape[0], min(batch_size, rgb.shape[0]), replace=False)
+    codes, opt_state = step(codes, opt_state, jax.tree.map(lambda x: x[chosen], rays), rgb[chosen])
+  return {**variables, 'params': _with_first_row(variables['params'], codes)}
+
+
+def make_scorer(model, group_config, background) -> Optional[Callable]:
+  """The held-out scorer (conditioning.Conditioning.scorer): NeRF-W's half-image score, when
+  group_config.fit_steps > 0."""
+  if group_config.fit_steps <= 0:
+    return None
+  background = jnp.full(3, background, jnp.float32)
+
+  def score(render_view, variables, rays: camera.Rays, truth) -> conditioning.Scores:
+    """render_view(variables, rays [H, W]) -> {'rgb': [H, W, 3], ...}; truth [H, W, 3]."""
+    width = truth.shape[1]
+    left = jax.tree.map(lambda x: np.asarray(x)[:, :width // 2].reshape(-1, x.shape[-1]), rays)
+    fitted = fit_code(model, variables, left, np.asarray(truth)[:, :width // 2].reshape(-1, 3), background,
+                      group_config.fit_steps, group_config.fit_learning_rate, group_config.fit_rays)
+    with_fitted = render_view(fitted, rays._replace(cam_idx=np.zeros_like(rays.cam_idx)))['rgb']
+    with_mean = render_view(variables, rays)['rgb']
+    right = np.asarray(truth)[:, width // 2:]
+    return {'psnr_fitted_code': float(metrics.psnr(with_fitted[:, width // 2:], right)),
+            'psnr_right_half': float(metrics.psnr(with_mean[:, width // 2:], right))}
+
+  return score
+
+
+def _positive_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _non_negative_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _positive(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+
+
+DEFAULTS: Dict[str, Any] = {
+    'dim': (0, 'Length of each training image\'s appearance code (0: off; NeRF-W uses 48, nerfacto 32).'),
+    'init_std': (0.01, 'Standard deviation of the codes\' initial values.'),
+    'num_images': (0, 'Codes in the table: the number of training images, set when training starts.'),
+    'fit_steps': (100, 'Adam steps fitting a held-out view\'s code to its left half (0: no such score).'),
+    'fit_learning_rate': (0.05, 'Learning rate of that fit.'),
+    'fit_rays': (4096, 'Rays of the left half per step of that fit.'),
+}
+
+conditioning.register(conditioning.Conditioning(
+    group='appearance_embedding',
+    defaults=DEFAULTS,
+    rules=(('dim', (_non_negative_int, 'an integer >= 0 (0: off)')),
+           ('init_std', (_positive, 'a finite number > 0')),
+           ('num_images', (_non_negative_int, 'an integer >= 0 (set from the training split)')),
+           ('fit_steps', (_non_negative_int, 'an integer >= 0 (0: no fitted-code score)')),
+           ('fit_learning_rate', (_positive, 'a finite number > 0')),
+           ('fit_rays', (_positive_int, 'a positive integer'))),
+    enabled=lambda group: group.dim > 0,
+    build=lambda group, dtype: AppearanceEmbedding(num_images=group.num_images, dim=group.dim,
+                                                   init_std=group.init_std),
+    complete=lambda group, train_split: {'num_images': train_split.num_images},
+    scorer=make_scorer,
+))
