@@ -1,7 +1,7 @@
 """Per-image conditioning of colour networks: components registered with their config group beside them.
 
 A conditioning component is an input of every colour network that depends on the training image a ray
-comes from (camera.Rays.cam_idx), such as an appearance code per image (appearance_embedding.py). It
+comes from (camera.Rays.cam_idx), such as an appearance code per image (NeRF-W's embeddings). It
 registers a `Conditioning`: its config group `config.model.<group>` (keys, defaults and one line of meaning
 each), the rules its values must meet, whether a config turns it on, how its module is built, the values
 only the training split knows (filled in when training starts, saved with the run's config), and any
