@@ -111,9 +111,10 @@ def test_normals_are_refused_in_ndc_before_training(tmp_path):
 
 def test_refnerf_config_trains_resumes_and_renders_normal_maps(scene_cache, tmp_path):
   """configs/refnerf.py (shrunk): Ref-NeRF's appearance over mip-NeRF trains with its normal losses,
-  resumes, and renders normal maps."""
+  resumes, and renders normal maps and pictures of its parts (outputs/pictures.py)."""
   records, rendered = _train_resume_and_render('refnerf', scene_cache, tmp_path)
   assert all(np.isfinite(r['loss']) and r['loss_orientation'] >= 0 and r['loss_predicted_normals'] > 0
              for r in records)
   assert np.isfinite(rendered['mean']['depth_mae'])
-  assert (pathlib.Path(rendered['out_dir']) / 'r_0_normals.png').is_file()
+  for picture in ('normals', 'normals_pred', 'diffuse', 'tint', 'roughness'):
+    assert (pathlib.Path(rendered['out_dir']) / f'r_0_{picture}.png').is_file(), picture

@@ -13,6 +13,7 @@ from jaxnerf import metrics
 from jaxnerf.ops import camera
 from jaxnerf.ops import camera_paths
 from jaxnerf.outputs import chunked
+from jaxnerf.outputs import pictures
 from jaxnerf.outputs import visualization
 from jaxnerf import workdirs
 
@@ -97,16 +98,10 @@ def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
 
 
 def visualize(rendering: Dict[str, np.ndarray], split: SceneSplit, background: float) -> Dict[str, np.ndarray]:
-  """Pictures of a rendering, [H, W, 3] each: 'rgb'; 'depth' and 'median_depth' (the expected depth, and
-  the depth in front of which half of a ray's weight lies: sharper at silhouettes), coloured alike; 'acc',
-  the accumulated opacity; 'normals', where the model renders them (world-space normal map)."""
-  depth = lambda key: visualization.colorize_depth(rendering[key], rendering['acc'], split.near, split.far,
-                                                   background)
-  pictures = {'rgb': rendering['rgb'], 'depth': depth('depth'), 'median_depth': depth('median_depth'),
-              'acc': visualization.colorize_opacity(rendering['acc'])}
-  if 'normals' in rendering:
-    pictures['normals'] = visualization.colorize_normals(rendering['normals'], rendering['acc'], background)
-  return pictures
+  """Pictures of a rendering, [H, W, 3] each: every registered picture (outputs/pictures.py) whose key it
+  holds: 'rgb', 'depth', 'median_depth', 'acc', and 'normals', Ref-NeRF's 'diffuse', 'tint', ... where the
+  model renders them."""
+  return pictures.draw(rendering, pictures.Frame(split.near, split.far, background))
 
 
 def split_summary(per_image: List[Dict], extra: Dict = None) -> Dict:
@@ -116,13 +111,13 @@ def split_summary(per_image: List[Dict], extra: Dict = None) -> Dict:
 
 
 def write_split(out_dir, split: SceneSplit, summary: Dict, renderings, background: float):
-  """Writes <name>.png, <name>_depth.png, <name>_median_depth.png and <name>_acc.png per view (`visualize`),
-  <name>_depth.npy (the expected depth, float32 [H, W]) and metrics.json (`summary`) to `out_dir`."""
+  """Writes <name>.png and <name>_<picture>.png of every other picture of each view (`visualize`: depth,
+  median_depth, acc, normals, ...), <name>_depth.npy (the expected depth, float32 [H, W]) and metrics.json
+  (`summary`) to `out_dir`."""
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   for record, rendering in zip(summary['per_image'], renderings):
-    pictures = visualize(rendering, split, background)
-    for kind, picture in pictures.items():
+    for kind, picture in visualize(rendering, split, background).items():
       visualization.save_png(out_dir / f"{record['name']}{'' if kind == 'rgb' else '_' + kind}.png", picture)
     np.save(out_dir / f"{record['name']}_depth.npy", np.asarray(rendering['depth'], np.float32))
   workdirs.write_text_atomically(out_dir / 'metrics.json', json.dumps(summary, indent=2))

@@ -29,6 +29,7 @@ from jaxnerf.ops import camera
 from jaxnerf.ops import camera_paths
 from jaxnerf.outputs import chunked
 from jaxnerf.outputs import evaluation
+from jaxnerf.outputs import pictures
 from jaxnerf.outputs import visualization
 from jaxnerf import workdirs
 
@@ -198,8 +199,7 @@ class Viewer:
   def _add_gui(self, refined_size: int, appearances: bool):
     gui = self.server.gui
     self._status = gui.add_markdown('Waiting for parameters...')
-    self.output = gui.add_dropdown('Output', ('rgb', 'depth', 'median_depth', 'acc', 'normals'),
-                                    initial_value='rgb')
+    self.output = gui.add_dropdown('Output', tuple(pictures.PICTURES), initial_value='rgb')
     # What per-image components take: the mean over the training images, zero, or one training image's.
     self._appearances = {'mean': camera.ANY_CAMERA, 'zero': camera.NO_CAMERA}
     if appearances:
@@ -307,15 +307,15 @@ class Viewer:
     if not settled and chunk_size % (4 * num_devices) == 0:
       chunk_size //= 4
     rendering = chunked.render_image(self._steps, variables, rays, chunk_size)
-    pictures = evaluation.visualize(rendering, self._split, self._background)
-    picture = pictures.get(output, pictures['rgb'])
+    drawn = evaluation.visualize(rendering, self._split, self._background)
+    picture = drawn.get(output, drawn['rgb'])
     image = visualization.to_uint8(picture)
     client.scene.set_background_image(image, format='jpeg', jpeg_quality=90)
     seconds = time.perf_counter() - start
     kind = 'refined' if settled else 'preview'
     self.render_seconds[kind].append(seconds)
     self.last_image = image
-    note = '' if output in pictures else f' ({output} not rendered by this model: colour shown)'
+    note = '' if output in drawn else f' ({output} not rendered by this model: colour shown)'
     self._status.content = (f'Step **{step}** · {kind} {width}x{height} in {seconds:.2f} s '
                             f'({1 / max(seconds, 1e-6):.1f} fps){note}')
 
