@@ -307,3 +307,37 @@ def test_interval_rendering_matches_the_closed_form_of_a_homogeneous_medium(opaq
     median = 1.0 - np.log(1.0 - 0.5 * (1.0 - np.exp(-8 * sigma))) / (2.0 * sigma)
     np.testing.assert_allclose(compositing.median_depth(out), [median], atol=0.01)  # Linear within each interval.
   assert out.w.shape == (1, 8) and out.depth.shape == (1,)
+
+
+def test_the_one_finisher_gives_the_dense_and_packed_paths_the_same_rays():
+  """The dense path (`volume_render`) and the packed one (`volume_render_packed`) go through `finish` with
+  their own per-ray sums: the same rays packed slot by slot render the same colour, opacity, depth and
+  extras (up to float32 summation order); empty rays take their empty depth in both."""
+  rng = np.random.default_rng(7)
+  num_rays, num_samples = 5, 6
+  t = np.sort(rng.uniform(2.0, 6.0, (num_rays, num_samples)), axis=-1).astype(np.float32)
+  density = rng.uniform(0.0, 3.0, (num_rays, num_samples)).astype(np.float32)
+  density[2] = 0.0  # An empty ray.
+  rgb = rng.uniform(0, 1, (num_rays, num_samples, 3)).astype(np.float32)
+  extras = {'normals': rng.normal(size=(num_rays, num_samples, 3)).astype(np.float32)}
+  directions = np.tile([[0.0, 0.0, 1.0]], (num_rays, 1)).astype(np.float32)
+  delta = np.concatenate([t[:, 1:] - t[:, :-1], np.full((num_rays, 1), 0.5, np.float32)], axis=-1)
+  dense = compositing.volume_render(rgb, density, t, directions, jnp.ones(3), far_delta=0.5, extras=extras)
+  flat = lambda x: x.reshape((num_rays * num_samples,) + x.shape[2:])
+  ray_index = np.repeat(np.arange(num_rays), num_samples)
+  packed = compositing.volume_render_packed(flat(rgb), flat(density), flat(t), flat(delta), ray_index, num_rays,
+                                            jnp.ones(3), t[:, -1], {'normals': flat(extras['normals'])})
+  for name in ('rgb', 'acc', 'depth'):
+    np.testing.assert_allclose(getattr(packed, name), getattr(dense, name), rtol=1e-5, atol=1e-6, err_msg=name)
+  np.testing.assert_allclose(packed.extras['normals'], dense.extras['normals'], rtol=1e-5, atol=1e-6)
+  assert float(dense.depth[2]) == float(packed.depth[2]) == float(t[2, -1])
+  np.testing.assert_array_equal(dense.rgb[2], 1.0)
+
+
+def test_the_hosts_expected_depth_is_the_devices():
+  rng = np.random.default_rng(8)
+  acc = np.concatenate([rng.uniform(0, 1, 6), [0.0, 1e-11]]).astype(np.float32)
+  weighted = (acc * rng.uniform(2, 6, 8)).astype(np.float32)
+  far = np.full(8, 6.0, np.float32)
+  np.testing.assert_array_equal(compositing.expected_depth(weighted, acc, far, xnp=np),
+                                compositing.expected_depth(jnp.asarray(weighted), jnp.asarray(acc), far))

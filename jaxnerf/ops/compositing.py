@@ -64,6 +64,43 @@ def composite_packed(w, values, ray_index, num_rays: int):
   return jax.ops.segment_sum(w[:, None] * values, ray_index, num_segments=num_rays, indices_are_sorted=True)
 
 
+def expected_depth(weighted_t, acc, empty_depth, depth_range=None, xnp=jnp):
+  """[...] the expected termination depth of rays given that they terminate: the weighted sum of the
+  samples' t [...] over their opacity acc [...], clipped to depth_range ((lowest, highest), [...] each) when
+  given; empty_depth where a ray is empty (acc <= 1e-10). With `xnp` numpy, the same on the host (rays
+  rendered in rounds, outputs/chunked.py)."""
+  filled = acc > 1e-10
+  depth = weighted_t / xnp.where(filled, acc, 1.0)
+  if depth_range is not None:
+    depth = xnp.clip(depth, *depth_range)
+  return xnp.where(filled, depth, empty_depth)
+
+
+def finish(w, t, density, rgb, background, empty_depth, extras: Optional[Dict] = None, composite_fn=composite,
+           depth_range=None) -> RenderedRays:
+  """The one finisher of every renderer: a level's rays from the weights of its samples (Eq. 3's sums).
+
+  Args:
+    w: [..., N] weights (packed: [C]).
+    t: [..., N] the distance each sample stands for (the point's t, or its interval's midpoint).
+    density: [..., N], kept with the level's samples.
+    rgb: [..., N, 3] colours, or None (a density-only level: rgb comes back None).
+    background: [3] or [..., 3] colour behind the scene.
+    empty_depth: [...] the depth of rays with no opacity.
+    extras: other per-sample quantities {name: [..., N, D]} to composite like colour.
+    composite_fn: (w, values [..., N, D]) -> per-ray sums [..., D]: `composite`, or for packed samples
+      `composite_packed` bound to their rays.
+    depth_range: (lowest, highest), [...] each: the expected depth is clipped to them; None: no clip.
+
+  Returns:
+    RenderedRays with rgb, depth (`expected_depth`), acc and w, and the level's samples and per-ray extras.
+  """
+  acc = composite_fn(w, jnp.ones(w.shape + (1,), w.dtype))[..., 0]
+  color = None if rgb is None else composite_fn(w, rgb) + (1.0 - acc[..., None]) * background
+  depth = expected_depth(composite_fn(w, t[..., None])[..., 0], acc, empty_depth, depth_range)
+  return _with_samples(RenderedRays(rgb=color, depth=depth, acc=acc, w=w), rgb, density, extras, composite_fn)
+
+
 def _with_samples(rendered: RenderedRays, rgb, density, extras: Optional[Dict], composite_fn) -> RenderedRays:
   """`rendered` with its level's per-sample outputs and the per-ray composites of `extras`."""
   extras = extras or {}
@@ -125,12 +162,7 @@ def volume_render(rgb, density, t, directions, background, far_delta: float = FA
     RenderedRays. `depth` is sum(w * t) / acc, clipped to [t_first, t_last]; it is t_last where acc is 0.
   """
   w = compute_weights(density, sample_deltas(t, directions, far_delta))
-  acc = jnp.sum(w, axis=-1)
-  color = composite(w, rgb) + (1.0 - acc[..., None]) * background
-  expected_t = jnp.sum(w * t, axis=-1) / jnp.maximum(acc, 1e-10)
-  depth = jnp.where(acc > 1e-10, expected_t, t[..., -1])
-  depth = jnp.clip(depth, t[..., 0], t[..., -1])
-  return _with_samples(RenderedRays(rgb=color, depth=depth, acc=acc, w=w), rgb, density, extras, composite)
+  return finish(w, t, density, rgb, background, t[..., -1], extras, depth_range=(t[..., 0], t[..., -1]))
 
 
 def render_intervals(rgb, density, t_edges, directions, background, opaque_last: bool = False,
@@ -155,16 +187,10 @@ def render_intervals(rgb, density, t_edges, directions, background, opaque_last:
   if opaque_last:  # The last weight takes all the light left: its transmittance.
     w = jnp.concatenate([w[..., :-1], jnp.maximum(1.0 - jnp.sum(w[..., :-1], axis=-1, keepdims=True), 0.0)],
                         axis=-1)
-  acc = jnp.sum(w, axis=-1)
-  color = None
-  if rgb is not None:
-    color = composite(w, rgb) + (1.0 - acc[..., None]) * background
   middle = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1])
-  empty = acc <= 1e-10
-  expected_t = jnp.sum(w * middle, axis=-1) / jnp.where(empty, 1.0, acc)
-  depth = jnp.where(empty, t_edges[..., -1], jnp.clip(expected_t, t_edges[..., 0], t_edges[..., -1]))
-  return _with_samples(RenderedRays(rgb=color, depth=depth, acc=acc, w=w, t_edges=t_edges), rgb, density,
-                       extras, composite)
+  rendered = finish(w, middle, density, rgb, background, t_edges[..., -1], extras,
+                    depth_range=(t_edges[..., 0], t_edges[..., -1]))
+  return rendered._replace(t_edges=t_edges)
 
 
 def _segmented_cumsum(values, segment_start):
@@ -214,14 +240,8 @@ def volume_render_packed(rgb, density, t, delta, ray_index, num_rays: int, backg
     RenderedRays with rgb [R, 3], depth [R], acc [R] and w [C].
   """
   w, _ = compute_weights_packed(density, delta, ray_index)
-  per_ray = lambda x: jax.ops.segment_sum(x, ray_index, num_segments=num_rays, indices_are_sorted=True)
-  acc = per_ray(w)
-  color = composite_packed(w, rgb, ray_index, num_rays) + (1.0 - acc[:, None]) * background
-  expected_t = per_ray(w * t) / jnp.maximum(acc, 1e-10)
-  depth = jnp.where(acc > 1e-10, expected_t, empty_depth)
-  rendered = RenderedRays(rgb=color, depth=depth, acc=acc, w=w)
-  return _with_samples(rendered, rgb, density, extras,
-                       lambda w, values: composite_packed(w, values, ray_index, num_rays))
+  return finish(w, t, density, rgb, background, empty_depth, extras,
+                lambda w, values: composite_packed(w, values, ray_index, num_rays))
 
 
 def conical_frustum_to_gaussian(directions, t0, t1, radii, diagonal: bool = True):

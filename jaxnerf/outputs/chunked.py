@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxnerf import console
 from jaxnerf.ops import camera
+from jaxnerf.ops import compositing
 from jaxnerf.outputs import memory
 from jaxnerf import parallel
 
@@ -153,8 +154,8 @@ def _render_in_rounds(steps, variables, flat: camera.Rays, indices: np.ndarray, 
   final = {key: value[indices] for key, value in sums.items()}
   acc, weighted_depth = final['acc'], final.pop('weighted_depth')
   far = outputs['depth'][indices]  # The probe's: the far t in the box.
-  # (As volume_render_packed: the expected depth where the ray is not empty.)
-  final['depth'] = final['median_depth'] = np.where(acc > 1e-10, weighted_depth / np.maximum(acc, 1e-10), far)
+  # (The renderers' finisher, on the host: the expected depth where the ray is not empty.)
+  final['depth'] = final['median_depth'] = compositing.expected_depth(weighted_depth, acc, far, xnp=np)
   for key, value in final.items():
     outputs.setdefault(key, np.zeros((flat.origins.shape[0],) + value.shape[1:], value.dtype))[indices] = value
   return outputs
