@@ -1,5 +1,6 @@
 """Fields and renderers: the architectures the papers describe."""
 
+import dataclasses
 import functools
 
 import chex
@@ -12,6 +13,7 @@ import pytest
 from configs import default
 from jaxnerf.errors import ConfigError
 from jaxnerf import models
+from jaxnerf.models import appearance
 from jaxnerf.models import fields
 from jaxnerf.models.proposal import anneal_power
 from jaxnerf.models.proposal import scale_gradient
@@ -338,3 +340,17 @@ def test_any_field_can_predict_normals_for_the_tie_and_refnerf_keeps_its_own():
   config.model.appearance = 'refnerf'
   with pytest.raises(ConfigError, match="Ref-NeRF's appearance .* predicts its own normals"):
     models.make_model(config.model, config.scene_box)
+
+
+@pytest.mark.parametrize('module, group', [
+    (models.MLPField, 'mlp'), (models.HashGridField, 'hash_grid'), (models.OccupancyGridNeRF, 'occupancy_grid'),
+    (models.MipNeRF, 'mipnerf'), (appearance.RefNeRFAppearance, 'refnerf'), (models.ProposalNeRF, 'proposal')])
+def test_a_modules_defaults_are_its_config_groups(module, group):
+  """One place for each default: a module built without a setting behaves as the default config does."""
+  config_group = default.get_config().model[group]
+  module_defaults = {f.name: f.default for f in dataclasses.fields(module) if f.default is not dataclasses.MISSING}
+  as_python = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
+  differing = {key: (module_defaults[key], value) for key, value in config_group.items()
+               if key in module_defaults and not hasattr(value, 'items')
+               and as_python(module_defaults[key]) != as_python(value)}
+  assert not differing, differing

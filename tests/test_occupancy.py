@@ -86,6 +86,10 @@ def test_cells_to_update_draws_occupied_cells_only_from_the_occupied():
   assert len(set(np.asarray(cells).tolist())) > 300
 
 
+# Rendering images with the training buffers (the module's eval defaults are the config's, 48 slots a ray).
+RENDER_AS_TRAINING = dict(eval_march_samples_per_ray=None, eval_render_samples_per_ray=None)
+
+
 class _BallField(nn.Module):
   """A dense ball of radius 0.5 at (0.2, -0.3, 2.1) in a softly coloured fog-free box; the colour depends on
   position and view direction. Exposes `density` like models.HashGridField."""
@@ -255,7 +259,7 @@ def _ball_in_its_cells(field=None, size: int = 10, **settings):
   resolution = 16
   model = models.OccupancyGridNeRF(field=field or _BallField(), scene_box=BOX, step_size=0.02,
                                    grid_resolution=resolution, march_samples_per_ray=400.0,
-                                   render_samples_per_ray=400.0, **settings)
+                                   render_samples_per_ray=400.0, **{**RENDER_AS_TRAINING, **settings})
   variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
   centres = occupancy.random_points_in_cells(jax.random.key(0), jnp.arange(resolution**3), BOX, resolution)
   near_ball = jnp.linalg.norm(centres - jnp.array([0.2, -0.3, 2.1]), axis=-1) < 0.5 + 0.4  # Cell diagonal: 0.375.
@@ -381,7 +385,7 @@ def test_occupancy_grid_nerf_marches_along_directions_not_viewdirs():
   follow the directions (density, opacity and depth do not depend on viewdirs)."""
   rays = _rays(64)
   model = models.OccupancyGridNeRF(field=_BallField(), scene_box=BOX, grid_resolution=16, step_size=0.02,
-                                   march_samples_per_ray=400.0, render_samples_per_ray=400.0)
+                                   march_samples_per_ray=400.0, render_samples_per_ray=400.0, **RENDER_AS_TRAINING)
   variables = jax.jit(model.init)(jax.random.key(0), None, rays, jnp.ones(3))
   other = rays._replace(viewdirs=jnp.broadcast_to(jnp.array([0.6, 0.0, -0.8]), rays.viewdirs.shape))
   render = jax.jit(lambda r: model.apply(variables, None, r, jnp.ones(3))[0])

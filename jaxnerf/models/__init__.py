@@ -122,11 +122,6 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
                 density_noise_std=model_config.density_noise_std, rgb_padding=model_config.rgb_padding,
                 warp=model_config.warp, contract_radius=model_config.contract_radius,
                 normals=model_config.normals, tone_mapping=model_config.tone_mapping, remat=model_config.remat)
-  mlp_fields = model_config.field == 'mlp' or (model_config.name == 'proposal' and model_config.proposal.field == 'mlp')
-  if model_config.remat and not mlp_fields:
-    raise ConfigError('config.model.remat=True recomputes the trunk activations of MLP fields in the backward '
-                      f'pass; this model has none (config.model.field={model_config.field!r}, whose small '
-                      'networks keep little): set remat=False.')
   if model_config.appearance not in APPEARANCES:
     raise ConfigError(f'config.model.appearance must be one of {sorted(APPEARANCES)}, '
                       f'got {model_config.appearance!r}.')
@@ -135,13 +130,16 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     raise ConfigError("config.model.predicted_normals=True: Ref-NeRF's appearance (config.model.appearance="
                       "'refnerf') predicts its own normals; set predicted_normals=False.")
 
+  built = []  # The classes of the fields built.
+
   def make_field(kind=None, overrides=None):
     kind = kind or model_config.field
-    if kind == 'hash_grid' and scene_box is None and model_config.warp != 'contract':
-      raise ConfigError('config.model.field=hash_grid needs config.scene_box (the grid covers that box) or '
+    field_class = FIELDS[kind]
+    if field_class.COVERS_BOX and scene_box is None and model_config.warp != 'contract':
+      raise ConfigError(f'config.model.field={kind} needs config.scene_box (the grid covers that box) or '
                         "config.model.warp='contract' (the grid covers the contracted space).")
     kwargs = dict(model_config[kind], **shared, **(overrides or {}))
-    if kind == 'hash_grid' and scene_box is not None:
+    if field_class.COVERS_BOX and scene_box is not None:
       kwargs['scene_box'] = scene_box
     if appearance is not None:  # Each field its own (density-only proposal fields never call it).
       kwargs['appearance'] = appearance(dtype=shared['dtype'], **model_config[model_config.appearance])
@@ -149,9 +147,15 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
       kwargs['predicted_normals'] = PredictedNormals(dtype=shared['dtype'])
     # (Density-only fields never call their colour network, so theirs make no parameters.)
     kwargs['conditioning'] = conditioning.build_modules(model_config, shared['dtype'])
-    return FIELDS[kind](**kwargs)
+    built.append(field_class)
+    return field_class(**kwargs)
 
-  return RENDERERS[model_config.name](model_config, make_field, scene_box)
+  model = RENDERERS[model_config.name](model_config, make_field, scene_box)
+  if model_config.remat and not any(field_class.REMATS for field_class in built):
+    raise ConfigError('config.model.remat=True recomputes the trunk activations of MLP fields in the backward '
+                      f'pass; this model has none (config.model.field={model_config.field!r}, whose small '
+                      'networks keep little): set remat=False.')
+  return model
 
 
 def _refnerf_predicts_normals(model_config) -> bool:

@@ -167,6 +167,11 @@ class FieldBase(nn.Module):
   # pass, REMAT_CHUNK samples at a time, instead of keeping them: memory for compute; the same parameters.
   remat: bool = False
   REMAT_CHUNK = 16384
+  # What make_model gives a field of this kind: whether it recomputes activations with `remat` (a model
+  # whose fields all ignore it refuses remat=True), and whether it covers the scene box (it then needs
+  # config.scene_box or the contraction, and gets the box as `scene_box`).
+  REMATS = False
+  COVERS_BOX = False
 
   def _make_layers(self, specs):
     """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`
@@ -283,6 +288,7 @@ class MLPField(FieldBase):
   # False: colour from the trunk's features alone, with no view direction (the tiny_nerf notebook's model;
   # JaxNeRF's use_viewdirs=False): no bottleneck or view layer.
   use_viewdirs: bool = True
+  REMATS = True
 
   def setup(self):
     if self.encoding not in ('positional', 'integrated'):
@@ -378,9 +384,9 @@ class HashGridField(FieldBase):
   scene_box: Sequence[float] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # (x_min, y_min, z_min, x_max, ...).
   num_levels: int = 16
   features_per_level: int = 2
-  log2_table_size: int = 15
+  log2_table_size: int = 19
   min_resolution: int = 16
-  max_resolution: int = 512
+  max_resolution: int = 2048
   density_width: int = 64
   geo_features: int = 15
   color_depth: int = 2
@@ -394,6 +400,7 @@ class HashGridField(FieldBase):
   # an exported model holds the integers ('table_<level>_int') and scales ('table_<level>_scale') instead.
   table_bits: int = 0
   NORMALS_AUTODIFF = 'forward'  # See FieldBase.
+  COVERS_BOX = True
 
   def setup(self):
     if self.view_encoding not in ('sh', 'positional'):

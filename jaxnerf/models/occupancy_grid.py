@@ -58,8 +58,8 @@ class OccupancyGridNeRF(nn.Module):
   render_samples_per_ray: float = 24.0
   # The same when rendering images (rng None; None: as in training). Rays that cross only empty cells are
   # not rendered there, so the rays that are need more slots than a training batch's average.
-  eval_march_samples_per_ray: Optional[float] = None
-  eval_render_samples_per_ray: Optional[float] = None
+  eval_march_samples_per_ray: Optional[float] = 48.0
+  eval_render_samples_per_ray: Optional[float] = 48.0
   min_transmittance: float = 1e-4
   # Rendering images in rounds (`render_round`, outputs/chunked.py): the steps a round marches. 0: each
   # ray in one call of __call__.
