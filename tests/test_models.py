@@ -50,7 +50,7 @@ def test_remat_changes_no_value_or_gradient_and_keeps_fewer_activations(monkeypa
 
   def loss(field):
     def of_params(p):
-      out = field.apply(p, points, viewdirs, method='at_positions')
+      out = _at(field, p, points, viewdirs)
       normals = out.extras['normals'][..., 0] if out.extras else 0.0
       return jnp.sum(out.rgb ** 2) + jnp.sum(out.density) + jnp.sum(normals)
     return jax.jit(jax.value_and_grad(of_params))
@@ -61,7 +61,7 @@ def test_remat_changes_no_value_or_gradient_and_keeps_fewer_activations(monkeypa
 
   def kept_for_backward(remat):  # Bytes of the residuals that the backward pass reads (no normals: their
     field = fields.MLPField(depth=4, width=32, remat=remat)  # backward pass runs in the forward, keeping all).
-    _, backward = jax.vjp(lambda p: field.apply(p, points, viewdirs, method='at_positions').density, params)
+    _, backward = jax.vjp(lambda p: _at(field, p, points, viewdirs).density, params)
     return sum(leaf.nbytes for leaf in jax.tree.leaves(backward))
 
   kept = {remat: kept_for_backward(remat) for remat in (False, True)}
@@ -73,6 +73,11 @@ def test_remat_is_refused_where_no_field_is_an_mlp():
   config.model.update(field='hash_grid', remat=True)
   with pytest.raises(ConfigError, match='config.model.remat=True recomputes the trunk activations of MLP fields'):
     models.make_model(config.model, (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
+
+
+def _at(field, variables, *args):
+  """field.apply(variables, *args) at positions (fields.FieldBase.at_positions)."""
+  return field.apply(variables, *args, method='at_positions')
 
 
 class _SphereField(nn.Module):
@@ -154,13 +159,14 @@ def test_integrated_encoding_of_points_is_the_positional_one_and_wide_gaussians_
   variables = field.init(jax.random.key(0), points, viewdirs, method='at_positions')
   # Positional encoding includes the input (3 more inputs): compare the integrated one on points with its
   # own Gaussians of zero extent, and with very wide Gaussians (every frequency fades: constant output).
-  as_points = field.apply(variables, points, viewdirs, method='at_positions')
-  as_gaussians = field.apply(variables, models.Gaussians(points, jnp.zeros_like(points)), viewdirs, method='at_positions')
+  as_points = _at(field, variables, points, viewdirs)
+  as_gaussians = _at(field, variables, models.Gaussians(points, jnp.zeros_like(points)), viewdirs)
   chex.assert_trees_all_close(as_points, as_gaussians)
-  wide = [field.apply(variables, models.Gaussians(points + shift, jnp.full_like(points, 1e4)), viewdirs, method='at_positions')
+  wide = [_at(field, variables, models.Gaussians(points + shift, jnp.full_like(points, 1e4)), viewdirs)
           for shift in (0.0, 5.0)]
   chex.assert_trees_all_close(wide[0].density, wide[1].density, atol=1e-6)
-  assert positional.init(jax.random.key(0), points, viewdirs, method='at_positions')['params']['trunk_0']['kernel'].shape[0] == 39
+  params = positional.init(jax.random.key(0), points, viewdirs, method='at_positions')['params']
+  assert params['trunk_0']['kernel'].shape[0] == 39
 
 
 @pytest.mark.parametrize('field_name', ['mlp', 'hash_grid'])
@@ -177,9 +183,9 @@ def test_contracted_fields_stay_finite_with_gradients_at_extreme_distances(field
   gaussians = models.Gaussians(distances[:, None] * direction, (1e-3 * distances[:, None])**2 * jnp.ones(3))
   viewdirs = jnp.broadcast_to(direction, gaussians.mean.shape)
   variables = field.init(jax.random.key(0), gaussians, viewdirs, method='at_positions')
-  out = field.apply(variables, gaussians, viewdirs, method='at_positions')
+  out = _at(field, variables, gaussians, viewdirs)
   chex.assert_tree_all_finite(out)
-  grads = jax.grad(lambda v, g: jnp.sum(field.apply(v, g, viewdirs, method='at_positions').density), argnums=(0, 1))(variables,
+  grads = jax.grad(lambda v, g: jnp.sum(_at(field, v, g, viewdirs).density), argnums=(0, 1))(variables,
                                                                                                 gaussians)
   chex.assert_tree_all_finite(grads)
   # All of space lands inside the ball of radius 2 * contract_radius.
@@ -215,14 +221,14 @@ def test_density_normals_of_an_analytic_density_point_out_of_the_surface(warp):
   # Points at radii from 1e-3 to 1e3: through the contraction too, the normals stay radial.
   points = jnp.asarray(directions * np.logspace(-3, 3, 64)[:, None], jnp.float32)
   field = _RadialDensityField(normals='density', warp=warp)
-  out = field.apply({}, points, jnp.asarray(directions, jnp.float32), method='at_positions')
+  out = _at(field, {}, points, jnp.asarray(directions, jnp.float32))
   chex.assert_shape(out.extras['normals'], (64, 3))
   # (Far out, the contraction's gradient is ~1 / r^2: float32 keeps its direction to about 1e-4.)
   np.testing.assert_allclose(out.extras['normals'], directions, atol=1e-4)
   gaussians = fields.Gaussians(points, jnp.full_like(points, 0.01))  # Normals at the Gaussians' means.
   np.testing.assert_allclose(field.apply({}, gaussians, method='density_normals'), directions, atol=1e-4)
   # At the centre, where the gradient has no direction, the normal and its gradient stay finite.
-  chex.assert_tree_all_finite(jax.grad(lambda x: jnp.sum(field.apply({}, x, x, method='at_positions').extras['normals']))(
+  chex.assert_tree_all_finite(jax.grad(lambda x: jnp.sum(_at(field, {}, x, x).extras['normals']))(
       jnp.zeros((1, 3))))
 
 
@@ -236,7 +242,7 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
   points = jax.random.uniform(jax.random.key(0), (16, 3), minval=-1, maxval=1)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
   variables = field.init(jax.random.key(1), points, viewdirs, method='at_positions')
-  out = field.apply(variables, points, viewdirs, method='at_positions')
+  out = _at(field, variables, points, viewdirs)
   raw_density = jax.jit(lambda x: field.apply(variables, x, method=lambda m, x: m.geometry(x)[0]))
   gradient = np.asarray(jax.jit(jax.vmap(jax.grad(lambda x: raw_density(x[None])[0])))(points), np.float64)
   # The brute force: central differences of the raw density at the first 4 points, all in one call.
@@ -248,7 +254,7 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
   np.testing.assert_allclose(out.extras['normals'], -gradient / np.linalg.norm(gradient, axis=-1, keepdims=True),
                              atol=1e-5)
   # Without normals asked for, the field gives the same density and colour and no extras.
-  plain = field.clone(normals='none').apply(variables, points, viewdirs, method='at_positions')
+  plain = _at(field.clone(normals='none'), variables, points, viewdirs)
   assert plain.extras is None
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
 
@@ -266,7 +272,7 @@ def test_hash_grid_normals_by_forward_mode_have_the_reverse_mode_values_and_grad
   variables = jax.tree.map(lambda v: v * 1e3, variables)  # Tables far from their tiny initial values.
 
   def normal_loss(field):  # A loss on the normals: the normal losses differentiate them once more.
-    return jax.jit(jax.value_and_grad(lambda v: jnp.sum(field.apply(v, points, viewdirs, method='at_positions').extras['normals'] *
+    return jax.jit(jax.value_and_grad(lambda v: jnp.sum(_at(field, v, points, viewdirs).extras['normals'] *
                                                         jnp.array([0.3, -0.5, 0.8]))))
 
   chex.assert_trees_all_close(normal_loss(forward)(variables), normal_loss(reverse)(variables), rtol=2e-4,
@@ -330,11 +336,11 @@ def test_any_field_can_predict_normals_for_the_tie_and_refnerf_keeps_its_own():
   points = jax.random.uniform(jax.random.key(0), (2, 8, 3), minval=-1, maxval=1)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
   variables = field.init(jax.random.key(1), points, viewdirs, method='at_positions')
-  out = field.apply(variables, points, viewdirs, method='at_positions')
+  out = _at(field, variables, points, viewdirs)
   chex.assert_shape(out.extras['normals_pred'], (2, 8, 3))
   np.testing.assert_allclose(np.linalg.norm(out.extras['normals_pred'], axis=-1), 1.0, rtol=1e-5)
   assert variables['params']['predicted_normals']['normals_pred']['kernel'].shape[-1] == 3
-  plain = field.clone(predicted_normals=None).apply(variables, points, viewdirs, method='at_positions')  # Same density and colour.
+  plain = _at(field.clone(predicted_normals=None), variables, points, viewdirs)  # Same density and colour.
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
 
   config.model.appearance = 'refnerf'

@@ -32,7 +32,8 @@ class RefNeRFAppearance(nn.Module):
   predicted normal (normalised; only when `reflect_about` is 'predicted') and a `bottleneck_width`
   bottleneck; then a directional MLP of `depth` x `width` ReLU layers (the bottleneck and its input again
   after every `skip_every`-th layer) reads the bottleneck, the IDE of the reflected direction with
-  `ide_levels` degrees, and n . w_o, and gives the specular colour (sigmoid). Linear colour = diffuse + tint * specular (before the field's tone mapping).
+  `ide_levels` degrees, and n . w_o, and gives the specular colour (sigmoid). Linear colour = diffuse + tint *
+  specular (before the field's tone mapping).
 
   A condition [..., D] (the field's per-image conditioning, models/conditioning.py) is read by the diffuse
   head and by the directional MLP (multinerf feeds its per-image vectors to the latter), so that a
