@@ -344,7 +344,7 @@ def test_any_field_can_predict_normals_for_the_tie_and_refnerf_keeps_its_own():
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
 
   config.model.appearance = 'refnerf'
-  with pytest.raises(ConfigError, match="Ref-NeRF's appearance .* predicts its own normals"):
+  with pytest.raises(ConfigError, match="the appearance config.model.appearance='refnerf' predicts its own normals"):
     models.make_model(config.model, config.scene_box)
 
 

@@ -126,9 +126,10 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
     raise ConfigError(f'config.model.appearance must be one of {sorted(APPEARANCES)}, '
                       f'got {model_config.appearance!r}.')
   appearance = APPEARANCES[model_config.appearance]
-  if model_config.predicted_normals and _refnerf_predicts_normals(model_config):
-    raise ConfigError("config.model.predicted_normals=True: Ref-NeRF's appearance (config.model.appearance="
-                      "'refnerf') predicts its own normals; set predicted_normals=False.")
+  if (model_config.predicted_normals and appearance is not None
+      and 'predicted_normals' in appearance(**model_config[model_config.appearance]).provides()):
+    raise ConfigError(f"config.model.predicted_normals=True: the appearance config.model.appearance="
+                      f"{model_config.appearance!r} predicts its own normals; set predicted_normals=False.")
 
   built = []  # The classes of the fields built.
 
@@ -158,20 +159,23 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
   return model
 
 
-def _refnerf_predicts_normals(model_config) -> bool:
-  return model_config.appearance == 'refnerf' and model_config.refnerf.reflect_about == 'predicted'
-
-
-def model_provides(model, model_config) -> FrozenSet[str]:
-  """What the ray history of `model` (built from `model_config`) holds for loss terms (losses.NEEDS): its
-  renderer's PROVIDES, 'normals' where its fields give density normals, 'predicted_normals' where its
-  appearance predicts normals (Ref-NeRF) or its fields have a predicted-normal head."""
+def model_provides(model, model_config=None) -> FrozenSet[str]:
+  """What the ray history of `model` holds for loss terms (losses.NEEDS): its renderer's PROVIDES and what
+  its fields declare (FieldBase.provides: 'normals' where they give density normals, 'predicted_normals'
+  where they or their appearance predict normals). (`model_config` is not needed: the components say.)"""
+  del model_config
   provided = set(type(model).PROVIDES)
-  if model_config.normals == 'density':
-    provided.add('normals')
-  if _refnerf_predicts_normals(model_config) or model_config.predicted_normals:
-    provided.add('predicted_normals')
+  for names in type(model).LEVEL_FIELDS.values():
+    for name in names:
+      for field in _as_list(getattr(model, name, None)):
+        provided |= field.provides() if hasattr(field, 'provides') else set()
   return frozenset(provided)
+
+
+def _as_list(fields) -> list:
+  if fields is None:
+    return []
+  return list(fields) if isinstance(fields, (list, tuple)) else [fields]
 
 
 def with_training_split(config, train_split):

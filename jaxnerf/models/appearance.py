@@ -57,6 +57,11 @@ class RefNeRFAppearance(nn.Module):
   reflect_about: str = 'predicted'
   dtype: Any = jnp.float32
 
+  def provides(self) -> set:
+    """What it adds to the ray history for loss terms (losses.NEEDS): its predicted normals, where it reflects
+    about them."""
+    return {'predicted_normals'} if self.reflect_about == 'predicted' else set()
+
   def setup(self):
     dense = lambda features, name: nn.Dense(features, dtype=self.dtype, param_dtype=jnp.float32, name=name)
     self.diffuse_out, self.tint_out = dense(3, 'diffuse'), dense(3, 'tint')

@@ -184,6 +184,15 @@ class FieldBase(nn.Module):
                                         self.activation_bits)
             for name, units, role in specs}
 
+  def provides(self) -> set:
+    """What this field adds to a renderer's ray history for loss terms (losses.NEEDS): 'normals' where it
+    outputs density normals, 'predicted_normals' where it or its appearance predicts normals."""
+    provided = {'normals'} if self.normals == 'density' else set()
+    if self.predicted_normals is not None or (self.appearance is not None and hasattr(self.appearance, 'provides')
+                                              and 'predicted_normals' in self.appearance.provides()):
+      provided.add('predicted_normals')
+    return provided
+
   def density(self, inputs, rng: Optional[jax.Array] = None):
     """Density [...] at points [..., 3] or Gaussians (activated, after `density_bias` and, with rng, the
     field's noise), and the geometry features the colour reads."""

@@ -115,8 +115,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('loss.coarse_weight', NON_NEGATIVE),
     ('loss.orientation_target', (lambda v: v in losses.ORIENTATION_TARGETS,
                                  f'one of {sorted(losses.ORIENTATION_TARGETS)}')),
-    *((f'loss.{term}_weight', NON_NEGATIVE)
-      for term in ('interlevel', 'distortion', 'orientation', 'predicted_normals')),
+    *((f'loss.{term}_weight', NON_NEGATIVE) for term in losses.LOSS_TERMS),  # Every registered term's.
     ('train.batch_size', POSITIVE_INT),
     ('train.num_steps', POSITIVE_INT),
     ('train.max_seconds', NON_NEGATIVE),
