@@ -93,8 +93,8 @@ def test_codes_absorb_a_known_gain_per_image_that_one_colour_cannot():
 
   # NeRF-W's test-time fit: a code fitted to image 2's pixels from the mean code renders them.
   image = slice(2 * len(rgb) // 3, None)
-  fitted = appearance_embedding.fit_code(model, with_codes, jax.tree.map(lambda x: x[image], rays), rgb[image],
-                                         jnp.ones(3), num_steps=150, learning_rate=0.05, batch_size=64)
+  fit = appearance_embedding.CodeFitter(model, jnp.ones(3), learning_rate=0.05)
+  fitted = fit(with_codes, jax.tree.map(lambda x: x[image], rays), rgb[image], num_steps=150, batch_size=64)
   as_code_0 = rays._replace(cam_idx=np.zeros_like(rays.cam_idx))
   error = lambda v: float(np.mean((np.asarray(model.apply(v, None, as_code_0, jnp.ones(3))[-1].rgb)[image]
                                    - rgb[image]) ** 2))
@@ -102,6 +102,8 @@ def test_codes_absorb_a_known_gain_per_image_that_one_colour_cannot():
   mean_error = float(np.mean((np.asarray(model.apply(with_codes, None, mean_code, jnp.ones(3))[-1].rgb)[image]
                               - rgb[image]) ** 2))
   assert error(fitted) < 0.2 * mean_error, (error(fitted), mean_error)
+  fit(with_codes, jax.tree.map(lambda x: x[:len(rgb) // 3], rays), rgb[:len(rgb) // 3], num_steps=2, batch_size=64)
+  assert fit._step._cache_size() == 1  # pylint: disable=protected-access  # Every view, one compilation.
 
 
 @pytest.mark.parametrize('key, value', [('dim', -1), ('init_std', 0.0), ('num_images', -3),

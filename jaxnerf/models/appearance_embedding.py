@@ -64,34 +64,38 @@ def _with_first_row(params, codes: Dict[tuple, jnp.ndarray]):
   return jax.tree_util.tree_map_with_path(replace, params)
 
 
-def fit_code(model, variables, rays: camera.Rays, rgb, background, num_steps: int, learning_rate: float,
-             batch_size: int, seed: int = 0):
-  """`variables` whose appearance tables hold, in row 0, the codes that best render pixels rgb [N, 3] of rays
-  [N] (NeRF-W's test-time optimisation: `num_steps` Adam steps on batches of `batch_size` of the rays, the
-  model held fixed, starting from the mean codes), and the rays' cam_idx for it (0)."""
-  tables = _code_tables(variables['params'])
-  codes = {path: jnp.mean(table, axis=0) for path, table in tables.items()}
-  optimizer = optax.adam(learning_rate)
+class CodeFitter:
+  """NeRF-W's test-time optimisation for `model`: the codes that best render given pixels, the model held
+  fixed (Adam at `learning_rate` on the codes alone, from the mean codes). Its step compiles once for every
+  view of an evaluation."""
 
-  @jax.jit
-  def step(codes, opt_state, batch_rays, batch_rgb):
-    def loss(codes):
-      params = _with_first_row(variables['params'], codes)
-      final = model.apply({**variables, 'params': params}, None, batch_rays, background)[-1]
-      weight = jnp.ones(final.acc.shape) if final.complete is None else final.complete.astype(jnp.float32)
-      return jnp.sum(weight[:, None] * (final.rgb - batch_rgb)**2) / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
+  def __init__(self, model, background, learning_rate: float):
+    self._optimizer = optax.adam(learning_rate)
 
-    grads = jax.grad(loss)(codes)
-    updates, opt_state = optimizer.update(grads, opt_state, codes)
-    return optax.apply_updates(codes, updates), opt_state
+    def step(variables, codes, opt_state, rays, rgb):
+      def loss(codes):
+        params = _with_first_row(variables['params'], codes)
+        final = model.apply({**variables, 'params': params}, None, rays, background)[-1]
+        weight = jnp.ones(final.acc.shape) if final.complete is None else final.complete.astype(jnp.float32)
+        return jnp.sum(weight[:, None] * (final.rgb - rgb)**2) / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
 
-  rays = rays._replace(cam_idx=np.zeros_like(rays.cam_idx))
-  draws = np.random.default_rng(seed)
-  opt_state = optimizer.init(codes)
-  for _ in range(num_steps):
-    chosen = draws.choice(rgb.shape[0], min(batch_size, rgb.shape[0]), replace=False)
-    codes, opt_state = step(codes, opt_state, jax.tree.map(lambda x: x[chosen], rays), rgb[chosen])
-  return {**variables, 'params': _with_first_row(variables['params'], codes)}
+      updates, opt_state = self._optimizer.update(jax.grad(loss)(codes), opt_state, codes)
+      return optax.apply_updates(codes, updates), opt_state
+
+    self._step = jax.jit(step)
+
+  def __call__(self, variables, rays: camera.Rays, rgb, num_steps: int, batch_size: int, seed: int = 0):
+    """`variables` whose appearance tables hold, in row 0, the codes fitted to pixels rgb [N, 3] of rays [N]
+    in `num_steps` steps on batches of `batch_size` of them (render them with cam_idx 0)."""
+    codes = {path: jnp.mean(table, axis=0) for path, table in _code_tables(variables['params']).items()}
+    opt_state = self._optimizer.init(codes)
+    rays = rays._replace(cam_idx=np.zeros_like(rays.cam_idx))
+    draws = np.random.default_rng(seed)
+    for _ in range(num_steps):
+      chosen = draws.choice(rgb.shape[0], min(batch_size, rgb.shape[0]), replace=False)
+      codes, opt_state = self._step(variables, codes, opt_state, jax.tree.map(lambda x: x[chosen], rays),
+                                    rgb[chosen])
+    return {**variables, 'params': _with_first_row(variables['params'], codes)}
 
 
 def make_scorer(model, group_config, background) -> Optional[Callable]:
@@ -99,14 +103,14 @@ def make_scorer(model, group_config, background) -> Optional[Callable]:
   group_config.fit_steps > 0."""
   if group_config.fit_steps <= 0:
     return None
-  background = jnp.full(3, background, jnp.float32)
+  fit = CodeFitter(model, jnp.full(3, background, jnp.float32), group_config.fit_learning_rate)
 
   def score(render_view, variables, rays: camera.Rays, truth) -> conditioning.Scores:
     """render_view(variables, rays [H, W]) -> {'rgb': [H, W, 3], ...}; truth [H, W, 3]."""
     width = truth.shape[1]
     left = jax.tree.map(lambda x: np.asarray(x)[:, :width // 2].reshape(-1, x.shape[-1]), rays)
-    fitted = fit_code(model, variables, left, np.asarray(truth)[:, :width // 2].reshape(-1, 3), background,
-                      group_config.fit_steps, group_config.fit_learning_rate, group_config.fit_rays)
+    fitted = fit(variables, left, np.asarray(truth)[:, :width // 2].reshape(-1, 3), group_config.fit_steps,
+                 group_config.fit_rays)
     with_fitted = render_view(fitted, rays._replace(cam_idx=np.zeros_like(rays.cam_idx)))['rgb']
     with_mean = render_view(variables, rays)['rgb']
     right = np.asarray(truth)[:, width // 2:]
@@ -134,7 +138,7 @@ DEFAULTS: Dict[str, Any] = {
     'num_images': (0, 'Codes in the table: the number of training images, set when training starts.'),
     'fit_steps': (100, 'Adam steps fitting a held-out view\'s code to its left half (0: no such score).'),
     'fit_learning_rate': (0.05, 'Learning rate of that fit.'),
-    'fit_rays': (4096, 'Rays of the left half per step of that fit.'),
+    'fit_rays': (1024, 'Rays of the left half per step of that fit.'),
 }
 
 conditioning.register(conditioning.Conditioning(
