@@ -26,6 +26,7 @@ import os
 import resource
 import sys
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ sys.path.insert(0, '.')  # So that config files can import configs.default when 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
 from jaxnerf import datasets
 from jaxnerf.datasets import batching
+from jaxnerf import models
 from jaxnerf import parallel
 from jaxnerf.ops import camera
 from jaxnerf.outputs import chunked
@@ -47,12 +49,16 @@ from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
 
 
+_SYNTHETIC_CAMERAS = 64
+
+
 def synthetic_rays(num_rays: int, near: float, far: float, seed: int = 0) -> camera.Rays:
   """Rays from random cameras at radius 4 through random points of the central [-1, 1]^3 box."""
   rng = np.random.default_rng(seed)
-  azimuth, elevation = rng.uniform(0, 360, 64), rng.uniform(10, 70, 64)  # 64 cameras, for any num_rays.
+  azimuth = rng.uniform(0, 360, _SYNTHETIC_CAMERAS)  # The cameras, for any num_rays.
+  elevation = rng.uniform(10, 70, _SYNTHETIC_CAMERAS)
   poses = np.stack([camera.spherical_pose(a, e, 4.0) for a, e in zip(azimuth, elevation)])
-  camera_index = rng.integers(0, 64, num_rays)
+  camera_index = rng.integers(0, _SYNTHETIC_CAMERAS, num_rays)
   pose = poses[camera_index]
   target = rng.uniform(-1, 1, (num_rays, 3))
   direction = target - pose[:, :, 3]
@@ -150,6 +156,8 @@ def main(argv):
   config = _CONFIG.value
   with cli.friendly_errors():
     config_checks.check_training(config)
+  # Per-image components (appearance codes) get a table for the synthetic rays' 64 cameras.
+  config = models.with_training_split(config, types.SimpleNamespace(num_images=_SYNTHETIC_CAMERAS))
   experiment = experiment_lib.build_experiment(config)
   state = experiment_lib.init_state(experiment, config.seed)
   batch_size = config.train.batch_size

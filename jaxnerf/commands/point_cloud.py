@@ -42,7 +42,9 @@ def export_point_cloud(workdir, path=None, views_stride: int = 1, min_opacity: f
   views = range(0, len(train_split.camtoworlds), views_stride)
   points, colours, normals = [], [], []
   for index in console.progress(views, 'training views', unit='view'):
-    rays = train_split.rays_of_image(index)
+    # Seen as any camera (camera.ANY_CAMERA): one appearance for every view, as the mesh's colours.
+    rays = train_split.rays_of_view(train_split.camtoworlds[index], train_split.intrinsics.take(index),
+                                    train_split.width, train_split.height)
     rendering = chunked.render_image(experiment.steps, state.variables, rays, config.eval.chunk_size)
     keep = (rendering['acc'] > min_opacity) & np.isfinite(rendering['depth'])
     depth = rendering['depth'][keep][:, None]

@@ -126,11 +126,11 @@ def _output_folder(out_root: pathlib.Path, scene: str, name: str, step: int, pac
   return out_root / 'render' / scene / key
 
 
-def appearance_index(config, appearance: str, data_dir: Optional[str] = None) -> Optional[int]:
+def appearance_index(config, appearance: str) -> Optional[int]:
   """The Rays.cam_idx of every view rendered with --appearance=`appearance`: None for 'mean' (each view's
   own: the mean over the training images for views that are not one), camera.NO_CAMERA for 'zero', or the
-  index of the training image of that name. Refused in one line for a model without per-image components
-  or an unknown name."""
+  index of the run's own training image of that name (whatever --data_dir renders). Refused in one line for a
+  model without per-image components or an unknown name."""
   if appearance == MEAN_APPEARANCE:
     return None
   if not models.conditioning.enabled(config.model):
@@ -139,7 +139,7 @@ def appearance_index(config, appearance: str, data_dir: Optional[str] = None) ->
                       f'view renders alike; leave --appearance at {MEAN_APPEARANCE!r}.')
   if appearance == ZERO_APPEARANCE:
     return camera.NO_CAMERA
-  names = list(datasets.load_split(config, 'train', data_dir).names)
+  names = list(datasets.load_split(config, 'train').names)  # The run's own training images: its codes.
   if appearance not in names:
     shown = ', '.join(names[:5]) + (', ...' if len(names) > 5 else '')
     raise ConfigError(f'--appearance={appearance}: expected {MEAN_APPEARANCE!r}, {ZERO_APPEARANCE!r} or the '
@@ -171,14 +171,15 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   model = _restore(workdir, chunk_size, packed, step)
   split_name = _split_to_render(model.config, split_name, data_dir)
   split = datasets.load_split(model.config, split_name, data_dir)
-  cam_idx = appearance_index(model.config, appearance, data_dir)
+  cam_idx = appearance_index(model.config, appearance)
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
   start = time.perf_counter()
   renderings = evaluation.render_views(model.experiment.steps, model.variables, split, indices, model.chunk_size,
                                        description=f'rendering the {split_name} split', cam_idx=cam_idx)
   render_seconds = time.perf_counter() - start
   _check_finite(renderings, model, workdir, packed)
-  scorers = () if appearance != MEAN_APPEARANCE else models.conditioning.held_out_scorers(
+  held_out = appearance == MEAN_APPEARANCE and split_name != 'train'
+  scorers = () if not held_out else models.conditioning.held_out_scorers(
       model.experiment.model, model.config.model, model.experiment.background)
   extra = evaluation.held_out_scores(model.experiment.steps, model.variables, split, indices, model.chunk_size,
                                      scorers)
@@ -216,7 +217,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   model = _restore(workdir, chunk_size, packed, step)
   config, step = model.config, model.step
   train_split = datasets.load_split(config, 'train', data_dir)
-  cam_idx = appearance_index(config, appearance, data_dir)
+  cam_idx = appearance_index(config, appearance)
   name, poses = evaluation.camera_path(train_split, path or config.eval.path, num_frames)
   start = time.perf_counter()
   min_size = config.eval.video_min_size if min_size is None else min_size

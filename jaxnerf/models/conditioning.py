@@ -33,8 +33,11 @@ class Conditioning:
     build: (group config, compute dtype) -> the module (called as above).
     complete: (group config, training split) -> {key: value} the training split fixes (e.g. the number of
       training images), or None.
-    scorer: (model, group config, background) -> a scorer (steps, variables, rays [H, W], truth image
-      [H, W, 3]) -> Scores of a held-out view, or None.
+    scorer: (model, group config, background) -> a scorer (render_view, variables, rays [H, W], truth image
+      [H, W, 3]) -> Scores of a held-out view, or None (no scorer, or none for this group config).
+    split_keys: the keys `complete` sets (a resume is checked without them before the data loads).
+    evaluation_keys: keys that change only how held-out views are scored, not the trained state (a run may
+      resume with other values).
   """
 
   group: str
@@ -44,6 +47,8 @@ class Conditioning:
   build: Callable[[Any, Any], nn.Module]
   complete: Optional[Callable[[Any, Any], Dict[str, Any]]] = None
   scorer: Optional[Callable] = None
+  split_keys: Tuple[str, ...] = ()
+  evaluation_keys: Tuple[str, ...] = ()
 
 
 CONDITIONINGS: Dict[str, Conditioning] = {}
@@ -84,4 +89,15 @@ def training_split_values(model_config, train_split) -> Dict[str, Dict[str, Any]
 
 def held_out_scorers(model, model_config, background) -> list:
   """The held-out scorers of the components `model_config` turns on (see Conditioning.scorer)."""
-  return [c.scorer(model, model_config[c.group], background) for c in enabled(model_config) if c.scorer]
+  scorers = [c.scorer(model, model_config[c.group], background) for c in enabled(model_config) if c.scorer]
+  return [scorer for scorer in scorers if scorer is not None]
+
+
+def split_keys() -> frozenset:
+  """'model.<group>.<key>' of every value a registered component takes from the training split."""
+  return frozenset(f'model.{c.group}.{key}' for c in CONDITIONINGS.values() for key in c.split_keys)
+
+
+def evaluation_keys() -> frozenset:
+  """'model.<group>.<key>' of every registered component's keys that only change held-out scores."""
+  return frozenset(f'model.{c.group}.{key}' for c in CONDITIONINGS.values() for key in c.evaluation_keys)

@@ -202,8 +202,9 @@ class Viewer:
     self.output = gui.add_dropdown('Output', tuple(pictures.PICTURES), initial_value='rgb')
     # What per-image components take: the mean over the training images, zero, or one training image's.
     self._appearances = {'mean': camera.ANY_CAMERA, 'zero': camera.NO_CAMERA}
-    if appearances:
-      self._appearances.update({name: index for index, name in enumerate(self._split.names)})
+    if appearances:  # (A training image named 'mean' or 'zero' is shadowed, as in render.py --appearance.)
+      self._appearances.update({name: index for index, name in enumerate(self._split.names)
+                                if name not in self._appearances})
     self.appearance = gui.add_dropdown('Appearance', tuple(self._appearances), initial_value='mean',
                                        visible=appearances)
     self.refined_height = gui.add_slider('Refined height', min=16, max=1024, step=8, initial_value=refined_size)

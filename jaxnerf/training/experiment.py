@@ -135,20 +135,22 @@ COMPUTE_ONLY_MODEL_KEYS = frozenset({'procedural.num_val', 'procedural.num_test'
                                     'model.occupancy_grid.eval_steps_per_round', 'model.remat'})
 
 
-def _differing_model_keys(config_a: ml_collections.ConfigDict, config_b: ml_collections.ConfigDict) -> list:
+def _differing_model_keys(config_a: ml_collections.ConfigDict, config_b: ml_collections.ConfigDict,
+                          ignored=frozenset()) -> list:
   """The keys ('model.mlp.width', ...) of what fixes a training state's shapes and meaning that differ."""
   def model_fields(c):
     # The embedded scene is made by its config: another one is other training data (another model's).
     scene = {'dataset': c.dataset, 'procedural': c.procedural.to_dict()} if c.dataset == 'procedural' else {}
     fields = flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
                            'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}, **scene})
-    return {k: v for k, v in fields.items() if k not in COMPUTE_ONLY_MODEL_KEYS}
+    skipped = COMPUTE_ONLY_MODEL_KEYS | models.conditioning.evaluation_keys() | ignored
+    return {k: v for k, v in fields.items() if k not in skipped}
 
   fields_a, fields_b = model_fields(config_a), model_fields(config_b)
   return sorted(k for k in fields_a.keys() | fields_b.keys() if fields_a.get(k) != fields_b.get(k))
 
 
-def check_resumable(config: ml_collections.ConfigDict, workdir):
+def check_resumable(config: ml_collections.ConfigDict, workdir, before_data: bool = False):
   """Refuses to resume a workdir whose checkpoints were trained with a different model (or on another
   embedded scene)."""
   try:
@@ -156,7 +158,8 @@ def check_resumable(config: ml_collections.ConfigDict, workdir):
   except CheckpointError:
     return
 
-  differing = _differing_model_keys(saved, config)
+  # Before the data loads, the values the training split fixes are not known yet.
+  differing = _differing_model_keys(saved, config, models.conditioning.split_keys() if before_data else frozenset())
   if differing:
     raise ConfigError(f'{workdir} holds checkpoints of a different model or scene (config.'
                       f'{", config.".join(differing)} differ); use a new --workdir or the same model and scene.')

@@ -335,10 +335,11 @@ def run_training(config: ml_collections.ConfigDict, workdir, resume_step: Union[
 
 def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                                    resume_step: Union[int, str, None]) -> TrainingResult:
+  experiment_lib.check_resumable(config, workdir, before_data=True)  # Refused before the data loads...
   _check_resume_step(workdir, resume_step)
   train_split = datasets.load_split(config, 'train')
   config = models.with_training_split(config, train_split)  # What the run saves, resumes and renders with.
-  experiment_lib.check_resumable(config, workdir)
+  experiment_lib.check_resumable(config, workdir)  # ...and with what the training split fixes.
   val_split = datasets.load_split(config, 'val')
   if config.eval.video_frames > 0:  # Refused now, not after all the training.
     evaluation.camera_path(train_split, config.eval.path, 2)
