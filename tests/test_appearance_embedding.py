@@ -14,6 +14,7 @@ from jaxnerf.models import appearance_embedding
 from jaxnerf.ops import camera
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
+from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
 from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import TINY_SCENE
@@ -23,13 +24,14 @@ GAINS = (0.5, 1.0, 1.6)  # Of the three training images of the gain test.
 
 def test_each_camera_reads_its_code_others_the_mean_or_zero():
   module = appearance_embedding.AppearanceEmbedding(num_images=3, dim=4, init_std=1.0)
-  index = jnp.array([[0], [2], [camera.ANY_CAMERA], [camera.NO_CAMERA]], jnp.int32)
+  index = jnp.array([[0], [2], [camera.ANY_CAMERA], [camera.NO_CAMERA], [3]], jnp.int32)
   variables = module.init(jax.random.key(0), index)
   table = variables['params'][appearance_embedding.PARAM]
   codes = module.apply(variables, index)
   np.testing.assert_array_equal(codes[:2], table[jnp.array([0, 2])])
   np.testing.assert_allclose(codes[2], table.mean(axis=0), rtol=1e-6)
   np.testing.assert_array_equal(codes[3], 0.0)
+  np.testing.assert_array_equal(codes[4], codes[2])  # Past the table (another scene's image): the mean.
 
 
 def test_a_table_without_its_size_is_refused():
@@ -137,3 +139,19 @@ def test_a_run_with_codes_sizes_them_by_its_training_split_and_scores_held_out_v
   without = small_mlp_config(scene_cache)
   with pytest.raises(ConfigError, match='--appearance=zero: this model has no per-image components'):
     render.appearance_index(without, 'zero')
+
+
+def test_no_fit_means_no_fitted_score_and_scoring_settings_do_not_block_a_resume(tmp_path):
+  config = small_mlp_config()
+  config.model.appearance_embedding.update(dim=4, num_images=12, fit_steps=0)
+  model = models.make_model(config.model, config.scene_box)
+  assert models.conditioning.held_out_scorers(model, config.model, 1.0) == []
+  config.model.appearance_embedding.fit_steps = 5
+  assert len(models.conditioning.held_out_scorers(model, config.model, 1.0)) == 1
+  checkpoints.save_config(tmp_path, config)
+  config.model.appearance_embedding.update(fit_steps=50, fit_rays=64)  # Scoring only: resumable.
+  experiment_lib.check_resumable(config, tmp_path)
+  config.model.appearance_embedding.num_images = 0  # Before the training split is read: not known yet...
+  experiment_lib.check_resumable(config, tmp_path, before_data=True)
+  with pytest.raises(ConfigError, match=r'config.model.appearance_embedding.num_images differ'):
+    experiment_lib.check_resumable(config, tmp_path)  # ...after, another count is another table.

@@ -29,7 +29,8 @@ PARAM = 'appearance_codes'  # The table's name in every field that has one.
 
 
 class AppearanceEmbedding(nn.Module):
-  """One `dim`-vector per training image, initialised N(0, init_std^2): (cam_idx [..., 1]) -> [..., dim]."""
+  """One `dim`-vector per training image, initialised N(0, init_std^2): (cam_idx [..., 1]) -> [..., dim]: the
+  image's own, the mean for camera.ANY_CAMERA (and an index past the table), zero for camera.NO_CAMERA."""
 
   num_images: int
   dim: int
@@ -44,7 +45,9 @@ class AppearanceEmbedding(nn.Module):
     table = self.param(PARAM, nn.initializers.normal(self.init_std), (self.num_images, self.dim))
     index = cam_idx[..., 0]
     codes = table[jnp.clip(index, 0, self.num_images - 1)]
-    codes = jnp.where((index == camera.ANY_CAMERA)[..., None], jnp.mean(table, axis=0), codes)
+    # Any other camera, and an index past the table (another scene's training image), read the mean.
+    other = (index == camera.ANY_CAMERA) | (index >= self.num_images)
+    codes = jnp.where(other[..., None], jnp.mean(table, axis=0), codes)
     return jnp.where((index == camera.NO_CAMERA)[..., None], 0.0, codes)
 
 
@@ -155,4 +158,6 @@ conditioning.register(conditioning.Conditioning(
                                                    init_std=group.init_std),
     complete=lambda group, train_split: {'num_images': train_split.num_images},
     scorer=make_scorer,
+    split_keys=('num_images',),
+    evaluation_keys=('fit_steps', 'fit_learning_rate', 'fit_rays'),
 ))
