@@ -57,6 +57,7 @@ import pytest
 from PIL import Image
 
 from jaxnerf.datasets import llff
+from jaxnerf.models import field_base
 from jaxnerf.models import fields
 from jaxnerf.ops import camera
 from jaxnerf.ops import compositing
@@ -257,8 +258,8 @@ def test_density_noise_is_added_before_the_relu_like_raw2outputs():
   field = types.SimpleNamespace(density_bias=0.0, density_noise_std=1.0, density_activation='relu')
   key = jax.random.PRNGKey(0)
   # pylint: disable=protected-access
-  both = jax.jit(lambda raw, key: (fields._activate_density(field, raw, key),
-                                   fields._activate_density(field, raw, None),
+  both = jax.jit(lambda raw, key: (field_base._activate_density(field, raw, key),
+                                   field_base._activate_density(field, raw, None),
                                    jax.nn.relu(raw + jax.random.normal(key, raw.shape))))
   noisy, noiseless, expected = both(raw_density, key)
   chex.assert_trees_all_close(noisy, expected, atol=1e-6)

@@ -2,7 +2,8 @@
 
 They wire the pure functions of ops/ (encoding.py, hash_grid.py, sampling.py, marching.py, compositing.py):
 - activations.py: density activations;
-- fields.py: networks from points or Gaussians (and view directions) to density and colour (`FIELDS`);
+- field_base.py: the contract of fields (FieldBase); fields.py: networks from points or Gaussians (and view
+  directions) to density and colour (`FIELDS`);
 - conditioning.py: per-image inputs of the colour networks (a code per training image, ...), registered with
   their config groups;
 - renderers (`RENDERERS`): sampling, field calls and compositing along rays, and the update of a renderer's

@@ -9,7 +9,7 @@ scores of held-out views it adds. The default config, its checks, the model and 
 registry, so a component names itself in no other library file.
 
 The module a component builds is called as module(cam_idx [..., 1] int32) -> [..., D]; fields concatenate
-the outputs of theirs to the colour network's view-dependent input (models/fields.py).
+the outputs of theirs to the colour network's view-dependent input (models/field_base.py: FieldBase.condition).
 """
 
 import dataclasses

@@ -1,277 +1,36 @@
-"""Fields: networks from positions along rays (and view directions) to density and colour.
+"""Fields: networks from positions along rays (and view directions) to density and colour, on FieldBase
+(field_base.py: the contract every field keeps, geometry apart from appearance).
 
 - `MLPField`: the NeRF paper's (Mildenhall et al. 2020, Fig. 7): positional encoding and an 8x256 MLP; with
   `encoding='integrated'` it reads Gaussians through mip-NeRF's integrated encoding (Barron et al. 2021).
 - `HashGridField`: instant-ngp's (Mueller et al. 2022): a multiresolution hash encoding of the point, a tiny
   density MLP, and a tiny colour MLP that also sees the encoded view direction.
-
-Both are a `FieldBase`: geometry (`geometry(inputs)` -> raw density and features) apart from appearance
-(`color(features, viewdirs)` -> raw colour), with the attributes every field shares in one place.
-
-The contract every field keeps (renderers rely on nothing else):
-- a field is called with the samples of a renderer's level, `field(samples, rng=None)` (ops/ray_samples.py:
-  RaySamples), and reads their positions as points [..., 3] or `Gaussians` (mean [..., 3] and the diagonal
-  of the covariance [..., 3], a conical frustum's stand-in), whichever the samples stand for
-  (`RaySamples.positions`); a field reads what it needs (the hash grid reads the means);
-  `field.at_positions(positions, viewdirs, rng=None, cam_idx=None)` does the same at any positions (mesh
-  colours, probes);
-- `geometry(positions)` -> (raw density [...], features): before the bias and activation, differentiable
-  everywhere (normals are its gradient); `density(positions)` -> (density [...], features): the activated
-  density (occupancy grids and proposal levels call it) and whatever the colour network reads;
-- the outputs are FieldOutputs(density [...], rgb [..., 3], extras), activations applied; extras hold
-  'normals' [..., 3] when the field's `normals` is 'density'
-  (`geometry_and_normals`: the negative, normalised gradient of the raw density). With
-  `rng` (training) Gaussian noise of std `density_noise_std` is added to the raw density (the paper's
-  regulariser for real scenes). `density_bias` is added to every raw density: a negative bias starts
-  training from nearly empty space, where an untrained field would fill the first units before the camera
-  with fog (unbounded scenes, whose rays are long).
-- the colour network also reads the field's `conditioning` (models/conditioning.py: per-image inputs such as
-  an appearance code, from the samples' camera index), concatenated to its view-dependent input.
-- `warp` maps positions before encoding: 'none', or 'contract' (mip-NeRF 360's contraction of space beyond
-  `contract_radius` into a ball of twice that radius, Eq. 10; Gaussians go through its linearisation, Eq. 9).
-
-Layers are built by `layers.make_dense` from the field's `layers` ('dense', or 'ternary' for BitNet b1.58's
-quantisation-aware layers) and `full_precision_layers` (roles 'input', 'hidden', 'output' or layer names kept
-in full precision); each field gives its layers' roles.
-
-Compute runs in `dtype` (bfloat16 or float16 for mixed precision); parameters, encodings, and everything
-after the last layer stay float32.
 """
 
 import math
-from typing import Any, Dict, NamedTuple, Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxnerf.errors import ConfigError
-from jaxnerf.models.activations import density_activation
-from jaxnerf.models.activations import TONE_MAPPINGS
-from jaxnerf.models import layers as layers_lib
-from jaxnerf.ops.camera import ANY_CAMERA
+# What every field shares, also found here (fields.FieldBase, fields.FieldOutputs, ...).
+from jaxnerf.models.field_base import FieldBase
+from jaxnerf.models.field_base import FieldOutputs  # noqa: F401  pylint: disable=unused-import
+from jaxnerf.models.field_base import NORMALS  # noqa: F401  pylint: disable=unused-import
+from jaxnerf.models.field_base import PredictedNormals  # noqa: F401  pylint: disable=unused-import
+from jaxnerf.models.field_base import safe_normalize  # noqa: F401  pylint: disable=unused-import
+from jaxnerf.models.field_base import warp_inputs
+from jaxnerf.models.field_base import WARPS  # noqa: F401  pylint: disable=unused-import
+from jaxnerf.models.field_base import with_condition
 from jaxnerf.ops import coord
 from jaxnerf.ops import encoding
 from jaxnerf.ops import hash_grid
 from jaxnerf.ops import quantization
 from jaxnerf.ops.ray_samples import Gaussians
-from jaxnerf.ops.ray_samples import RaySamples
 
-
-class FieldOutputs(NamedTuple):
-  density: jnp.ndarray  # [...], activated, float32.
-  rgb: Optional[jnp.ndarray]  # [..., 3], in [-rgb_padding, 1 + rgb_padding], float32; None: density only.
-  # Other per-sample outputs by name, [..., D] (normals, ...): renderers keep them in the ray history and
-  # composite them per ray like colour.
-  extras: Optional[Dict[str, jnp.ndarray]] = None
-
-
-WARPS = ('none', 'contract')
-NORMALS = ('none', 'density')
 TABLE_BITS = (0, 4, 8)  # HashGridField.table_bits: float32, or integers of 4 or 8 bits.
-
-
-def safe_normalize(x, eps: float = 1e-20):
-  """x [..., D] / |x|, with a finite value and gradient where x is 0 (the norm is floored at sqrt(eps))."""
-  return x / jnp.sqrt(jnp.maximum(jnp.sum(x**2, axis=-1, keepdims=True), eps))
-
-
-def warp_inputs(inputs, warp: str, contract_radius: float = 1.0):
-  """Points [..., 3] or Gaussians, mapped by `warp` (see the module's docstring); of the same kind."""
-  if warp not in WARPS:
-    raise ConfigError(f'config.model.warp must be one of {list(WARPS)}, got {warp!r}.')
-  if warp == 'none':
-    return inputs
-  if isinstance(inputs, Gaussians):
-    mean, cov_diag = coord.contract_gaussian(inputs.mean / contract_radius,
-                                             inputs.cov_diag / contract_radius**2)
-    return Gaussians(mean * contract_radius, cov_diag * contract_radius**2)
-  return coord.contract(inputs / contract_radius) * contract_radius
-
-
-class PredictedNormals(nn.Module):
-  """A predicted-normal head: unit normals [..., 3] from a field's geometry features [..., F] by one dense
-  layer (Ref-NeRF's n' for any field; trained only by the predicted-normal loss, which ties it to the
-  density's normals). RefNeRFAppearance keeps its own head of the same form, so that its checkpoints keep
-  their parameter names."""
-
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, features):
-    head = nn.Dense(3, dtype=self.dtype, param_dtype=jnp.float32, name='normals_pred')
-    return safe_normalize(head(features).astype(jnp.float32))
-
-
-def _with_condition(x, condition):
-  """x [..., D] with the condition [..., E] concatenated (x itself where there is none)."""
-  return x if condition is None else jnp.concatenate([x, condition.astype(x.dtype)], axis=-1)
-
-
-def _activate_rgb(raw_rgb, padding: float):
-  """mip-NeRF's widened sigmoid (padding 0.001 there): keeps colour gradients alive near 0 and 1."""
-  return nn.sigmoid(raw_rgb.astype(jnp.float32)) * (1 + 2 * padding) - padding
-
-
-def _activate_density(field, raw_density, rng: Optional[jax.Array]):
-  """The field's density activation of raw_density [...] plus the field's `density_bias`, after the field's
-  noise when rng is given."""
-  raw_density = raw_density.astype(jnp.float32) + field.density_bias
-  if rng is not None and field.density_noise_std > 0:
-    raw_density += field.density_noise_std * jax.random.normal(rng, raw_density.shape)
-  return density_activation(field.density_activation)(raw_density)
-
-
-class FieldBase(nn.Module):
-  """What every field shares: the warp of positions, the density's activation, bias and noise, the colour's
-  activation, the kind of its layers and the compute dtype; and the split of a field into geometry and
-  appearance that renderers, occupancy grids and normals rely on.
-
-  A field defines, beside `setup`:
-  - `geometry(inputs)` -> (raw density [...], features [..., F]): the density before its bias and activation
-    (differentiable everywhere: normals are its gradient), and the features the colour reads;
-  - `color(features, viewdirs)` -> raw colour [..., 3], before the sigmoid.
-  """
-
-  warp: str = 'none'
-  contract_radius: float = 1.0
-  density_activation: str = 'relu'
-  density_bias: float = 0.0
-  density_noise_std: float = 0.0
-  rgb_padding: float = 0.0
-  layers: str = 'dense'
-  full_precision_layers: Sequence[str] = ('input', 'output')
-  activation_bits: int = 8
-  dtype: Any = jnp.float32
-  # 'density': also output 'normals' [..., 3], the density's normals (`density_normals`), kept per sample in
-  # the ray history and composited per ray; 'none': no normals (they cost a backward pass of the geometry).
-  normals: str = 'none'
-  # Another colour model over this geometry (appearance.py: Ref-NeRF's), called as appearance(features,
-  # viewdirs) -> (linear rgb, extras); None: the field's own `color`, through a sigmoid.
-  appearance: Optional[nn.Module] = None
-  # How linear colour becomes the pixel's (activations.TONE_MAPPINGS): 'none', or 'srgb'.
-  tone_mapping: str = 'none'
-  # A head that predicts normals from the features (PredictedNormals), output as 'normals_pred'; None: none
-  # (Ref-NeRF's appearance predicts its own).
-  predicted_normals: Optional[nn.Module] = None
-  # Per-image inputs of the colour network (models/conditioning.py), each called as module(cam_idx [..., 1])
-  # -> [..., D]; their outputs are concatenated to the colour network's view-dependent input.
-  conditioning: Sequence[nn.Module] = ()
-  # How `geometry_and_normals` differentiates the geometry. The normal losses (and Ref-NeRF's reflection
-  # about the density's normals) differentiate the normals once more, and the cheaper order depends on the
-  # field. Measured on the 2-core CPU, normals and the gradient of a loss on them: the hash grid (2048 x 16
-  # samples) 3.3 s reverse-over-reverse, through the transposed table gathers, and 0.20 s
-  # reverse-over-forward; the 8x256 MLP (1024 x 16) 1.07 s and 2.6 s.
-  NORMALS_AUTODIFF = 'reverse'
-  # Gradient checkpointing (config.model.remat): MLPField recomputes its trunk's activations in the backward
-  # pass, REMAT_CHUNK samples at a time, instead of keeping them: memory for compute; the same parameters.
-  remat: bool = False
-  REMAT_CHUNK = 16384
-  # What make_model gives a field of this kind: whether it recomputes activations with `remat` (a model
-  # whose fields all ignore it refuses remat=True), and whether it covers the scene box (it then needs
-  # config.scene_box or the contraction, and gets the box as `scene_box`).
-  REMATS = False
-  COVERS_BOX = False
-
-  def _make_layers(self, specs):
-    """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`
-    (after checking its density activation)."""
-    density_activation(self.density_activation)
-    names = [name for name, _, _ in specs]
-    layers_lib.check_layers(self.layers, self.full_precision_layers, names,
-                            f'{type(self).__name__} (config.model.<field>)')
-    return {name: layers_lib.make_dense(self.layers, self.full_precision_layers, units, name, role, self.dtype,
-                                        self.activation_bits)
-            for name, units, role in specs}
-
-  def provides(self) -> set:
-    """What this field adds to a renderer's ray history for loss terms (losses.NEEDS): 'normals' where it
-    outputs density normals, 'predicted_normals' where it or its appearance predicts normals."""
-    provided = {'normals'} if self.normals == 'density' else set()
-    if self.predicted_normals is not None or (self.appearance is not None and hasattr(self.appearance, 'provides')
-                                              and 'predicted_normals' in self.appearance.provides()):
-      provided.add('predicted_normals')
-    return provided
-
-  def density(self, inputs, rng: Optional[jax.Array] = None):
-    """Density [...] at points [..., 3] or Gaussians (activated, after `density_bias` and, with rng, the
-    field's noise), and the geometry features the colour reads."""
-    raw_density, features = self.geometry(inputs)
-    return _activate_density(self, raw_density, rng), features
-
-  def geometry_and_normals(self, inputs):
-    """(raw density [...], features, normals [..., 3]) at points [..., 3] or Gaussians (at their means): the
-    normals are the negative gradient of the raw density with respect to the position, normalised (Ref-NeRF,
-    Eq. 2: they point out of the surface), through the warp and the encoding, by the field's
-    `NORMALS_AUTODIFF`: 'reverse' (one backward pass) or 'forward' (three tangents of one linearisation)."""
-    points = inputs.mean if isinstance(inputs, Gaussians) else inputs
-
-    def geometry_at(x):
-      raw_density, features = self.geometry(inputs._replace(mean=x) if isinstance(inputs, Gaussians) else x)
-      return raw_density.astype(jnp.float32), features
-
-    if self.NORMALS_AUTODIFF == 'reverse':
-      raw_density, pullback, features = jax.vjp(geometry_at, points, has_aux=True)
-      gradient = pullback(jnp.ones_like(raw_density))[0]
-    else:
-      raw_density, along, features = jax.linearize(geometry_at, points, has_aux=True)
-      gradient = jnp.stack([along(jnp.broadcast_to(axis, points.shape))
-                            for axis in jnp.eye(3, dtype=points.dtype)], axis=-1)
-    return raw_density, features, -safe_normalize(gradient)
-
-  def density_normals(self, inputs):
-    """Unit normals [..., 3] of the density at points [..., 3] or Gaussians (`geometry_and_normals`)."""
-    return self.geometry_and_normals(inputs)[2]
-
-  def __call__(self, samples: RaySamples, rng: Optional[jax.Array] = None) -> FieldOutputs:
-    """Density and colour at a renderer's samples [...] (ops/ray_samples.py), and 'normals' among the extras
-    when the field's `normals` is 'density'."""
-    return self.at_positions(samples.positions(), samples.per_sample(samples.viewdirs), rng,
-                             samples.per_sample(samples.cam_idx))
-
-  def density_at(self, samples: RaySamples, rng: Optional[jax.Array] = None):
-    """`density` at a renderer's samples (proposal levels)."""
-    return self.density(samples.positions(), rng)
-
-  def at_positions(self, inputs, viewdirs, rng: Optional[jax.Array] = None, cam_idx=None) -> FieldOutputs:
-    """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3] from the
-    training image cam_idx [..., 1] (None: camera.ANY_CAMERA)."""
-    if self.normals not in NORMALS:
-      raise ConfigError(f'config.model.normals must be one of {NORMALS}, got {self.normals!r}.')
-    if self.tone_mapping not in TONE_MAPPINGS:
-      raise ConfigError(f'config.model.tone_mapping must be one of {sorted(TONE_MAPPINGS)}, '
-                        f'got {self.tone_mapping!r}.')
-    if self.normals == 'density':
-      raw_density, features, normals = self.geometry_and_normals(inputs)
-      return self.shade(_activate_density(self, raw_density, rng), features, viewdirs, normals, cam_idx)
-    density, features = self.density(inputs, rng)
-    return self.shade(density, features, viewdirs, cam_idx=cam_idx)
-
-  def condition(self, cam_idx, shape):
-    """The conditioning's inputs [..., D] of the colour network for samples of `shape` [...] from the
-    training images cam_idx [..., 1] (None: camera.ANY_CAMERA); None when the field has none."""
-    if not self.conditioning:
-      return None
-    if cam_idx is None:
-      cam_idx = jnp.full(tuple(shape) + (1,), ANY_CAMERA, jnp.int32)
-    return jnp.concatenate([module(cam_idx) for module in self.conditioning], axis=-1).astype(self.dtype)
-
-  def shade(self, density, features, viewdirs, normals=None, cam_idx=None) -> FieldOutputs:
-    """The field's outputs from its geometry already computed: density [...] (activated) and features
-    [..., F] as `density` returns them, seen along viewdirs [..., 3] from the training images cam_idx
-    [..., 1] (None: camera.ANY_CAMERA); `normals` [..., 3], the density's, where the field outputs them.
-    Renderers that have the density at every sample before they need colour (the occupancy grid's,
-    rendering images) call this instead of evaluating the geometry twice."""
-    extras = {} if normals is None else {'normals': normals}
-    if self.predicted_normals is not None:
-      extras['normals_pred'] = self.predicted_normals(features)
-    condition = self.condition(cam_idx, density.shape)
-    if self.appearance is None:
-      linear = _activate_rgb(self.color(features, viewdirs, condition), self.rgb_padding)
-    else:
-      linear, appearance_extras = self.appearance(features, viewdirs, normals, condition)
-      extras.update(appearance_extras)
-    return FieldOutputs(density, TONE_MAPPINGS[self.tone_mapping](linear), extras or None)
 
 
 class MLPField(FieldBase):
@@ -371,10 +130,10 @@ class MLPField(FieldBase):
     condition [..., D] (or None), or from the features (and the condition) alone where the field does not
     use view directions."""
     if not self.use_viewdirs:
-      return self.rgb_out(_with_condition(features, condition))
+      return self.rgb_out(with_condition(features, condition))
     view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
     x = jnp.concatenate([self.bottleneck(features), view_features.astype(self.dtype)], axis=-1)
-    return self.rgb_out(nn.relu(self.view_hidden(_with_condition(x, condition))))
+    return self.rgb_out(nn.relu(self.view_hidden(with_condition(x, condition))))
 
 
 class HashGridField(FieldBase):
@@ -468,7 +227,7 @@ class HashGridField(FieldBase):
       view_features = encoding.spherical_harmonics(viewdirs, self.sh_degree)
     else:
       view_features = encoding.positional_encoding(viewdirs, 0, self.view_max_deg)
-    x = _with_condition(jnp.concatenate([features, view_features.astype(self.dtype)], axis=-1), condition)
+    x = with_condition(jnp.concatenate([features, view_features.astype(self.dtype)], axis=-1), condition)
     for layer in self.color_hidden:
       x = nn.relu(layer(x))
     return self.color_out(x)
