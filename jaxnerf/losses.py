@@ -9,7 +9,7 @@ Naming conventions:
   background), 'rays' (camera.Rays, fields [..., C]), and the batch's other arrays ('alpha', ...).
 - a *term* is a pure function (history, batch, loss_config) -> scalar, registered with `register_loss_term`
   under a name, with what it needs from the renderer (`NEEDS`); its weight is `config.loss.<name>_weight`
-  (the data term's is 1 unless a config sets `data_weight`). The loss is the sum of the weighted terms.
+  (the data term's is config.loss.data_weight, 1 by default). The loss is the sum of the weighted terms.
   `check_terms` refuses, when the model is built, a term of non-zero weight that the renderer cannot feed.
 Statistics that are not trained on (MSE and PSNR per level) are computed apart, in `level_mses`.
 """

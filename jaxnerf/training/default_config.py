@@ -198,6 +198,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict(dict(
       data='mse',  # Penalty of the colour residual: 'mse' (the paper's) or 'charbonnier' (mip-NeRF 360's).
       charbonnier_eps=1e-3,
+      data_weight=1.0,  # Weight of the whole data term (the paper's 1); coarse_weight scales its coarser levels.
       coarse_weight=1.0,  # Weight of the data term of every level but the finest (the paper sums them).
       interlevel_weight=0.0,  # mip-NeRF 360's proposal loss (its weight 1), which alone trains proposals.
       distortion_weight=0.0,  # mip-NeRF 360's distortion regulariser on the final level (its 0.01).
