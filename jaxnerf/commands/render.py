@@ -182,7 +182,7 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   scorers = () if not held_out else models.conditioning.held_out_scorers(
       model.experiment.model, model.config.model, model.experiment.background)
   extra = evaluation.held_out_scores(model.experiment.steps, model.variables, split, indices, model.chunk_size,
-                                     scorers)
+                                     scorers, renderings)
   per_image = evaluation.score_views(split, indices, renderings,
                                      model.config.eval.lpips if lpips_nets is None else lpips_nets, extra)
   seconds = time.perf_counter() - start

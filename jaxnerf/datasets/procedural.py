@@ -44,7 +44,6 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -58,6 +57,7 @@ from jaxnerf.datasets import raytracing as rt
 from jaxnerf.datasets import textures
 from jaxnerf.errors import ConfigError
 from jaxnerf.ops import camera
+from jaxnerf import values
 from jaxnerf import workdirs
 
 # Bump when the scene's content or rendering changes, so that cached scenes are regenerated.
@@ -67,12 +67,8 @@ NEAR, FAR = 2.0, 6.0
 ELEVATION_RANGE_DEG = (15.0, 65.0)
 
 
-def _finite(value) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_gain_range(value) -> bool:
-  return (isinstance(value, (tuple, list)) and len(value) == 2 and all(_finite(v) and v > 0 for v in value)
+  return (isinstance(value, (tuple, list)) and len(value) == 2 and all(values.is_number(v) and v > 0 for v in value)
           and value[0] <= value[1])
 
 
@@ -80,7 +76,7 @@ def _is_gain_range(value) -> bool:
 # too, so that train.py refuses a bad value with the other keys; the spec refuses them before writing.
 DRIFT_RULES = {
     'train_gain_range': (_is_gain_range, 'two finite numbers > 0, (min, max) with min <= max'),
-    'train_white_balance': (lambda v: _finite(v) and 0 <= v < 1, 'a finite number in [0, 1)'),
+    'train_white_balance': (lambda v: values.is_number(v) and 0 <= v < 1, 'a finite number in [0, 1)'),
 }
 
 

@@ -43,7 +43,6 @@ from jaxnerf.models.fields import WARPS
 from jaxnerf.models.occupancy_grid import OccupancyGridNeRF
 from jaxnerf.models.proposal import ProposalNeRF
 from jaxnerf.ops import coord
-from jaxnerf.ops.ray_samples import RaySamples
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}

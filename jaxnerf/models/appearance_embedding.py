@@ -24,6 +24,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf import metrics
 from jaxnerf.models import conditioning
 from jaxnerf.ops import camera
+from jaxnerf import values
 
 PARAM = 'appearance_codes'  # The table's name in every field that has one.
 
@@ -108,31 +109,20 @@ def make_scorer(model, group_config, background) -> Optional[Callable]:
     return None
   fit = CodeFitter(model, jnp.full(3, background, jnp.float32), group_config.fit_learning_rate)
 
-  def score(render_view, variables, rays: camera.Rays, truth) -> conditioning.Scores:
-    """render_view(variables, rays [H, W]) -> {'rgb': [H, W, 3], ...}; truth [H, W, 3]."""
+  def score(render_view, variables, rays: camera.Rays, truth, rendering) -> conditioning.Scores:
+    """render_view(variables, rays [H, W]) -> {'rgb': [H, W, 3], ...}; truth [H, W, 3]; rendering: the view's,
+    with the mean code (a held-out view's rays are camera.ANY_CAMERA)."""
     width = truth.shape[1]
     left = jax.tree.map(lambda x: np.asarray(x)[:, :width // 2].reshape(-1, x.shape[-1]), rays)
     fitted = fit(variables, left, np.asarray(truth)[:, :width // 2].reshape(-1, 3), group_config.fit_steps,
                  group_config.fit_rays)
     with_fitted = render_view(fitted, rays._replace(cam_idx=np.zeros_like(rays.cam_idx)))['rgb']
-    with_mean = render_view(variables, rays)['rgb']
+    with_mean = rendering['rgb']
     right = np.asarray(truth)[:, width // 2:]
     return {'psnr_fitted_code': float(metrics.psnr(with_fitted[:, width // 2:], right)),
             'psnr_right_half': float(metrics.psnr(with_mean[:, width // 2:], right))}
 
   return score
-
-
-def _positive_int(v) -> bool:
-  return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _non_negative_int(v) -> bool:
-  return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _positive(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
 
 
 DEFAULTS: Dict[str, Any] = {
@@ -147,12 +137,12 @@ DEFAULTS: Dict[str, Any] = {
 conditioning.register(conditioning.Conditioning(
     group='appearance_embedding',
     defaults=DEFAULTS,
-    rules=(('dim', (_non_negative_int, 'an integer >= 0 (0: off)')),
-           ('init_std', (_positive, 'a finite number > 0')),
-           ('num_images', (_non_negative_int, 'an integer >= 0 (set from the training split)')),
-           ('fit_steps', (_non_negative_int, 'an integer >= 0 (0: no fitted-code score)')),
-           ('fit_learning_rate', (_positive, 'a finite number > 0')),
-           ('fit_rays', (_positive_int, 'a positive integer'))),
+    rules=(('dim', (values.is_non_negative_int, 'an integer >= 0 (0: off)')),
+           ('init_std', values.POSITIVE),
+           ('num_images', (values.is_non_negative_int, 'an integer >= 0 (set from the training split)')),
+           ('fit_steps', (values.is_non_negative_int, 'an integer >= 0 (0: no fitted-code score)')),
+           ('fit_learning_rate', values.POSITIVE),
+           ('fit_rays', values.POSITIVE_INT)),
     enabled=lambda group: group.dim > 0,
     build=lambda group, dtype: AppearanceEmbedding(num_images=group.num_images, dim=group.dim,
                                                    init_std=group.init_std),

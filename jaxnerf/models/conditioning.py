@@ -34,7 +34,8 @@ class Conditioning:
     complete: (group config, training split) -> {key: value} the training split fixes (e.g. the number of
       training images), or None.
     scorer: (model, group config, background) -> a scorer (render_view, variables, rays [H, W], truth image
-      [H, W, 3]) -> Scores of a held-out view, or None (no scorer, or none for this group config).
+      [H, W, 3], the view's rendering as its own camera) -> Scores of a held-out view, or None (no scorer, or
+      none for this group config).
     split_keys: the keys `complete` sets (a resume is checked without them before the data loads).
     evaluation_keys: keys that change only how held-out views are scored, not the trained state (a run may
       resume with other values).

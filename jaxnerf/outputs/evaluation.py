@@ -38,19 +38,21 @@ def _seen_as(rays: camera.Rays, cam_idx: Optional[int]) -> camera.Rays:
 
 
 def held_out_scores(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
-                    scorers: Sequence[Callable]) -> List[Dict[str, float]]:
+                    scorers: Sequence[Callable], renderings) -> List[Dict[str, float]]:
   """What `scorers` (models.conditioning.held_out_scorers) add to the metrics of each view `indices` of
-  `split`: one {name: value} per view (empty without scorers)."""
+  `split`, given its renderings (render_views, each view as its own camera): one {name: value} per view
+  (empty without scorers)."""
   if not scorers:
     return [{} for _ in indices]
 
   def render_view(view_variables, rays):
     return next(chunked.render_images(steps, view_variables, [rays], chunk_size))
 
-  views = console.progress(indices, 'held-out scores', total=len(indices), unit='view')
+  views = console.progress(zip(indices, renderings), 'held-out scores', total=len(indices), unit='view')
   return [{name: value for score in scorers
-           for name, value in score(render_view, variables, split.rays_of_image(i), split.images[i]).items()}
-          for i in views]
+           for name, value in score(render_view, variables, split.rays_of_image(i), split.images[i],
+                                    rendering).items()}
+          for i, rendering in views]
 
 
 def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
@@ -74,7 +76,7 @@ def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_
     `scorers` (held_out_scores); renderings as render_views.
   """
   renderings = render_views(steps, variables, split, indices, chunk_size, description)
-  extra = held_out_scores(steps, variables, split, indices, chunk_size, scorers)
+  extra = held_out_scores(steps, variables, split, indices, chunk_size, scorers, renderings)
   return score_views(split, indices, renderings, lpips_nets, extra), renderings
 
 

@@ -22,56 +22,28 @@ from jaxnerf.ops import camera_paths
 from jaxnerf import perceptual
 from jaxnerf.training.pruning import LEVELS
 from jaxnerf.training.train_state import LOSS_SCALE_MODES
+from jaxnerf import values
+from jaxnerf.values import NON_NEGATIVE
+from jaxnerf.values import NON_NEGATIVE_INT
+from jaxnerf.values import POSITIVE
+from jaxnerf.values import POSITIVE_INT
 
-
-def _positive_int(v):
-  return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _non_negative_int(v):
-  return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _number(v):
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _positive(v):
-  return _number(v) and v > 0
-
-
-def _non_negative(v):
-  return _number(v) and v >= 0
-
-
-def _fraction(v):  # (0, 1]
-  return _number(v) and 0 < v <= 1
-
-
-def _probability(v):  # [0, 1)
-  return _number(v) and 0 <= v < 1
-
-
-POSITIVE_INT = (_positive_int, 'a positive integer')
-NON_NEGATIVE_INT = (_non_negative_int, 'an integer >= 0')
-POSITIVE = (_positive, 'a finite number > 0')
-NON_NEGATIVE = (_non_negative, 'a finite number >= 0')
 
 # (key, (test, what is expected)). Keys missing from a config are skipped.
 RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('factor', POSITIVE_INT),
     ('near', NON_NEGATIVE),
     ('far', POSITIVE),
-    ('procedural.resolution', (lambda v: _positive_int(v) and v >= 8, 'an integer >= 8 (pixels)')),
+    ('procedural.resolution', (lambda v: values.is_positive_int(v) and v >= 8, 'an integer >= 8 (pixels)')),
     ('procedural.num_train', POSITIVE_INT),
     ('procedural.num_val', NON_NEGATIVE_INT),
     ('procedural.num_test', NON_NEGATIVE_INT),
     ('procedural.camera_radius', POSITIVE),
-    ('procedural.camera_angle_x', (lambda v: _number(v) and 0 < v < math.pi, 'an angle in (0, pi) radians')),
+    ('procedural.camera_angle_x', (lambda v: values.is_number(v) and 0 < v < math.pi, 'an angle in (0, pi) radians')),
     ('procedural.supersampling', POSITIVE_INT),
     *((f'procedural.{key}', rule) for key, rule in procedural.DRIFT_RULES.items()),  # The spec's own rules.
     ('batching.precrop_steps', NON_NEGATIVE_INT),
-    ('batching.precrop_fraction', (_fraction, 'a fraction in (0, 1]')),
+    ('batching.precrop_fraction', (values.is_fraction, 'a fraction in (0, 1]')),
     ('model.num_coarse_samples', POSITIVE_INT),
     ('model.num_fine_samples', NON_NEGATIVE_INT),
     ('model.density_noise_std', NON_NEGATIVE),
@@ -94,15 +66,15 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('model.occupancy_grid.update_every', POSITIVE_INT),
     *((f'model.{group}.layers', (lambda v: v in LAYER_KINDS, f'one of {list(LAYER_KINDS)}'))
       for group in ('mlp', 'hash_grid', 'proposal.mlp', 'proposal.hash_grid')),
-    *((f'model.{group}.activation_bits', (lambda v: _positive_int(v) and 2 <= v <= 8, 'an integer in [2, 8]'))
+    *((f'model.{group}.activation_bits', (lambda v: values.is_positive_int(v) and 2 <= v <= 8, 'an integer in [2, 8]'))
       for group in ('mlp', 'hash_grid')),
     ('optim.lr_init', POSITIVE),
     ('optim.lr_final', POSITIVE),
-    ('optim.lr_decay_start', (_probability, 'a fraction of the run in [0, 1)')),
+    ('optim.lr_decay_start', (values.is_probability, 'a fraction of the run in [0, 1)')),
     ('optim.lr_delay_steps', NON_NEGATIVE_INT),
     ('optim.lr_delay_mult', POSITIVE),
-    ('optim.adam_b1', (_probability, 'a number in [0, 1)')),
-    ('optim.adam_b2', (_probability, 'a number in [0, 1)')),
+    ('optim.adam_b1', (values.is_probability, 'a number in [0, 1)')),
+    ('optim.adam_b2', (values.is_probability, 'a number in [0, 1)')),
     ('optim.adam_eps', NON_NEGATIVE),
     ('optim.grad_clip_norm', NON_NEGATIVE),
     ('optim.loss_scale.mode', (lambda v: v in LOSS_SCALE_MODES, f'one of {list(LOSS_SCALE_MODES)}')),
@@ -128,7 +100,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('train.init_from_step', (lambda v: isinstance(v, str) and (v in ('newest', 'best') or v.isdigit()),
                               "'newest', 'best' or a checkpoint's step such as '3000'")),
     ('eval.every_steps', NON_NEGATIVE_INT),
-    ('eval.at_train_seconds', (lambda v: all(_non_negative(t) for t in v), 'a list of seconds >= 0')),
+    ('eval.at_train_seconds', (lambda v: all(values.is_non_negative(t) for t in v), 'a list of seconds >= 0')),
     ('eval.num_images', NON_NEGATIVE_INT),
     ('eval.final_num_images', (lambda v: isinstance(v, int) and v >= -1, 'an integer >= -1 (-1: all)')),
     ('eval.chunk_size', POSITIVE_INT),
@@ -143,7 +115,7 @@ RULES: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]] = (
     ('eval.video_fps', POSITIVE_INT),
     ('eval.video_min_size', NON_NEGATIVE_INT),
     ('eval.path', (lambda v: v in camera_paths.PATHS, f'one of {camera_paths.PATHS}')),
-    ('capture.test_every', (lambda v: _positive_int(v) and v >= 2, 'an integer >= 2')),
+    ('capture.test_every', (lambda v: values.is_positive_int(v) and v >= 2, 'an integer >= 2')),
     ('capture.normalize', (lambda v: v in NORMALIZATIONS, f'one of {NORMALIZATIONS}')),
     ('capture.near', NON_NEGATIVE),
     ('capture.far', NON_NEGATIVE),
@@ -186,7 +158,7 @@ def check_values(config: ml_collections.ConfigDict):
   if not config.near < config.far:
     raise ConfigError(f'config.near={config.near} must be less than config.far={config.far}.')
   box = tuple(config.scene_box)
-  if box and (len(box) != 6 or not all(_number(v) for v in box) or
+  if box and (len(box) != 6 or not all(values.is_number(v) for v in box) or
               not all(lo < hi for lo, hi in zip(box[:3], box[3:]))):
     raise ConfigError(f'config.scene_box={box}: expected () or 6 numbers (x_min, y_min, z_min, x_max, y_max, '
                       'z_max) with each min below its max.')
