@@ -53,6 +53,10 @@ def _configs():
     config.model.appearance_embedding.dim = dim
     config.train.update(num_steps=_STEPS.value, max_seconds=0.0)
     config.eval.update(video_frames=0, lpips=())
+  unknown = sorted(set(_RUNS.value or ()) - set(runs))
+  if unknown:
+    cli.exit_with_usage_error(f'--runs={",".join(_RUNS.value)}: unknown run {unknown[0]!r}; the {_SCENE.value} '
+                              f'scene has {", ".join(runs)}.')
   return {name: config for name, (config, _) in runs.items() if not _RUNS.value or name in _RUNS.value}
 
 
@@ -75,7 +79,7 @@ def main(argv):
     cli.exit_with_usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   with cli.friendly_errors():
     out = pathlib.Path(_OUT.value)
-    workdirs.refuse_existing(out, f'--out={out} (a new folder for the runs)')
+    workdirs.refuse_existing(out, '--out')
     for name, config in _configs().items():
       summary = trainer.train_and_evaluate(config, out / name)
       record = {'scene': _SCENE.value, 'run': name, 'dim': config.model.appearance_embedding.dim,
