@@ -126,11 +126,12 @@ def _output_folder(out_root: pathlib.Path, scene: str, name: str, step: int, pac
   return out_root / 'render' / scene / key
 
 
-def appearance_index(config, appearance: str) -> Optional[int]:
+def appearance_index(config, appearance: str, train_names: Optional[Sequence[str]] = None) -> Optional[int]:
   """The Rays.cam_idx of every view rendered with --appearance=`appearance`: None for 'mean' (each view's
   own: the mean over the training images for views that are not one), camera.NO_CAMERA for 'zero', or the
-  index of the run's own training image of that name (whatever --data_dir renders). Refused in one line for a
-  model without per-image components or an unknown name."""
+  index of the run's own training image of that name (whatever --data_dir renders; `train_names`: their
+  names where the caller has read them, else they are read). Refused in one line for a model without
+  per-image components or an unknown name."""
   if appearance == MEAN_APPEARANCE:
     return None
   if not models.conditioning.enabled(config.model):
@@ -139,7 +140,8 @@ def appearance_index(config, appearance: str) -> Optional[int]:
                       f'view renders alike; leave --appearance at {MEAN_APPEARANCE!r}.')
   if appearance == ZERO_APPEARANCE:
     return camera.NO_CAMERA
-  names = list(datasets.load_split(config, 'train').names)  # The run's own training images: its codes.
+  # The run's own training images: its codes.
+  names = list(datasets.load_split(config, 'train').names if train_names is None else train_names)
   if appearance not in names:
     shown = ', '.join(names[:5]) + (', ...' if len(names) > 5 else '')
     raise ConfigError(f'--appearance={appearance}: expected {MEAN_APPEARANCE!r}, {ZERO_APPEARANCE!r} or the '
@@ -217,7 +219,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   model = _restore(workdir, chunk_size, packed, step)
   config, step = model.config, model.step
   train_split = datasets.load_split(config, 'train', data_dir)
-  cam_idx = appearance_index(config, appearance)
+  cam_idx = appearance_index(config, appearance, None if data_dir else train_split.names)
   name, poses = evaluation.camera_path(train_split, path or config.eval.path, num_frames)
   start = time.perf_counter()
   min_size = config.eval.video_min_size if min_size is None else min_size
