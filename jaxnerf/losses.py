@@ -19,8 +19,13 @@ from typing import Callable, Dict, FrozenSet, NamedTuple, Sequence, Union
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.errors import ConfigError
 from jaxnerf.ops import stepfun
+from jaxnerf.values import NON_NEGATIVE
+from jaxnerf.values import one_of
+from jaxnerf.values import POSITIVE
 
 
 def charbonnier(residual, eps: float):
@@ -33,6 +38,14 @@ DATA_PENALTIES = {
     'mse': lambda residual, eps: residual**2,  # The NeRF paper's (Eq. 6).
     'charbonnier': charbonnier,
 }
+
+# The data term's penalty (its weight, data_weight, is registered with the term below).
+config_groups.register('loss', owner=__name__, settings=dict(
+    data=Setting('mse', "Penalty of the colour residual: 'mse' (the NeRF paper's) or 'charbonnier' (mip-NeRF "
+                 "360's).", one_of(DATA_PENALTIES)),
+    charbonnier_eps=Setting(1e-3, "eps of the Charbonnier penalty sqrt(residual^2 + eps^2) (loss.data="
+                            "'charbonnier'; mip-NeRF 360's 1e-3).", POSITIVE),
+))
 
 
 def _masked_mean(values, complete):
@@ -56,7 +69,7 @@ NEEDS = {
 class LossTerm(NamedTuple):
   compute: Callable  # (history, batch, loss_config) -> scalar, unweighted.
   needs: Union[FrozenSet[str], Callable]  # Keys of NEEDS, or loss_config -> keys (a term with options).
-  default_weight: float  # Its weight where the config has no <name>_weight.
+  default_weight: float  # Its weight where the config has no <name>_weight (the registered default).
 
   def needs_for(self, loss_config) -> FrozenSet[str]:
     return frozenset(self.needs(loss_config)) if callable(self.needs) else self.needs
@@ -65,16 +78,20 @@ class LossTerm(NamedTuple):
 LOSS_TERMS: Dict[str, LossTerm] = {}
 
 
-def register_loss_term(name: str, needs: Sequence[str] = (), default_weight: float = 0.0):
+def register_loss_term(name: str, needs: Sequence[str] = (), default_weight: float = 0.0, *, meaning: str):
   """Registers the decorated function (history, batch, loss_config) -> scalar as loss term `name`, weighted
   by config.loss.<name>_weight (default `default_weight`), needing `needs` (keys of NEEDS, or a function of
-  the loss config that gives them, for a term whose options change what it reads)."""
+  the loss config that gives them, for a term whose options change what it reads). The weight's key is
+  registered in group 'loss' (config_groups) with `meaning`: one line of what the term is and the paper's
+  weight."""
   unknown = set() if callable(needs) else set(needs) - set(NEEDS)
   if unknown:
     raise ValueError(f'loss term {name!r} needs {sorted(unknown)}, which no renderer declares; known: '
                      f'{sorted(NEEDS)}.')
 
   def register(compute):
+    config_groups.register('loss', owner=compute.__module__, settings={
+        f'{name}_weight': Setting(default_weight, meaning, NON_NEGATIVE)})
     LOSS_TERMS[name] = LossTerm(compute, needs if callable(needs) else frozenset(needs), default_weight)
     return compute
 
@@ -99,7 +116,8 @@ def check_terms(loss_config, provides: FrozenSet[str], renderer: str):
                         'renderer does not provide; set it to 0 or choose another config.model.name.')
 
 
-@register_loss_term('data', default_weight=1.0)
+@register_loss_term('data', default_weight=1.0, meaning="Weight of the whole data term (the paper's 1); "
+                    'loss.coarse_weight scales its coarser levels.')
 def data_term(history: Sequence, batch: Dict, loss_config):
   """The reconstruction term: the mean penalty (config.loss.data: 'mse', the NeRF paper's Eq. 6, or
   'charbonnier', mip-NeRF 360's, with `charbonnier_eps`) of each level's colours against batch['rgb'],
@@ -111,12 +129,19 @@ def data_term(history: Sequence, batch: Dict, loss_config):
   return sum(loss_config.coarse_weight * term for term in level_terms[:-1]) + level_terms[-1]
 
 
+config_groups.register('loss', owner=__name__, settings=dict(
+    coarse_weight=Setting(1.0, 'Weight of every level but the finest in the data term (the paper sums them) '
+                          'and in the orientation and predicted_normals terms.', NON_NEGATIVE),
+))
+
+
 def level_mses(history: Sequence, target):
   """The mean squared error of each level's colours, [levels with colour] (incomplete rays left out)."""
   return jnp.stack([_masked_mean((r.rgb - target)**2, r.complete) for r in history if r.rgb is not None])
 
 
-@register_loss_term('interlevel', needs=('intervals',))
+@register_loss_term('interlevel', needs=('intervals',), meaning="mip-NeRF 360's proposal loss, which alone "
+                    "trains the proposal levels (the paper's weight 1).")
 def interlevel_term(history: Sequence, batch: Dict = None, loss_config=None):
   """mip-NeRF 360's proposal loss (Eq. 14), summed over the levels before the final one: each must bound
   the final level's weights (stepfun.interlevel_loss; gradients reach only the earlier levels)."""
@@ -125,7 +150,8 @@ def interlevel_term(history: Sequence, batch: Dict = None, loss_config=None):
   return sum(stepfun.interlevel_loss(final.s_edges, final.w, r.s_edges, r.w) for r in history[:-1])
 
 
-@register_loss_term('distortion', needs=('intervals',))
+@register_loss_term('distortion', needs=('intervals',), meaning="mip-NeRF 360's distortion regulariser on "
+                    "the final level (the paper's weight 0.01).")
 def distortion_term(history: Sequence, batch: Dict = None, loss_config=None):
   """mip-NeRF 360's distortion regulariser (Eq. 15) of the final level, in normalised distance, mean over
   rays."""
@@ -146,6 +172,12 @@ def _over_levels(history: Sequence, key: str, loss_config, per_sample):
 
 ORIENTATION_TARGETS = {'normals_pred': 'predicted_normals', 'normals': 'normals'}  # Sample key: its need.
 
+config_groups.register('loss', owner=__name__, settings=dict(
+    orientation_target=Setting('normals_pred', "The normals the orientation term penalises: 'normals_pred' (the "
+                               "paper's) or 'normals' (the density's: multinerf's where Ref-NeRF reflects about "
+                               "them, model.refnerf.reflect_about='density').", one_of(ORIENTATION_TARGETS)),
+))
+
 
 def _orientation_needs(loss_config):
   target = loss_config.get('orientation_target', 'normals_pred')
@@ -155,7 +187,8 @@ def _orientation_needs(loss_config):
   return (ORIENTATION_TARGETS[target],)
 
 
-@register_loss_term('orientation', needs=_orientation_needs)
+@register_loss_term('orientation', needs=_orientation_needs, meaning="Ref-NeRF's penalty on normals "
+                    "(loss.orientation_target) facing away from the camera (the paper's weight 0.1).")
 def orientation_term(history: Sequence, batch: Dict, loss_config):
   """Ref-NeRF's orientation loss (Eq. 10): sum_i w_i max(0, n_i . d)^2 with d the ray's view direction and n
   the normals named by config.loss.orientation_target: 'normals_pred', the predicted normals (the paper's,
@@ -168,7 +201,8 @@ def orientation_term(history: Sequence, batch: Dict, loss_config):
       jnp.sum(samples[key] * viewdirs, axis=-1), 0.0)**2)
 
 
-@register_loss_term('predicted_normals', needs=('normals', 'predicted_normals'))
+@register_loss_term('predicted_normals', needs=('normals', 'predicted_normals'), meaning="Ref-NeRF's tie of "
+                    "the predicted normals to the density's (the paper's weight 3e-4).")
 def predicted_normals_term(history: Sequence, batch: Dict, loss_config):
   """Ref-NeRF's predicted-normal loss (Eq. 11): sum_i w_i |n_i - n'_i|^2, tying the predicted normals n' to
   the density's normals n. Gradients reach both (the paper's), or with
@@ -180,6 +214,14 @@ def predicted_normals_term(history: Sequence, batch: Dict, loss_config):
   normals = lambda samples: samples['normals'] if to_density else jax.lax.stop_gradient(samples['normals'])
   return _over_levels(history, 'normals_pred', loss_config, lambda samples: jnp.sum(
       (normals(samples) - samples['normals_pred'])**2, axis=-1))
+
+
+config_groups.register('loss', owner=__name__, settings=dict(
+    predicted_normals_shape_density=Setting(True, "Whether the predicted-normal tie also shapes the density (the "
+                                            "paper's), through second derivatives of the geometry "
+                                            '(fields.FieldBase.NORMALS_AUTODIFF); False: it trains only the '
+                                            'predicted normals.'),
+))
 
 
 def total_loss(history: Sequence, batch: Dict, loss_config) -> Dict[str, jnp.ndarray]:

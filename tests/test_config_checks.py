@@ -68,7 +68,7 @@ def test_batch_must_split_over_the_devices():
 
 def test_every_rule_names_a_key_of_the_default_config():
   config = default.get_config()
-  for key, _ in config_checks.RULES:
+  for key, _ in config_checks.rules():
     config_checks._lookup(config, key)  # pylint: disable=protected-access  # Raises KeyError if stale.
   config_checks.check_training(config)  # The defaults themselves pass.
 

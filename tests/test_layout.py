@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'jaxnerf'
 
 # Lowest first. A module may import from its own layer and from those before it.
 LAYERS = (
-    ('errors', 'console', 'parallel', 'peers', 'values', 'workdirs'),
+    ('errors', 'config_groups', 'console', 'parallel', 'peers', 'values', 'workdirs'),
     ('ops',),
     ('models', 'losses', 'metrics', 'perceptual'),
     ('datasets',),

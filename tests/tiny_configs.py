@@ -6,30 +6,24 @@ subprocess (the scene is passed as --config.data_dir):
   python train.py --config=tests/tiny_configs.py:mlp --config.data_dir=CACHE --workdir=DIR
 """
 
-import dataclasses
 import importlib
 
 from configs import demo
+from jaxnerf import config_groups
 from jaxnerf.datasets import procedural
-
-TINY_SCENE = procedural.ProceduralSceneSpec(resolution=24, num_train=12, num_val=2, num_test=2,
-                                            supersampling=2)
 
 
 def tiny_config(scene_cache='', **train):
-  """The coarse-to-fine NeRF over a tiny hash grid (the demo's field), 20 steps of 128 rays."""
-  config = demo.get_config()
+  """The coarse-to-fine NeRF over a hash grid (the demo's field) with every group at the test size its
+  component registers (config_groups.apply_small): a 24-pixel scene, 16 + 16 samples, 20 steps of 128 rays."""
+  config = config_groups.apply_small(demo.get_config())
   config.data_dir = str(scene_cache)
-  config.procedural.update(dataclasses.asdict(TINY_SCENE))
-  config.model.update(name='nerf', num_coarse_samples=16, num_fine_samples=16)
-  config.model.hash_grid.update(num_levels=4, log2_table_size=12, min_resolution=4, max_resolution=64,
-                                density_width=16, geo_features=7, color_depth=1, color_width=32,
-                                view_max_deg=2)
-  config.train.update(batch_size=128, num_steps=20, log_every=5, checkpoint_every=10, keep_checkpoints=5)
+  config.model.name = 'nerf'
   config.train.update(train)
-  config.eval.update(every_steps=0, num_images=1, final_num_images=1, video_frames=0, chunk_size=256,
-                     video_min_size=32, lpips=())  # LPIPS compiles a network per image size: asked for where tested.
   return config
+
+
+TINY_SCENE = procedural.ProceduralSceneSpec(**tiny_config().procedural)
 
 
 def use_small_mlp_field(config):
@@ -46,33 +40,23 @@ def small_mlp_config(scene_cache='', **train):
 
 
 def tiny_ngp_config(scene_cache='', **train):
-  """The tiny scene with instant-ngp's renderer: marching through a 16^3 occupancy grid."""
+  """The tiny scene with instant-ngp's renderer: marching through a 16^3 occupancy grid (its test size)."""
   config = tiny_config(scene_cache, **train)
   config.model.name = 'occupancy_grid'
   config.model.hash_grid.view_encoding = 'sh'
-  config.model.occupancy_grid.update(grid_resolution=16, step_size=0.04, march_samples_per_ray=64.0,
-                                     render_samples_per_ray=48.0, update_every=4, warmup_steps=16,
-                                     density_decay=0.8)  # Forgets the untrained field within 100 steps.
   return config
 
 
 def tiny_method_config(name: str, scene_cache='', **train):
-  """configs/<name>.py (mipnerf, mipnerf360, demo360, lego_proposal) on the tiny scene, with its networks and
-  sample counts shrunk so that a step compiles and runs in seconds; the method (renderer, fields, warp,
+  """configs/<name>.py (mipnerf, mipnerf360, demo360, lego_proposal) on the tiny scene, with every group at its
+  registered test size, so that a step compiles and runs in seconds; the method (renderer, fields, warp,
   spacing, loss terms) is the config's own."""
   module = importlib.import_module(f'configs.{name}')
-  config = module.get_config()
+  config = config_groups.apply_small(module.get_config())
   tiny = tiny_config(scene_cache, **train)
   config.update(dataset='procedural', data_dir=tiny.data_dir, factor=1, scene_box=config.scene_box,
                 near=tiny.near, far=tiny.far, white_background=True)
   config.procedural.update(tiny.procedural)
-  config.model.mlp.update(depth=2, width=32, width_view=16, point_max_deg=6)
-  config.model.hash_grid.update(tiny.model.hash_grid)
-  config.model.mipnerf.update(num_samples=16)
-  config.model.proposal.update(num_proposal_samples=(16, 8), num_nerf_samples=8)
-  config.model.proposal.mlp.update(depth=1, width=16)
-  config.model.proposal.hash_grid.update(num_levels=3, log2_table_size=10, max_resolution=32)
-  config.model.refnerf.update(bottleneck_width=8, depth=2, width=16, ide_levels=3)
   config.optim.update(lr_delay_steps=0, grad_clip_norm=0.0)
   config.train = tiny.train
   config.eval = tiny.eval

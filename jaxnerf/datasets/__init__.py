@@ -11,6 +11,8 @@ import os
 import pathlib
 from typing import Callable, Optional
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.datasets.blender import load_blender_split
 from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.datasets import colmap  # pycolmap itself is imported only when a model is read.
@@ -19,6 +21,7 @@ from jaxnerf.datasets import tiny_nerf
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import DatasetError
+from jaxnerf import values
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -130,6 +133,43 @@ DATASETS = {
     # The tiny_nerf notebook's tiny_nerf_data.npz: config.data_dir is the file.
     'tiny_nerf': Dataset(_given_directory, _read_tiny_nerf_split, _has_tiny_nerf_split, is_file=True),
 }
+
+
+def _check_bounds(config) -> Optional[str]:
+  """config.near must lie before config.far."""
+  if 'near' in config and 'far' in config and not config.near < config.far:
+    return f'config.near={config.near} must be less than config.far={config.far}.'
+  return None
+
+
+def _check_scene_box(config) -> Optional[str]:
+  """config.scene_box is () or 6 numbers, each min below its max."""
+  box = tuple(config.get('scene_box', ()))
+  if box and (len(box) != 6 or not all(values.is_number(v) for v in box) or
+              not all(lo < hi for lo, hi in zip(box[:3], box[3:]))):
+    return (f'config.scene_box={box}: expected () or 6 numbers (x_min, y_min, z_min, x_max, y_max, z_max) with '
+            'each min below its max.')
+  return None
+
+
+# The scene: which reader (DATASETS) reads it, where, and how.
+config_groups.register('', owner=__name__, settings=dict(
+    dataset=Setting('procedural', "The scene's reader (DATASETS): 'procedural' (the embedded scene), 'blender', "
+                    "'llff', 'colmap', 'transforms', 'capture' (any of these 3, by its files; config.capture) or "
+                    "'tiny_nerf'.", values.one_of(DATASETS, ordered=True)),
+    data_dir=Setting('', "The scene directory; 'procedural': its cache directory ('' = $JAXNERF_CACHE, else "
+                     "$XDG_CACHE_HOME/jaxnerf); 'tiny_nerf': the .npz file."),
+    factor=Setting(1, 'Integer downsampling factor of the images (area averaging); 1: full size.',
+                   values.POSITIVE_INT),
+    white_background=Setting(True, 'Composite RGBA images (and renderings) on white; False: on black.'),
+    near=Setting(2.0, "Near ray bound (depth along the viewing axis) of 'blender', 'procedural' and 'tiny_nerf' "
+                 "scenes; the Blender scenes' 2. Captures use config.capture.near.", values.NON_NEGATIVE),
+    far=Setting(6.0, "Far ray bound (depth along the viewing axis) of 'blender', 'procedural' and 'tiny_nerf' "
+                "scenes; the Blender scenes' 6. Captures use config.capture.far.", values.POSITIVE),
+    scene_box=Setting((), 'Box (x_min, y_min, z_min, x_max, y_max, z_max) around the scene, () for none; rays are '
+                      "sampled only inside it. Hash grids (unless model.warp='contract') and the occupancy grid "
+                      'need it. Blender scenes: [-1.5, 1.5]^3.'),
+), checks=(_check_bounds, _check_scene_box))
 
 
 def _dataset(config) -> Dataset:

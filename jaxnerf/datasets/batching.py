@@ -9,10 +9,23 @@ from typing import Dict
 
 import numpy as np
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import ConfigError
+from jaxnerf import values
 
 BATCHING_MODES = ('all_images', 'single_image')
+
+# config.batching: how the trainer's RayBatcher draws training rays.
+config_groups.register('batching', owner=__name__, settings=dict(
+    mode=Setting('all_images', "'all_images': shuffle the rays of all training images together, each visited once "
+                 "an epoch; 'single_image': all rays of a step from one random image.",
+                 values.one_of(BATCHING_MODES, ordered=True)),
+    precrop_steps=Setting(0, "Draw pixels from the images' central crop for this many first steps (0: never).",
+                          values.NON_NEGATIVE_INT),
+    precrop_fraction=Setting(0.5, "Side of that central crop, as a fraction of the image's.", values.FRACTION),
+))
 
 
 class RayBatcher:

@@ -18,10 +18,13 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.datasets import blender
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
 from jaxnerf.ops import camera
+from jaxnerf import values
 
 SPLITS = ('train', 'val', 'test')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')  # Matched without regard to case.
@@ -29,6 +32,25 @@ NORMALIZATIONS = ('cameras', 'points', 'none')
 # How far (relative, and at least one pixel) an image file's width or height may be from the size its camera
 # describes over its images_<N>'s N: tools round downsampled sizes either way.
 SIZE_TOLERANCE = 0.02
+
+# config.capture: how the real captures ('llff', 'colmap', 'transforms', 'capture') are split and normalised
+# (read by datasets/__init__.py's readers, llff.py and the functions below).
+config_groups.register('capture', owner=__name__, settings=dict(
+    test_every=Setting(8, "Every test_every-th image (the 0th, 8th, 16th, ...) is held out as the 'test' split, "
+                       "which 'val' names too; the others are 'train'.",
+                       (lambda v: values.is_positive_int(v) and v >= 2, 'an integer >= 2')),
+    forward_facing=Setting(True, "LLFF: recentre on the mean view and give rays in its NDC space (NeRF's LLFF "
+                           'setting); False: no NDC, normalised as `normalize` says.'),
+    spherify=Setting(False, "LLFF: an inward-facing 360 capture: centre on the cameras' focus, at unit RMS "
+                     'distance, no NDC (overrides forward_facing).'),
+    normalize=Setting('cameras', "COLMAP, transforms.json (and LLFF without NDC or spherify): 'cameras' (centred on "
+                      "their focus, 90% of them within the unit sphere), 'points' (central 98% of the sparse "
+                      "points in [-1, 1]^3) or 'none'.", (lambda v: v in NORMALIZATIONS, f'one of {NORMALIZATIONS}')),
+    near=Setting(0.0, 'Near ray bound in the normalised world; 0: from the capture (LLFF bounds, sparse points). '
+                 'NDC rays run over [0, 1].', values.NON_NEGATIVE),
+    far=Setting(0.0, 'Far ray bound in the normalised world; 0: from the capture (LLFF bounds, sparse points). '
+                'NDC rays run over [0, 1].', values.NON_NEGATIVE),
+))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,6 +44,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -52,6 +53,8 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf import console
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.datasets import textures
@@ -72,8 +75,9 @@ def _is_gain_range(value) -> bool:
           and value[0] <= value[1])
 
 
-# (test, what is expected) of the keys that make the training photos drift. config_checks.RULES holds them
-# too, so that train.py refuses a bad value with the other keys; the spec refuses them before writing.
+# (test, what is expected) of the keys that make the training photos drift. They are the rules of those keys
+# of config.procedural too (registered below), so that train.py refuses a bad value with the other keys; the
+# spec refuses them before writing.
 DRIFT_RULES = {
     'train_gain_range': (_is_gain_range, 'two finite numbers > 0, (min, max) with min <= max'),
     'train_white_balance': (lambda v: values.is_number(v) and 0 <= v < 1, 'a finite number in [0, 1)'),
@@ -251,6 +255,30 @@ def layout_of(spec: 'ProceduralSceneSpec') -> Layout:
   if spec.layout not in LAYOUTS:
     raise ValueError(f'config.procedural.layout must be one of {sorted(LAYOUTS)}, got {spec.layout!r}.')
   return LAYOUTS[spec.layout]
+
+
+# config.procedural: the ProceduralSceneSpec of the scene that dataset='procedural' generates and reads.
+config_groups.register('procedural', owner=__name__, settings=dict(
+    resolution=Setting(80, 'Width = height of the rendered images, in pixels.',
+                       (lambda v: values.is_positive_int(v) and v >= 8, 'an integer >= 8 (pixels)')),
+    num_train=Setting(100, 'Views rendered for the train split.', values.POSITIVE_INT),
+    num_val=Setting(20, 'Views rendered for the val split.', values.NON_NEGATIVE_INT),
+    num_test=Setting(20, 'Views rendered for the test split.', values.NON_NEGATIVE_INT),
+    camera_radius=Setting(4.0, 'Distance of the cameras from the origin they look at, in world units.',
+                          values.POSITIVE),
+    camera_angle_x=Setting(0.6911, "Horizontal field of view in radians (the Blender scenes').",
+                           (lambda v: values.is_number(v) and 0 < v < math.pi, 'an angle in (0, pi) radians')),
+    supersampling=Setting(3, 'Ray-traced samples per pixel along each axis (3: 3 x 3 per pixel), averaged.',
+                          values.POSITIVE_INT),
+    seed=Setting(0, "Seeds the scene's random camera poses and the training photos' drift."),
+    layout=Setting('still_life', "The embedded scene (LAYOUTS): 'still_life' (bounded, white background), "
+                   "'unbounded' (mip-NeRF 360's kind) or 'glossy' (Ref-NeRF's kind).", values.one_of(LAYOUTS)),
+    train_gain_range=Setting((1.0, 1.0), "(min, max) of each training view's exposure gain, drawn log-uniformly; "
+                             '(1, 1): none. Val and test views stay clean.', DRIFT_RULES['train_gain_range']),
+    train_white_balance=Setting(0.0, "w: each training view's R, G, B are multiplied by factors uniform in "
+                                '[1 - w, 1 + w]; 0: none. Val and test views stay clean.',
+                                DRIFT_RULES['train_white_balance']),
+), small=dict(resolution=24, num_train=12, num_val=2, num_test=2, supersampling=2))
 
 
 # ---------------------------------------------------------------------------------------------------------

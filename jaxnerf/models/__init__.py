@@ -25,6 +25,8 @@ from typing import FrozenSet, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.errors import ConfigError
 from jaxnerf.models.activations import density_activation
 from jaxnerf.models.activations import DENSITY_ACTIVATIONS
@@ -43,6 +45,7 @@ from jaxnerf.models.fields import WARPS
 from jaxnerf.models.occupancy_grid import OccupancyGridNeRF
 from jaxnerf.models.proposal import ProposalNeRF
 from jaxnerf.ops import coord
+from jaxnerf import values
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 FIELDS = {'mlp': MLPField, 'hash_grid': HashGridField}
@@ -92,6 +95,21 @@ def _proposal(model_config, make_field, scene_box) -> nn.Module:
 # overrides=None) builds a field of config.model.field (or `kind`) from its config group, updated by
 # `overrides`.
 RENDERERS = {'nerf': _nerf, 'mipnerf': _mipnerf, 'proposal': _proposal, 'occupancy_grid': _occupancy_grid}
+
+# The keys of config.model that choose the renderer and its fields and that concern the model as a whole.
+config_groups.register('model', owner=__name__, settings=dict(
+    name=Setting('nerf', "The renderer: 'nerf' (coarse-to-fine point samples), 'mipnerf' (coarse-to-fine "
+                 "frustums, one shared field), 'proposal' (mip-NeRF 360's proposal sampling) or 'occupancy_grid' "
+                 "(instant-ngp's marching).", values.one_of(RENDERERS)),
+    field=Setting('mlp', "The kind of its fields (FIELDS): 'mlp' (NeRF's MLPField, config.model.mlp) or "
+                  "'hash_grid' (instant-ngp's HashGridField, config.model.hash_grid).", values.one_of(FIELDS)),
+    dtype=Setting('float32', "Compute dtype: 'float32', or 'bfloat16' or 'float16' (GPUs without bfloat16 "
+                  'tensor cores; with optim.loss_scale) for mixed precision; parameters, optimizer state and '
+                  'loss stay float32.', values.one_of(DTYPES)),
+    remat=Setting(False, "Gradient checkpointing of the MLP fields' trunks (nn.remat): the backward pass "
+                  'recomputes their activations, for less memory and a second forward pass; the parameters are '
+                  'the same.', values.BOOL),
+))
 
 
 def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
@@ -182,6 +200,6 @@ def with_training_split(config, train_split):
   """A copy of `config` with the values its conditioning components take from the training split (the
   number of training images, ...): what a run saves and renders with. `config` itself is unchanged."""
   completed = config.copy_and_resolve_references()
-  for group, values in conditioning.training_split_values(config.model, train_split).items():
-    completed.model[group].update(values)
+  for group, split_values in conditioning.training_split_values(config.model, train_split).items():
+    completed.model[group].update(split_values)
   return completed

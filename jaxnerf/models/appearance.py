@@ -13,14 +13,17 @@ over any geometry (the NeRF MLP's trunk, the hash grid's features).
 """
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.errors import ConfigError
 from jaxnerf.models.fields import safe_normalize
 from jaxnerf.ops import encoding
+from jaxnerf import values
 
 
 REFLECT_ABOUT = ('predicted', 'density')
@@ -106,3 +109,36 @@ class RefNeRFAppearance(nn.Module):
 
 
 APPEARANCES = {'nerf': None, 'refnerf': RefNeRFAppearance}  # 'nerf': the field's own colour network.
+
+
+def _check_reflect_about(config) -> Optional[str]:
+  """Ref-NeRF reflecting about the density's normals needs the fields to compute them."""
+  if (config.model.get('appearance') == 'refnerf' and config.model.refnerf.get('reflect_about') == 'density'
+      and config.model.normals != 'density'):
+    return ("config.model.refnerf.reflect_about='density' reflects the view direction about the density's "
+            f"normals, which config.model.normals={config.model.normals!r} does not compute: set "
+            "config.model.normals='density'.")
+  return None
+
+
+config_groups.register('model', owner=__name__, settings=dict(
+    appearance=Setting('nerf', "The colour model over the geometry (APPEARANCES): 'nerf' (the field's own "
+                       "view-dependent colour network) or 'refnerf' (Ref-NeRF's, configured by model.refnerf).",
+                       values.one_of(APPEARANCES)),
+), checks=(_check_reflect_about,))
+
+# appearance='refnerf': RefNeRFAppearance's settings.
+config_groups.register('model.refnerf', owner=__name__, settings=dict(
+    bottleneck_width=Setting(128, 'Units of the bottleneck of the geometry features that the directional MLP '
+                             'reads.'),
+    depth=Setting(8, 'Layers of the directional MLP that gives the specular colour.'),
+    width=Setting(256, 'Units of each layer of the directional MLP.'),
+    skip_every=Setting(4, "The directional MLP's input is concatenated again after every skip_every-th layer."),
+    ide_levels=Setting(5, 'Levels of the integrated directional encoding of the reflected view direction '
+                       "(degrees 1, 2, 4, ..., 2^(levels-1): 67 numbers for the paper's 5)."),
+    roughness_bias=Setting(-1.0, 'Added to the raw roughness before its softplus (the default -1 starts with a '
+                           'low roughness).'),
+    reflect_about=Setting('predicted', "The normals the view direction is reflected about: 'predicted' (the "
+                          "paper's n') or 'density' (multinerf's enable_pred_normals=False; needs "
+                          "model.normals='density').", values.one_of(REFLECT_ABOUT, ordered=True)),
+), small=dict(bottleneck_width=8, depth=2, width=16, ide_levels=3))

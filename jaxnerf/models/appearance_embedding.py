@@ -12,7 +12,7 @@ Held-out views are scored twice: with the mean code (the usual metrics), and as 
 scored with it ('psnr_fitted_code'), beside the right half with the mean code ('psnr_right_half').
 """
 
-from typing import Any, Callable, Dict, Optional
+from typing import Callable, Dict, Optional
 
 import flax.linen as nn
 import jax
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnerf.config_groups import Setting
 from jaxnerf.errors import ConfigError
 from jaxnerf import metrics
 from jaxnerf.models import conditioning
@@ -125,24 +126,21 @@ def make_scorer(model, group_config, background) -> Optional[Callable]:
   return score
 
 
-DEFAULTS: Dict[str, Any] = {
-    'dim': (0, 'Length of each training image\'s appearance code (0: off; NeRF-W uses 48, nerfacto 32).'),
-    'init_std': (0.01, 'Standard deviation of the codes\' initial values.'),
-    'num_images': (0, 'Codes in the table: the number of training images, set when training starts.'),
-    'fit_steps': (100, 'Adam steps fitting a held-out view\'s code to its left half (0: no such score).'),
-    'fit_learning_rate': (0.05, 'Learning rate of that fit.'),
-    'fit_rays': (1024, 'Rays of the left half per step of that fit.'),
+SETTINGS = {
+    'dim': Setting(0, "Length of each training image's appearance code (0: off; NeRF-W uses 48, nerfacto 32).",
+                   (values.is_non_negative_int, 'an integer >= 0 (0: off)')),
+    'init_std': Setting(0.01, "Standard deviation of the codes' initial values.", values.POSITIVE),
+    'num_images': Setting(0, 'Codes in the table: the number of training images, set when training starts.',
+                          (values.is_non_negative_int, 'an integer >= 0 (set from the training split)')),
+    'fit_steps': Setting(100, "Adam steps fitting a held-out view's code to its left half (0: no such score).",
+                         (values.is_non_negative_int, 'an integer >= 0 (0: no fitted-code score)')),
+    'fit_learning_rate': Setting(0.05, 'Learning rate of that fit.', values.POSITIVE),
+    'fit_rays': Setting(1024, 'Rays of the left half per step of that fit.', values.POSITIVE_INT),
 }
 
 conditioning.register(conditioning.Conditioning(
     group='appearance_embedding',
-    defaults=DEFAULTS,
-    rules=(('dim', (values.is_non_negative_int, 'an integer >= 0 (0: off)')),
-           ('init_std', values.POSITIVE),
-           ('num_images', (values.is_non_negative_int, 'an integer >= 0 (set from the training split)')),
-           ('fit_steps', (values.is_non_negative_int, 'an integer >= 0 (0: no fitted-code score)')),
-           ('fit_learning_rate', values.POSITIVE),
-           ('fit_rays', values.POSITIVE_INT)),
+    settings=SETTINGS,
     enabled=lambda group: group.dim > 0,
     build=lambda group, dtype: AppearanceEmbedding(num_images=group.num_images, dim=group.dim,
                                                    init_std=group.init_std),

@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.models.intervals import ray_bounds
 from jaxnerf.models.intervals import render_levels
 from jaxnerf.models.intervals import StatelessRenderer
@@ -25,6 +27,22 @@ from jaxnerf.ops import coord
 from jaxnerf.ops.ray_samples import RaySamples
 from jaxnerf.ops import sampling
 from jaxnerf.ops import stepfun
+from jaxnerf import values
+
+# The keys of config.model that the coarse-to-fine renderers read (name='nerf'; lindisp also 'mipnerf').
+config_groups.register('model', owner=__name__, settings=dict(
+    num_coarse_samples=Setting(64, "name='nerf': stratified samples per ray of the coarse level.",
+                               values.POSITIVE_INT),
+    num_fine_samples=Setting(128, "name='nerf': samples per ray drawn from the coarse weights and added for the "
+                             'fine level (0: no fine level).', values.NON_NEGATIVE_INT),
+    lindisp=Setting(False, "name='nerf' or 'mipnerf': True samples linearly in disparity rather than in depth."),
+), small=dict(num_coarse_samples=16, num_fine_samples=16))
+
+config_groups.register('model.mipnerf', owner=__name__, settings=dict(
+    num_samples=Setting(128, "name='mipnerf': intervals per ray of each level."),
+    num_levels=Setting(2, "name='mipnerf': levels, each resampled from the blurred weights of the level before."),
+    resample_padding=Setting(0.01, "name='mipnerf': added to the blurred weights before each resampling."),
+), small=dict(num_samples=16))
 
 
 class NeRF(StatelessRenderer):

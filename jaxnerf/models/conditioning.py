@@ -2,10 +2,10 @@
 
 A conditioning component is an input of every colour network that depends on the training image a ray
 comes from (camera.Rays.cam_idx), such as an appearance code per image (NeRF-W's embeddings). It
-registers a `Conditioning`: its config group `config.model.<group>` (keys, defaults and one line of meaning
-each), the rules its values must meet, whether a config turns it on, how its module is built, the values
-only the training split knows (filled in when training starts, saved with the run's config), and any
-scores of held-out views it adds. The default config, its checks, the model and the evaluation read the
+registers a `Conditioning`: its config group `config.model.<group>` (each key's default, meaning and rule,
+which `register` hands to jaxnerf/config_groups.py like every other component's), whether a config turns it
+on, how its module is built, the values only the training split knows (filled in when training starts, saved
+with the run's config), and any scores of held-out views it adds. The model and the evaluation read this
 registry, so a component names itself in no other library file.
 
 The module a component builds is called as module(cam_idx [..., 1] int32) -> [..., D]; fields concatenate
@@ -13,9 +13,12 @@ the outputs of theirs to the colour network's view-dependent input (models/field
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
+
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 
 # What a held-out scorer returns: {metric name: value} of one view.
 Scores = Dict[str, float]
@@ -27,8 +30,7 @@ class Conditioning:
 
   Attributes:
     group: its config group, config.model.<group>.
-    defaults: {key: (default, one line of meaning)} of the group.
-    rules: ((key in the group, (test, what is expected)), ...), as training/config_checks.py's RULES.
+    settings: {key: config_groups.Setting(default, meaning, rule)} of the group.
     enabled: (group config) -> whether the component is on.
     build: (group config, compute dtype) -> the module (called as above).
     complete: (group config, training split) -> {key: value} the training split fixes (e.g. the number of
@@ -42,8 +44,7 @@ class Conditioning:
   """
 
   group: str
-  defaults: Dict[str, Tuple[Any, str]]
-  rules: Sequence[Tuple[str, Tuple[Callable[[Any], bool], str]]]
+  settings: Dict[str, Setting]
   enabled: Callable[[Any], bool]
   build: Callable[[Any, Any], nn.Module]
   complete: Optional[Callable[[Any, Any], Dict[str, Any]]] = None
@@ -56,9 +57,10 @@ CONDITIONINGS: Dict[str, Conditioning] = {}
 
 
 def register(component: Conditioning) -> Conditioning:
-  """Adds `component` to CONDITIONINGS (its group must be new)."""
+  """Adds `component` to CONDITIONINGS (its group must be new) and its settings to the config registry."""
   if component.group in CONDITIONINGS:
     raise ValueError(f'A conditioning component of config.model.{component.group} is registered already.')
+  config_groups.register(f'model.{component.group}', component.settings, owner=component.build.__module__)
   CONDITIONINGS[component.group] = component
   return component
 
@@ -71,16 +73,6 @@ def enabled(model_config):
 def build_modules(model_config, dtype) -> tuple:
   """A fresh module of each component `model_config` turns on (each colour field gets its own)."""
   return tuple(c.build(model_config[c.group], dtype) for c in enabled(model_config))
-
-
-def default_groups() -> Dict[str, Dict[str, Any]]:
-  """{group: {key: default}} of every registered component: what the default config holds."""
-  return {c.group: {key: default for key, (default, _) in c.defaults.items()} for c in CONDITIONINGS.values()}
-
-
-def rules() -> list:
-  """Every registered component's rules, keyed from the config's root ('model.<group>.<key>')."""
-  return [(f'model.{c.group}.{key}', rule) for c in CONDITIONINGS.values() for key, rule in c.rules]
 
 
 def training_split_values(model_config, train_split) -> Dict[str, Dict[str, Any]]:

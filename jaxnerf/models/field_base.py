@@ -40,14 +40,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.errors import ConfigError
 from jaxnerf.models.activations import density_activation
+from jaxnerf.models.activations import DENSITY_ACTIVATIONS
 from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models import layers as layers_lib
 from jaxnerf.ops.camera import ANY_CAMERA
 from jaxnerf.ops import coord
 from jaxnerf.ops.ray_samples import Gaussians
 from jaxnerf.ops.ray_samples import RaySamples
+from jaxnerf import values
 
 
 class FieldOutputs(NamedTuple):
@@ -60,6 +64,42 @@ class FieldOutputs(NamedTuple):
 
 WARPS = ('none', 'contract')
 NORMALS = ('none', 'density')
+
+
+def _check_predicted_normals(config) -> Optional[str]:
+  """The predicted-normal head learns only from its loss term: predicted_normals needs that term's weight."""
+  if config.model.get('predicted_normals') and not config.loss.predicted_normals_weight > 0:
+    return ('config.model.predicted_normals=True: the predicted-normal head learns only from its tie to the '
+            'density\'s normals; set config.loss.predicted_normals_weight > 0 (Ref-NeRF\'s 3e-4) and '
+            'config.model.normals=\'density\', or predicted_normals=False.')
+  return None
+
+
+# The keys of config.model that every field reads (make_model hands them to each field it builds).
+config_groups.register('model', owner=__name__, settings=dict(
+    density_activation=Setting(
+        'relu', "Activation of the raw density: 'relu' (NeRF), 'softplus' (mip-NeRF's, shifted by -1) or "
+        "'trunc_exp' (instant-ngp's exp with a gradient clipped at exp(15)).", values.one_of(DENSITY_ACTIVATIONS)),
+    density_bias=Setting(0.0, 'Added to the raw density before its activation: a negative bias starts training '
+                         'from nearly empty space (0: none).'),
+    density_noise_std=Setting(0.0, 'Std of Gaussian noise added to the raw density while training (0: none; the '
+                              'NeRF paper uses 1 for LLFF scenes).', values.NON_NEGATIVE),
+    rgb_padding=Setting(0.0, "Widens the colour's sigmoid to [-padding, 1 + padding] (0: a plain sigmoid; "
+                        'mip-NeRF uses 0.001).', values.NON_NEGATIVE),
+    warp=Setting('none', "How fields map positions before encoding them: 'none', or 'contract' (mip-NeRF 360's "
+                 'contraction of space beyond contract_radius into a ball of twice that radius; unbounded '
+                 'scenes).', values.one_of(WARPS, ordered=True)),
+    contract_radius=Setting(1.0, "warp='contract': radius in world units of the ball left as it is; everything "
+                            'beyond it is contracted into the ball of twice this radius.'),
+    normals=Setting('none', "'density': fields also output normals, the negative gradient of their raw density "
+                    "with respect to the position (normal maps in renders); 'none': no normals.",
+                    values.one_of(NORMALS, ordered=True)),
+    predicted_normals=Setting(False, "True: fields also predict normals from their geometry features "
+                              "('normals_pred'), tied to the density's (normals='density') by "
+                              "loss.predicted_normals_weight. Ref-NeRF's appearance predicts its own.", values.BOOL),
+    tone_mapping=Setting('none', "How the fields' linear colour becomes the pixel's: 'none', or 'srgb' (the sRGB "
+                         "curve, Ref-NeRF's tone mapping).", values.one_of(TONE_MAPPINGS)),
+), checks=(_check_predicted_normals,))
 
 
 def safe_normalize(x, eps: float = 1e-20):

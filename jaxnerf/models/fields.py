@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.errors import ConfigError
 # What every field shares, also found here (fields.FieldBase, fields.FieldOutputs, ...).
 from jaxnerf.models.field_base import FieldBase
@@ -24,13 +26,48 @@ from jaxnerf.models.field_base import safe_normalize  # noqa: F401  pylint: disa
 from jaxnerf.models.field_base import warp_inputs
 from jaxnerf.models.field_base import WARPS  # noqa: F401  pylint: disable=unused-import
 from jaxnerf.models.field_base import with_condition
+from jaxnerf.models.layers import LAYER_KINDS
 from jaxnerf.ops import coord
 from jaxnerf.ops import encoding
 from jaxnerf.ops import hash_grid
 from jaxnerf.ops import quantization
 from jaxnerf.ops.ray_samples import Gaussians
+from jaxnerf import values
 
 TABLE_BITS = (0, 4, 8)  # HashGridField.table_bits: float32, or integers of 4 or 8 bits.
+
+# The settings of a field's layers (layers.py), which every field's group holds (the proposal fields' groups
+# their own `layers`).
+LAYERS_RULE = values.one_of(LAYER_KINDS, ordered=True)
+ACTIVATION_BITS_RULE = (lambda v: values.is_positive_int(v) and 2 <= v <= 8, 'an integer in [2, 8]')
+LAYER_SETTINGS = dict(
+    layers=Setting('dense', "The field's dense layers: 'dense' (full precision) or 'ternary' (BitNet b1.58's "
+                   'quantisation-aware layers: RMSNorm, absmax activations, ternary weights), except those '
+                   'full_precision_layers names.', LAYERS_RULE),
+    full_precision_layers=Setting(('input', 'output'), "layers='ternary': layers kept in full precision, by role "
+                                  "('input', 'hidden', 'output') or by name (e.g. 'trunk_5')."),
+    activation_bits=Setting(8, "layers='ternary': bits of the ternary layers' absmax-quantised activations.",
+                            ACTIVATION_BITS_RULE),
+)
+
+config_groups.register('model.mlp', owner=__name__, settings=dict(
+    point_min_deg=Setting(0, 'Positional encoding of points: the lowest octave (frequencies 2^k for k from '
+                          'point_min_deg up to point_max_deg, excluded).'),
+    point_max_deg=Setting(10, 'Positional encoding of points: one past the highest octave.'),
+    view_min_deg=Setting(0, 'Positional encoding of view directions: the lowest octave.'),
+    view_max_deg=Setting(4, 'Positional encoding of view directions: one past the highest octave.'),
+    depth=Setting(8, 'Layers of the trunk that gives density and features.'),
+    width=Setting(256, 'Units of each trunk layer.'),
+    skip_every=Setting(4, 'The encoded position is concatenated to the output of every skip_every-th trunk '
+                       "layer, counting from 0 (the paper's 4: the 6th layer reads it again)."),
+    width_view=Setting(128, 'Units of the view-dependent colour layer.'),
+    encoding=Setting('positional', "'positional' (NeRF's encoding of points; of Gaussians, their means) or "
+                     "'integrated' (mip-NeRF's integrated positional encoding of Gaussians).",
+                     values.one_of(('positional', 'integrated'), ordered=True)),
+    use_viewdirs=Setting(True, 'False: colour from the trunk alone, with no view direction (the tiny_nerf '
+                         "notebook's model).", values.BOOL),
+    **LAYER_SETTINGS,
+), small=dict(depth=2, width=32, width_view=16, point_max_deg=6))
 
 
 class MLPField(FieldBase):
@@ -134,6 +171,31 @@ class MLPField(FieldBase):
     view_features = encoding.positional_encoding(viewdirs, self.view_min_deg, self.view_max_deg)
     x = jnp.concatenate([self.bottleneck(features), view_features.astype(self.dtype)], axis=-1)
     return self.rgb_out(nn.relu(self.view_hidden(with_condition(x, condition))))
+
+
+config_groups.register('model.hash_grid', owner=__name__, settings=dict(
+    num_levels=Setting(16, 'Levels of the multiresolution hash encoding.'),
+    features_per_level=Setting(2, 'Features of each table entry.'),
+    log2_table_size=Setting(19, 'Each level has a table of up to 2^log2_table_size entries (fewer where its grid '
+                            'has fewer vertices).'),
+    min_resolution=Setting(16, 'Cells per side of the coarsest level.'),
+    max_resolution=Setting(2048, 'Cells per side of the finest level (levels grow geometrically in between).'),
+    density_width=Setting(64, 'Units of the hidden layer of the density MLP.'),
+    geo_features=Setting(15, 'Geometry features the density MLP outputs beside the density, read by the colour '
+                         'MLP.'),
+    color_depth=Setting(2, 'Hidden layers of the colour MLP (0: no colour network, density only).'),
+    color_width=Setting(64, 'Units of each hidden layer of the colour MLP.'),
+    view_encoding=Setting('positional', "Encoding of view directions: 'positional' (view_max_deg octaves) or "
+                          "'sh' (spherical harmonics of sh_degree bands, instant-ngp's).",
+                          values.one_of(('positional', 'sh'), ordered=True)),
+    view_max_deg=Setting(4, "view_encoding='positional': one past the highest octave of view directions."),
+    sh_degree=Setting(4, "view_encoding='sh': bands of spherical harmonics (instant-ngp's 4: 16 numbers)."),
+    **LAYER_SETTINGS,
+    table_bits=Setting(0, 'The tables: 0 (float32), or 8 or 4 bits per entry with a scale per level, trained '
+                       'through the straight-through estimator (export.py --format=packed stores the integers).',
+                       values.one_of(TABLE_BITS, ordered=True)),
+), small=dict(num_levels=4, log2_table_size=12, min_resolution=4, max_resolution=64, density_width=16,
+              geo_features=7, color_depth=1, color_width=32, view_max_deg=2))
 
 
 class HashGridField(FieldBase):

@@ -13,15 +13,47 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.ops import camera
 from jaxnerf.ops.camera import Rays
 from jaxnerf.ops import compositing
 from jaxnerf.ops import marching
 from jaxnerf.ops import occupancy
 from jaxnerf.ops.ray_samples import RaySamples
+from jaxnerf import values
 
 
 _PROBE_BLOCK_STEPS = 32  # Steps marched at once by `occupied_steps` (16-32 fastest on the 2-core CPU).
+
+# name='occupancy_grid': OccupancyGridNeRF's settings (it covers the top-level scene_box).
+config_groups.register('model.occupancy_grid', owner=__name__, settings=dict(
+    grid_resolution=Setting(64, 'Cells per side of the occupancy grid over the scene box.', values.POSITIVE_INT),
+    step_size=Setting(0.01, 'Marching step in world units; each evaluated sample stands for one step.',
+                      values.POSITIVE),
+    march_samples_per_ray=Setting(64.0, 'Training: buffer slots per ray, on average over a batch, for the '
+                                  'density pass over the occupied steps.', values.POSITIVE),
+    render_samples_per_ray=Setting(24.0, 'Training: buffer slots per ray, on average over a batch, for the pass '
+                                   'with gradients (the steps left after early termination).', values.POSITIVE),
+    eval_march_samples_per_ray=Setting(48.0, "march_samples_per_ray when rendering images, per ray of an eval "
+                                       'chunk that meets an occupied cell (others show the background).',
+                                       values.POSITIVE),
+    eval_render_samples_per_ray=Setting(48.0, 'render_samples_per_ray when rendering images, per ray of an eval '
+                                        'chunk that meets an occupied cell.', values.POSITIVE),
+    eval_steps_per_round=Setting(24, "Images are rendered in rounds of this many steps of each ray, a ray's next "
+                                 'round resuming where light still arrives (0: one call per ray).',
+                                 values.NON_NEGATIVE_INT),
+    min_transmittance=Setting(1e-4, 'Early ray termination: steps are dropped once less light than this '
+                              'arrives.'),
+    update_every=Setting(16, 'Training steps between grid updates.', values.POSITIVE_INT),
+    warmup_steps=Setting(256, 'Until this step updates sweep all cells in turn; later they draw cells at random.'),
+    update_fraction=Setting(0.25, 'Cells measured per update: this fraction of all cells uniformly, and as many '
+                            'occupied ones.'),
+    density_decay=Setting(0.95, "Moving-average decay of a cell's density at each measurement."),
+    opacity_threshold=Setting(0.01, 'A cell is empty when a step through it is more transparent than this '
+                              'opacity, or than the mean cell.'),
+), small=dict(grid_resolution=16, step_size=0.04, march_samples_per_ray=64.0, render_samples_per_ray=48.0,
+              update_every=4, warmup_steps=16, density_decay=0.8))
 
 
 def _unit_directions(rays: Rays):

@@ -19,12 +19,59 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.models.fields import FieldOutputs
+from jaxnerf.models.fields import LAYERS_RULE
 from jaxnerf.models.intervals import ray_bounds
 from jaxnerf.models.intervals import render_levels
 from jaxnerf.models.intervals import StatelessRenderer
 from jaxnerf.ops.camera import Rays
 from jaxnerf.ops import coord
+from jaxnerf import values
+
+# name='proposal': the renderer's settings, and those of its density-only proposal fields of kind `field`,
+# which are config.model.<field> updated by proposal.<field>.
+config_groups.register('model.proposal', owner=__name__, settings=dict(
+    field=Setting('mlp', "The kind of the proposal fields: 'mlp' or 'hash_grid', configured by model.<field> "
+                  'updated by model.proposal.<field>.'),
+    num_proposal_samples=Setting((64, 64), 'Intervals per ray of each proposal level (one proposal field per '
+                                 'entry).'),
+    num_nerf_samples=Setting(32, 'Intervals per ray of the final level, which the NeRF field renders.'),
+    spacing=Setting('disparity', "Spacing of the normalised distance: 'disparity' or 'linear_disparity' "
+                    "(linear up to spacing_pivot, then disparity) for unbounded scenes, 'linear' for bounded "
+                    'ones.', values.one_of(coord.SPACINGS, ordered=True)),
+    spacing_pivot=Setting(1.0, "spacing='linear_disparity': distance in world units where linear spacing gives "
+                          'way to disparity.'),
+    gradient_scaling_distance=Setting(0.0, "Scale the final level's gradients at samples closer to the camera "
+                                      'than this (world units) by (distance / this)^2 (0: off).'),
+    opaque_background=Setting(False, 'True: every ray stops by far, so no background shows (unbounded scenes).'),
+    anneal_slope=Setting(10.0, 'Proposal weights anneal from uniform early in training, faster for a larger '
+                         'slope (0: no annealing).'),
+    resample_padding=Setting(0.0, 'Added to the weights before each resampling.'),
+    single_jitter=Setting(True, 'One jitter per ray when resampling (mip-NeRF 360); False: one per sample.'),
+), small=dict(num_proposal_samples=(16, 8), num_nerf_samples=8))
+
+# mip-NeRF 360's proposal MLP: overrides of model.mlp for the proposal fields.
+config_groups.register('model.proposal.mlp', owner=__name__, settings=dict(
+    depth=Setting(4, "Trunk layers of each proposal MLP (as model.mlp.depth)."),
+    width=Setting(256, "Units of each trunk layer of the proposal MLPs (as model.mlp.width)."),
+    layers=Setting('dense', "The proposal MLPs' dense layers, 'dense' or 'ternary' (as model.mlp.layers).",
+                   LAYERS_RULE),
+), small=dict(depth=1, width=16))
+
+# nerfacto's proposal grids, small and coarse with one 16-unit hidden layer: overrides of model.hash_grid.
+config_groups.register('model.proposal.hash_grid', owner=__name__, settings=dict(
+    num_levels=Setting(5, 'Levels of each proposal grid (as model.hash_grid.num_levels).'),
+    features_per_level=Setting(2, 'Features of each table entry of the proposal grids.'),
+    log2_table_size=Setting(17, 'Each level of a proposal grid has a table of up to 2^log2_table_size entries.'),
+    min_resolution=Setting(16, 'Cells per side of the coarsest level of the proposal grids.'),
+    max_resolution=Setting(128, 'Cells per side of the finest level of the proposal grids.'),
+    density_width=Setting(16, 'Units of the hidden layer of the proposal grids\' density MLP.'),
+    geo_features=Setting(0, 'Geometry features beside the density (0: none; proposal fields give density only).'),
+    layers=Setting('dense', "The proposal grids' dense layers, 'dense' or 'ternary' (as model.hash_grid.layers).",
+                   LAYERS_RULE),
+), small=dict(num_levels=3, log2_table_size=10, max_resolution=32))
 
 
 def anneal_power(progress, slope: float):

@@ -6,6 +6,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf import console
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import ConfigError
@@ -15,7 +17,54 @@ from jaxnerf.ops import camera_paths
 from jaxnerf.outputs import chunked
 from jaxnerf.outputs import pictures
 from jaxnerf.outputs import visualization
+from jaxnerf import perceptual
+from jaxnerf import values
 from jaxnerf import workdirs
+
+
+def is_picture_list(names) -> bool:
+  """Whether `names` is a non-empty tuple (or list) of distinct registered pictures."""
+  return (isinstance(names, (tuple, list)) and len(names) > 0 and len(set(names)) == len(names)
+          and all(isinstance(n, str) and n in pictures.PICTURES for n in names))
+
+
+config_groups.register('eval', owner=__name__, settings=dict(
+    every_steps=Setting(10_000, 'Training steps between validations (0: never; see at_train_seconds).',
+                        values.NON_NEGATIVE_INT),
+    at_train_seconds=Setting((), 'Also validate when the training time (as train.max_seconds counts it) passes '
+                             'each of these seconds.',
+                             (lambda v: all(values.is_non_negative(t) for t in v), 'a list of seconds >= 0')),
+    num_images=Setting(3, 'Val images rendered at each validation: the first ones of the split.',
+                       values.NON_NEGATIVE_INT),
+    final_num_images=Setting(8, 'Val images evaluated when training ends (-1: all, 0: none).',
+                             (lambda v: isinstance(v, int) and v >= -1, 'an integer >= -1 (-1: all)')),
+    chunk_size=Setting(8192, 'Rays rendered at once, over all devices (divisible by the device count); bounds '
+                       'memory at any resolution.', values.POSITIVE_INT),
+    memory_budget_mb=Setting(6144.0, 'MiB one render call (and export.py --format=mesh in all) may take, per '
+                             'accelerator (CPU devices: in all); a call that would exceed it renders fewer rays '
+                             'than chunk_size.', values.POSITIVE),
+    lpips=Setting(('alex', 'vgg'), "LPIPS networks scored in every evaluation beside PSNR and SSIM ('alex', 'vgg'; "
+                  '(): none). On 2 CPU cores, per 800x800 view: AlexNet 0.45 s, VGG 6.5 s.',
+                  (lambda v: isinstance(v, (tuple, list)) and len(set(v)) == len(v)
+                   and all(net in perceptual.NETS for net in v),
+                   f"a tuple of distinct LPIPS networks from {perceptual.NETS}, e.g. \"('alex',)\" or ()")),
+    path=Setting('auto', "Camera path of the video written when training ends: 'orbit', 'spiral', 'ellipse', "
+                 "'interpolate' or 'auto' (spiral: forward-facing captures, ellipse: other captures, orbit: "
+                 'synthetic scenes).', (lambda v: v in camera_paths.PATHS, f'one of {camera_paths.PATHS}')),
+    video_frames=Setting(60, 'Frames of that video (0: none).', values.NON_NEGATIVE_INT),
+    video_every=Setting(0, 'Also write that video every this many training steps (0: never), to '
+                        'workdir/videos/<path>_<step>.gif and TensorBoard/W&B; costs video_frames renders each time.',
+                        values.NON_NEGATIVE_INT),
+    video_fps=Setting(20, 'Frames per second of the videos.', values.POSITIVE_INT),
+    video_min_size=Setting(160, 'Video frames have at least this many pixels on their shorter side.',
+                           values.NON_NEGATIVE_INT),
+    video_pictures=Setting(('rgb', 'depth', 'normals', 'diffuse', 'tint', 'roughness'),
+                           'Pictures (outputs/pictures.py) written as camera-path videos where the model renders '
+                           "them: <path>.gif is the colour (always written), <path>_<picture>.gif each other one.",
+                           (is_picture_list, 'a tuple of distinct picture names from '
+                            f"{sorted(pictures.PICTURES)}, e.g. \"('rgb', 'depth')\"")),
+), small=dict(every_steps=0, num_images=1, final_num_images=1, video_frames=0, chunk_size=256, video_min_size=32,
+              lpips=()))
 
 
 def _ray_progress(description: str, num_rays: int):
@@ -156,14 +205,18 @@ def render_path(steps, variables, split: SceneSplit, poses, chunk_size: int, bac
     return [visualize(rendering, split, background) for rendering in renderings]
 
 
-def write_video(out_dir, name: str, frames, fps: int, formats=('gif',)) -> List[pathlib.Path]:
-  """Writes <name>.<fmt> (colour) and <name>_depth.<fmt> for each format in 'gif', 'mp4'."""
+def write_video(out_dir, name: str, frames, fps: int, formats=('gif',),
+                pictures_wanted: Sequence[str] = ('rgb', 'depth')) -> List[pathlib.Path]:
+  """Writes, for each format in 'gif', 'mp4', <name>.<fmt> (the colour) and <name>_<picture>.<fmt> of every
+  other picture of `pictures_wanted` that the frames hold (config.eval.video_pictures); returns their paths,
+  each format's colour video first."""
   out_dir = pathlib.Path(out_dir)
   writers = {'gif': visualization.write_gif, 'mp4': visualization.write_mp4}
+  kinds = ['rgb'] + [kind for kind in pictures_wanted if kind != 'rgb' and kind in frames[0]]
   paths = []
   for fmt in formats:
-    for kind, suffix in (('rgb', ''), ('depth', '_depth')):
-      path = out_dir / f'{name}{suffix}.{fmt}'
+    for kind in kinds:
+      path = out_dir / f"{name}{'' if kind == 'rgb' else '_' + kind}.{fmt}"
       writers[fmt](path, [f[kind] for f in frames], fps)
       paths.append(path)
   return paths

@@ -22,7 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
+from jaxnerf import values
+
 LEVELS = ('coarse', 'fine', 'both')
+
+config_groups.register('optim', owner=__name__, settings=dict(
+    pruned_levels=Setting('none', "'coarse', 'fine' or 'both': these levels' MLP weights were pruned (prune.py sets "
+                          "it when it fine-tunes a pruned model) and their zero weights stay zero; 'none': no "
+                          'pruning.', values.one_of(('none',) + LEVELS, ordered=True)),
+))
 
 
 def fields_of_levels(level_fields: Dict[str, Tuple[str, ...]], levels: str) -> Tuple[str, ...]:

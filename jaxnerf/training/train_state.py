@@ -16,10 +16,40 @@ import jax.numpy as jnp
 import optax
 from flax.training.dynamic_scale import DynamicScale
 
+from jaxnerf import config_groups
+from jaxnerf.config_groups import Setting
 from jaxnerf.errors import ConfigError
 from jaxnerf.training import pruning
+from jaxnerf import values
 
 LOSS_SCALE_MODES = ('auto', 'dynamic', 'none')
+
+_IN_0_1 = (values.is_probability, 'a number in [0, 1)')
+config_groups.register('optim', owner=__name__, settings=dict(
+    lr_init=Setting(5e-4, 'Learning rate at the start of training (held for lr_decay_start of the run, then '
+                    'decayed to lr_final).', values.POSITIVE),
+    lr_final=Setting(5e-6, 'Learning rate at the end: log-linear decay from lr_init over train.num_steps (or the '
+                     'steps a train.max_seconds budget is expected to allow); held after it.', values.POSITIVE),
+    lr_decay_start=Setting(0.0, 'Fraction of the run for which lr_init is held before the decay (0: decay from '
+                           'the start).', (values.is_probability, 'a fraction of the run in [0, 1)')),
+    lr_delay_steps=Setting(0, "JaxNeRF's warm-up: the rate is scaled by lr_delay_mult rising to 1 (a quarter sine) "
+                           'over these first steps (0: none).', values.NON_NEGATIVE_INT),
+    lr_delay_mult=Setting(1.0, "The warm-up's scale of the rate at step 0 (lr_delay_steps).", values.POSITIVE),
+    adam_b1=Setting(0.9, "Adam's decay rate of the gradients' first moment.", _IN_0_1),
+    adam_b2=Setting(0.999, "Adam's decay rate of the gradients' second moment.", _IN_0_1),
+    adam_eps=Setting(1e-8, "Adam's epsilon, added to the root of the second moment.", values.NON_NEGATIVE),
+    grad_clip_norm=Setting(0.0, 'Clip gradients to this global norm (0: no clipping).', values.NON_NEGATIVE),
+))
+# Dynamic loss scaling (flax's DynamicScale), so that float16 gradients neither underflow nor abort the run.
+config_groups.register('optim.loss_scale', owner=__name__, settings=dict(
+    mode=Setting('auto', "Dynamic loss scaling for float16 gradients: 'auto' (on for model.dtype='float16'), "
+                 "'dynamic' or 'none'. The scale is kept in the checkpoints.",
+                 values.one_of(LOSS_SCALE_MODES, ordered=True)),
+    initial=Setting(2.0**15, 'The first loss scale: the loss is multiplied by it; a step whose gradients overflow '
+                    'is skipped and halves it.', values.POSITIVE),
+    growth_interval=Setting(2000, 'Finite steps in a row after which the scale doubles.', values.POSITIVE_INT),
+    minimum=Setting(1.0, 'The smallest scale: a step that overflows at it stops the run.', values.POSITIVE),
+))
 
 
 class TrainState(flax.struct.PyTreeNode):
