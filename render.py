@@ -10,7 +10,7 @@
 
 The split defaults to test, or val where the scene has no test split (it says so). Outputs go to
 <workdir>/render/<scene>/<split or path>_<step>/: <name>.png, <name>_depth.png and metrics.json (per-image
-and mean PSNR/SSIM/LPIPS), or <path>.gif, <path>.mp4 and their depth versions.
+and mean PSNR/SSIM/LPIPS), or <path>.gif, <path>.mp4 and those of depth, normals, ... (--pictures).
 """
 
 from absl import flags
@@ -44,6 +44,9 @@ _APPEARANCE = flags.DEFINE_string(
     'appearance', render.MEAN_APPEARANCE, 'What per-image components (models/conditioning.py: a code per '
     'training image, ...) take for every view: mean (over the training images), zero, or the name of a '
     'training image, whose appearance every view then takes.')
+_PICTURES = flags.DEFINE_list('pictures', None, 'With --path: the pictures written as videos beside the colour, '
+                              'comma-separated: depth, normals, diffuse, acc, ... (default: the run\'s '
+                              'config.eval.video_pictures; each where the model renders it).')
 _DISTRIBUTED = cli.define_distributed_flags()
 
 
@@ -67,7 +70,7 @@ def main(argv):
     if _PATH.value:
       summary = render.render_path_video(workdir, _PATH.value, _FRAMES.value, _FPS.value,
                                                  _DATA_DIR.value, _CHUNK.value, _MIN_SIZE.value, packed, step,
-                                                 _APPEARANCE.value)
+                                                 _APPEARANCE.value, _PICTURES.value)
     else:
       lpips_nets = None if _LPIPS.value is None else [net for net in _LPIPS.value if net != 'none']
       summary = render.render_split(workdir, _SPLIT.value, _DATA_DIR.value, _LIMIT.value,

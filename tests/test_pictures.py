@@ -41,3 +41,18 @@ def test_a_registered_picture_is_drawn_for_renderings_that_hold_its_key():
     np.testing.assert_allclose(drawn['half_rgb'], _rendering()['rgb'] / 2)
   finally:
     del pictures.PICTURES['half_rgb']
+
+
+def test_videos_are_written_of_the_asked_pictures_that_the_frames_hold(tmp_path):
+  from jaxnerf.outputs import evaluation  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(2)
+  frame = pictures.Frame(2.0, 6.0, 1.0)
+  frames = [pictures.draw(_rendering(diffuse=rng.uniform(0, 1, (4, 5, 3)), tint=rng.uniform(0, 1, (4, 5, 3))), frame)
+            for _ in range(3)]
+  paths = evaluation.write_video(tmp_path, 'orbit', frames, fps=4, pictures_wanted=('depth', 'diffuse', 'normals'))
+  assert [p.name for p in paths] == ['orbit.gif', 'orbit_depth.gif', 'orbit_diffuse.gif']  # No normals rendered.
+  with Image.open(tmp_path / 'orbit_diffuse.gif') as gif:
+    assert gif.n_frames == 3 and gif.size == (5, 4)
+  assert evaluation.is_picture_list(('rgb', 'tint')) and not evaluation.is_picture_list(('rgb', 'rgb'))
+  assert not evaluation.is_picture_list(()) and not evaluation.is_picture_list('rgb')

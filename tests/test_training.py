@@ -272,6 +272,12 @@ def test_training_raises_psnr_well_above_its_start(scene_cache, tmp_path):
   assert sorted(pathlib.Path(f).name for f in orbit['files']) == [
       'orbit.gif', 'orbit.mp4', 'orbit_depth.gif', 'orbit_depth.mp4']
   assert all(pathlib.Path(f).stat().st_size > 0 for f in orbit['files'])
+  # Other pictures on request (those the model renders: this one has no normals), in a new folder.
+  orbit = render.render_path_video(tmp_path, 'orbit', num_frames=2, fps=4, pictures=['acc', 'normals'])
+  assert sorted(pathlib.Path(f).name for f in orbit['files']) == ['orbit.gif', 'orbit.mp4', 'orbit_acc.gif',
+                                                                   'orbit_acc.mp4']
+  with pytest.raises(ConfigError, match=r"--pictures=rgb,shiny: expected distinct names from \['acc', "):
+    render.render_path_video(tmp_path, 'orbit', num_frames=2, fps=4, pictures=['rgb', 'shiny'])
 
 
 @pytest.mark.device

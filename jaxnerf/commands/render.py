@@ -25,6 +25,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf import models
 from jaxnerf.ops import camera
 from jaxnerf.outputs import evaluation
+from jaxnerf.outputs import pictures as pictures_lib
 from jaxnerf import perceptual
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
@@ -207,14 +208,19 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
 def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: Optional[str] = None,
                       chunk_size: Optional[int] = None, min_size: Optional[int] = None,
                       packed: Optional[str] = None, step: Union[int, str, None] = None,
-                      appearance: str = MEAN_APPEARANCE) -> Dict:
+                      appearance: str = MEAN_APPEARANCE, pictures: Optional[Sequence[str]] = None) -> Dict:
   """Renders camera path `path` (camera_paths.PATHS; None: the config's eval.path) over the training cameras
-  to <workdir>/render/<scene>/<path>_<step>/<path>{,_depth}.{gif,mp4}, with the training images' camera, at
-  least `min_size` pixels on the shorter side (default: the config's eval.video_min_size); with `packed`,
-  from the model exported to that file, to <its directory>/render/...; `appearance` as render_split's.
+  to <workdir>/render/<scene>/<path>_<step>/<path>.{gif,mp4} (the colour) and <path>_<picture>.{gif,mp4} of
+  each of `pictures` the model renders (default: the config's eval.video_pictures), with the training images'
+  camera, at least `min_size` pixels on the shorter side (default: the config's eval.video_min_size); with
+  `packed`, from the model exported to that file, to <its directory>/render/...; `appearance` as
+  render_split's.
   """
   if num_frames <= 0 or fps <= 0:  # Before the checkpoint's restore, which takes a while.
     raise ConfigError(f'--frames={num_frames} and --fps={fps}: expected positive numbers.')
+  if pictures is not None and not evaluation.is_picture_list(pictures):
+    raise ConfigError(f'--pictures={",".join(pictures)}: expected distinct names from '
+                      f'{sorted(pictures_lib.PICTURES)}, comma-separated.')
   out_root = _out_root(workdir, packed)
   model = _restore(workdir, chunk_size, packed, step)
   config, step = model.config, model.step
@@ -231,6 +237,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   out_dir = _output_folder(out_root, _scene_label(config, data_dir), name, step, packed, appearance=appearance)
   paths = []
   if jax.process_index() == 0:
-    paths = evaluation.write_video(workdirs.claim_new_folder(out_dir), name, frames, fps, formats=('gif', 'mp4'))
+    paths = evaluation.write_video(workdirs.claim_new_folder(out_dir), name, frames, fps, formats=('gif', 'mp4'),
+                                   pictures_wanted=config.eval.video_pictures if pictures is None else pictures)
   return {'step': step, 'path': name, 'frames': num_frames, 'size': list(frames[0]['rgb'].shape[1::-1]),
           'seconds': seconds, 'files': [str(p) for p in paths]}

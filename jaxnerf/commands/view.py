@@ -27,7 +27,8 @@ def open_viewer(workdir, host: str = '127.0.0.1', port: int = 8080, chunk_size: 
   workdirs.check_writable(out_dir, 'the folder of the viewer\'s renders')
   viewer = viewer_lib.Viewer(experiment.steps, split, experiment.background, chunk_size or config.eval.chunk_size,
                              host=host, port=port, out_dir=out_dir,
-                             appearances=bool(models.conditioning.enabled(config.model)))
+                             appearances=bool(models.conditioning.enabled(config.model)),
+                             video_pictures=config.eval.video_pictures)
   viewer.publish(state.variables, int(jax.device_get(state.step)))
   return viewer
 

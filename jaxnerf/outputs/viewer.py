@@ -18,7 +18,7 @@ import pathlib
 import socket
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -110,15 +110,18 @@ class Viewer:
     preview_size, refined_size: the image height while the camera moves, and once it stands still.
     appearances: whether the model has per-image components (models/conditioning.py): the page then offers
       what every view takes from them, the mean over the training images, zero, or one training image's.
+    video_pictures: the pictures of camera-path videos besides the colour (config.eval.video_pictures).
   """
 
   def __init__(self, steps, split: SceneSplit, background, chunk_size: int, host: str = '127.0.0.1',
                port: int = 8080, out_dir=None, preview_size: int = 48, refined_size: Optional[int] = None,
-               settle_seconds: float = 0.25, appearances: bool = False):
+               settle_seconds: float = 0.25, appearances: bool = False,
+               video_pictures: Sequence[str] = ('rgb', 'depth')):
     import viser  # pylint: disable=import-outside-toplevel  # Only the viewer needs it.
 
     self._steps, self._split, self._background, self._chunk_size = steps, split, background, chunk_size
     self._out_dir = pathlib.Path(out_dir) if out_dir else None
+    self._video_pictures = tuple(video_pictures)
     self._preview_size, self._settle_seconds = preview_size, settle_seconds
     self._lock = threading.Condition()
     self._variables, self._step = None, -1
@@ -331,8 +334,9 @@ class Viewer:
                                     cam_idx=self._appearances[appearance])
     suffix = '' if appearance == 'mean' else f'_appearance-{appearance}'
     out_dir = workdirs.claim_new_folder(self._out_dir / f'{path_name}_{step}{suffix}')
-    paths = evaluation.write_video(out_dir, path_name, frames, fps=30, formats=('gif', 'mp4'))
-    self._status.content = f'Wrote {paths[0]} and {paths[2]}.'
+    paths = evaluation.write_video(out_dir, path_name, frames, fps=30, formats=('gif', 'mp4'),
+                                   pictures_wanted=self._video_pictures)
+    self._status.content = f'Wrote {len(paths)} videos to {out_dir}.'
     console.message(f'viewer: wrote {", ".join(str(p) for p in paths)}')
     for client in self.server.get_clients().values():
       client.add_notification('Video written', str(paths[0]), auto_close_seconds=10.0)

@@ -72,7 +72,8 @@ def _validate(experiment, state, val_split, config, writer, step, progress, trai
 
 def _path_video(experiment, state, train_split, config, out_dir, step: Optional[int] = None):
   """The camera path config.eval.path of config.eval.video_frames frames, rendered (by every process) and
-  written by process 0 as out_dir/<path>.gif and <path>_depth.gif (<path>_<step>... when `step` is given).
+  written by process 0 as out_dir/<path>.gif and <path>_<picture>.gif of config.eval.video_pictures
+  (<path>_<step>... when `step` is given).
 
   Returns:
     (the path's name, the colour GIF or None on other processes, [width, height] of the frames)."""
@@ -83,7 +84,7 @@ def _path_video(experiment, state, train_split, config, out_dir, step: Optional[
   gif = None
   if jax.process_index() == 0:
     gif = evaluation.write_video(out_dir, name if step is None else f'{name}_{step}', frames,
-                                 config.eval.video_fps, formats=('gif',))[0]
+                                 config.eval.video_fps, formats=('gif',), pictures_wanted=config.eval.video_pictures)[0]
   return name, gif, list(frames[0]['rgb'].shape[1::-1])
 
 
@@ -103,7 +104,8 @@ def _open_viewer(config, experiment, train_split, workdir):
   viewer = viewer_lib.Viewer(experiment.steps, train_split, experiment.background, config.eval.chunk_size,
                              host=config.train.viewer_host, port=config.train.viewer_port,
                              out_dir=workdir / 'render' / 'viewer',
-                             appearances=bool(models.conditioning.enabled(config.model)))
+                             appearances=bool(models.conditioning.enabled(config.model)),
+                             video_pictures=config.eval.video_pictures)
   console.message(f'Viewer at {viewer.url}: it shows the newest parameters while training goes on.')
   return viewer
 
