@@ -1,6 +1,8 @@
 """A code per training image (models/appearance_embedding.py): what each camera reads, that codes absorb a
 per-image gain, NeRF-W's fitted-code score, and the checks of its config."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import optax
 import pytest
 
 from jaxnerf.commands import render
+from jaxnerf.commands import view
 from jaxnerf.errors import ConfigError
 from jaxnerf import models
 from jaxnerf.models import appearance_embedding
@@ -139,6 +142,30 @@ def test_a_run_with_codes_sizes_them_by_its_training_split_and_scores_held_out_v
   without = small_mlp_config(scene_cache)
   with pytest.raises(ConfigError, match='--appearance=zero: this model has no per-image components'):
     render.appearance_index(without, 'zero')
+
+  # The viewer's Appearance menu offers the same choices; a camera path takes the chosen one, in its own folder.
+  viewer = view.open_viewer(tmp_path / 'run', port=8131)
+  try:
+    assert viewer.appearance.visible and viewer.appearance.options == ('mean', 'zero', *saved_names(saved))
+    viewer.path_frames.value = 2
+    for choice in ('r_3', 'zero'):
+      viewer.appearance.value = choice
+      viewer._request_path()  # pylint: disable=protected-access  # What the page's button does.
+      folder = tmp_path / 'run' / 'render' / 'viewer' / f'orbit_20_appearance-{choice}'
+      _wait_for(lambda: sorted(p.name for p in folder.glob('*.gif')) == ['orbit.gif', 'orbit_depth.gif'])
+  finally:
+    viewer.close()
+
+
+def saved_names(config):
+  return tuple(f'r_{i}' for i in range(config.model.appearance_embedding.num_images))
+
+
+def _wait_for(condition, seconds: float = 120.0):
+  deadline = time.monotonic() + seconds
+  while not condition():
+    assert time.monotonic() < deadline, 'timed out'
+    time.sleep(0.1)
 
 
 def test_no_fit_means_no_fitted_score_and_scoring_settings_do_not_block_a_resume(tmp_path):

@@ -101,6 +101,7 @@ def test_viewer_page_shows_the_rendered_scene_and_follows_the_camera(scene_cache
     viewer = view.open_viewer(tmp_path, port=8123)
     try:
       assert viewer.host == '127.0.0.1'
+      assert not viewer.appearance.visible  # No per-image components: no Appearance menu.
       browser.get(viewer.url)
       _wait_for(lambda: viewer.frames_rendered['refined'] >= 1)
       time.sleep(1.5)  # The page draws the image it was sent.
