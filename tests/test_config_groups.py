@@ -92,3 +92,11 @@ def test_every_rule_names_a_registered_key_and_accepts_its_default_and_its_test_
   config_checks.check_values(config)
   config_checks.check_values(small)
 
+
+def test_the_configuration_page_is_written_from_the_registry_and_up_to_date():
+  from jaxnerf.commands import config_reference  # pylint: disable=import-outside-toplevel
+  page = config_reference.markdown()
+  assert config_reference.PAGE.read_text() == page, 'stale: run python -m jaxnerf.commands.config_reference'
+  rows = [line for line in page.splitlines() if line.startswith('| `')]
+  assert len(rows) == len(list(_flat_keys(default_config.get_config())))
+  assert "| `num_levels` | `16` | int |" in page
