@@ -299,8 +299,9 @@ class _RecordingViewer:
   """Stands in for outputs/viewer.Viewer in the training loop: keeps the parameters it asks for."""
   instances = []
 
-  def __init__(self, steps, split, background, chunk_size, host, port, out_dir, appearances):
+  def __init__(self, steps, split, background, chunk_size, host, port, out_dir, appearances, video_pictures):
     del steps, split, background, chunk_size, out_dir, appearances
+    assert tuple(video_pictures) == ('rgb', 'depth', 'normals', 'diffuse', 'tint', 'roughness')  # The config's.
     self.url, self.published, self.closed, self.calls = f'http://{host}:{port}', [], False, 0
     _RecordingViewer.instances.append(self)
 
