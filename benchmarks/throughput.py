@@ -103,10 +103,11 @@ def _measure_trained(workdir: str):
   first = int(jax.device_get(state.step))
   batches = [parallel.shard_local_batch(batcher.batch(first + i), experiment.steps.batch_sharding)
              for i in range(_STEPS.value)]
+  cameras = parallel.shard_replicated_data(train_split.camera_table().as_arrays(), experiment.steps.replicated)
   trained = state.variables  # Rendered below: the checkpoint's, not what the timed steps make of it.
   state = jax.tree.map(jnp.copy, state)  # The train step donates the state it is given.
   start = time.perf_counter()
-  state, metrics = experiment.steps.train_step(state, batches[0])
+  state, metrics = experiment.steps.train_step(state, batches[0], cameras)
   jax.block_until_ready(metrics)
   train_compile_seconds = time.perf_counter() - start
   complete = []
@@ -114,7 +115,7 @@ def _measure_trained(workdir: str):
   def train():
     nonlocal state
     for batch in batches:
-      state, step_metrics = experiment.steps.train_step(state, batch)
+      state, step_metrics = experiment.steps.train_step(state, batch, cameras)
       complete.append(step_metrics.get('complete_rays', 1.0))
     jax.block_until_ready(step_metrics)
 
@@ -170,16 +171,16 @@ def main(argv):
                                               experiment.steps.batch_sharding))
 
   start = time.perf_counter()
-  train_step = experiment.steps.train_step.lower(state, batches[0]).compile()
+  train_step = experiment.steps.train_step.lower(state, batches[0], None).compile()  # Batches of rays.
   train_compile_seconds = time.perf_counter() - start
   with _PeakMemory() as step_memory:
-    state, metrics = train_step(state, batches[0])
+    state, metrics = train_step(state, batches[0], None)
     jax.block_until_ready(metrics)
 
   def train():
     nonlocal state
     for batch in batches:
-      state, step_metrics = train_step(state, batch)
+      state, step_metrics = train_step(state, batch, None)
     jax.block_until_ready(step_metrics)
 
   train_seconds = _median_seconds(train, _REPEATS.value) / _STEPS.value

@@ -49,11 +49,14 @@ def test_batch_rays_and_colours_belong_to_their_pixels():
   image, row, col = batcher.pixel_indices(5)
   batch = batcher.batch(5)
   np.testing.assert_array_equal(batch['rgb'], split.images[image, row, col])
+  np.testing.assert_array_equal(batch['pixels'], np.stack([image, row, col], axis=-1))
+  assert batch['pixels'].dtype == np.int32
+  rays = split.rays_of_pixels(*batch['pixels'].T)  # What the train step makes of them (test_camera_table.py).
   for i in range(16):
     full = split.rays_of_image(image[i])
-    np.testing.assert_allclose(batch['rays'].directions[i], full.directions[row[i], col[i]], atol=1e-6)
-    np.testing.assert_allclose(batch['rays'].origins[i], full.origins[row[i], col[i]], atol=1e-6)
-  assert batch['rays'].near.shape == (16, 1)
+    np.testing.assert_allclose(rays.directions[i], full.directions[row[i], col[i]], atol=1e-6)
+    np.testing.assert_allclose(rays.origins[i], full.origins[row[i], col[i]], atol=1e-6)
+  assert rays.near.shape == (16, 1)
 
 
 def test_precrop_draws_from_the_centre_then_everywhere():

@@ -14,6 +14,7 @@ from jaxnerf.models import fields
 from jaxnerf.ops import camera
 from jaxnerf.ops import compositing
 from jaxnerf.ops.ray_samples import RaySamples
+from jaxnerf.training import steps as steps_lib
 from tests.tiny_configs import tiny_config
 
 
@@ -59,10 +60,12 @@ def test_samples_carry_their_rays_camera_index_and_the_training_progress():
 def test_training_rays_carry_their_image_and_other_splits_any_camera(scene_cache):
   config = tiny_config(scene_cache)
   train, val = datasets.load_split(config, 'train'), datasets.load_split(config, 'val')
-  batch = RayBatcher(train, batch_size=64, seed=3).batch(0)
+  pixels = RayBatcher(train, batch_size=64, seed=3).batch(0)['pixels']
   image, _, _ = RayBatcher(train, batch_size=64, seed=3).pixel_indices(0)
-  np.testing.assert_array_equal(batch['rays'].cam_idx[:, 0], image)
-  assert batch['rays'].cam_idx.dtype == np.int32
+  rays = steps_lib.batch_rays({'pixels': pixels}, train.camera_table().as_arrays(jnp))['rays']  # The step's.
+  np.testing.assert_array_equal(rays.cam_idx[:, 0], image)
+  assert rays.cam_idx.dtype == np.int32
+  np.testing.assert_array_equal(train.rays_of_pixels(*pixels.T).cam_idx[:, 0], image)
   np.testing.assert_array_equal(train.rays_of_image(5).cam_idx, 5)
   np.testing.assert_array_equal(val.rays_of_image(1).cam_idx, camera.ANY_CAMERA)
   path_rays = train.rays_of_view(train.camtoworlds[0], train.intrinsics.take(0), 8, 8)

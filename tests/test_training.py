@@ -44,10 +44,16 @@ def _batch(config, step=0):
   return batching.RayBatcher(split, config.train.batch_size, seed=config.seed).batch(step)
 
 
+def _train_step(experiment, state, batch, config):
+  """The experiment's train step on `batch` (host arrays), with the training split's cameras."""
+  cameras = datasets.load_split(config, 'train').camera_table().as_arrays()
+  batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), batch)
+  return experiment.steps.train_step(state, batch, jax.device_put(cameras, experiment.steps.replicated))
+
+
 def _run_steps(experiment, state, config, num_steps):
   for step in range(num_steps):
-    batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), _batch(config, step))
-    state, _ = experiment.steps.train_step(state, batch)
+    state, _ = _train_step(experiment, state, _batch(config, step), config)
   return state
 
 
@@ -100,8 +106,7 @@ def test_non_finite_update_is_refused(scene_cache):
   before = jax.device_get(state.params)
   batch = _batch(config)
   batch['rgb'] = np.full_like(batch['rgb'], np.nan)
-  batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), batch)
-  state, metrics = experiment.steps.train_step(state, batch)
+  state, metrics = _train_step(experiment, state, batch, config)
   assert not bool(metrics['finite'])
   assert int(state.step) == 0
   chex.assert_trees_all_equal(jax.device_get(state.params), before)
@@ -288,9 +293,9 @@ def test_mixed_precision_keeps_float32_parameters_and_finite_loss(scene_cache, f
   config.model.mlp.update(depth=2, width=32, width_view=16)
   experiment = experiment_lib.build_experiment(config)
   state = experiment_lib.init_state(experiment, seed=0)
-  batch = jax.tree.map(lambda x: jax.device_put(x, experiment.steps.batch_sharding), _batch(config))
+  batch = _batch(config)
   for _ in range(3):
-    state, metrics = experiment.steps.train_step(state, batch)
+    state, metrics = _train_step(experiment, state, batch, config)
   assert bool(metrics['finite']) and int(state.step) == 3
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
 

@@ -91,10 +91,12 @@ class RayBatcher:
     return image, pixel // w, pixel % w
 
   def batch(self, step: int) -> Dict[str, np.ndarray]:
-    """This process's rows of `step`'s batch: {'rays': camera.Rays with [rows, C] fields, 'rgb': [rows, 3]
-    (on the split's background), 'alpha': [rows, 1] (ones for images without alpha)}."""
+    """This process's rows of `step`'s batch: {'pixels': [rows, 3] int32 (image, row, column; the train step
+    makes their rays from the split's camera table), 'rgb': [rows, 3] (on the split's background), 'alpha':
+    [rows, 1] (ones for images without alpha)}."""
     image, row, col = (indices[self._rows] for indices in self.pixel_indices(step))
     split = self.split
     alpha = np.ones(image.shape, np.float32) if split.alphas is None else split.alphas[image, row, col]
-    return {'rays': split.rays_of_pixels(image, row, col), 'rgb': split.images[image, row, col],
+    return {'pixels': np.stack([image, row, col], axis=-1).astype(np.int32), 'rgb': split.images[image, row, col],
             'alpha': alpha[:, None]}
+

@@ -66,10 +66,13 @@ class SceneSplit:
     split, else camera.ANY_CAMERA."""
     return np.asarray(image) if self.training else camera.ANY_CAMERA
 
+  def camera_table(self) -> camera.CameraTable:
+    """The split's cameras as arrays (poses, intrinsics, bounds, NDC space): what makes its rays."""
+    return camera.CameraTable(self.camtoworlds, self.intrinsics, self.near, self.far, self.ndc)
+
   def rays_of_pixels(self, image, row, col) -> camera.Rays:
     """Rays through pixels (image, row, column indices, [...] each), each field [..., C]."""
-    return camera.pixels_to_rays(col, row, self.camtoworlds[image], self.intrinsics.take(image), self.near,
-                                 self.far, self.ndc, cam_idx=self.camera_index(image))
+    return self.camera_table().rays(image, row, col, self.camera_index(image))
 
   def rays_of_image(self, index: int) -> camera.Rays:
     """All rays of image `index`, each field [height, width, C]."""

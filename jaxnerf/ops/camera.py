@@ -273,6 +273,38 @@ def image_rays(camtoworld, width: int, height: int, intrinsics, near, far, ndc: 
   return pixels_to_rays(pix_x, pix_y, camtoworld, intrinsics, near, far, ndc, xnp, cam_idx)
 
 
+class CameraTable(NamedTuple):
+  """Every camera of a split as arrays, so that rays can be made where a step runs: on the host (numpy), or
+  inside a compiled step (jax.numpy) from pixel indices, where gradients reach the poses.
+
+  Attributes:
+    camtoworlds: [N, 3, 4] camera-to-world matrices.
+    intrinsics: the cameras' projections, each field [N] (distortion [N, 5] or None).
+    near, far: scalar bounds of the ray parameter t (0 and 1 for NDC rays).
+    ndc: the NDC space every ray is given in (forward-facing captures), or None.
+  """
+
+  camtoworlds: np.ndarray
+  intrinsics: Intrinsics
+  near: float
+  far: float
+  ndc: Optional[NDCSpace] = None
+
+  def rays(self, image, row, col, cam_idx=ANY_CAMERA, xnp=np) -> Rays:
+    """Rays through pixels (image, row, column indices, [...] each) of the table's cameras, as
+    `pixels_to_rays` makes them; `cam_idx` scalar or [...] (Rays.cam_idx)."""
+    intrinsics = Intrinsics(*(None if v is None else xnp.asarray(v)[image] for v in self.intrinsics))
+    return pixels_to_rays(col, row, xnp.asarray(self.camtoworlds)[image], intrinsics, self.near, self.far,
+                          self.ndc, xnp, cam_idx)
+
+  def as_arrays(self, xnp=np) -> 'CameraTable':
+    """The table with float32 arrays of `xnp` (a step's argument: its NDC space's numbers become arrays)."""
+    as_array = lambda v: None if v is None else xnp.asarray(v, xnp.float32)
+    return CameraTable(as_array(self.camtoworlds), Intrinsics(*(as_array(v) for v in self.intrinsics)),
+                       as_array(self.near), as_array(self.far),
+                       None if self.ndc is None else NDCSpace(*(as_array(v) for v in self.ndc)))
+
+
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
   """Camera-to-world [3, 4] of a camera at `eye` looking at `target`, with `up` projecting upwards."""
   eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))

@@ -12,6 +12,7 @@ import optax
 
 from jaxnerf import losses
 from jaxnerf import metrics
+from jaxnerf.ops import camera
 from jaxnerf.ops import compositing
 from jaxnerf.outputs import memory
 from jaxnerf import parallel
@@ -34,9 +35,22 @@ def _merge_groups(tree):
   return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
+def batch_rays(batch, cameras: Optional[camera.CameraTable]):
+  """`batch` with its 'rays' [B, C]: made here from its 'pixels' [B, 3] (image, row, column) and the training
+  split's `cameras` (so that they are made on the device, differentiably in the poses), or given (cameras
+  None: a batch of rays, as tests and benchmarks of a model make them). Training images' rays carry their
+  image's index (Rays.cam_idx)."""
+  if cameras is None:
+    return batch
+  image, row, col = (batch['pixels'][:, i] for i in range(3))
+  return {**batch, 'rays': cameras.rays(image, row, col, cam_idx=image, xnp=jnp)}
+
+
 def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule, background,
                     loss_config, random_background: bool = False, num_groups: int = 1):
-  """A train step (state, batch) -> (state, metrics), to be compiled by `compile_steps`.
+  """A train step (state, batch, cameras) -> (state, metrics), to be compiled by `compile_steps`: the batch's
+  rays are made from its pixel indices and the training cameras (`batch_rays`; cameras None: the batch holds
+  rays).
 
   The learning rate is `schedule`, a function of training progress, laid over the state's schedule_steps
   (train_state.scheduled_learning_rate). The loss is the sum of the terms `loss_config` (config.loss) names
@@ -69,11 +83,11 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     diagnostics = {name: values[0] for name, values in sown.get('diagnostics', {}).items()}
     return terms['loss'], (terms, losses.level_mses(renderings, target), diagnostics)
 
-  def train_step(state: TrainState, batch):
+  def train_step(state: TrainState, batch, cameras: Optional[camera.CameraTable] = None):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     rng, update_key = jax.random.split(rng)
     model_state = model.update_state(state.params, state.model_state, update_key, state.step)
-    batch = _split_groups(batch, num_groups)
+    batch = _split_groups(batch_rays(batch, cameras), num_groups)
     progress = train_state_lib.training_progress(state.step, state.schedule_steps)
     args = (state.params, model_state, batch, rng, progress)
     if state.dynamic_scale is None:
@@ -149,7 +163,9 @@ def make_render_round(model, background, num_groups: int = 1):
 
 
 class CompiledSteps(NamedTuple):
-  train_step: Callable  # (state, batch) -> (state, metrics); donates the state.
+  # (state, batch, cameras) -> (state, metrics), cameras the training split's (SceneSplit.camera_table, as
+  # arrays): the batch's rays are made from its pixel indices; donates the state.
+  train_step: Callable
   render_rays: Callable  # (variables, rays) -> {'rgb', 'depth', 'median_depth', 'acc', 'complete'}.
   # (variables, rays) -> {'samples', 'empty', 'rgb', 'depth', 'median_depth', 'acc'}, for models that march an
   # occupancy grid; else None.
@@ -182,7 +198,7 @@ def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
   background = jnp.asarray(background, jnp.float32)
   train_step = jax.jit(make_train_step(model, optimizer, schedule, background, loss_config,
                                        random_background, mesh.size),
-                       in_shardings=(replicated, batch_sharding),
+                       in_shardings=(replicated, batch_sharding, replicated),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,))
   render_rays = jit(make_render_rays(model, background, mesh.size), (replicated, batch_sharding))

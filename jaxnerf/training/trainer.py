@@ -110,6 +110,11 @@ def _open_viewer(config, experiment, train_split, workdir):
   return viewer
 
 
+def _with_cameras(compiled_step, cameras):
+  """The compiled train step with the training cameras bound: (state, batch) -> (state, metrics)."""
+  return lambda state, batch: compiled_step(state, batch, cameras)
+
+
 def _train(experiment, state, config, train_split, val_split, manager, writer, budget, workdir, viewer=None,
            best_manager=None):
   """Runs the steps from state.step to the end of training; returns (state, summary entries). With
@@ -129,13 +134,15 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
                                 config.batching.precrop_steps, config.batching.precrop_fraction, config.seed,
                                 jax.process_index(), jax.process_count())
   prefetcher = pacing.BatchPrefetcher(batcher, start_step, num_steps, experiment.steps.batch_sharding)
+  # The training cameras, on every device: the step makes each batch's rays from its pixel indices.
+  cameras = parallel.shard_replicated_data(train_split.camera_table().as_arrays(), replicated)
   history, last_saved, train_step, batch = [], start_step, None, None  # (A stop may come before the compile.)
   eval_times = [t for t in sorted(config.eval.at_train_seconds) if t >= budget.seconds]  # Still to come.
   try:
     # Compiled ahead of the loop, so that training time (max_seconds, at_train_seconds) excludes it.
     compile_start = time.perf_counter()
     batch = prefetcher.next()
-    train_step = experiment.steps.train_step.lower(state, batch).compile()
+    train_step = _with_cameras(experiment.steps.train_step.lower(state, batch, cameras).compile(), cameras)
     # A first agreement compiles its collective, and waits for every process to finish compiling.
     parallel.agree(np.array([False, False]))
     summary['compile_seconds'] = time.perf_counter() - compile_start
