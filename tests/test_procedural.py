@@ -12,6 +12,7 @@ from PIL import Image
 from jaxnerf import datasets
 from jaxnerf.datasets import blender
 from jaxnerf.datasets import procedural
+from jaxnerf.datasets import procedural_layouts
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.errors import ConfigError
 from jaxnerf.ops import camera
@@ -27,7 +28,7 @@ VIEW = camera.spherical_pose(35.0, 40.0, 4.0)
 def _surface_residuals(points):
   """[N, num_objects] implicit functions of every object (0 on its surface, negative inside)."""
   residuals = []
-  for obj in procedural.DEFAULT_OBJECTS:
+  for obj in procedural_layouts.DEFAULT_OBJECTS:
     p = obj.to_local(points)
     shape = obj.shape
     if isinstance(shape, rt.Sphere):
@@ -47,7 +48,7 @@ def _surface_residuals(points):
 
 def _first_inside_t(origins, directions, step):
   """t of the first point inside any object when marching in steps of `step` from near to far."""
-  ts = np.arange(procedural.NEAR, procedural.FAR, step)
+  ts = np.arange(procedural_layouts.NEAR, procedural_layouts.FAR, step)
   first = np.full(len(origins), np.inf)
   for i, (origin, direction) in enumerate(zip(origins, directions)):
     points = origin + ts[:, None] * direction
@@ -61,7 +62,7 @@ def _first_inside_t(origins, directions, step):
 def tiny_view():
   rgba, depth, _ = procedural.render_view(TINY, VIEW)
   rays = camera.image_rays(VIEW, TINY.resolution, TINY.resolution, procedural.focal_length(TINY),
-                           procedural.NEAR, procedural.FAR)
+                           procedural_layouts.NEAR, procedural_layouts.FAR)
   return rgba, depth, rays
 
 
@@ -72,7 +73,7 @@ def test_render_view_shapes(tiny_view):
   assert 0.0 <= rgba.min() and rgba.max() <= 1.0
   hits = np.isfinite(depth)
   assert 0.1 < hits.mean() < 0.9, 'the view should show both objects and background'
-  assert np.all((depth[hits] > procedural.NEAR) & (depth[hits] < procedural.FAR))
+  assert np.all((depth[hits] > procedural_layouts.NEAR) & (depth[hits] < procedural_layouts.FAR))
   assert np.all(np.isinf(depth[~hits]) & (depth[~hits] > 0))
 
 
@@ -117,13 +118,13 @@ def _colours_of_point_from(point, azimuths_deg, elevation_deg=70.0):
   towards_camera = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
                              np.full_like(az, np.sin(el))], axis=-1)
   origins = point + 3.0 * towards_camera
-  colours, t = rt.trace_colours(procedural.DEFAULT_OBJECTS, origins, -towards_camera)
+  colours, t = rt.trace_colours(procedural_layouts.DEFAULT_OBJECTS, origins, -towards_camera)
   np.testing.assert_allclose(t, 3.0, atol=1e-9)
   return colours
 
 
 def _top_of(name):
-  obj = next(o for o in procedural.DEFAULT_OBJECTS if o.name == name)
+  obj = next(o for o in procedural_layouts.DEFAULT_OBJECTS if o.name == name)
   return np.asarray(obj.centre) + [0.0, 0.0, obj.shape.radius]
 
 
@@ -214,7 +215,7 @@ def test_blender_reader_loads_the_scene(tmp_path):
 
 def test_unbounded_layout_has_content_at_every_distance_and_exact_depth():
   spec = procedural.ProceduralSceneSpec(resolution=24, supersampling=2, layout='unbounded')
-  layout = procedural.LAYOUTS['unbounded']
+  layout = procedural_layouts.LAYOUTS['unbounded']
   pose = procedural.sample_poses(spec, 'train')[0]
   rgba, depth, _ = procedural.render_view(spec, pose)
   # No background: every pixel is covered, every depth finite, from the objects out to the sky dome.
@@ -223,10 +224,10 @@ def test_unbounded_layout_has_content_at_every_distance_and_exact_depth():
   rays = camera.image_rays(pose, 24, 24, procedural.focal_length(spec), layout.near, layout.far)
   points = rays.origins + depth[..., None].astype(np.float64) * rays.directions
   # Pixels beyond the objects land exactly on the ground's top or on the dome.
-  ground_top = procedural.GROUND_Z - 0.1
+  ground_top = procedural_layouts.GROUND_Z - 0.1
   far = depth > 6.0
   on_ground = np.abs(points[..., 2] - ground_top) < 1e-4
-  on_dome = np.abs(np.linalg.norm(points, axis=-1) - procedural.DOME_RADIUS) < 1e-3
+  on_dome = np.abs(np.linalg.norm(points, axis=-1) - procedural_layouts.DOME_RADIUS) < 1e-3
   assert np.all((on_ground | on_dome)[far]) and on_ground[far].any() and on_dome.any()
   # The dome is unlit and casts no shadow: rays to it show its texture as it is, whatever the light.
   objects = layout.objects
@@ -234,8 +235,8 @@ def test_unbounded_layout_has_content_at_every_distance_and_exact_depth():
   directions = np.array([[0.0, 0.3, 1.0], [1.0, 0.0, 0.05], [-0.6, 0.8, 0.1]])
   origins = np.tile([[0.0, 0.0, 2.0]], (3, 1))
   colours, t = rt.trace_colours(objects, origins, directions)
-  normals = (origins + t[:, None] * directions) / procedural.DOME_RADIUS
-  np.testing.assert_allclose(colours, dome.material.texture(normals * procedural.DOME_RADIUS, normals),
+  normals = (origins + t[:, None] * directions) / procedural_layouts.DOME_RADIUS
+  np.testing.assert_allclose(colours, dome.material.texture(normals * procedural_layouts.DOME_RADIUS, normals),
                              atol=1e-12)
   assert len({tuple(c) for c in np.round(colours, 6)}) == 3  # Sky and two hill sectors, all differing.
   # Cameras stand low around the objects, above the ground, and see over its horizon.
@@ -265,7 +266,7 @@ def test_the_glossy_layout_writes_exact_normals_and_reflects_its_environment(tmp
   # Each normal is the surface's at the hit: on the mirror ball, the direction from its centre to the hit.
   rays = camera.image_rays(pose, 24, 24, procedural.focal_length(spec), 2.0, 6.0)
   points = rays.origins + depth[..., None] * rays.directions
-  ball = next(o for o in procedural.LAYOUTS['glossy'].objects if o.name == 'mirror_ball')
+  ball = next(o for o in procedural_layouts.LAYOUTS['glossy'].objects if o.name == 'mirror_ball')
   offsets = points - np.asarray(ball.centre)
   on_ball = hits & (np.abs(np.linalg.norm(np.where(hits[..., None], offsets, 0.0), axis=-1) - 0.3) < 1e-4)
   assert on_ball.sum() > 3
