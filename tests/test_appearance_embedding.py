@@ -1,8 +1,6 @@
 """A code per training image (models/appearance_embedding.py): what each camera reads, that codes absorb a
 per-image gain, NeRF-W's fitted-code score, and the checks of its config."""
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +19,7 @@ from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import trainer
 from tests.tiny_configs import small_mlp_config
 from tests.tiny_configs import TINY_SCENE
+from tests.waiting import wait_for
 
 GAINS = (0.5, 1.0, 1.6)  # Of the three training images of the gain test.
 
@@ -152,20 +151,13 @@ def test_a_run_with_codes_sizes_them_by_its_training_split_and_scores_held_out_v
       viewer.appearance.value = choice
       viewer._request_path()  # pylint: disable=protected-access  # What the page's button does.
       folder = tmp_path / 'run' / 'render' / 'viewer' / f'orbit_20_appearance-{choice}'
-      _wait_for(lambda: sorted(p.name for p in folder.glob('*.gif')) == ['orbit.gif', 'orbit_depth.gif'])
+      wait_for(lambda: sorted(p.name for p in folder.glob('*.gif')) == ['orbit.gif', 'orbit_depth.gif'], 120.0)
   finally:
     viewer.close()
 
 
 def saved_names(config):
   return tuple(f'r_{i}' for i in range(config.model.appearance_embedding.num_images))
-
-
-def _wait_for(condition, seconds: float = 120.0):
-  deadline = time.monotonic() + seconds
-  while not condition():
-    assert time.monotonic() < deadline, 'timed out'
-    time.sleep(0.1)
 
 
 def test_no_fit_means_no_fitted_score_and_scoring_settings_do_not_block_a_resume(tmp_path):

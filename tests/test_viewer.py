@@ -15,6 +15,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import trainer
 from tiny_configs import small_mlp_config
+from waiting import wait_for
 
 
 def _random_rotation(rng):
@@ -69,13 +70,6 @@ def _browser():
   return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def _wait_for(condition, seconds: float = 60.0):
-  deadline = time.monotonic() + seconds
-  while not condition():
-    assert time.monotonic() < deadline, 'timed out'
-    time.sleep(0.1)
-
-
 def viewer_variables(viewer):
   return viewer._variables  # pylint: disable=protected-access
 
@@ -103,7 +97,7 @@ def test_viewer_page_shows_the_rendered_scene_and_follows_the_camera(scene_cache
       assert viewer.host == '127.0.0.1'
       assert not viewer.appearance.visible  # No per-image components: no Appearance menu.
       browser.get(viewer.url)
-      _wait_for(lambda: viewer.frames_rendered['refined'] >= 1)
+      wait_for(lambda: viewer.frames_rendered['refined'] >= 1)
       time.sleep(1.5)  # The page draws the image it was sent.
       canvas = browser.find_element(By.TAG_NAME, 'canvas')
       first, sent = _canvas_picture(canvas), viewer.last_image.astype(np.float32)
@@ -123,7 +117,7 @@ def test_viewer_page_shows_the_rendered_scene_and_follows_the_camera(scene_cache
       rendered = viewer.frames_rendered['refined']
       ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(150, 0).pause(0.2) \
           .move_by_offset(50, 30).release().perform()
-      _wait_for(lambda: viewer.frames_rendered['refined'] > rendered)
+      wait_for(lambda: viewer.frames_rendered['refined'] > rendered)
       time.sleep(1.5)
       second = _canvas_picture(browser.find_element(By.TAG_NAME, 'canvas'))
       assert np.abs(second[region] - first[region]).mean() > 5, 'the page did not change'
@@ -132,14 +126,14 @@ def test_viewer_page_shows_the_rendered_scene_and_follows_the_camera(scene_cache
       # A camera path rendered from the page, written as render.py writes one.
       viewer.path_frames.value = 3
       browser.find_element(By.XPATH, "//button[contains(., 'Render video')]").click()
-      _wait_for(lambda: sorted(p.name for p in (tmp_path / 'render' / 'viewer').glob('*/*')) == [
+      wait_for(lambda: sorted(p.name for p in (tmp_path / 'render' / 'viewer').glob('*/*')) == [
           'orbit.gif', 'orbit.mp4', 'orbit_depth.gif', 'orbit_depth.mp4'])
 
       # Newer parameters (what the training loop publishes) are rendered and their step shown.
       rendered = viewer.frames_rendered['refined']
       viewer.publish(jax.tree.map(lambda x: x * 0.5 if x.dtype == np.float32 else x, viewer_variables(viewer)),
                      61)
-      _wait_for(lambda: steps_shown() == ['61'] and viewer.frames_rendered['refined'] > rendered)
+      wait_for(lambda: steps_shown() == ['61'] and viewer.frames_rendered['refined'] > rendered)
     finally:
       viewer.close()
   finally:

@@ -115,8 +115,7 @@ class Viewer:
 
   def __init__(self, steps, split: SceneSplit, background, chunk_size: int, host: str = '127.0.0.1',
                port: int = 8080, out_dir=None, preview_size: int = 48, refined_size: Optional[int] = None,
-               settle_seconds: float = 0.25, appearances: bool = False,
-               video_pictures: Sequence[str] = ('rgb', 'depth')):
+               settle_seconds: float = 0.25, appearances: bool = False, *, video_pictures: Sequence[str]):
     import viser  # pylint: disable=import-outside-toplevel  # Only the viewer needs it.
 
     self._steps, self._split, self._background, self._chunk_size = steps, split, background, chunk_size
