@@ -17,6 +17,7 @@ from jaxnerf.datasets.blender import load_blender_split
 from jaxnerf.datasets import capture as capture_lib
 from jaxnerf.datasets import colmap  # pycolmap itself is imported only when a model is read.
 from jaxnerf.datasets import llff
+from jaxnerf.datasets import pose_noise
 from jaxnerf.datasets import tiny_nerf
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.datasets import transforms_json
@@ -196,9 +197,11 @@ def _scene_path(config, data_dir) -> pathlib.Path:
 
 def load_split(config, split: str, data_dir=None) -> SceneSplit:
   """Loads `split` of the scene named by `config` (`data_dir` overrides the scene directory). The 'train'
-  split's rays carry the index of their image (camera.Rays.cam_idx); the others' camera.ANY_CAMERA."""
-  loaded = _dataset(config).read_split(_scene_path(config, data_dir), split, config)
-  return dataclasses.replace(loaded, training=split == 'train')
+  split's rays carry the index of their image (camera.Rays.cam_idx); the others' camera.ANY_CAMERA. The
+  'train' split's poses are perturbed as config.pose_noise says (the given ones kept as true_camtoworlds)."""
+  loaded = dataclasses.replace(_dataset(config).read_split(_scene_path(config, data_dir), split, config),
+                               training=split == 'train')
+  return pose_noise.perturbed(loaded, config.pose_noise, config.scene_box) if split == 'train' else loaded
 
 
 def has_split(config, split: str, data_dir=None) -> bool:

@@ -27,6 +27,8 @@ class SceneSplit:
       bounds, sparse points); camera paths aim by it.
     training: whether these are the training images, whose rays carry their image's index (Rays.cam_idx,
       what per-image components read); other splits' rays carry camera.ANY_CAMERA.
+    true_camtoworlds: [num_images, 3, 4] the true poses where `camtoworlds` were perturbed on purpose
+      (config.pose_noise), for scoring cameras refined in training; None otherwise.
   """
 
   images: np.ndarray
@@ -41,6 +43,7 @@ class SceneSplit:
   ndc: Optional[camera.NDCSpace] = None
   depth_range: Optional[Tuple[float, float]] = None
   training: bool = False
+  true_camtoworlds: Optional[np.ndarray] = None
 
   def __post_init__(self):
     n = self.images.shape[0]

@@ -20,6 +20,7 @@ from jaxnerf import config_groups
 from jaxnerf import datasets  # noqa: F401
 from jaxnerf.datasets import batching  # noqa: F401
 from jaxnerf.datasets import capture  # noqa: F401
+from jaxnerf.datasets import pose_noise  # noqa: F401
 from jaxnerf.datasets import procedural  # noqa: F401
 from jaxnerf import losses  # noqa: F401
 from jaxnerf import models  # noqa: F401
