@@ -5,6 +5,7 @@
   python export.py --workdir=runs/demo --format=mesh           # -> runs/demo/export/mesh.ply
   python export.py --workdir=runs/demo --format=mesh --resolution=384 --out=runs/demo/export/mesh.obj
   python export.py --workdir=runs/demo --format=pointcloud     # -> runs/demo/export/pointcloud.ply
+  python export.py --workdir=runs/demo --format=cameras        # -> runs/demo/export/transforms.json
 
 --format=packed stores ternary layers (configs/bitnerf.py) in 1.6 bits per weight with their scales, and
 everything else in float32; --format=float32 stores every array as trained. Either way the file holds the
@@ -22,21 +23,27 @@ whole grid in memory: a --resolution whose grid, or a surface whose mesh, would 
 --format=pointcloud renders every --views_stride-th training view and keeps, for each pixel more opaque
 than --min_opacity, the point at its rendered depth with its colour (and its normal where the model
 renders normals), as PLY.
+
+--format=cameras writes the training cameras the model was trained with (refined, for a run with
+config.camera_optimizer.mode='SE3'; each beside its given pose) and their intrinsics as a transforms.json.
 """
 
 from absl import flags
 
 from jaxnerf import cli
+from jaxnerf.commands import cameras
 from jaxnerf.commands import export
 from jaxnerf.commands import mesh
 from jaxnerf.commands import point_cloud
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to export.', required=True)
-_FORMAT = flags.DEFINE_enum('format', 'packed', list(export.FORMATS) + ['mesh', 'pointcloud'],
+_FORMAT = flags.DEFINE_enum('format', 'packed', list(export.FORMATS) + ['mesh', 'pointcloud', 'cameras'],
                             'packed: ternary layers in 1.6 bits per weight; float32: as trained; mesh: the '
-                            'surface by marching cubes; pointcloud: points from the training views\' depths.')
+                            'surface by marching cubes; pointcloud: points from the training views\' depths; '
+                            'cameras: the training cameras (refined, where the run refined them) as a '
+                            'transforms.json.')
 _OUT = flags.DEFINE_string('out', None, 'File to write (default: <workdir>/export/<format>.npz, or '
-                           '<workdir>/export/mesh.ply or pointcloud.ply).')
+                           '<workdir>/export/mesh.ply, pointcloud.ply or transforms.json).')
 _RESOLUTION = flags.DEFINE_integer('resolution', 256, 'mesh: grid vertices along the box\'s longest side.')
 _DENSITY_THRESHOLD = flags.DEFINE_float('density_threshold', None, 'mesh: the density of the surface '
                                         '(default: a slab 1% of the box diagonal thick is half opaque).')
@@ -57,6 +64,8 @@ def main(argv):
     if _FORMAT.value == 'mesh':
       report = mesh.export_mesh(_WORKDIR.value, _OUT.value, _RESOLUTION.value, _DENSITY_THRESHOLD.value,
                                 mesh.parse_box(_BOX.value), memory_budget_mb=_MEMORY_BUDGET.value)
+    elif _FORMAT.value == 'cameras':
+      report = cameras.export_cameras(_WORKDIR.value, _OUT.value)
     elif _FORMAT.value == 'pointcloud':
       report = point_cloud.export_point_cloud(_WORKDIR.value, _OUT.value, _VIEWS_STRIDE.value, _MIN_OPACITY.value)
     else:

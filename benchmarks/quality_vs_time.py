@@ -8,7 +8,8 @@ whenever the training time passes one of --seconds. Training time excludes compi
 instant-ngp's figures do). Intermediate points score the first --eval_images val views; the last point
 scores config.eval.final_num_images views (all by default in the *_ngp configs). Prints one JSON line per
 point: training time, step, val PSNR/SSIM/LPIPS (config.eval.lpips), training rays/s (rays that reached the loss, from the start to
-that point), compile time, and the run's peak memory (host RSS, and device memory where the backend reports
+that point), compile time, the training cameras' errors where their true poses are known (config.pose_noise),
+and the run's peak memory (host RSS, and device memory where the backend reports
 it). A --workdir must hold no run yet (by default the run writes to a temporary directory).
 """
 
@@ -79,6 +80,12 @@ def _peak_memory():
   return memory
 
 
+def _camera_errors(record) -> dict:
+  """The errors of the training cameras against their true poses, where the scene knows them
+  (config.pose_noise; outputs/camera_alignment.py)."""
+  return {k: v for k, v in record.items() if k.startswith('camera_')}
+
+
 def run(config, workdir, seconds: Sequence[float], eval_images: int, config_name: str = ''):
   """Trains in a fresh `workdir` for the largest of `seconds` of training time, validating on `eval_images`
   val views whenever it passes one of the others; returns the JSON records, one per training time."""
@@ -101,13 +108,13 @@ def run(config, workdir, seconds: Sequence[float], eval_images: int, config_name
   lpips_keys = metrics.lpips_metric_names(config.eval.lpips)
   points = [{'train_seconds': r['train_seconds'], 'step': r['step'], 'val_psnr': r['psnr'],
              'val_ssim': r['ssim'], **{f'val_{k}': r[k] for k in lpips_keys if k in r},
-             'val_images': int(r['num_images'])}
+             'val_images': int(r['num_images']), **_camera_errors(r)}
             for r in records if r['split'] == 'val']
   if 'val_psnr' in summary:
     points.append({'train_seconds': summary['train_seconds'], 'step': summary['step'],
                    'val_psnr': summary['val_psnr'], 'val_ssim': summary['val_ssim'],
                    **{f'val_{k}': summary[f'val_{k}'] for k in lpips_keys if f'val_{k}' in summary},
-                   'val_images': summary['val_images']})
+                   'val_images': summary['val_images'], **_camera_errors(summary)})
   train_records = [r for r in records if r['split'] == 'train']
   for point in points:
     # Rays that reached the loss: packed models leave out those whose samples did not fit.

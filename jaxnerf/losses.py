@@ -10,11 +10,13 @@ Naming conventions:
 - a *term* is a pure function (history, batch, loss_config) -> scalar, registered with `register_loss_term`
   under a name, with what it needs from the renderer (`NEEDS`); its weight is `config.loss.<name>_weight`
   (the data term's is config.loss.data_weight, 1 by default). The loss is the sum of the weighted terms.
+  A term that regularises a parameter group's arrays (training/parameter_groups.py) is registered with
+  `reads_params=<group>` and gets them as a fourth argument; it is computed only where that group trains.
   `check_terms` refuses, when the model is built, a term of non-zero weight that the renderer cannot feed.
 Statistics that are not trained on (MSE and PSNR per level) are computed apart, in `level_mses`.
 """
 
-from typing import Callable, Dict, FrozenSet, NamedTuple, Sequence, Union
+from typing import Callable, Dict, FrozenSet, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -67,9 +69,10 @@ NEEDS = {
 
 
 class LossTerm(NamedTuple):
-  compute: Callable  # (history, batch, loss_config) -> scalar, unweighted.
+  compute: Callable  # (history, batch, loss_config[, arrays of reads_params]) -> scalar, unweighted.
   needs: Union[FrozenSet[str], Callable]  # Keys of NEEDS, or loss_config -> keys (a term with options).
   default_weight: float  # Its weight where the config has no <name>_weight (the registered default).
+  reads_params: Optional[str] = None  # The trained arrays it reads: a label of TrainState.trainable.
 
   def needs_for(self, loss_config) -> FrozenSet[str]:
     return frozenset(self.needs(loss_config)) if callable(self.needs) else self.needs
@@ -78,12 +81,14 @@ class LossTerm(NamedTuple):
 LOSS_TERMS: Dict[str, LossTerm] = {}
 
 
-def register_loss_term(name: str, needs: Sequence[str] = (), default_weight: float = 0.0, *, meaning: str):
+def register_loss_term(name: str, needs: Sequence[str] = (), default_weight: float = 0.0, *, meaning: str,
+                       reads_params: Optional[str] = None):
   """Registers the decorated function (history, batch, loss_config) -> scalar as loss term `name`, weighted
   by config.loss.<name>_weight (default `default_weight`), needing `needs` (keys of NEEDS, or a function of
   the loss config that gives them, for a term whose options change what it reads). The weight's key is
   registered in group 'loss' (config_groups) with `meaning`: one line of what the term is and the paper's
-  weight."""
+  weight. With `reads_params` (a parameter group's name, or 'model'), the function takes that label's trained
+  arrays as a fourth argument, and the term is computed only in runs that train them."""
   unknown = set() if callable(needs) else set(needs) - set(NEEDS)
   if unknown:
     raise ValueError(f'loss term {name!r} needs {sorted(unknown)}, which no renderer declares; known: '
@@ -92,7 +97,8 @@ def register_loss_term(name: str, needs: Sequence[str] = (), default_weight: flo
   def register(compute):
     config_groups.register('loss', owner=compute.__module__, settings={
         f'{name}_weight': Setting(default_weight, meaning, NON_NEGATIVE)})
-    LOSS_TERMS[name] = LossTerm(compute, needs if callable(needs) else frozenset(needs), default_weight)
+    LOSS_TERMS[name] = LossTerm(compute, needs if callable(needs) else frozenset(needs), default_weight,
+                                reads_params)
     return compute
 
   return register
@@ -224,9 +230,21 @@ config_groups.register('loss', owner=__name__, settings=dict(
 ))
 
 
-def total_loss(history: Sequence, batch: Dict, loss_config) -> Dict[str, jnp.ndarray]:
+def _weighed_term(name: str, history: Sequence, batch: Dict, loss_config, trained: Optional[Dict]):
+  term = LOSS_TERMS[name]
+  if term.reads_params is None:
+    return term.compute(history, batch, loss_config)
+  return term.compute(history, batch, loss_config, trained[term.reads_params])
+
+
+def total_loss(history: Sequence, batch: Dict, loss_config, trained: Optional[Dict] = None
+               ) -> Dict[str, jnp.ndarray]:
   """The registered terms that `loss_config` (config.loss) weighs above zero (the others are not computed),
-  weighted, by name ('loss_data', 'loss_interlevel', ...), and their sum as 'loss'."""
-  terms = {name: weight * LOSS_TERMS[name].compute(history, batch, loss_config)
-           for name, weight in term_weights(loss_config).items()}
+  weighted, by name ('loss_data', 'loss_interlevel', ...), and their sum as 'loss'. `trained` is
+  {label: arrays} of the run's trained arrays ('model', and each parameter group's): a term that reads a
+  label it lacks is left out."""
+  trained = trained or {}
+  terms = {name: weight * _weighed_term(name, history, batch, loss_config, trained)
+           for name, weight in term_weights(loss_config).items()
+           if LOSS_TERMS[name].reads_params in (None, *trained)}
   return {'loss': sum(terms.values()), **{f'loss_{name}': value for name, value in terms.items()}}

@@ -99,7 +99,7 @@ def trained(tmp_path_factory, scene_cache):
   workdir = tmp_path_factory.mktemp('trained')
   scripted = {5: 20.0, 10: 23.0, 15: 22.0, 20: 21.0}  # (Rendering them is other tests' business.)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(trainer, '_validate', lambda *args: {'psnr': scripted[args[5]]})  # args[5]: the step.
+    patch.setattr(trainer, '_validate', lambda *args: {'psnr': scripted[args[6]]})  # args[6]: the step.
     result = trainer.run_training(config, workdir)
   return config, workdir, jax.device_get(result.state)
 

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnerf import console
-from jaxnerf import datasets
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from jaxnerf.ops import coord
+from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import geometry
 from jaxnerf.outputs import memory
 from jaxnerf.training import checkpoints
@@ -134,7 +134,7 @@ def export_mesh(workdir, path=None, resolution: int = 256, density_threshold: Op
   geometry.check_grid_fits(sampled_box, resolution, budget, budget_name)
   workdirs.check_writable(path.parent, 'the folder of the export')
   config, experiment, state = experiment_lib.restore_model(workdir, config)
-  train_split = datasets.load_split(config, 'train')  # Its cameras colour the vertices.
+  train_split = camera_alignment.training_split(config, state.group_params)  # Its cameras colour the vertices.
   if train_split.ndc is not None:
     raise ConfigError('The model was trained in NDC space (config.capture.forward_facing): its density is not '
                       'in world space, so it has no mesh to take out; train with forward_facing=False.')

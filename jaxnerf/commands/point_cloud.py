@@ -13,9 +13,9 @@ from typing import Dict
 import numpy as np
 
 from jaxnerf import console
-from jaxnerf import datasets
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
+from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import chunked
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
@@ -35,7 +35,7 @@ def export_point_cloud(workdir, path=None, views_stride: int = 1, min_opacity: f
   workdirs.refuse_existing(path, '--out')
   started = time.perf_counter()
   config, experiment, state = experiment_lib.restore_model(workdir)
-  train_split = datasets.load_split(config, 'train')
+  train_split = camera_alignment.training_split(config, state.group_params)
   if train_split.ndc is not None:
     raise ConfigError('The model was trained in NDC space (config.capture.forward_facing): its depths are not '
                       'world distances, so it has no point cloud to take out; train with forward_facing=False.')

@@ -22,6 +22,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from jaxnerf.outputs import evaluation
 from jaxnerf.training import checkpoints
+from jaxnerf.outputs import camera_alignment
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import interrupts
 from jaxnerf.training import pruning
@@ -65,7 +66,7 @@ def _prune(workdir, out: pathlib.Path, flags: Dict) -> Dict:
   config, experiment, state = experiment_lib.restore_model(workdir)
   fields = experiment_lib.pruned_fields(experiment.model, levels)
   step = int(jax.device_get(state.step))
-  val_split = datasets.load_split(config, 'val')
+  val_split = camera_alignment.held_out_split(config, state.group_params, datasets.load_split(config, 'val'))
   eval_images = flags['eval_images']
   num_images = val_split.num_images if eval_images < 0 else min(eval_images, val_split.num_images)
   psnr_before = _val_psnr(experiment, state.variables, val_split, num_images, config.eval.chunk_size,

@@ -24,6 +24,7 @@ from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf import models
 from jaxnerf.ops import camera
+from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import evaluation
 from jaxnerf.outputs import pictures as pictures_lib
 from jaxnerf import perceptual
@@ -55,6 +56,8 @@ class _Model(NamedTuple):
   variables: Dict  # Placed on the devices as the compiled steps expect.
   step: int
   chunk_size: int
+  # TrainState.group_params of the checkpoint (an exported model keeps none): refined training cameras.
+  group_params: Optional[Dict] = None
 
 
 def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None,
@@ -66,14 +69,15 @@ def _restore(workdir, chunk_size: Optional[int], packed: Optional[str] = None,
     config = exported.config
     experiment = experiment_lib.build_experiment(config)
     variables, step = jax.device_put(exported.variables, experiment.steps.replicated), exported.step
+    group_params = None
   else:
     config, experiment, state = experiment_lib.restore_model(workdir, step=step)
-    variables, step = state.variables, int(jax.device_get(state.step))
+    variables, step, group_params = state.variables, int(jax.device_get(state.step)), state.group_params
   chunk_size = config.eval.chunk_size if chunk_size is None else chunk_size
   if chunk_size <= 0:
     raise ConfigError(f'--chunk_size={chunk_size}: expected a positive number of rays.')
   config_checks.check_divisible(chunk_size, '--chunk_size')
-  return _Model(config, experiment, variables, step, chunk_size)
+  return _Model(config, experiment, variables, step, chunk_size, group_params)
 
 
 def _check_finite(renderings, model: _Model, workdir, packed: Optional[str]):
@@ -173,7 +177,11 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
   out_root = _out_root(workdir, packed)
   model = _restore(workdir, chunk_size, packed, step)
   split_name = _split_to_render(model.config, split_name, data_dir)
-  split = datasets.load_split(model.config, split_name, data_dir)
+  if split_name == 'train':  # (Its cameras as the run refined them, where it did.)
+    split = camera_alignment.training_split(model.config, model.group_params, data_dir)
+  else:
+    split = camera_alignment.held_out_split(model.config, model.group_params,
+                                            datasets.load_split(model.config, split_name, data_dir), data_dir)
   cam_idx = appearance_index(model.config, appearance)
   indices = range(split.num_images if limit < 0 else min(limit, split.num_images))
   start = time.perf_counter()
@@ -224,7 +232,7 @@ def render_path_video(workdir, path: str, num_frames: int, fps: int, data_dir: O
   out_root = _out_root(workdir, packed)
   model = _restore(workdir, chunk_size, packed, step)
   config, step = model.config, model.step
-  train_split = datasets.load_split(config, 'train', data_dir)
+  train_split = camera_alignment.training_split(config, model.group_params, data_dir)
   cam_idx = appearance_index(config, appearance, None if data_dir else train_split.names)
   name, poses = evaluation.camera_path(train_split, path or config.eval.path, num_frames)
   start = time.perf_counter()

@@ -7,9 +7,9 @@ from typing import Optional
 import jax
 
 from jaxnerf import console
-from jaxnerf import datasets
 from jaxnerf.errors import ConfigError
 from jaxnerf import models
+from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
@@ -22,7 +22,8 @@ def open_viewer(workdir, host: str = '127.0.0.1', port: int = 8080, chunk_size: 
   if jax.process_count() > 1:
     raise ConfigError('view.py renders in one process; run it on one machine.')
   config, experiment, state = experiment_lib.restore_model(workdir)
-  split = datasets.load_split(config, 'train', data_dir)
+  # The training cameras as the run refined them (where it did): the viewer's views and paths start from them.
+  split = camera_alignment.training_split(config, state.group_params, data_dir)
   out_dir = pathlib.Path(workdir) / 'render' / 'viewer'
   workdirs.check_writable(out_dir, 'the folder of the viewer\'s renders')
   viewer = viewer_lib.Viewer(experiment.steps, split, experiment.background, chunk_size or config.eval.chunk_size,

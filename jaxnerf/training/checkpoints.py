@@ -16,6 +16,7 @@ What survives a crash (kill -9, power loss) at any moment:
   warns naming it, and restores the next older one.
 """
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -112,6 +113,15 @@ class Restored(NamedTuple):
   train_seconds: float  # Training time of the run up to this checkpoint.
 
 
+def _as_saved(state) -> dict:
+  """{field: value} of a TrainState as checkpoints hold it: without `group_params` where it is None, so that
+  a run without parameter groups saves, and resumes, the layout saved before they existed."""
+  fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+  if fields.get('group_params', 0) is None:
+    del fields['group_params']
+  return fields
+
+
 def save(manager: ocp.CheckpointManager, state, train_seconds: float, **record_entries) -> None:
   """Saves `state` under its step with the run's training seconds, the state's fingerprint and
   `record_entries` (JSON values): the fingerprint is computed now (one pass over the state, which also
@@ -125,13 +135,14 @@ def save(manager: ocp.CheckpointManager, state, train_seconds: float, **record_e
                              f'{manager.directory}.')
   record = {'train_seconds': float(train_seconds), 'fingerprint': fingerprint, **record_entries}
   manager.save(step, force=True,
-               args=ocp.args.Composite(state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(record)))
+               args=ocp.args.Composite(state=ocp.args.StandardSave(_as_saved(state)),
+                                       run=ocp.args.JsonSave(record)))
 
 
 def _restore_step(manager, step: int, abstract_state) -> Restored:
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                           run=ocp.args.JsonRestore()))
-  state, record = restored['state'], restored['run']
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(_as_saved(abstract_state)), run=ocp.args.JsonRestore()))
+  state, record = abstract_state.replace(**restored['state']), restored['run']
   if state_fingerprint(state) != record['fingerprint']:
     raise CheckpointError('its arrays do not match the fingerprint saved with them')
   return Restored(state, float(record['train_seconds']))

@@ -2,8 +2,9 @@
 trained state of a workdir (for rendering)."""
 
 import dataclasses
+import functools
 import pathlib
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ from jaxnerf.ops import camera
 from jaxnerf.outputs import memory
 from jaxnerf import parallel
 from jaxnerf.training import checkpoints
+from jaxnerf.training import parameter_groups
 from jaxnerf.training import pruning
 from jaxnerf.training import steps as steps_lib
 from jaxnerf.training import train_state as train_state_lib
@@ -35,6 +37,8 @@ class Experiment:
   background: float  # Grey level behind the scene (1 white, 0 black).
   num_steps: int  # The length of training that the learning-rate schedule is laid over at first.
   dynamic_scale: Optional[DynamicScale] = None  # The initial loss scale, for float16 compute.
+  # key -> {group name: initial arrays} of the parameter groups the config trains; None where it trains none.
+  init_group_params: Optional[Callable] = None
 
 
 def make_model(config: ml_collections.ConfigDict) -> nn.Module:
@@ -49,14 +53,18 @@ def make_model(config: ml_collections.ConfigDict) -> nn.Module:
 def build_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   """Model, optimizer and compiled steps of `config`, data-parallel over `devices` (default: all)."""
   model = make_model(config)
-  schedule = train_state_lib.make_schedule(config.optim, config.train.num_steps)
-  optimizer = train_state_lib.make_optimizer(config.optim, pruned_fields(model, config.optim.pruned_levels))
+  optimizer, schedules = parameter_groups.make_optimizer(config, pruned_fields(model, config.optim.pruned_levels))
   mesh = parallel.make_mesh(devices)
   background = 1.0 if config.white_background else 0.0
-  steps = steps_lib.compile_steps(model, optimizer, schedule, mesh, jnp.full(3, background),
-                                  config.loss, config.train.random_background, memory.budget_bytes(config))
+  adjust_cameras = functools.partial(parameter_groups.adjust_cameras, config) if (
+      parameter_groups.adjusts_cameras(config)) else None
+  steps = steps_lib.compile_steps(model, optimizer, schedules, mesh, jnp.full(3, background),
+                                  config.loss, config.train.random_background, memory.budget_bytes(config),
+                                  adjust_cameras)
+  init_group_params = functools.partial(parameter_groups.init_group_params, config) if (
+      parameter_groups.enabled(config)) else None
   return Experiment(model, optimizer, steps, background, config.train.num_steps,
-                    train_state_lib.make_loss_scale(config.optim, config.model.dtype))
+                    train_state_lib.make_loss_scale(config.optim, config.model.dtype), init_group_params)
 
 
 def pruned_fields(model, levels: str) -> Tuple[str, ...]:
@@ -79,7 +87,7 @@ def _example_rays(batch_size: int = 1) -> camera.Rays:
 def _initializer(experiment: Experiment, seed: int):
   return lambda: train_state_lib.init_train_state(experiment.model, experiment.optimizer, seed,
                                                   _example_rays(), jnp.ones(3), experiment.num_steps,
-                                                  experiment.dynamic_scale)
+                                                  experiment.dynamic_scale, experiment.init_group_params)
 
 
 def init_state(experiment: Experiment, seed: int) -> train_state_lib.TrainState:
@@ -143,6 +151,7 @@ def _differing_model_keys(config_a: ml_collections.ConfigDict, config_b: ml_coll
     scene = {'dataset': c.dataset, 'procedural': c.procedural.to_dict()} if c.dataset == 'procedural' else {}
     fields = flatten_keys({'model': c.model.to_dict(), 'scene_box': list(c.scene_box),
                            'optim': {'loss_scale': {'mode': c.optim.loss_scale.mode}}, **scene})
+    fields.update(parameter_groups.state_keys(c))
     skipped = COMPUTE_ONLY_MODEL_KEYS | models.conditioning.evaluation_keys() | ignored
     return {k: v for k, v in fields.items() if k not in skipped}
 
@@ -159,7 +168,8 @@ def check_resumable(config: ml_collections.ConfigDict, workdir, before_data: boo
     return
 
   # Before the data loads, the values the training split fixes are not known yet.
-  differing = _differing_model_keys(saved, config, models.conditioning.split_keys() if before_data else frozenset())
+  differing = _differing_model_keys(saved, config, (models.conditioning.split_keys() | parameter_groups.split_keys())
+                                    if before_data else frozenset())
   if differing:
     raise ConfigError(f'{workdir} holds checkpoints of a different model or scene (config.'
                       f'{", config.".join(differing)} differ); use a new --workdir or the same model and scene.')

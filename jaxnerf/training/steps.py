@@ -4,6 +4,7 @@ Every jax.jit of the training loop is made in `compile_steps`, with its sharding
 state is replicated, rays are split over the 'data' mesh axis, and XLA inserts the gradient all-reduce.
 """
 
+import functools
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -16,6 +17,7 @@ from jaxnerf.ops import camera
 from jaxnerf.ops import compositing
 from jaxnerf.outputs import memory
 from jaxnerf import parallel
+from jaxnerf.training import parameter_groups
 from jaxnerf.training import train_state as train_state_lib
 from jaxnerf.training.train_state import TrainState
 
@@ -46,15 +48,18 @@ def batch_rays(batch, cameras: Optional[camera.CameraTable]):
   return {**batch, 'rays': cameras.rays(image, row, col, cam_idx=image, xnp=jnp)}
 
 
-def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule, background,
-                    loss_config, random_background: bool = False, num_groups: int = 1):
+def make_train_step(model, optimizer: optax.GradientTransformation, schedules, background, loss_config,
+                    random_background: bool = False, num_groups: int = 1, adjust_cameras: Optional[Callable] = None):
   """A train step (state, batch, cameras) -> (state, metrics), to be compiled by `compile_steps`: the batch's
   rays are made from its pixel indices and the training cameras (`batch_rays`; cameras None: the batch holds
-  rays).
+  rays), as `adjust_cameras` (group_params, cameras, progress) -> cameras makes them where the state trains
+  parameter groups that change them (training/parameter_groups.py: a correction of each pose).
 
-  The learning rate is `schedule`, a function of training progress, laid over the state's schedule_steps
-  (train_state.scheduled_learning_rate). The loss is the sum of the terms `loss_config` (config.loss) names
-  (losses.total_loss); each term is also reported, and MSE and PSNR per level are computed apart.
+  The learning rate of each of the optimizer's labels ('model', and each parameter group's) is its schedule in
+  `schedules` ({label: schedule}, or one schedule: the model's), a function of training progress, laid over the
+  state's schedule_steps (train_state.scheduled_learning_rate). The loss is the sum of the terms `loss_config`
+  (config.loss) names (losses.total_loss, which hands the terms that read them the trained arrays); each term
+  is also reported, and MSE and PSNR per level are computed apart.
 
   The batch's rays are split into `num_groups` groups (one per device), which models render
   independently. Models with state (an occupancy grid) update it first (the renderer's `update_state`).
@@ -70,8 +75,15 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   (state.dynamic_scale, for float16) it is an overflow: the step is skipped, the scale halved, and the run
   goes on to the next batch; it fails only when the scale is already at its minimum.
   """
+  if callable(schedules):
+    schedules = {train_state_lib.MODEL: schedules}
 
-  def loss_fn(params, model_state, batch, rng, progress):
+  def loss_fn(trainable, model_state, batch, cameras, rng, progress, group_names):
+    params, group_params = (trainable, None) if group_names is None else (
+        trainable[train_state_lib.MODEL], {name: trainable[name] for name in group_names})
+    if adjust_cameras is not None:
+      cameras = adjust_cameras(group_params, cameras, progress)
+    batch = _split_groups(batch_rays(batch, cameras), num_groups)
     target, ray_background = batch['rgb'], background
     if random_background:
       rng, key = jax.random.split(rng)
@@ -79,7 +91,8 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
       target = recomposite(target, batch['alpha'], background, ray_background)
     renderings, sown = model.apply({'params': params, **model_state}, rng, batch['rays'], ray_background,
                                    progress, mutable=['diagnostics'])
-    terms = losses.total_loss(renderings, {**batch, 'rgb': target}, loss_config)
+    terms = losses.total_loss(renderings, {**batch, 'rgb': target}, loss_config,
+                              {train_state_lib.MODEL: params, **(group_params or {})})
     diagnostics = {name: values[0] for name, values in sown.get('diagnostics', {}).items()}
     return terms['loss'], (terms, losses.level_mses(renderings, target), diagnostics)
 
@@ -87,25 +100,28 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     rng, update_key = jax.random.split(rng)
     model_state = model.update_state(state.params, state.model_state, update_key, state.step)
-    batch = _split_groups(batch_rays(batch, cameras), num_groups)
     progress = train_state_lib.training_progress(state.step, state.schedule_steps)
-    args = (state.params, model_state, batch, rng, progress)
+    args = (state.trainable, model_state, batch, cameras, rng, progress)
+    loss_of = functools.partial(loss_fn, group_names=None if state.group_params is None else tuple(
+        state.group_params))
     if state.dynamic_scale is None:
-      (loss, (terms, mses, diagnostics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args)
+      (loss, (terms, mses, diagnostics)), grads = jax.value_and_grad(loss_of, has_aux=True)(*args)
     else:  # Gradients of the scaled loss, divided by the scale in float32; the scale's next value.
       dynamic_scale, _, (loss, (terms, mses, diagnostics)), grads = state.dynamic_scale.value_and_grad(
-          loss_fn, has_aux=True)(*args)
-    learning_rate = train_state_lib.scheduled_learning_rate(schedule, state.step, state.schedule_steps)
-    opt_state = train_state_lib.with_learning_rate(state.opt_state, learning_rate)
-    updates, opt_state = optimizer.update(grads, opt_state, state.params)
+          loss_of, has_aux=True)(*args)
+    rates = {label: train_state_lib.scheduled_learning_rate(schedule, state.step, state.schedule_steps)
+             for label, schedule in schedules.items()}
+    opt_state = parameter_groups.with_learning_rates(state.opt_state, rates)
+    updates, opt_state = optimizer.update(grads, opt_state, state.trainable)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    updated = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state, model_state=model_state)
+    updated = state.with_trainable(optax.apply_updates(state.trainable, updates)).replace(
+        step=state.step + 1, opt_state=opt_state, model_state=model_state)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
     step_metrics = {**terms, 'mse': mses[-1], 'psnr': metrics.mse_to_psnr(mses[-1]),
                     'psnr_coarse': metrics.mse_to_psnr(mses[0]), 'grad_norm': grad_norm,
-                    'learning_rate': learning_rate, 'finite': finite, 'failed': ~finite, **diagnostics}
+                    **parameter_groups.learning_rate_metrics(rates), 'finite': finite, 'failed': ~finite,
+                    **diagnostics}
     if state.dynamic_scale is not None:
       # An overflow skips the update, not the step: the next step draws the next batch at half the scale.
       new_state = new_state.replace(step=state.step + 1, dynamic_scale=dynamic_scale)
@@ -183,11 +199,12 @@ class CompiledSteps(NamedTuple):
   round_capacity: Optional[Callable[[int], int]] = None
 
 
-def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
-                  random_background: bool = False, memory_budget: Optional[int] = None) -> CompiledSteps:
-  """jax.jit's the train step and the renderer over `mesh`: state replicated, rays split over 'data'. With
-  `memory_budget` (bytes), a render call that would take more is refused before it runs
-  (memory.BudgetedCall; outputs/chunked.py then renders fewer rays a call)."""
+def compile_steps(model, optimizer, schedules, mesh, background, loss_config,
+                  random_background: bool = False, memory_budget: Optional[int] = None,
+                  adjust_cameras: Optional[Callable] = None) -> CompiledSteps:
+  """jax.jit's the train step (`make_train_step`, with `schedules` and `adjust_cameras`) and the renderer over
+  `mesh`: state replicated, rays split over 'data'. With `memory_budget` (bytes), a render call that would take
+  more is refused before it runs (memory.BudgetedCall; outputs/chunked.py then renders fewer rays a call)."""
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharded(mesh)
 
@@ -196,8 +213,8 @@ def compile_steps(model, optimizer, schedule, mesh, background, loss_config,
     return jitted if memory_budget is None else memory.BudgetedCall(jitted, memory_budget, batch_sharding)
 
   background = jnp.asarray(background, jnp.float32)
-  train_step = jax.jit(make_train_step(model, optimizer, schedule, background, loss_config,
-                                       random_background, mesh.size),
+  train_step = jax.jit(make_train_step(model, optimizer, schedules, background, loss_config,
+                                       random_background, mesh.size, adjust_cameras),
                        in_shardings=(replicated, batch_sharding, replicated),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,))

@@ -69,11 +69,34 @@ class TrainState(flax.struct.PyTreeNode):
   schedule_steps: jax.Array  # int32 scalar: the step at which the learning-rate schedule ends.
   # Dynamic loss scaling for float16 compute (`make_loss_scale`); None without it.
   dynamic_scale: Optional[DynamicScale] = None
+  # {group name: arrays} of the parameter groups the config turns on (training/parameter_groups.py), trained
+  # beside `params` by their own Adam; None without groups (the state is then laid out as before they existed).
+  group_params: Optional[Any] = None
 
   @property
   def variables(self):
     """Everything model.apply needs: {'params': ..., and the model_state collections}."""
     return {'params': self.params, **self.model_state}
+
+  @property
+  def trainable(self):
+    """What the optimizer updates: `params` alone without parameter groups, else {'model': params,
+    **group_params} (optax.multi_transform labels each top-level entry)."""
+    return trainable(self.params, self.group_params)
+
+  def with_trainable(self, tree) -> 'TrainState':
+    """The state with `params` and `group_params` from `tree`, laid out as `trainable`."""
+    if self.group_params is None:
+      return self.replace(params=tree)
+    return self.replace(params=tree[MODEL], group_params={name: tree[name] for name in self.group_params})
+
+
+MODEL = 'model'  # The label of the model's parameters in TrainState.trainable and in the optimizer.
+
+
+def trainable(params, group_params):
+  """TrainState.trainable of these."""
+  return params if group_params is None else {MODEL: params, **group_params}
 
 
 def make_schedule(optim_config, num_steps: int) -> optax.Schedule:
@@ -158,13 +181,19 @@ def make_loss_scale(optim_config, dtype: str) -> Optional[DynamicScale]:
 
 
 def init_train_state(model, optimizer, seed: int, example_rays, background, num_steps: int,
-                     dynamic_scale: Optional[DynamicScale] = None) -> TrainState:
+                     dynamic_scale: Optional[DynamicScale] = None, init_group_params=None) -> TrainState:
   """Initialises parameters and optimizer state (call under jax.jit: eager init is slow), with the
-  schedule laid over `num_steps` steps, and the loss scale `dynamic_scale` (make_loss_scale)."""
+  schedule laid over `num_steps` steps, and the loss scale `dynamic_scale` (make_loss_scale).
+  `init_group_params` (key -> {name: arrays} or None; parameter_groups.init_group_params) gives the arrays of
+  the parameter groups, which `optimizer` then updates with the model's (parameter_groups.make_optimizer)."""
   init_key, state_key = jax.random.split(jax.random.key(seed))
   variables = dict(model.init(init_key, None, example_rays, background))
   params = variables.pop('params')
   variables.pop('diagnostics', None)  # Values a model sows for logging, not state.
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+  # (A key of its own, so that the model's arrays are those of a run without groups.)
+  group_params = init_group_params and init_group_params(jax.random.fold_in(init_key, 1))
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=optimizer.init(trainable(params, group_params)),
                     rng=jax.random.key_data(state_key), model_state=variables,
-                    schedule_steps=jnp.asarray(num_steps, jnp.int32), dynamic_scale=dynamic_scale)
+                    schedule_steps=jnp.asarray(num_steps, jnp.int32), dynamic_scale=dynamic_scale,
+                    group_params=group_params)

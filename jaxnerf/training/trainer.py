@@ -26,6 +26,7 @@ from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf import models
+from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import evaluation
 from jaxnerf.outputs import reporting
 from jaxnerf.outputs import viewer as viewer_lib
@@ -36,6 +37,7 @@ from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import guarded_saves
 from jaxnerf.training import interrupts
 from jaxnerf.training import pacing
+from jaxnerf.training import parameter_groups
 from jaxnerf.training.train_state import TrainState
 from jaxnerf import workdirs
 
@@ -54,7 +56,9 @@ def _replicated_int(value: int, sharding):
   return parallel.shard_replicated_data(np.asarray(value, np.int32), sharding)
 
 
-def _validate(experiment, state, val_split, config, writer, step, progress, train_seconds):
+def _validate(experiment, state, train_split, val_split, config, writer, step, progress, train_seconds):
+  frame = camera_alignment.RefinedFrame(config, state.group_params, train_split)
+  val_split = frame.held_out(val_split)
   indices = range(min(config.eval.num_images, val_split.num_images))
   start = time.perf_counter()
   per_image, renderings = evaluation.evaluate(experiment.steps, state.variables, val_split, indices,
@@ -62,7 +66,8 @@ def _validate(experiment, state, val_split, config, writer, step, progress, trai
                                               lpips_nets=config.eval.lpips)
   mean = evaluation.mean_metrics(per_image)
   writer.write_scalars(step, 'val', {**mean, 'train_seconds': train_seconds, 'num_images': len(indices),
-                                     'eval_seconds': time.perf_counter() - start})
+                                     'eval_seconds': time.perf_counter() - start,
+                                     **frame.pose_errors(config.scene_box)})
   for i, rendering in enumerate(renderings[:3]):
     pictures = evaluation.visualize(rendering, val_split, experiment.background)
     writer.write_images(step, 'val', {f'{kind}_{i}': picture for kind, picture in pictures.items()})
@@ -77,6 +82,7 @@ def _path_video(experiment, state, train_split, config, out_dir, step: Optional[
 
   Returns:
     (the path's name, the colour GIF or None on other processes, [width, height] of the frames)."""
+  train_split = camera_alignment.RefinedFrame(config, state.group_params, train_split).training()
   name, poses = evaluation.camera_path(train_split, config.eval.path, config.eval.video_frames)
   frames = evaluation.render_path(experiment.steps, state.variables, train_split, poses, config.eval.chunk_size,
                                   experiment.background, config.eval.video_min_size,
@@ -193,7 +199,7 @@ def _train(experiment, state, config, train_split, val_split, manager, writer, b
           guarded_saves.save_checked(manager, state, budget.seconds, train_step, batch)
           last_saved = step
       if at_eval:
-        mean = _validate(experiment, state, val_split, config, writer, step, progress, budget.seconds)
+        mean = _validate(experiment, state, train_split, val_split, config, writer, step, progress, budget.seconds)
         if best_manager is not None and checkpoints.save_if_best(best_manager, state, budget.seconds, mean['psnr']):
           progress.write(f'step {step}: the best validation so far; kept in {checkpoints.BEST_DIR}/')
         eval_times = [t for t in eval_times if t > budget.seconds]
@@ -230,6 +236,9 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
   """Final evaluation and camera-path video (config.eval.path), written to workdir/final/, as render.py
   writes them."""
   out_dir = workdir / 'final'
+  frame = camera_alignment.RefinedFrame(config, state.group_params, train_split)
+  val_split = frame.held_out(val_split)
+  summary.update(frame.pose_errors(config.scene_box))
   num = val_split.num_images if config.eval.final_num_images < 0 else min(config.eval.final_num_images,
                                                                            val_split.num_images)
   if num > 0:
@@ -347,7 +356,8 @@ def _run_training_in_owned_workdir(config: ml_collections.ConfigDict, workdir: p
   experiment_lib.check_resumable(config, workdir, before_data=True)  # Refused before the data loads...
   _check_resume_step(workdir, resume_step)
   train_split = datasets.load_split(config, 'train')
-  config = models.with_training_split(config, train_split)  # What the run saves, resumes and renders with.
+  # What the run saves, resumes and renders with.
+  config = parameter_groups.with_training_split(models.with_training_split(config, train_split), train_split)
   experiment_lib.check_resumable(config, workdir)  # ...and with what the training split fixes.
   val_split = datasets.load_split(config, 'val')
   if config.eval.video_frames > 0:  # Refused now, not after all the training.

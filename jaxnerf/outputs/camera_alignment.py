@@ -1,0 +1,96 @@
+"""Held-out views of a run whose training cameras were refined, and the errors of the refined cameras.
+
+A run that refines its training cameras (a parameter group that adjusts them: training/parameter_groups.py)
+learns the scene in a frame of its own: the refined cameras agree with the given ones only up to a
+similarity (a drift of the whole rig, a scale). Held-out views, camera paths and the viewer are given in the
+frame of the given cameras, so before they are rendered they are moved by the similarity that best maps the
+given training cameras onto the refined ones (ops/rigid.py: fit_similarity, of the camera centres and
+orientations). Where the true training poses are known (config.pose_noise perturbed them on purpose), the
+cameras a run trains on are scored against them after the same kind of alignment.
+"""
+
+import dataclasses
+from typing import Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnerf import datasets
+from jaxnerf.datasets import pose_noise
+from jaxnerf.datasets.scene import SceneSplit
+from jaxnerf.ops import rigid
+from jaxnerf.training import parameter_groups
+
+
+def refined_poses(config, group_params, train_split: SceneSplit) -> Optional[np.ndarray]:
+  """[N, 3, 4] the training cameras as the run's parameter groups (TrainState.group_params) correct them at
+  the end of training; None where no group the config turns on adjusts them."""
+  if group_params is None or not parameter_groups.adjusts_cameras(config):
+    return None
+  cameras = train_split.camera_table().as_arrays(jnp)
+  refined = parameter_groups.adjust_cameras(config, jax.device_get(group_params), cameras, 1.0)
+  return np.asarray(jax.device_get(refined.camtoworlds), np.float64)
+
+
+def with_poses(split: SceneSplit, camtoworlds: np.ndarray) -> SceneSplit:
+  return dataclasses.replace(split, camtoworlds=np.asarray(camtoworlds, np.float32))
+
+
+def moved(split: SceneSplit, similarity: rigid.Similarity) -> SceneSplit:
+  """`split` with its cameras moved by `similarity`, and its near and far bounds scaled with the scene
+  (NDC bounds are those of the NDC space, which stay 0 and 1)."""
+  scale = 1.0 if split.ndc is not None else similarity.scale
+  return dataclasses.replace(split, camtoworlds=similarity.apply(split.camtoworlds).astype(np.float32),
+                             near=split.near * scale, far=split.far * scale)
+
+
+class RefinedFrame:
+  """The frame a run's model was trained in: its refined training cameras and the similarity that brings
+  the given frame's cameras into it (both None where the run refines no cameras)."""
+
+  def __init__(self, config, group_params, train_split: SceneSplit):
+    self.train_split = train_split
+    self.refined = refined_poses(config, group_params, train_split)
+    self.similarity = None if self.refined is None else rigid.fit_similarity(train_split.camtoworlds, self.refined)
+
+  def held_out(self, split: SceneSplit) -> SceneSplit:
+    """A split of views in the given frame (val, test), as the model sees them."""
+    return split if self.similarity is None else moved(split, self.similarity)
+
+  def training(self) -> SceneSplit:
+    """The training split with the refined poses (what camera paths and the viewer start from)."""
+    return self.train_split if self.refined is None else with_poses(self.train_split, self.refined)
+
+  def pose_errors(self, scene_box) -> Dict[str, float]:
+    """Where the true training poses are known: the errors of the cameras the run ended with (refined, or as
+    given) against them, after the similarity that best aligns the two. {'camera_rotation_error_deg' (mean),
+    'camera_rotation_error_deg_max', 'camera_translation_error' (mean, scene units),
+    'camera_translation_error_fraction' (mean, of each camera's distance to the scene centre)}; {} where they
+    are not known."""
+    truth = self.train_split.true_camtoworlds
+    if truth is None:
+      return {}
+    ended = self.train_split.camtoworlds if self.refined is None else self.refined
+    aligned = rigid.fit_similarity(ended, truth).apply(ended)
+    rotation = rigid.rotation_errors_deg(aligned, truth)
+    translation = rigid.centre_errors(aligned, truth)
+    true_split = with_poses(self.train_split, truth)
+    distances = np.linalg.norm(np.asarray(truth)[:, :3, 3] - pose_noise.scene_centre(true_split, scene_box), axis=-1)
+    return {'camera_rotation_error_deg': float(rotation.mean()), 'camera_rotation_error_deg_max': float(rotation.max()),
+            'camera_translation_error': float(translation.mean()),
+            'camera_translation_error_fraction': float(np.mean(translation / distances))}
+
+
+def training_split(config, group_params, data_dir=None) -> SceneSplit:
+  """The training split of `config` (from `data_dir` where given) with its cameras as the run refined them
+  (RefinedFrame.training): what renders of training views, camera paths, meshes and point clouds start from."""
+  return RefinedFrame(config, group_params, datasets.load_split(config, 'train', data_dir)).training()
+
+
+def held_out_split(config, group_params, split: SceneSplit, data_dir=None) -> SceneSplit:
+  """`split`, views in the given frame, moved into the frame of a run that refined its training cameras
+  (RefinedFrame.held_out; the training split is read only then)."""
+  if group_params is None or not parameter_groups.adjusts_cameras(config):
+    return split
+  return RefinedFrame(config, group_params, datasets.load_split(config, 'train', data_dir)).held_out(split)
