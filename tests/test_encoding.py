@@ -237,3 +237,26 @@ def test_reflection_mirrors_about_the_normal():
                              -viewdirs, atol=1e-6)
   np.testing.assert_allclose(encoding.reflect(jnp.array([[0.6, 0.0, -0.8]]), jnp.array([[0.0, 0.0, 1.0]])),
                              [[0.6, 0.0, 0.8]], atol=1e-7)
+
+
+def test_annealing_window_opens_the_bands_lowest_first_as_barf_does():
+  ones = encoding.annealing_window(0.3, 5, 0.0, 0.0)
+  np.testing.assert_array_equal(ones, 1.0)  # Off.
+  np.testing.assert_array_equal(encoding.annealing_window(0.1, 5, 0.2, 0.6), 0.0)  # Before start.
+  np.testing.assert_array_equal(encoding.annealing_window(0.7, 5, 0.2, 0.6), 1.0)  # After end.
+  # Half-way: alpha = 2.5, so bands 0 and 1 are open, band 2 half (weight 1/2), the rest closed (Eq. 14).
+  np.testing.assert_allclose(encoding.annealing_window(0.4, 5, 0.2, 0.6), [1, 1, 0.5, 0, 0], atol=1e-6)
+  windows = np.stack([encoding.annealing_window(p, 5, 0.2, 0.6) for p in np.linspace(0, 1, 21)])
+  assert np.all(np.diff(windows, axis=0) >= 0) and np.all(np.diff(windows, axis=1) <= 0)
+
+
+def test_windowed_features_weigh_each_octave_of_every_coordinate():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+  features = encoding.positional_encoding(x, 0, 4)
+  chex.assert_trees_all_equal(encoding.windowed_features(features, jnp.ones(4), 3), features)
+  window = jnp.array([1.0, 0.5, 0.0, 0.0])
+  got = encoding.windowed_features(features, window, 3)
+  np.testing.assert_array_equal(got[:, :3], x)  # The input is kept whole.
+  np.testing.assert_allclose(got, encoding.positional_encoding(x, 0, 4) * jnp.concatenate(
+      [jnp.ones(3)] + [jnp.repeat(window, 3)] * 2), rtol=1e-6)
+  np.testing.assert_array_equal(got[:, 3 + 6:3 + 12], 0.0)  # Octaves 2 and 3 of the sines, closed.

@@ -204,7 +204,8 @@ class _RadialDensityField(fields.FieldBase):
   """A field whose raw density is analytic: 1 - |x|^2 (denser towards the centre), so its normals are known
   in closed form: x / |x|, outwards."""
 
-  def geometry(self, inputs):
+  def geometry(self, inputs, progress=1.0):
+    del progress
     points = inputs.mean if isinstance(inputs, fields.Gaussians) else inputs
     warped = fields.warp_inputs(points, self.warp, self.contract_radius)
     return 1.0 - jnp.sum(warped**2, axis=-1), warped

@@ -34,7 +34,7 @@ Compute runs in `dtype` (bfloat16 or float16 for mixed precision); parameters, e
 after the last layer stay float32.
 """
 
-from typing import Any, Dict, NamedTuple, Optional, Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -49,6 +49,7 @@ from jaxnerf.models.activations import TONE_MAPPINGS
 from jaxnerf.models import layers as layers_lib
 from jaxnerf.ops.camera import ANY_CAMERA
 from jaxnerf.ops import coord
+from jaxnerf.ops import encoding
 from jaxnerf.ops.ray_samples import Gaussians
 from jaxnerf.ops.ray_samples import RaySamples
 from jaxnerf import values
@@ -75,6 +76,9 @@ def _check_predicted_normals(config) -> Optional[str]:
   return None
 
 
+_ANNEALING_RULE = (lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(values.is_number(x) for x in v)
+                   and 0 <= v[0] <= v[1] <= 1, 'a pair (start, end) with 0 <= start <= end <= 1')
+
 # The keys of config.model that every field reads (make_model hands them to each field it builds).
 config_groups.register('model', owner=__name__, settings=dict(
     density_activation=Setting(
@@ -99,6 +103,10 @@ config_groups.register('model', owner=__name__, settings=dict(
                               "loss.predicted_normals_weight. Ref-NeRF's appearance predicts its own.", values.BOOL),
     tone_mapping=Setting('none', "How the fields' linear colour becomes the pixel's: 'none', or 'srgb' (the sRGB "
                          "curve, Ref-NeRF's tone mapping).", values.one_of(TONE_MAPPINGS)),
+    encoding_annealing=Setting((0.0, 0.0), "(start, end) fractions of the run over which the position "
+                               "encoding's bands open, lowest first (BARF's coarse-to-fine annealing, for "
+                               'learned cameras: octaves of the MLP fields, levels of the hash grid beyond its '
+                               'first); (0, 0): all of them from the start.', _ANNEALING_RULE),
 ), checks=(_check_predicted_normals,))
 
 
@@ -159,8 +167,9 @@ class FieldBase(nn.Module):
   appearance that renderers, occupancy grids and normals rely on.
 
   A field defines, beside `setup`:
-  - `geometry(inputs)` -> (raw density [...], features [..., F]): the density before its bias and activation
-    (differentiable everywhere: normals are its gradient), and the features the colour reads;
+  - `geometry(inputs, progress)` -> (raw density [...], features [..., F]): the density before its bias and
+    activation (differentiable everywhere: normals are its gradient), and the features the colour reads, with
+    its encoding's bands weighted by `encoding_window(progress, num_bands)` (BARF's annealing);
   - `color(features, viewdirs)` -> raw colour [..., 3], before the sigmoid.
   """
 
@@ -188,6 +197,9 @@ class FieldBase(nn.Module):
   # Per-image inputs of the colour network (models/conditioning.py), each called as module(cam_idx [..., 1])
   # -> [..., D]; their outputs are concatenated to the colour network's view-dependent input.
   conditioning: Sequence[nn.Module] = ()
+  # (start, end): BARF's coarse-to-fine annealing of the position's encoding over that part of the run
+  # (`encoding_window`); (0, 0): every band from the start.
+  encoding_annealing: Tuple[float, float] = (0.0, 0.0)
   # How `geometry_and_normals` differentiates the geometry. The normal losses (and Ref-NeRF's reflection
   # about the density's normals) differentiate the normals once more, and the cheaper order depends on the
   # field. Measured on the 2-core CPU, normals and the gradient of a loss on them: the hash grid (2048 x 16
@@ -203,6 +215,12 @@ class FieldBase(nn.Module):
   # config.scene_box or the contraction, and gets the box as `scene_box`).
   REMATS = False
   COVERS_BOX = False
+
+  def encoding_window(self, progress, num_bands: int):
+    """Weights [num_bands] of the position encoding's bands (octaves, hash-grid levels) at training
+    progress `progress` (encoding.annealing_window over `encoding_annealing`)."""
+    start, end = self.encoding_annealing
+    return encoding.annealing_window(progress, num_bands, start, end)
 
   def _make_layers(self, specs):
     """The field's layers from specs [(name, units, role)], by its `layers` and `full_precision_layers`
@@ -224,13 +242,14 @@ class FieldBase(nn.Module):
       provided.add('predicted_normals')
     return provided
 
-  def density(self, inputs, rng: Optional[jax.Array] = None):
+  def density(self, inputs, rng: Optional[jax.Array] = None, progress=1.0):
     """Density [...] at points [..., 3] or Gaussians (activated, after `density_bias` and, with rng, the
-    field's noise), and the geometry features the colour reads."""
-    raw_density, features = self.geometry(inputs)
+    field's noise), and the geometry features the colour reads, at training progress `progress` (the
+    encoding's annealing reads it; 1: all of it)."""
+    raw_density, features = self.geometry(inputs, progress)
     return _activate_density(self, raw_density, rng), features
 
-  def geometry_and_normals(self, inputs):
+  def geometry_and_normals(self, inputs, progress=1.0):
     """(raw density [...], features, normals [..., 3]) at points [..., 3] or Gaussians (at their means): the
     normals are the negative gradient of the raw density with respect to the position, normalised (Ref-NeRF,
     Eq. 2: they point out of the surface), through the warp and the encoding, by the field's
@@ -238,7 +257,8 @@ class FieldBase(nn.Module):
     points = inputs.mean if isinstance(inputs, Gaussians) else inputs
 
     def geometry_at(x):
-      raw_density, features = self.geometry(inputs._replace(mean=x) if isinstance(inputs, Gaussians) else x)
+      raw_density, features = self.geometry(inputs._replace(mean=x) if isinstance(inputs, Gaussians) else x,
+                                            progress)
       return raw_density.astype(jnp.float32), features
 
     if self.NORMALS_AUTODIFF == 'reverse':
@@ -258,24 +278,25 @@ class FieldBase(nn.Module):
     """Density and colour at a renderer's samples [...] (ops/ray_samples.py), and 'normals' among the extras
     when the field's `normals` is 'density'."""
     return self.at_positions(samples.positions(), samples.per_sample(samples.viewdirs), rng,
-                             samples.per_sample(samples.cam_idx))
+                             samples.per_sample(samples.cam_idx), samples.progress)
 
   def density_at(self, samples: RaySamples, rng: Optional[jax.Array] = None):
     """`density` at a renderer's samples (proposal levels)."""
-    return self.density(samples.positions(), rng)
+    return self.density(samples.positions(), rng, samples.progress)
 
-  def at_positions(self, inputs, viewdirs, rng: Optional[jax.Array] = None, cam_idx=None) -> FieldOutputs:
+  def at_positions(self, inputs, viewdirs, rng: Optional[jax.Array] = None, cam_idx=None,
+                   progress=1.0) -> FieldOutputs:
     """Density and colour at points [..., 3] or Gaussians, seen along unit viewdirs [..., 3] from the
-    training image cam_idx [..., 1] (None: camera.ANY_CAMERA)."""
+    training image cam_idx [..., 1] (None: camera.ANY_CAMERA), at training progress `progress`."""
     if self.normals not in NORMALS:
       raise ConfigError(f'config.model.normals must be one of {NORMALS}, got {self.normals!r}.')
     if self.tone_mapping not in TONE_MAPPINGS:
       raise ConfigError(f'config.model.tone_mapping must be one of {sorted(TONE_MAPPINGS)}, '
                         f'got {self.tone_mapping!r}.')
     if self.normals == 'density':
-      raw_density, features, normals = self.geometry_and_normals(inputs)
+      raw_density, features, normals = self.geometry_and_normals(inputs, progress)
       return self.shade(_activate_density(self, raw_density, rng), features, viewdirs, normals, cam_idx)
-    density, features = self.density(inputs, rng)
+    density, features = self.density(inputs, rng, progress)
     return self.shade(density, features, viewdirs, cam_idx=cam_idx)
 
   def condition(self, cam_idx, shape):

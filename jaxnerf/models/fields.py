@@ -109,19 +109,22 @@ class MLPField(FieldBase):
     if self.use_viewdirs:
       self.bottleneck, self.view_hidden = layers['bottleneck'], layers['view']
 
-  def _encode(self, inputs):
+  def _encode(self, inputs, progress=1.0):
     inputs = warp_inputs(inputs, self.warp, self.contract_radius)
+    window = self.encoding_window(progress, self.point_max_deg - self.point_min_deg)
     if self.encoding == 'integrated':
       if not isinstance(inputs, Gaussians):
         inputs = Gaussians(inputs, jnp.zeros_like(inputs))
-      return encoding.integrated_positional_encoding(inputs.mean, inputs.cov_diag, self.point_min_deg,
-                                                     self.point_max_deg)
+      return encoding.windowed_features(encoding.integrated_positional_encoding(
+          inputs.mean, inputs.cov_diag, self.point_min_deg, self.point_max_deg), window, 3, include_input=False)
     points = inputs.mean if isinstance(inputs, Gaussians) else inputs
-    return encoding.positional_encoding(points, self.point_min_deg, self.point_max_deg)
+    return encoding.windowed_features(encoding.positional_encoding(points, self.point_min_deg, self.point_max_deg),
+                                      window, 3)
 
-  def geometry(self, inputs):
-    """Raw density [...] and the trunk's features [..., width] at points [..., 3] or Gaussians."""
-    encoded = self._encode(inputs).astype(self.dtype)
+  def geometry(self, inputs, progress=1.0):
+    """Raw density [...] and the trunk's features [..., width] at points [..., 3] or Gaussians, with the
+    encoding's octaves weighted for training progress `progress` (FieldBase.encoding_window)."""
+    encoded = self._encode(inputs, progress).astype(self.dtype)
     # Remat keeps only `encoded` for the backward pass, which runs the trunk again: per sample 63 numbers
     # instead of about depth x width (the layers' inputs and ReLU masks).
     x = self._trunk_in_chunks(encoded) if self.remat else MLPField._trunk(self, encoded)
@@ -271,12 +274,17 @@ class HashGridField(FieldBase):
       return (-2.0 * self.contract_radius,) * 3 + (2.0 * self.contract_radius,) * 3
     return self.scene_box
 
-  def geometry(self, inputs):
+  def geometry(self, inputs, progress=1.0):
     """Raw density [...] at points [..., 3] (or Gaussians: at their means), and the geometry features
-    [..., geo_features] that the colour network reads."""
+    [..., geo_features] that the colour network reads; the levels beyond the coarsest weighted for training
+    progress `progress` (FieldBase.encoding_window: BARF's annealing, as levels instead of octaves)."""
     points = inputs.mean if isinstance(inputs, Gaussians) else inputs
     unit_points = coord.to_unit_cube(warp_inputs(points, self.warp, self.contract_radius), self._grid_box())
-    features = hash_grid.encode(unit_points, self.tables, self.resolutions).astype(self.dtype)
+    features = hash_grid.encode(unit_points, self.tables, self.resolutions)
+    if self.encoding_annealing[1] > self.encoding_annealing[0]:
+      window = jnp.concatenate([jnp.ones((1,)), self.encoding_window(progress, self.num_levels - 1)])
+      features = features * jnp.repeat(window, self.features_per_level).astype(features.dtype)
+    features = features.astype(self.dtype)
     x = self.density_out(nn.relu(self.density_hidden(features)))
     return x[..., 0], x[..., 1:]
 

@@ -34,6 +34,27 @@ def positional_encoding(x, min_deg: int, max_deg: int, include_input: bool = Tru
   return jnp.concatenate([x, features], axis=-1) if include_input else features
 
 
+def annealing_window(progress, num_bands: int, start: float, end: float):
+  """BARF's coarse-to-fine weights [num_bands] of an encoding's bands at training progress in [0, 1] (Lin et
+  al. 2021, Eq. 14): alpha = num_bands * (progress - start) / (end - start), clipped to [0, num_bands], and
+  band k weighs (1 - cos(pi * clip(alpha - k, 0, 1))) / 2: none of them open before `start`, then each in
+  turn, the lowest first, all of them from `end` on. With end <= start every band weighs 1."""
+  if end <= start:
+    return jnp.ones((num_bands,), jnp.float32)
+  alpha = num_bands * jnp.clip((progress - start) / (end - start), 0.0, 1.0)
+  opening = jnp.clip(alpha - jnp.arange(num_bands, dtype=jnp.float32), 0.0, 1.0)
+  return (1.0 - jnp.cos(jnp.pi * opening)) / 2.0
+
+
+def windowed_features(features, window, num_dims: int, include_input: bool = True):
+  """`positional_encoding`'s (or the integrated one's) features [..., E] of [..., num_dims] inputs with each
+  octave k's sines and cosines weighted by window[k] (`annealing_window`); the input itself, where it leads,
+  is kept whole."""
+  per_octave = jnp.repeat(window, num_dims)
+  weights = jnp.concatenate([jnp.ones((num_dims,) if include_input else (0,)), per_octave, per_octave])
+  return features * weights.astype(features.dtype)
+
+
 def integrated_positional_encoding(mean, variance, min_deg: int, max_deg: int):
   """mip-NeRF's integrated positional encoding (Barron et al. 2021, Eq. 14): the expected value of
   `positional_encoding` (without the input) over a Gaussian with diagonal covariance.
