@@ -82,7 +82,7 @@ def _peak_memory():
 
 def _camera_errors(record) -> dict:
   """The errors of the training cameras against their true poses, where the scene knows them
-  (config.pose_noise; outputs/camera_alignment.py)."""
+  (config.pose_noise; training/camera_alignment.py)."""
   return {k: v for k, v in record.items() if k.startswith('camera_')}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from jaxnerf import datasets
 from jaxnerf.datasets import transforms_json
 from jaxnerf.errors import WorkdirError
-from jaxnerf.outputs import camera_alignment
+from jaxnerf.training import camera_alignment
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
 

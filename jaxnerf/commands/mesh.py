@@ -19,9 +19,9 @@ from jaxnerf import console
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from jaxnerf.ops import coord
-from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import geometry
 from jaxnerf.outputs import memory
+from jaxnerf.training import camera_alignment
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs

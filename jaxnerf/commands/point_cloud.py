@@ -15,8 +15,8 @@ import numpy as np
 from jaxnerf import console
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
-from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import chunked
+from jaxnerf.training import camera_alignment
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
 

@@ -21,8 +21,8 @@ from jaxnerf import datasets
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from jaxnerf.outputs import evaluation
+from jaxnerf.training import camera_alignment
 from jaxnerf.training import checkpoints
-from jaxnerf.outputs import camera_alignment
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import interrupts
 from jaxnerf.training import pruning

@@ -24,10 +24,10 @@ from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf import models
 from jaxnerf.ops import camera
-from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import evaluation
 from jaxnerf.outputs import pictures as pictures_lib
 from jaxnerf import perceptual
+from jaxnerf.training import camera_alignment
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib

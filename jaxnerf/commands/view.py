@@ -9,8 +9,8 @@ import jax
 from jaxnerf import console
 from jaxnerf.errors import ConfigError
 from jaxnerf import models
-from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import viewer as viewer_lib
+from jaxnerf.training import camera_alignment
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf import workdirs
 

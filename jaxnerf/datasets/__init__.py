@@ -201,7 +201,9 @@ def load_split(config, split: str, data_dir=None) -> SceneSplit:
   'train' split's poses are perturbed as config.pose_noise says (the given ones kept as true_camtoworlds)."""
   loaded = dataclasses.replace(_dataset(config).read_split(_scene_path(config, data_dir), split, config),
                                training=split == 'train')
-  return pose_noise.perturbed(loaded, config.pose_noise, config.scene_box) if split == 'train' else loaded
+  if split != 'train' or 'pose_noise' not in config:
+    return loaded
+  return pose_noise.perturbed(loaded, config.pose_noise, config.scene_box)
 
 
 def has_split(config, split: str, data_dir=None) -> bool:

@@ -26,11 +26,11 @@ from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import NonFiniteLossError
 from jaxnerf import models
-from jaxnerf.outputs import camera_alignment
 from jaxnerf.outputs import evaluation
 from jaxnerf.outputs import reporting
 from jaxnerf.outputs import viewer as viewer_lib
 from jaxnerf import parallel
+from jaxnerf.training import camera_alignment
 from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
