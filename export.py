@@ -24,8 +24,8 @@ whole grid in memory: a --resolution whose grid, or a surface whose mesh, would 
 than --min_opacity, the point at its rendered depth with its colour (and its normal where the model
 renders normals), as PLY.
 
---format=cameras writes the training cameras the model was trained with (refined, for a run with
-config.camera_optimizer.mode='SE3'; each beside its given pose) and their intrinsics as a transforms.json.
+--format=cameras writes the training cameras the model was trained with (refined, for a run that learned its
+cameras: README, "Imprecise poses"; each beside its given pose) and their intrinsics as a transforms.json.
 """
 
 from absl import flags
