@@ -26,6 +26,7 @@ from jaxnerf import losses  # noqa: F401
 from jaxnerf import models  # noqa: F401
 from jaxnerf import perceptual  # noqa: F401
 from jaxnerf.outputs import evaluation  # noqa: F401
+from jaxnerf.training import camera_optimizer  # noqa: F401
 from jaxnerf.training import pruning  # noqa: F401
 from jaxnerf.training import train_settings  # noqa: F401
 from jaxnerf.training import train_state  # noqa: F401

@@ -1,0 +1,172 @@
+"""Learned cameras (training/camera_optimizer.py) on the parameter-group contract: a zero correction changes
+nothing, the corrections train with their own learning rate, are saved and resumed, and pull perturbed
+training poses back toward the truth; bad values are refused before anything is written."""
+
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnerf import datasets
+from jaxnerf.commands import cameras as cameras_export
+from jaxnerf.datasets import batching
+from jaxnerf.errors import ConfigError
+from jaxnerf.training import camera_alignment
+from jaxnerf.training import camera_optimizer
+from jaxnerf.training import checkpoints
+from jaxnerf.training import config_checks
+from jaxnerf.training import experiment as experiment_lib
+from jaxnerf.training import parameter_groups
+from jaxnerf.training import trainer
+from jaxnerf import parallel
+from tests.tiny_configs import small_mlp_config
+from tests.tiny_configs import tiny_config
+
+
+def _config(scene_cache, mode='SE3', **train):
+  config = small_mlp_config(scene_cache, **train)
+  config.camera_optimizer.mode = mode
+  return config
+
+
+def _experiment_and_batch(config):
+  """The experiment of `config` (with the training split's values), a fresh state, a batch and the cameras."""
+  split = datasets.load_split(config, 'train')
+  config = parameter_groups.with_training_split(config, split)
+  experiment = experiment_lib.build_experiment(config)
+  state = experiment_lib.init_state(experiment, config.seed)
+  batch = batching.RayBatcher(split, config.train.batch_size, 'all_images', 0, 0.5, 0).batch(0)
+  batch = jax.device_put(batch, experiment.steps.batch_sharding)
+  table = parallel.shard_replicated_data(split.camera_table().as_arrays(), experiment.steps.replicated)
+  return config, experiment, state, batch, table
+
+
+def test_a_zero_correction_changes_nothing_and_the_corrections_learn_at_their_own_rate(scene_cache):
+  _, off, state_off, batch, table = _experiment_and_batch(_config(scene_cache, mode='off'))
+  config, on, state_on, _, _ = _experiment_and_batch(_config(scene_cache))
+  assert state_off.group_params is None
+  chex.assert_shape(state_on.group_params[camera_optimizer.NAME]['twists'], (config.camera_optimizer.num_cameras, 6))
+  chex.assert_trees_all_equal(state_on.params, state_off.params)  # The model starts alike.
+  new_off, metrics_off = off.steps.train_step(state_off, batch, table)
+  new_on, metrics_on = on.steps.train_step(state_on, batch, table)
+  # At zero the correction and its pull vanish: the same loss, and the model's update is the same.
+  assert float(metrics_on['loss']) == pytest.approx(float(metrics_off['loss']), rel=1e-6)
+  chex.assert_trees_all_close(new_on.params, new_off.params, atol=1e-6)
+  # Its own schedule: Adam's first step moves every trained twist by its learning rate.
+  rate = float(metrics_on[f'learning_rate_{camera_optimizer.NAME}'])
+  assert rate == pytest.approx(config.camera_optimizer.lr_init)
+  assert float(metrics_on['learning_rate']) == pytest.approx(config.optim.lr_init)
+  twists = np.asarray(new_on.group_params[camera_optimizer.NAME]['twists'])
+  seen = np.unique(np.asarray(batch['pixels'])[:, 0])
+  np.testing.assert_allclose(np.abs(twists[seen]), rate, rtol=1e-3)
+  unseen = np.setdiff1d(np.arange(len(twists)), seen)
+  np.testing.assert_array_equal(twists[unseen], 0.0)
+
+
+def test_the_twists_gradient_matches_finite_differences(scene_cache):
+  config = _config(scene_cache)
+  split = datasets.load_split(config, 'train')
+  group_config = parameter_groups.with_training_split(config, split).camera_optimizer
+  assert group_config.pivot_depth > 0  # The median distance to the scene's centre, filled in.
+  table = split.camera_table().as_arrays(jnp)
+  image, row, col = jnp.array([0, 1, 2]), jnp.array([3, 10, 20]), jnp.array([5, 12, 7])
+  target = jnp.array([0.3, -0.2, 0.5])
+
+  def loss(twists):
+    rays = camera_optimizer.corrected_cameras(group_config, {'twists': twists}, table).rays(image, row, col,
+                                                                                            xnp=jnp)
+    return jnp.sum((rays.origins + 2.0 * rays.directions - target)**2)
+
+  twists = jnp.asarray(np.random.default_rng(0).normal(size=(split.num_images, 6)) * 0.01, jnp.float32)
+  grad = np.asarray(jax.grad(loss)(twists))
+  for cam, k in [(0, 0), (1, 3), (2, 5), (2, 1)]:
+    step = np.zeros(twists.shape, np.float32)
+    step[cam, k] = 1e-3
+    numeric = (float(loss(twists + step)) - float(loss(twists - step))) / 2e-3
+    assert grad[cam, k] == pytest.approx(numeric, rel=2e-2, abs=2e-3)
+  assert np.all(grad[3:] == 0)  # Cameras no ray came from.
+
+
+def test_the_corrections_are_saved_and_resumed_and_a_resume_with_another_mode_is_refused(scene_cache, tmp_path):
+  config, experiment, state, _, _ = _experiment_and_batch(_config(scene_cache))
+  twists = jnp.arange(config.camera_optimizer.num_cameras * 6, dtype=jnp.float32).reshape(-1, 6) * 1e-3
+  state = state.replace(step=jnp.int32(7), group_params={camera_optimizer.NAME: {'twists': twists}})
+  manager = checkpoints.make_manager(tmp_path, 2)
+  checkpoints.save(manager, state, 1.0)
+  manager.wait_until_finished()
+  restored = checkpoints.restore_step(manager, 7, experiment_lib.abstract_state(experiment, config.seed))
+  manager.close()
+  chex.assert_trees_all_equal(jax.device_get(restored.state), jax.device_get(state))
+  checkpoints.save_config(tmp_path, config)
+  other = _config(scene_cache, mode='off')
+  with pytest.raises(ConfigError, match='camera_optimizer.mode'):
+    experiment_lib.check_resumable(other, tmp_path, before_data=True)
+
+
+@pytest.mark.parametrize('key, value, expected', [
+    ('camera_optimizer.mode', 'se3', "one of ['off', 'SE3']"),
+    ('camera_optimizer.lr_init', 0.0, 'a finite number > 0'),
+    ('pose_noise.rotation_degrees', -1.0, 'a finite number >= 0'),
+    ('model.encoding_annealing', (0.5, 0.2), '0 <= start <= end <= 1'),
+])
+def test_bad_values_are_refused_in_one_line_before_anything_is_written(scene_cache, tmp_path, key, value, expected):
+  config = _config(scene_cache)
+  group, name = key.rsplit('.', 1)
+  target = config
+  for part in group.split('.'):
+    target = target[part]
+  target[name] = value
+  with pytest.raises(ConfigError, match=f'config.{key}') as raised:
+    trainer.train_and_evaluate(config, tmp_path / 'run')
+  assert expected in str(raised.value) and '\n' not in str(raised.value)
+  assert not (tmp_path / 'run').exists()
+  with pytest.raises(ConfigError):
+    config_checks.check_values(config)
+
+
+@pytest.fixture(scope='module')
+def refined_run(tmp_path_factory, scene_cache):
+  """The tiny hash-grid scene trained on its true poses; then, its scene held fixed (a learning rate of 1e-9),
+  its cameras refined from poses perturbed by 3 degrees and 3%: (config, workdir, summary, the perturbed
+  poses' errors, the clean run's val PSNR)."""
+  clean_dir = tmp_path_factory.mktemp('clean')
+  clean = tiny_config(scene_cache, num_steps=200, batch_size=256)
+  clean.eval.update(final_num_images=2, video_frames=0, lpips=())
+  clean_psnr = trainer.train_and_evaluate(clean, clean_dir)['val_psnr']
+  config = tiny_config(scene_cache, num_steps=200, batch_size=256, init_from=str(clean_dir))
+  config.eval.update(final_num_images=2, video_frames=0, lpips=())
+  config.optim.update(lr_init=1e-9, lr_final=1e-9)
+  config.camera_optimizer.update(mode='SE3', lr_init=3e-3, lr_final=3e-4)
+  config.pose_noise.update(rotation_degrees=3.0, translation_fraction=0.03, seed=1)
+  workdir = tmp_path_factory.mktemp('refined')
+  summary = trainer.train_and_evaluate(config, workdir)
+  given = camera_alignment.RefinedFrame(config, None, datasets.load_split(config, 'train')).pose_errors(
+      config.scene_box)
+  return config, workdir, summary, given, clean_psnr
+
+
+def test_refinement_recovers_perturbed_poses_and_the_held_out_views(refined_run):
+  _, _, refined, given, clean_psnr = refined_run
+  assert 2.5 < given['camera_rotation_error_deg'] < 3.0  # (Aligned: a little under the 3 degrees.)
+  assert refined['camera_rotation_error_deg'] < 0.4 * given['camera_rotation_error_deg']
+  assert refined['camera_translation_error'] < 0.7 * given['camera_translation_error']
+  # Held-out views, placed by the similarity of the refined cameras, score as the clean run's.
+  assert refined['val_psnr'] > clean_psnr - 0.5
+
+
+def test_the_refined_cameras_are_exported_beside_the_given_ones(refined_run, tmp_path):
+  config, workdir, summary, _, _ = refined_run
+  report = cameras_export.export_cameras(workdir, tmp_path / 'cameras.json')
+  written = json.loads((tmp_path / 'cameras.json').read_text())
+  assert report['refined'] and written['refined'] and len(written['frames']) == config.procedural.num_train
+  assert report['step'] == summary['step']
+  assert written['camera_rotation_error_deg'] == pytest.approx(summary['camera_rotation_error_deg'], rel=1e-4)
+  given = datasets.load_split(config, 'train').camtoworlds
+  frame = written['frames'][0]
+  np.testing.assert_allclose(np.asarray(frame['given_transform_matrix'])[:3], given[0], atol=1e-6)
+  assert not np.allclose(np.asarray(frame['transform_matrix'])[:3], given[0], atol=1e-4)
+  with pytest.raises(Exception, match='--out'):  # Never over an earlier export.
+    cameras_export.export_cameras(workdir, tmp_path / 'cameras.json')
