@@ -79,8 +79,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedules, b
     schedules = {train_state_lib.MODEL: schedules}
 
   def loss_fn(trainable, model_state, batch, cameras, rng, progress, group_names):
-    params, group_params = (trainable, None) if group_names is None else (
-        trainable[train_state_lib.MODEL], {name: trainable[name] for name in group_names})
+    params, group_params = train_state_lib.split_trainable(trainable, group_names)
     if adjust_cameras is not None:
       cameras = adjust_cameras(group_params, cameras, progress)
     batch = _split_groups(batch_rays(batch, cameras), num_groups)

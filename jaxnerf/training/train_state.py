@@ -86,9 +86,8 @@ class TrainState(flax.struct.PyTreeNode):
 
   def with_trainable(self, tree) -> 'TrainState':
     """The state with `params` and `group_params` from `tree`, laid out as `trainable`."""
-    if self.group_params is None:
-      return self.replace(params=tree)
-    return self.replace(params=tree[MODEL], group_params={name: tree[name] for name in self.group_params})
+    params, group_params = split_trainable(tree, None if self.group_params is None else tuple(self.group_params))
+    return self.replace(params=params, group_params=group_params)
 
 
 MODEL = 'model'  # The label of the model's parameters in TrainState.trainable and in the optimizer.
@@ -97,6 +96,13 @@ MODEL = 'model'  # The label of the model's parameters in TrainState.trainable a
 def trainable(params, group_params):
   """TrainState.trainable of these."""
   return params if group_params is None else {MODEL: params, **group_params}
+
+
+def split_trainable(tree, group_names):
+  """(params, group_params) of a `trainable` tree whose groups are `group_names` (None: it has none)."""
+  if group_names is None:
+    return tree, None
+  return tree[MODEL], {name: tree[name] for name in group_names}
 
 
 def make_schedule(optim_config, num_steps: int) -> optax.Schedule:
