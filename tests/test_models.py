@@ -143,6 +143,30 @@ def test_each_renderer_finds_the_depth_of_an_analytic_sphere(renderer, rng):
     assert np.median(np.min(widths(renderings[-1]), axis=-1)) < 0.1 / 16
 
 
+class _SoftSphereField(_SphereField):
+  """A sphere whose density falls smoothly at its surface: positions have a gradient."""
+
+  @nn.compact
+  def density(self, inputs, rng=None):
+    points = inputs.mean if isinstance(inputs, models.Gaussians) else inputs
+    return 50.0 * jax.nn.sigmoid(20.0 * (1.0 - jnp.linalg.norm(points, axis=-1))), None
+
+
+def test_proposal_levels_pass_no_gradient_to_the_rays_and_the_field_does():
+  """A learned camera (training/camera_optimizer.py) follows the field's colours: the proposal levels' weights
+  (what the interlevel loss reads) have no gradient in the rays' origins, the final level's have one."""
+  model = models.ProposalNeRF(field=_SoftSphereField(), proposal_fields=[_SoftSphereField()] * 2,
+                              num_proposal_samples=(32, 32), num_samples=16)
+  rays, _ = _rays_at_sphere()
+
+  def level_weights(origins, level):
+    return jnp.sum(model.apply({}, None, rays._replace(origins=origins), jnp.ones(3), 1.0)[level].w**2)
+
+  for level, moves in ((0, False), (1, False), (2, True)):
+    grad = np.asarray(jax.grad(level_weights)(rays.origins, level))
+    assert np.all(np.isfinite(grad)) and (np.abs(grad).max() > 1e-3) == moves, (level, np.abs(grad).max())
+
+
 def test_proposal_annealing_rises_from_uniform_to_the_weights():
   power = [float(anneal_power(p, 10.0)) for p in (0.0, 0.1, 0.5, 1.0, 2.0)]
   assert power[0] == 0.0 and power[-2] == power[-1] == pytest.approx(1.0)

@@ -89,6 +89,13 @@ def scale_gradient(x, scale):
   return x * scale + jax.lax.stop_gradient(x * (1.0 - scale))
 
 
+def _without_ray_gradient(samples):
+  """`samples` (RaySamples) whose rays pass no gradient back (their intervals are the resampling's)."""
+  stop = jax.lax.stop_gradient
+  return samples.replace(origins=stop(samples.origins), directions=stop(samples.directions),
+                         viewdirs=stop(samples.viewdirs), radii=stop(samples.radii))
+
+
 class ProposalNeRF(StatelessRenderer):
   """Proposal levels of `num_proposal_samples` intervals (one density field each), then `num_samples`
   intervals of `field`. `spacing` (coord.SPACINGS): 'disparity' or 'linear_disparity' for unbounded
@@ -136,7 +143,9 @@ class ProposalNeRF(StatelessRenderer):
 
     def shade(level, samples, key):
       if level < num_levels - 1:
-        return FieldOutputs(self.proposal_fields[level].density_at(samples, key)[0], None)
+        # The proposals only place the field's samples: a ray's gradient (a learned camera's) comes from the
+        # field's colours, not from the interlevel loss through every proposal sample's position.
+        return FieldOutputs(self.proposal_fields[level].density_at(_without_ray_gradient(samples), key)[0], None)
       out = self.field(samples, key)
       if self.gradient_scaling_distance > 0:
         distance = 0.5 * (samples.t_starts + samples.t_ends) * jnp.linalg.norm(rays.directions, axis=-1,
