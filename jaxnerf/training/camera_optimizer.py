@@ -2,12 +2,13 @@
 
 COLMAP's poses are never exact; a capture trained on them renders blur where the cameras disagree. As
 nerfstudio's camera optimizer and BARF (Lin et al. 2021) do, each training camera i gets a twist xi_i in
-se(3), zero at first, and its rays are made from the corrected pose camtoworld_i . exp(xi_i) (ops/rigid.py:
-it turns about its own centre and moves in its own frame). Rays are made inside the compiled step from the
-camera table (training/steps.py: batch_rays), so the data term's gradient reaches every xi_i; an Adam of its
-own, with its own learning rate and schedule (config.camera_optimizer), trains them, and the term
-`camera_correction` pulls them toward zero (mean over cameras of |xi_i|^2, rotations in radians and
-translations in scene units).
+se(3), zero at first, and its rays are made from the corrected pose camtoworld_i . exp(xi_i) (ops/rigid.py),
+turning about a pivot pivot_depth in front of the camera, with the translation in units of that depth: a
+pan and an orbit about the scene are then separate coordinates, which Adam steps alike. Rays are made inside
+the compiled step from the camera table (training/steps.py: batch_rays), so the data term's gradient
+reaches every xi_i; an Adam of its own, with its own learning rate and schedule (config.camera_optimizer),
+trains them, and the term `camera_correction` pulls them toward zero (mean over cameras of |xi_i|^2,
+rotations in radians and translations in units of the pivot's depth).
 
 This module is a parameter group (training/parameter_groups.py): the training state, step, loss and
 checkpoints read the registry, and evaluation aligns the refined cameras to the given ones before rendering
@@ -73,7 +74,8 @@ def _complete(group_config, train_split):
   values_of_split = {'num_cameras': int(train_split.num_images)}
   if group_config.pivot_depth == -1:
     centre = pose_noise.scene_centre(train_split)
-    values_of_split['pivot_depth'] = float(np.median(np.linalg.norm(train_split.camtoworlds[:, :, 3] - centre, axis=-1)))
+    distances = np.linalg.norm(train_split.camtoworlds[:, :, 3] - centre, axis=-1)
+    values_of_split['pivot_depth'] = float(np.median(distances))
   return values_of_split
 
 
@@ -87,6 +89,6 @@ parameter_groups.register(parameter_groups.ParameterGroup(
                            meaning="Pull of the cameras' learned corrections toward zero (camera_optimizer): "
                            'weight of the mean squared twist per camera.')
 def camera_correction_term(history, batch, loss_config, arrays):
-  """mean_i |xi_i|^2 of the cameras' twists (rotation in radians, translation in scene units)."""
+  """mean_i |xi_i|^2 of the cameras' twists (rotation in radians, translation in units of the pivot's depth)."""
   del history, batch, loss_config
   return jnp.mean(jnp.sum(arrays['twists']**2, axis=-1))
