@@ -52,6 +52,13 @@ config_groups.register('eval', owner=__name__, settings=dict(
                  "'interpolate' or 'auto' (spiral: forward-facing captures, ellipse: other captures, orbit: "
                  'synthetic scenes).', (lambda v: v in camera_paths.PATHS, f'one of {camera_paths.PATHS}')),
     video_frames=Setting(60, 'Frames of that video (0: none).', values.NON_NEGATIVE_INT),
+    pose_fit_steps=Setting(100, "Where a run refined its training cameras: Adam steps fitting each held-out "
+                           "view's pose, the model held fixed, before a second score of the final evaluation "
+                           "(BARF's protocol: 'val_registered_psnr', ..., beside the views placed by the "
+                           'similarity alone; 0: no such score).', values.NON_NEGATIVE_INT),
+    pose_fit_rays=Setting(64, 'Pixels of each held-out view per step of that fit.', values.POSITIVE_INT),
+    pose_fit_learning_rate=Setting(2e-3, "That fit's learning rate at its start, decaying to a twentieth of it "
+                                   '(log-linear).', values.POSITIVE),
     video_every=Setting(0, 'Also write that video every this many training steps (0: never), to '
                         'workdir/videos/<path>_<step>.gif and TensorBoard/W&B; costs video_frames renders each time.',
                         values.NON_NEGATIVE_INT),
@@ -64,7 +71,7 @@ config_groups.register('eval', owner=__name__, settings=dict(
                            (is_picture_list, 'a tuple of distinct picture names from '
                             f"{sorted(pictures.PICTURES)}, e.g. \"('rgb', 'depth')\"")),
 ), small=dict(every_steps=0, num_images=1, final_num_images=1, video_frames=0, chunk_size=256, video_min_size=32,
-              lpips=()))
+              lpips=(), pose_fit_steps=5, pose_fit_rays=32))
 
 
 def _ray_progress(description: str, num_rays: int):

@@ -253,12 +253,34 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
     writer.write_scalars(step, 'final_val', result['mean'])
     summary.update({f'val_{name}': value for name, value in result['mean'].items()}, val_images=num,
                    eval_seconds=time.perf_counter() - start)
+    if frame.refined is not None:
+      summary.update(_registered_scores(experiment, state, val_split, config, writer, step, num))
   if config.eval.video_frames > 0:
     start = time.perf_counter()
     _, gif, summary['video_size'] = _path_video(experiment, state, train_split, config, out_dir)
     if gif is not None:
       summary['video'] = str(gif)
     summary['video_seconds'] = time.perf_counter() - start
+
+
+def _registered_scores(experiment, state, val_split, config, writer, step, num) -> Dict[str, float]:
+  """The final evaluation again after fitting each view's pose to its pixels (camera_alignment.register_views,
+  BARF's protocol for a run that refined its cameras): {'val_registered_psnr', ..., 'val_pose_fit_rotation_deg',
+  'val_pose_fit_translation', 'registration_seconds'}; {} where config.eval.pose_fit_steps is 0."""
+  if config.eval.pose_fit_steps <= 0:
+    return {}
+  start = time.perf_counter()
+  registered, moved_by = camera_alignment.register_views(config, experiment.model, state.variables,
+                                                         jnp.full(3, experiment.background, jnp.float32), val_split,
+                                                         range(num))
+  per_image, _ = evaluation.evaluate(experiment.steps, state.variables, registered, range(num),
+                                     config.eval.chunk_size, description='final evaluation, views registered',
+                                     lpips_nets=config.eval.lpips)
+  mean = evaluation.mean_metrics(per_image)
+  writer.write_scalars(step, 'final_val_registered', {**mean, **moved_by})
+  return {**{f'val_registered_{name}': value for name, value in mean.items()},
+          **{f'val_{name}': value for name, value in moved_by.items()},
+          'registration_seconds': time.perf_counter() - start}
 
 
 def _check_resume_step(workdir: pathlib.Path, resume_step: Union[int, str, None]):
