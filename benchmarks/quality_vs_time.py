@@ -7,10 +7,11 @@ Trains the config with `train_and_evaluate` for the largest of --seconds of trai
 whenever the training time passes one of --seconds. Training time excludes compilation and evaluation (as
 instant-ngp's figures do). Intermediate points score the first --eval_images val views; the last point
 scores config.eval.final_num_images views (all by default in the *_ngp configs). Prints one JSON line per
-point: training time, step, val PSNR/SSIM/LPIPS (config.eval.lpips), training rays/s (rays that reached the loss, from the start to
-that point), compile time, the training cameras' errors where their true poses are known (config.pose_noise),
-and the run's peak memory (host RSS, and device memory where the backend reports
-it). A --workdir must hold no run yet (by default the run writes to a temporary directory).
+point: training time, step, val PSNR/SSIM/LPIPS (config.eval.lpips), training rays/s (rays that reached the
+loss, from the start to that point), compile time, the training cameras' errors where their true poses are
+known (config.pose_noise), the final scores of held-out views registered to the model where the run refined
+its cameras (val_registered_psnr, ...), and the run's peak memory (host RSS, and device memory where the
+backend reports it). A --workdir must hold no run yet (by default the run writes to a temporary directory).
 """
 
 import json
@@ -82,8 +83,9 @@ def _peak_memory():
 
 def _camera_errors(record) -> dict:
   """The errors of the training cameras against their true poses, where the scene knows them
-  (config.pose_noise; training/camera_alignment.py)."""
-  return {k: v for k, v in record.items() if k.startswith('camera_')}
+  (config.pose_noise; training/camera_alignment.py), and the final scores of held-out views registered to the
+  model where the run refined its cameras (val_registered_*, val_pose_fit_*)."""
+  return {k: v for k, v in record.items() if k.startswith(('camera_', 'val_registered_', 'val_pose_fit_'))}
 
 
 def run(config, workdir, seconds: Sequence[float], eval_images: int, config_name: str = ''):

@@ -13,6 +13,7 @@ import pytest
 
 from jaxnerf import datasets
 from jaxnerf.commands import cameras as cameras_export
+from jaxnerf.commands import render
 from jaxnerf.datasets import batching
 from jaxnerf.datasets import pose_noise
 from jaxnerf.errors import ConfigError
@@ -190,6 +191,14 @@ def test_registration_fits_a_held_out_view_moved_off_its_pose_back_onto_it(refin
   assert psnr['fitted'] > psnr['moved'] + 2.0 and psnr['fitted'] > psnr['given'] - 1.0, psnr
   assert moved_by['pose_fit_rotation_deg'] > 1.0
   np.testing.assert_array_equal(fitted.camtoworlds[1:], moved.camtoworlds[1:])
+
+
+def test_render_scores_the_held_out_views_placed_by_the_similarity_and_registered(refined_run):
+  _, workdir, summary, _, _ = refined_run
+  scores = render.render_split(workdir, 'val', limit=2)
+  assert scores['mean']['psnr'] == pytest.approx(summary['val_psnr'], abs=1e-3)
+  assert scores['registered']['psnr'] == pytest.approx(summary['val_registered_psnr'], abs=0.05)
+  assert scores['registered']['pose_fit_rotation_deg'] > 0
 
 
 def test_the_refined_cameras_are_exported_beside_the_given_ones(refined_run, tmp_path):

@@ -166,7 +166,9 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
 
   Returns:
     The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
-    without the per-image list, and 'out_dir'.
+    without the per-image list, and 'out_dir'. Held-out views of a run that refined its cameras are scored
+    again after fitting each one's pose to its pixels, the model held fixed: 'registered': {'psnr', ...,
+    'pose_fit_rotation_deg', 'pose_fit_translation'} (camera_alignment.registered_scores; BARF's protocol).
   """
   if limit == 0 or limit < -1:
     raise ConfigError(f'--limit={limit}: expected a positive number of images, or -1 for all of them.')
@@ -207,6 +209,12 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
       'rays_per_second': len(indices) * split.height * split.width / render_seconds})
   if packed:
     summary['exported_model'] = str(packed)
+  if held_out and model.group_params is not None:  # A run that refined its cameras: BARF's score beside.
+    registered = camera_alignment.registered_scores(
+        model.config, model.experiment, model.variables, split, indices, model.chunk_size,
+        model.config.eval.lpips if lpips_nets is None else lpips_nets)
+    if registered:
+      summary['registered'] = registered
   if jax.process_index() == 0:
     out_dir = workdirs.claim_new_folder(out_dir)
     evaluation.write_split(out_dir, split, summary, renderings, model.experiment.background)

@@ -32,6 +32,7 @@ from jaxnerf import datasets
 from jaxnerf.datasets import pose_noise
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.ops import rigid
+from jaxnerf.outputs import evaluation
 from jaxnerf.training import parameter_groups
 
 
@@ -180,3 +181,17 @@ def register_views(config, model, variables, background, split: SceneSplit, indi
   shift = rigid.centre_errors(fitted[indices], split.camtoworlds[indices])
   return with_poses(split, fitted), {'pose_fit_rotation_deg': float(rotation.mean()),
                                      'pose_fit_translation': float(shift.mean())}
+
+
+def registered_scores(config, experiment, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
+                      lpips_nets: Sequence[str] = ()) -> Dict[str, float]:
+  """The mean scores of views `indices` of `split` (in the model's frame) after `register_views`, and how far
+  the fit moved them ('pose_fit_rotation_deg', 'pose_fit_translation'); {} where config.eval.pose_fit_steps is
+  0 or no group of the run adjusts its cameras."""
+  registered, moved_by = register_views(config, experiment.model, variables,
+                                        jnp.full(3, experiment.background, jnp.float32), split, indices)
+  if not moved_by:
+    return {}
+  per_image, _ = evaluation.evaluate(experiment.steps, variables, registered, indices, chunk_size,
+                                     description='evaluating the registered views', lpips_nets=lpips_nets)
+  return {**evaluation.mean_metrics(per_image), **moved_by}

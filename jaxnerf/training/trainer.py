@@ -267,19 +267,14 @@ def _registered_scores(experiment, state, val_split, config, writer, step, num) 
   """The final evaluation again after fitting each view's pose to its pixels (camera_alignment.register_views,
   BARF's protocol for a run that refined its cameras): {'val_registered_psnr', ..., 'val_pose_fit_rotation_deg',
   'val_pose_fit_translation', 'registration_seconds'}; {} where config.eval.pose_fit_steps is 0."""
-  if config.eval.pose_fit_steps <= 0:
-    return {}
   start = time.perf_counter()
-  registered, moved_by = camera_alignment.register_views(config, experiment.model, state.variables,
-                                                         jnp.full(3, experiment.background, jnp.float32), val_split,
-                                                         range(num))
-  per_image, _ = evaluation.evaluate(experiment.steps, state.variables, registered, range(num),
-                                     config.eval.chunk_size, description='final evaluation, views registered',
-                                     lpips_nets=config.eval.lpips)
-  mean = evaluation.mean_metrics(per_image)
-  writer.write_scalars(step, 'final_val_registered', {**mean, **moved_by})
-  return {**{f'val_registered_{name}': value for name, value in mean.items()},
-          **{f'val_{name}': value for name, value in moved_by.items()},
+  scores = camera_alignment.registered_scores(config, experiment, state.variables, val_split, range(num),
+                                              config.eval.chunk_size, config.eval.lpips)
+  if not scores:
+    return {}
+  writer.write_scalars(step, 'final_val_registered', scores)
+  return {**{(f'val_{name}' if name.startswith('pose_fit_') else f'val_registered_{name}'): value
+             for name, value in scores.items()},
           'registration_seconds': time.perf_counter() - start}
 
 
