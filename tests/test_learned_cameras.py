@@ -189,7 +189,7 @@ def test_registration_fits_a_held_out_view_moved_off_its_pose_back_onto_it(refin
   psnr = {name: evaluation.evaluate(experiment.steps, state.variables, split, [0], config.eval.chunk_size)[0][0]['psnr']
           for name, split in (('moved', moved), ('fitted', fitted), ('given', val))}
   assert psnr['fitted'] > psnr['moved'] + 2.0 and psnr['fitted'] > psnr['given'] - 1.0, psnr
-  assert moved_by['pose_fit_rotation_deg'] > 1.0
+  assert moved_by['pose_fit_rotation_deg'] > 1.0 and moved_by['pose_fit_failed_views'] == 0
   np.testing.assert_array_equal(fitted.camtoworlds[1:], moved.camtoworlds[1:])
 
 

@@ -168,7 +168,8 @@ def render_split(workdir, split_name: Optional[str] = None, data_dir: Optional[s
     The metrics written to metrics.json: {'step', 'split', 'scene_dir', 'mean': {'psnr', 'ssim'}, ...},
     without the per-image list, and 'out_dir'. Held-out views of a run that refined its cameras are scored
     again after fitting each one's pose to its pixels, the model held fixed: 'registered': {'psnr', ...,
-    'pose_fit_rotation_deg', 'pose_fit_translation'} (camera_alignment.registered_scores; BARF's protocol).
+    'pose_fit_rotation_deg', 'pose_fit_translation', 'pose_fit_failed_views'} (camera_alignment.registered_scores;
+    BARF's protocol).
   """
   if limit == 0 or limit < -1:
     raise ConfigError(f'--limit={limit}: expected a positive number of images, or -1 for all of them.')

@@ -129,14 +129,15 @@ def register_views(config, model, variables, background, split: SceneSplit, indi
     indices: the views to fit (the others keep their poses).
 
   Returns:
-    (the split with fitted poses, {'pose_fit_rotation_deg', 'pose_fit_translation'}: the mean angle and
-    centre shift by which the fit moved the views, in the model's frame).
+    (the split with fitted poses, {'pose_fit_rotation_deg', 'pose_fit_translation': the mean angle and centre
+    shift by which the fit moved the views, in the model's frame; 'pose_fit_failed_views': the views whose
+    fit was not finite, left where they were}).
   """
   eval_config = config.eval
   groups = [g for g in parameter_groups.enabled(config) if g.adjust_cameras is not None]
   if not groups or eval_config.pose_fit_steps <= 0 or not len(indices):
     return split, {}
-  # The groups' settings for cameras that are the split's views (their number; the pivot stays the run's).
+  # The groups' settings for cameras that are the split's views (what the split fixes, such as their number).
   views_config = config.copy_and_resolve_references()
   for group in groups:
     if group.complete is not None:
@@ -177,10 +178,15 @@ def register_views(config, model, variables, background, split: SceneSplit, indi
   moved_cameras = parameter_groups.adjust_cameras(views_config, arrays, cameras, 1.0)
   fitted = np.asarray(split.camtoworlds, np.float64)
   fitted[indices] = np.asarray(jax.device_get(moved_cameras.camtoworlds), np.float64)[indices]
+  # A fit that diverged (a model rendering non-finite colours somewhere) leaves its view where it was, and
+  # says how many did.
+  failed = indices[~np.all(np.isfinite(fitted[indices]), axis=(-2, -1))]
+  fitted[failed] = split.camtoworlds[failed]
   rotation = rigid.rotation_errors_deg(fitted[indices], split.camtoworlds[indices])
   shift = rigid.centre_errors(fitted[indices], split.camtoworlds[indices])
   return with_poses(split, fitted), {'pose_fit_rotation_deg': float(rotation.mean()),
-                                     'pose_fit_translation': float(shift.mean())}
+                                     'pose_fit_translation': float(shift.mean()),
+                                     'pose_fit_failed_views': int(len(failed))}
 
 
 def registered_scores(config, experiment, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,

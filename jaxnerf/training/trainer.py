@@ -266,7 +266,8 @@ def _finish(experiment, state, train_split, val_split, config, workdir, writer, 
 def _registered_scores(experiment, state, val_split, config, writer, step, num) -> Dict[str, float]:
   """The final evaluation again after fitting each view's pose to its pixels (camera_alignment.register_views,
   BARF's protocol for a run that refined its cameras): {'val_registered_psnr', ..., 'val_pose_fit_rotation_deg',
-  'val_pose_fit_translation', 'registration_seconds'}; {} where config.eval.pose_fit_steps is 0."""
+  'val_pose_fit_translation', 'val_pose_fit_failed_views', 'registration_seconds'}; {} where
+  config.eval.pose_fit_steps is 0."""
   start = time.perf_counter()
   scores = camera_alignment.registered_scores(config, experiment, state.variables, val_split, range(num),
                                               config.eval.chunk_size, config.eval.lpips)
