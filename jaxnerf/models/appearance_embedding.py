@@ -25,6 +25,7 @@ from jaxnerf.errors import ConfigError
 from jaxnerf import metrics
 from jaxnerf.models import conditioning
 from jaxnerf.ops import camera
+from jaxnerf.ops import compositing
 from jaxnerf import values
 
 PARAM = 'appearance_codes'  # The table's name in every field that has one.
@@ -81,8 +82,7 @@ class CodeFitter:
       def loss(codes):
         params = _with_first_row(variables['params'], codes)
         final = model.apply({**variables, 'params': params}, None, rays, background)[-1]
-        weight = jnp.ones(final.acc.shape) if final.complete is None else final.complete.astype(jnp.float32)
-        return jnp.sum(weight[:, None] * (final.rgb - rgb)**2) / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
+        return compositing.complete_rays_mse(final, rgb)
 
       updates, opt_state = self._optimizer.update(jax.grad(loss)(codes), opt_state, codes)
       return optax.apply_updates(codes, updates), opt_state

@@ -108,6 +108,13 @@ def _with_samples(rendered: RenderedRays, rgb, density, extras: Optional[Dict], 
   return rendered._replace(samples=samples, extras={k: composite_fn(rendered.w, v) for k, v in extras.items()})
 
 
+def complete_rays_mse(rendered: RenderedRays, rgb) -> jnp.ndarray:
+  """Mean squared error of `rendered`'s colours [B, 3] against `rgb` [B, 3] over the rays it rendered
+  completely (all of them where `complete` is None; packed models can run out of slots)."""
+  weight = jnp.ones(rendered.acc.shape) if rendered.complete is None else rendered.complete.astype(jnp.float32)
+  return jnp.sum(weight[:, None] * (rendered.rgb - rgb)**2) / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
+
+
 def median_depth(rendered: RenderedRays) -> jnp.ndarray:
   """[...] the distance in front of which half of a ray's weight lies (linear within each interval); the
   far edge for empty rays, and the expected depth for packed samples (which keep no edges). Computed only

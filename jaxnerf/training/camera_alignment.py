@@ -31,6 +31,7 @@ import optax
 from jaxnerf import datasets
 from jaxnerf.datasets import pose_noise
 from jaxnerf.datasets.scene import SceneSplit
+from jaxnerf.ops import compositing
 from jaxnerf.ops import rigid
 from jaxnerf.outputs import evaluation
 from jaxnerf.training import parameter_groups
@@ -152,9 +153,7 @@ def register_views(config, model, variables, background, split: SceneSplit, indi
   def loss(arrays, variables, image, row, col, rgb):
     moved_cameras = parameter_groups.adjust_cameras(views_config, arrays, cameras, 1.0)
     rays = moved_cameras.rays(image, row, col, xnp=jnp)
-    final = model.apply(variables, None, rays, background)[-1]
-    weight = jnp.ones(final.acc.shape) if final.complete is None else final.complete.astype(jnp.float32)
-    return jnp.sum(weight[:, None] * (final.rgb - rgb)**2) / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
+    return compositing.complete_rays_mse(model.apply(variables, None, rays, background)[-1], rgb)
 
   @jax.jit
   def step(arrays, opt_state, variables, image, row, col, rgb):
