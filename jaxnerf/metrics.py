@@ -2,8 +2,13 @@
 
 Naming: `mse` mean squared error; images are [..., height, width, 3] in [0, 1]. A view's `rendering` is a dict
 of [H, W, ...] arrays ('rgb', 'depth', ...: what the renderer produces) and its `truth` a dict of what the
-scene holds for it ('rgb' always; 'depth' [H, W], inf where the ray hits nothing, and 'normals' [H, W, 3],
-0 there, where the scene knows them).
+scene holds for it ('rgb' always; 'depth' [H, W], inf where the ray hits nothing, 'normals' [H, W, 3], 0 there,
+and 'regions' [H, W], each pixel's kind of surface as an index into REGIONS, where the scene knows them).
+
+Scores by region: a scene that knows what each pixel shows (the procedural scenes: background, matte, glossy or
+mirror-like material) is also scored on each region alone, `psnr_<region>` and `normal_mae_deg_<region>`, and on
+the shiny pixels together (`psnr_shiny`: glossy and mirror-like), where view-dependent appearance matters;
+a whole-image mean hides them (on the glossy scene they are 9% of the pixels).
 
 `IMAGE_METRICS` maps a metric's name to its function and the ground truth it needs; `view_metrics` computes
 every metric whose ground truth a view has, so a scene with depth maps is scored on depth too, and a new
@@ -43,9 +48,22 @@ def ssim(image, reference, max_value: float = 1.0, filter_size: int = 11, filter
                   filter_size=filter_size, filter_sigma=filter_sigma, k1=k1, k2=k2)
 
 
+# The kinds of surface a region map [H, W] names, by index (uint8): what the pixel centre's ray hits first.
+REGIONS = ('background', 'matte', 'glossy', 'mirror')
+# Regions scored together under one name: their union.
+REGION_UNIONS = {'shiny': ('glossy', 'mirror')}
+
+
+def region_mask(regions, name: str) -> np.ndarray:
+  """[H, W] bool: the pixels of region `name` (REGIONS, or a union of REGION_UNIONS) in a region map
+  [H, W]."""
+  members = REGION_UNIONS.get(name, (name,))
+  return np.isin(np.asarray(regions), [REGIONS.index(member) for member in members])
+
+
 class ImageMetric(NamedTuple):
   compute: Callable  # (rendering, truth) -> float.
-  needs: str  # The ground truth it compares with: a key of `truth`.
+  needs: Tuple[str, ...]  # The ground truth it compares with: keys of `truth`.
   renders: str  # What it scores: a key of the rendering.
   optional: bool = False  # Computed only when named in view_metrics(..., optional=...).
 
@@ -53,13 +71,14 @@ class ImageMetric(NamedTuple):
 IMAGE_METRICS: Dict[str, ImageMetric] = {}
 
 
-def register_image_metric(name: str, needs: str = 'rgb', renders: str = '', optional: bool = False):
+def register_image_metric(name: str, needs='rgb', renders: str = '', optional: bool = False):
   """Registers the decorated function (rendering, truth) -> float as metric `name` of views whose ground
-  truth holds `needs` and whose rendering holds `renders` (default: the same key); an `optional` one only
-  where asked for."""
+  truth holds `needs` (a key, or a tuple of keys) and whose rendering holds `renders` (default: the first key
+  of `needs`); an `optional` one only where asked for."""
+  needs = (needs,) if isinstance(needs, str) else tuple(needs)
 
   def register(compute):
-    IMAGE_METRICS[name] = ImageMetric(compute, needs, renders or needs, optional)
+    IMAGE_METRICS[name] = ImageMetric(compute, needs, renders or needs[0], optional)
     return compute
 
   return register
@@ -86,11 +105,14 @@ def depth_mean_absolute_error(rendering, truth) -> float:
   return float(np.mean(np.abs(np.asarray(rendering['depth'], np.float64)[hits] - true_depth[hits])))
 
 
-def _mean_angular_error(normals, true_normals) -> float:
+def _mean_angular_error(normals, true_normals, where=None) -> float:
   """Mean angle in degrees between normals [H, W, 3] (normalised here) and the true ones over the pixels whose
-  ray hits the scene (a non-zero true normal); NaN where nothing is hit."""
+  ray hits the scene (a non-zero true normal), of those only the ones `where` [H, W] holds (None: all); NaN
+  where there are none."""
   true_normals = np.asarray(true_normals, np.float64)
   hits = np.linalg.norm(true_normals, axis=-1) > 0.5
+  if where is not None:
+    hits &= where
   if not hits.any():
     return float('nan')
   normals = np.asarray(normals, np.float64)[hits]
@@ -111,6 +133,27 @@ def predicted_normal_mean_angular_error(rendering, truth) -> float:
   return _mean_angular_error(rendering['normals_pred'], truth['normals'])
 
 
+def _register_region_metrics(region: str):
+  """psnr_<region> and, for surfaces, normal_mae_deg_<region>: the whole-image metrics on one region's pixels
+  (region_mask); NaN for a view without such pixels, which the means over views leave out."""
+
+  @register_image_metric(f'psnr_{region}', needs=('rgb', 'regions'))
+  def region_psnr(rendering, truth) -> float:
+    where = region_mask(truth['regions'], region)
+    if not where.any():
+      return float('nan')
+    error = np.asarray(rendering['rgb'], np.float64)[where] - np.asarray(truth['rgb'], np.float64)[where]
+    return float(-10.0 * np.log10(np.mean(error**2)))
+
+  if region != 'background':
+    register_image_metric(f'normal_mae_deg_{region}', needs=('normals', 'regions'))(
+        lambda rendering, truth: _mean_angular_error(rendering['normals'], truth['normals'],
+                                                     region_mask(truth['regions'], region)))
+
+
+for _region in REGIONS + tuple(REGION_UNIONS):
+  _register_region_metrics(_region)
+
 for _net in perceptual.NETS:
   register_image_metric(f'lpips_{_net}', optional=True)(
       lambda rendering, truth, net=_net: perceptual.lpips(rendering['rgb'], truth['rgb'], net))
@@ -129,5 +172,5 @@ def view_metrics(rendering: Dict, truth: Dict, optional: Collection[str] = ()) -
   if unknown:
     raise ValueError(f'unknown optional metrics {sorted(unknown)}')
   return {name: metric.compute(rendering, truth) for name, metric in IMAGE_METRICS.items()
-          if truth.get(metric.needs) is not None and metric.renders in rendering
+          if all(truth.get(key) is not None for key in metric.needs) and metric.renders in rendering
           and (not metric.optional or name in optional)}

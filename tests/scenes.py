@@ -46,7 +46,7 @@ def write_llff_scene(directory, num_images=9, resolution=24, seed=0, arc_deg=0.0
     eye = np.array([4.0 * np.cos(azimuth), 4.0 * np.sin(azimuth) + rng.uniform(-0.5, 0.5),
                     1.0 + rng.uniform(-0.3, 0.3)])
     pose = camera.look_at(eye, [0.0, rng.uniform(-0.2, 0.2), 0.3])
-    rgba, depth, _ = procedural.render_view(spec, pose)
+    rgba, depth, _, _ = procedural.render_view(spec, pose)
     Image.fromarray(np.uint8(np.round(rgba[..., :3] * 255))).save(directory / 'images' / f'view{i:02d}.png')
     llff_matrix = np.stack([-pose[:, 1], pose[:, 0], pose[:, 2], pose[:, 3],
                             [resolution, resolution, focal]], axis=1)

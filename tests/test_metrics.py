@@ -201,7 +201,7 @@ def test_depth_error_is_scored_where_the_truth_has_depth_and_only_over_hits():
 def test_a_metric_registered_outside_the_library_is_computed_and_averaged(monkeypatch):
   from jaxnerf.outputs import evaluation
   monkeypatch.setitem(metrics.IMAGE_METRICS, 'mean_opacity',
-                      metrics.ImageMetric(lambda rendering, truth: float(np.mean(rendering['acc'])), 'rgb', 'acc'))
+                      metrics.ImageMetric(lambda rendering, truth: float(np.mean(rendering['acc'])), ('rgb',), 'acc'))
   image = np.zeros((4, 4, 3), np.float32)
   per_image = [{'name': str(i), **metrics.view_metrics({'rgb': image, 'acc': np.full((4, 4), a)}, {'rgb': image})}
                for i, a in enumerate([0.2, 0.6])]
@@ -225,3 +225,32 @@ def test_normal_error_is_the_mean_angle_over_hits_for_models_that_render_normals
   both = metrics.view_metrics({'rgb': image, 'normals': rendered, 'normals_pred': -rendered},
                               {'rgb': image, 'normals': true_normals})
   assert both['normal_pred_mae_deg'] == pytest.approx(155.0, abs=1e-3) and 'normal_pred_mae_deg' not in scored
+
+
+def test_each_region_is_scored_on_its_own_pixels_as_a_brute_force_loop_scores_it():
+  rng = np.random.default_rng(0)
+  truth_rgb, rendered_rgb = rng.uniform(size=(2, 6, 5, 3))
+  regions = rng.integers(0, len(metrics.REGIONS), size=(6, 5)).astype(np.uint8)
+  regions[0, 0], regions[0, 1] = metrics.REGIONS.index('glossy'), metrics.REGIONS.index('mirror')
+  true_normals = np.where((regions == 0)[..., None], 0.0, [0.0, 0.0, 1.0])
+  angles = rng.uniform(0.0, 60.0, size=(6, 5))
+  rendered_normals = np.stack([np.sin(np.radians(angles)), np.zeros_like(angles), np.cos(np.radians(angles))], -1)
+  scored = metrics.view_metrics({'rgb': rendered_rgb, 'normals': rendered_normals},
+                                {'rgb': truth_rgb, 'normals': true_normals, 'regions': regions})
+  for name, members in [(r, (r,)) for r in metrics.REGIONS] + [('shiny', ('glossy', 'mirror'))]:
+    pixels = [(i, j) for i in range(6) for j in range(5) if metrics.REGIONS[regions[i, j]] in members]
+    squared = [(rendered_rgb[i, j, c] - truth_rgb[i, j, c])**2 for i, j in pixels for c in range(3)]
+    assert scored[f'psnr_{name}'] == pytest.approx(-10 * np.log10(sum(squared) / len(squared)), rel=1e-9), name
+    if name != 'background':
+      assert scored[f'normal_mae_deg_{name}'] == pytest.approx(np.mean([angles[p] for p in pixels]), rel=1e-6)
+  assert 'normal_mae_deg_background' not in scored  # The background has no surface.
+  # The whole image's metrics are the region's union's.
+  assert scored['normal_mae_deg'] == pytest.approx(np.mean(angles[regions > 0]), rel=1e-6)
+  # A view without a region scores NaN there, which the mean over views leaves out; a scene without region
+  # maps has no region scores at all.
+  all_matte = np.full((6, 5), metrics.REGIONS.index('matte'), np.uint8)
+  matte_only = metrics.view_metrics({'rgb': rendered_rgb}, {'rgb': truth_rgb, 'regions': all_matte})
+  assert np.isnan(matte_only['psnr_mirror']) and np.isnan(matte_only['psnr_shiny'])
+  assert matte_only['psnr_matte'] == pytest.approx(matte_only['psnr'], rel=1e-5)
+  assert 'normal_mae_deg_matte' not in matte_only  # No normals rendered, none scored.
+  assert sorted(metrics.view_metrics({'rgb': rendered_rgb}, {'rgb': truth_rgb})) == ['psnr', 'ssim']

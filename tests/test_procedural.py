@@ -15,6 +15,8 @@ from jaxnerf.datasets import procedural
 from jaxnerf.datasets import procedural_layouts
 from jaxnerf.datasets import raytracing as rt
 from jaxnerf.errors import ConfigError
+from jaxnerf.errors import DatasetError
+from jaxnerf import metrics
 from jaxnerf.ops import camera
 from jaxnerf.training import default_config
 
@@ -60,7 +62,7 @@ def _first_inside_t(origins, directions, step):
 
 @pytest.fixture(scope='module')
 def tiny_view():
-  rgba, depth, _ = procedural.render_view(TINY, VIEW)
+  rgba, depth, _, _ = procedural.render_view(TINY, VIEW)
   rays = camera.image_rays(VIEW, TINY.resolution, TINY.resolution, procedural.focal_length(TINY),
                            procedural_layouts.NEAR, procedural_layouts.FAR)
   return rgba, depth, rays
@@ -175,7 +177,7 @@ def test_ensure_scene_writes_blender_layout_once(tmp_path):
   # The saved image matches a fresh render of the saved pose.
   meta = json.loads((scene / 'transforms_val.json').read_text())
   pose = np.array(meta['frames'][1]['transform_matrix'])[:3]
-  rgba, depth, _ = procedural.render_view(TINY, pose)
+  rgba, depth, _, _ = procedural.render_view(TINY, pose)
   with Image.open(scene / 'val' / 'r_1.png') as image:
     np.testing.assert_allclose(np.asarray(image) / 255.0, rgba, atol=0.5 / 255 + 1e-6)
   np.testing.assert_array_equal(np.load(scene / 'val' / 'r_1_depth.npy'), depth)
@@ -217,7 +219,7 @@ def test_unbounded_layout_has_content_at_every_distance_and_exact_depth():
   spec = procedural.ProceduralSceneSpec(resolution=24, supersampling=2, layout='unbounded')
   layout = procedural_layouts.LAYOUTS['unbounded']
   pose = procedural.sample_poses(spec, 'train')[0]
-  rgba, depth, _ = procedural.render_view(spec, pose)
+  rgba, depth, _, _ = procedural.render_view(spec, pose)
   # No background: every pixel is covered, every depth finite, from the objects out to the sky dome.
   assert np.all(rgba[..., 3] == 1.0) and np.all(np.isfinite(depth))
   assert depth.min() < 5.0 and depth.max() > 15.0 and depth.max() < layout.far
@@ -250,7 +252,7 @@ def test_layouts_name_their_scenes_apart_and_unknown_ones_are_refused():
   unbounded = procedural.ProceduralSceneSpec(resolution=24, layout='unbounded')
   assert procedural.scene_name(still) != procedural.scene_name(unbounded)
   with pytest.raises(ValueError,
-                     match=r"config.procedural.layout must be one of \['glossy', 'still_life', 'unbounded'\]"):
+                     match=r"config.procedural.layout must be one of \['glossy', 'mirror', 'still_life', 'unbounded'\]"):
     procedural.render_view(procedural.ProceduralSceneSpec(resolution=4, layout='dome'), VIEW)
 
 
@@ -258,7 +260,7 @@ def test_the_glossy_layout_writes_exact_normals_and_reflects_its_environment(tmp
   spec = procedural.ProceduralSceneSpec(resolution=24, num_train=2, num_val=1, num_test=1, supersampling=1,
                                         layout='glossy')
   pose = procedural.sample_poses(spec, 'val')[0]
-  rgba, depth, normals = procedural.render_view(spec, pose)
+  rgba, depth, normals, regions = procedural.render_view(spec, pose)
   hits = np.isfinite(depth)
   assert 0.1 < hits.mean() < 0.9
   np.testing.assert_allclose(np.linalg.norm(normals[hits], axis=-1), 1.0, atol=1e-5)
@@ -317,7 +319,7 @@ def test_training_photos_are_the_clean_ones_times_their_recorded_drift(clean_and
     atol = 0.5 * (1.0 + factor.max()) / 255.0 + 1e-9
     np.testing.assert_allclose(after[..., :3], np.clip(before[..., :3] * factor, 0.0, 1.0), atol=atol)
     assert np.abs(after[..., :3] - before[..., :3]).max() > 5 / 255
-    for suffix in ('_depth.npy', '_normals.npy'):
+    for suffix in ('_depth.npy', '_normals.npy', '_regions.npy'):
       assert (drifting / f'{name}{suffix}').read_bytes() == (clean / f'{name}{suffix}').read_bytes()
   # The Blender reader passes over the recorded drift.
   assert blender.load_blender_split(drifting, 'train').images.shape == (3, 16, 16, 3)
@@ -327,7 +329,7 @@ def test_val_and_test_views_stay_clean(clean_and_drifting):
   clean, drifting = clean_and_drifting
   for split in ('val', 'test'):
     names = sorted(p.name for p in (clean / split).iterdir())
-    assert names == sorted(p.name for p in (drifting / split).iterdir()) and len(names) == 3
+    assert names == sorted(p.name for p in (drifting / split).iterdir()) and len(names) == 4  # Image, depth, normals, regions.
     for name in [f'{split}/{n}' for n in names] + [f'transforms_{split}.json']:
       assert (drifting / name).read_bytes() == (clean / name).read_bytes(), name
 
@@ -349,11 +351,12 @@ def test_the_drift_is_seeded_and_each_key_draws_apart():
 
 
 def test_clean_scenes_keep_their_names():
-  # The names before the drift existed: a changed name would render every user's cached scene again.
-  assert procedural.scene_name(procedural.ProceduralSceneSpec()) == 'procedural_80px_3234e9f90a'
-  assert procedural.scene_name(dataclasses.replace(CLEAN, num_val=2, num_test=2)) == 'procedural_16px_4d4fb3f4ae'
+  # The names since SCENE_VERSION 2 (region maps), which the drift keys leave alone: a changed name would render
+  # every user's cached scene again.
+  assert procedural.scene_name(procedural.ProceduralSceneSpec()) == 'procedural_80px_63c59ffbe5'
+  assert procedural.scene_name(dataclasses.replace(CLEAN, num_val=2, num_test=2)) == 'procedural_16px_3ee2a784d5'
   from_config = procedural.ProceduralSceneSpec(**default_config.get_config().procedural)
-  assert procedural.scene_name(from_config) == 'procedural_80px_3234e9f90a'
+  assert procedural.scene_name(from_config) == 'procedural_80px_63c59ffbe5'
   # A config read back from JSON holds lists, and integers name the same scene as floats.
   as_read = dataclasses.replace(CLEAN, train_gain_range=[1, 1], train_white_balance=0)
   assert procedural.scene_name(as_read) == procedural.scene_name(CLEAN) and not as_read.drifts
@@ -382,3 +385,34 @@ def test_drift_that_cannot_work_is_refused_before_anything_is_written(tmp_path, 
   with pytest.raises(ConfigError, match=message):
     datasets.scene_directory(config)
   assert not any(tmp_path.iterdir())
+
+
+def test_region_maps_name_each_pixels_material_and_are_read_back_with_the_views(tmp_path):
+  spec = procedural.ProceduralSceneSpec(resolution=32, num_train=1, num_val=2, num_test=1, supersampling=1,
+                                        layout='mirror')
+  objects = procedural_layouts.LAYOUTS['mirror'].objects
+  assert [o.material.region for o in objects] == ['matte', 'mirror', 'mirror', 'glossy', 'glossy', 'matte']
+  view = procedural.render_view(spec, procedural.sample_poses(spec, 'val')[0])
+  rays = camera.image_rays(procedural.sample_poses(spec, 'val')[0], 32, 32, procedural.focal_length(spec), 2.0, 6.0)
+  hit = rt.nearest_hit(objects, rays.origins.reshape(-1, 3).astype(np.float64),
+                       rays.directions.reshape(-1, 3).astype(np.float64))
+  # Pixel by pixel, the region is the material's of the object hit, background where nothing is.
+  expected = [metrics.REGIONS.index(objects[k].material.region) if k >= 0 else 0 for k in hit.object_index]
+  np.testing.assert_array_equal(view.regions.reshape(-1), expected)
+  assert view.regions.dtype == np.uint8 and np.array_equal(view.regions == 0, ~np.isfinite(view.depth))
+  shares = np.bincount(view.regions.reshape(-1), minlength=4) / view.regions.size
+  assert shares[metrics.REGIONS.index('mirror')] > 0.1 and shares[metrics.REGIONS.index('glossy')] > 0.05
+  # The unbounded layout's sky is its background; the still life's highlighted ball is glossy.
+  assert {o.name: o.material.region for o in procedural_layouts.LAYOUTS['unbounded'].objects}['sky'] == 'background'
+  assert {o.name: o.material.region for o in procedural_layouts.DEFAULT_OBJECTS}['glossy_ball'] == 'glossy'
+  procedural.write_scene(tmp_path, spec)
+  split = blender.load_blender_split(tmp_path, 'val')
+  np.testing.assert_array_equal(split.regions[0], view.regions)
+  assert blender.load_blender_split(tmp_path, 'val', factor=2).regions is None  # Maps only at full size.
+  # A region map that does not fit its image, or names no region, is refused with its path.
+  np.save(tmp_path / 'val' / 'r_1_regions.npy', view.regions[:16])
+  with pytest.raises(DatasetError, match=r"r_1_regions.npy holds an array of shape \(16, 32\); expected \(32, 32\)"):
+    blender.load_blender_split(tmp_path, 'val')
+  np.save(tmp_path / 'val' / 'r_1_regions.npy', np.full((32, 32), 7, np.uint8))
+  with pytest.raises(DatasetError, match=r"r_1_regions.npy must hold integer indices into .* from 7 to 7"):
+    blender.load_blender_split(tmp_path, 'val')

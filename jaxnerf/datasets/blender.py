@@ -3,7 +3,8 @@
 Layout: `transforms_{train,val,test}.json`, each holding `camera_angle_x` (horizontal field of view in
 radians) and `frames`, a list of {"file_path": "./train/r_0", "transform_matrix": 4x4 camera-to-world}.
 Images are RGBA PNGs with straight (not premultiplied) alpha, all of one size. A frame may have a
-ground-truth depth map beside its image as `<file_path>_depth.npy` (the procedural scene writes these).
+ground-truth depth map beside its image as `<file_path>_depth.npy`, a normal map `<file_path>_normals.npy`
+and a region map `<file_path>_regions.npy` (MAPS; the procedural scenes write these).
 
 Every check fails with a `DatasetError` naming the file or field at fault and what was expected.
 """
@@ -19,6 +20,7 @@ from PIL import Image
 
 from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.errors import DatasetError
+from jaxnerf import metrics
 from jaxnerf.ops import camera
 
 # How far a camera-to-world matrix may be from a rigid motion (rounding in the files written by tools).
@@ -69,11 +71,12 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
   alphas = downsample(np.stack([image[..., 3:] for image in rgba]), factor)[..., 0]
   focal = 0.5 * width / math.tan(0.5 * camera_angle_x) / factor
   intrinsics = camera.Intrinsics.pinhole(focal, width // factor, height // factor).repeated(len(frames))
-  depths = _read_maps(image_paths, 'depth') if factor == 1 else None
-  normals = _read_maps(image_paths, 'normals') if factor == 1 else None
+  # Maps of what each pixel centre sees are only meaningful at the images' own resolution.
+  maps = {kind: _read_maps(image_paths, kind, trailing, dtype, (height, width)) if factor == 1 else None
+          for kind, (trailing, dtype) in MAPS.items()}
   return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), intrinsics=intrinsics,
-                    near=near, far=far, names=tuple(p.stem for p in image_paths), depths=depths,
-                    normals=normals, alphas=alphas)
+                    near=near, far=far, names=tuple(p.stem for p in image_paths), depths=maps['depth'],
+                    normals=maps['normals'], regions=maps['regions'], alphas=alphas)
 
 
 def downsample(images: np.ndarray, factor: int) -> np.ndarray:
@@ -205,10 +208,34 @@ def composite(rgba: np.ndarray, background: float) -> np.ndarray:
   return rgb * alpha + background * (1.0 - alpha)
 
 
-def _read_maps(image_paths, kind: str):
-  """[N, H, W, ...] float32 of the <image>_<kind>.npy files beside every image (the procedural scenes'
-  'depth' and 'normals'), or None where any is missing."""
+# The ground-truth maps an image may have beside it, <image>_<kind>.npy (the procedural scenes write them):
+# kind: (the shape after [H, W], the dtype they are read as).
+MAPS = {'depth': ((), np.float32), 'normals': ((3,), np.float32), 'regions': ((), np.uint8)}
+
+
+def _read_maps(image_paths, kind: str, trailing: tuple, dtype, image_size: tuple):
+  """[N, H, W, *trailing] of the <image>_<kind>.npy files beside every image (of (H, W) `image_size`), read as
+  `dtype`, or None where any is missing.
+
+  Raises:
+    DatasetError: a map is not [H, W, *trailing] of its image's size, or (regions) holds an index outside
+      metrics.REGIONS.
+  """
   paths = [p.with_name(f'{p.stem}_{kind}.npy') for p in image_paths]
   if not all(p.is_file() for p in paths):
     return None
-  return np.stack([np.load(p, allow_pickle=False).astype(np.float32) for p in paths])
+  maps = []
+  for image_path, path in zip(image_paths, paths):
+    try:
+      array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise DatasetError(f'{path} could not be read as a NumPy array: {e}') from e
+    if array.shape != image_size + trailing:
+      raise DatasetError(f'{path} holds an array of shape {array.shape}; expected {image_size + trailing} '
+                         f'(the {kind} map of {image_path.name}, {image_size[1]}x{image_size[0]}).')
+    if kind == 'regions' and (not np.issubdtype(array.dtype, np.integer) or array.min() < 0
+                              or array.max() >= len(metrics.REGIONS)):
+      raise DatasetError(f'{path} must hold integer indices into {metrics.REGIONS} (0 to '
+                         f'{len(metrics.REGIONS) - 1}); it holds {array.dtype} from {array.min()} to {array.max()}.')
+    maps.append(array.astype(dtype))
+  return np.stack(maps)

@@ -49,6 +49,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -65,7 +66,7 @@ from jaxnerf import values
 from jaxnerf import workdirs
 
 # Bump when the scene's content or rendering changes, so that cached scenes are regenerated.
-SCENE_VERSION = 1
+SCENE_VERSION = 2  # 2: region maps beside the depth and normal maps.
 SPLITS = ('train', 'val', 'test')
 
 
@@ -176,18 +177,21 @@ def average_supersamples(colours, covered) -> np.ndarray:
   return np.concatenate([colour, alpha[..., None]], axis=-1)
 
 
-def render_view(spec: ProceduralSceneSpec, camtoworld) -> tuple:
-  """RGBA float32 [H, W, 4] (straight, not premultiplied alpha), depth [H, W] and normals [H, W, 3] of one
-  view.
+class View(NamedTuple):
+  """One rendered view and what it shows at each pixel centre."""
+
+  rgba: np.ndarray  # [H, W, 4] float32: colour averaged over the covered supersamples, alpha the covered fraction.
+  depth: np.ndarray  # [H, W] float32 t of the first hit of the ray through the pixel centre, inf for background.
+  normals: np.ndarray  # [H, W, 3] float32 unit world normal of the surface at that hit, 0 for background.
+  regions: np.ndarray  # [H, W] uint8 index into metrics.REGIONS of that surface's material.
+
+
+def render_view(spec: ProceduralSceneSpec, camtoworld) -> View:
+  """One view: RGBA (straight, not premultiplied alpha), depth, normals and material regions (View).
 
   Args:
     spec: the scene spec (resolution, field of view, supersampling).
     camtoworld: [3, 4] or [4, 4] camera-to-world matrix.
-
-  Returns:
-    rgba: colour averaged over the covered supersamples, alpha the covered fraction.
-    depth: float32 t of the first hit of the ray through each pixel centre, inf for background.
-    normals: float32 unit world normal of the surface at that hit, 0 for background.
   """
   size, layout = spec.resolution, layout_of(spec)
   rays = supersample_rays(spec, camtoworld)
@@ -201,8 +205,9 @@ def render_view(spec: ProceduralSceneSpec, camtoworld) -> tuple:
   centre_rays = camera.image_rays(camtoworld, size, size, focal_length(spec), layout.near, layout.far)
   hit = rt.nearest_hit(layout.objects, centre_rays.origins.reshape(-1, 3).astype(np.float64),
                        centre_rays.directions.reshape(-1, 3).astype(np.float64))
-  return (rgba.astype(np.float32), hit.t.reshape(size, size).astype(np.float32),
-          hit.normal.reshape(size, size, 3).astype(np.float32))
+  return View(rgba.astype(np.float32), hit.t.reshape(size, size).astype(np.float32),
+              hit.normal.reshape(size, size, 3).astype(np.float32),
+              rt.hit_regions(layout.objects, hit).reshape(size, size))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,8 +251,8 @@ def _drifted(rgba, gain: float, white_balance) -> np.ndarray:
 
 
 def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) -> None:
-  """Renders one split: `{split}/r_{i}.png`, `{split}/r_{i}_depth.npy`, `{split}/r_{i}_normals.npy` and
-  `transforms_{split}.json`; training views drift in exposure and white balance as the spec says, each
+  """Renders one split: `{split}/r_{i}.png`, `{split}/r_{i}_depth.npy`, `{split}/r_{i}_normals.npy`,
+  `{split}/r_{i}_regions.npy` and `transforms_{split}.json`; training views drift in exposure and white balance as the spec says, each
   frame recording its gain and factors."""
   (directory / split).mkdir(parents=True, exist_ok=True)
   poses = sample_poses(spec, split)
@@ -260,25 +265,27 @@ def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) 
                                f'ray tracing the {split} views of the demo scene', total=len(poses),
                                unit='view')
     frames = []
-    for index, (camtoworld, (rgba, depth, normals)) in enumerate(zip(poses, views)):
+    for index, (camtoworld, view) in enumerate(zip(poses, views)):
       truth = {}  # What the photo's drift was, for measuring what appearance codes learn.
       if gains is not None:
-        rgba = _drifted(rgba, gains[index], white_balances[index])
+        view = view._replace(rgba=_drifted(view.rgba, gains[index], white_balances[index]))
         truth = {'exposure_gain': float(gains[index]), 'white_balance': white_balances[index].tolist()}
-      frames.append({**_write_frame(directory, split, index, camtoworld, rgba, depth, normals), **truth})
+      frames.append({**_write_frame(directory, split, index, camtoworld, view), **truth})
   finally:
     pool.shutdown(cancel_futures=True)  # On an interrupt, do not render the remaining views first.
   with open(directory / f'transforms_{split}.json', 'w') as f:
     json.dump({'camera_angle_x': spec.camera_angle_x, 'frames': frames}, f, indent=2)
 
 
-def _write_frame(directory: pathlib.Path, split: str, index: int, camtoworld, rgba, depth, normals) -> dict:
-  """Saves one view's PNG, depth map and normal map; returns its frame entry for transforms_{split}.json."""
+def _write_frame(directory: pathlib.Path, split: str, index: int, camtoworld, view: View) -> dict:
+  """Saves one view's PNG, depth, normal and region maps; returns its frame entry for
+  transforms_{split}.json."""
   name = f'r_{index}'
-  pixels = np.round(np.clip(rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
+  pixels = np.round(np.clip(view.rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
   Image.fromarray(pixels).save(directory / split / f'{name}.png')
-  np.save(directory / split / f'{name}_depth.npy', depth)
-  np.save(directory / split / f'{name}_normals.npy', normals)
+  np.save(directory / split / f'{name}_depth.npy', view.depth)
+  np.save(directory / split / f'{name}_normals.npy', view.normals)
+  np.save(directory / split / f'{name}_regions.npy', view.regions)
   matrix = np.concatenate([camtoworld, [[0.0, 0.0, 0.0, 1.0]]], axis=0)
   return {'file_path': f'./{split}/{name}', 'transform_matrix': matrix.tolist()}
 
@@ -288,7 +295,8 @@ def write_scene(directory, spec: ProceduralSceneSpec) -> None:
 
   Files: transforms_{train,val,test}.json with 'camera_angle_x' and 'frames' (each {'file_path':
   './train/r_0', 'transform_matrix': 4x4 list}), RGBA PNGs train/r_0.png, ..., float32 depth maps
-  train/r_0_depth.npy, ... ([H, W], inf for background) and normal maps train/r_0_normals.npy ([H, W, 3]).
+  train/r_0_depth.npy, ... ([H, W], inf for background), normal maps train/r_0_normals.npy ([H, W, 3]) and
+  region maps train/r_0_regions.npy ([H, W] uint8 indices into metrics.REGIONS: the material's kind).
   """
   directory = pathlib.Path(directory)
   for split in SPLITS:

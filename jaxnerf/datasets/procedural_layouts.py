@@ -113,6 +113,31 @@ def glossy_objects() -> tuple:
   )
 
 
+def mirror_objects() -> tuple:
+  """The mirror layout's objects, large enough that reflections fill much of the view: on a wider pedestal, a
+  chrome ball (radius 0.6; mirror 0.95, roughness 0), a standing gold ring (mirror 0.85, roughness 0.03), a
+  glossy blue ball (mirror 0.6, roughness 0.08), a satin green box (0.4, 0.2) and a small matte ball."""
+  return (
+      rt.SceneObject('pedestal', rt.Cylinder(radius=1.3, half_height=0.05),
+                     rt.Material(textures.solid((0.86, 0.84, 0.80))), centre=(0.0, 0.0, GROUND_Z - 0.05)),
+      rt.SceneObject('chrome_ball', rt.Sphere(radius=0.6),
+                     rt.Material(textures.solid((0.92, 0.92, 0.92)), mirror=0.95, roughness=0.0),
+                     centre=(-0.40, -0.35, GROUND_Z + 0.6)),
+      rt.SceneObject('gold_ring', rt.Torus(major_radius=0.38, minor_radius=0.13),
+                     rt.Material(textures.solid((0.95, 0.75, 0.30)), mirror=0.85, roughness=0.03),
+                     centre=(0.55, 0.45, GROUND_Z + 0.51),
+                     rotation=rt.rotation_about((0.0, 0.0, 1.0), 35.0) @ rt.rotation_about((1.0, 0.0, 0.0), 90.0)),
+      rt.SceneObject('glossy_ball', rt.Sphere(radius=0.45),
+                     rt.Material(textures.solid((0.20, 0.35, 0.85)), mirror=0.6, roughness=0.08),
+                     centre=(0.68, -0.55, GROUND_Z + 0.45)),
+      rt.SceneObject('satin_box', rt.Box(half_extents=(0.26, 0.26, 0.26)),
+                     rt.Material(textures.solid((0.30, 0.70, 0.35)), mirror=0.4, roughness=0.2),
+                     centre=(-0.55, 0.60, GROUND_Z + 0.26), rotation=rt.rotation_about((0.0, 0.0, 1.0), 20.0)),
+      rt.SceneObject('matte_ball', rt.Sphere(radius=0.22),
+                     rt.Material(textures.solid((0.85, 0.45, 0.25))), centre=(-0.05, 0.95, GROUND_Z + 0.22)),
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """A scene's objects, the ray bounds that hold them, where its cameras may stand, and the environment
@@ -134,6 +159,8 @@ LAYOUTS = {
     # Materials from matte to mirror-like reflecting a studio around them (Ref-NeRF's kind of scene), on
     # the still life's pedestal, seen from the still life's cameras; exact normals beside the depth maps.
     'glossy': Layout(glossy_objects(), NEAR, FAR, ELEVATION_RANGE_DEG, studio_environment),
+    # Where reflections dominate: large mirror-like and glossy objects in the same studio, for 128 px and up.
+    'mirror': Layout(mirror_objects(), NEAR, FAR, ELEVATION_RANGE_DEG, studio_environment),
 }
 
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxnerf.datasets.textures import Texture
+from jaxnerf.metrics import REGIONS
 
 # Shadow rays start this far off the surface, along its normal, so they do not hit their own surface.
 SHADOW_OFFSET = 1e-4
@@ -230,6 +231,21 @@ class Material:
   mirror: float = 0.0  # Weight of the reflected environment: 0 matte, 1 a perfect mirror.
   roughness: float = 0.0  # Spread (radians, about) of the reflected directions: 0 sharp, 0.3 blurred.
 
+  @property
+  def region(self) -> str:
+    """The kind of surface it is, for scoring by region (metrics.REGIONS): 'background' (unlit: a sky),
+    'mirror' (reflecting at least MIRROR_LIKE of the environment), 'glossy' (any other reflection or
+    highlight) or 'matte'."""
+    if self.unlit:
+      return 'background'
+    if self.mirror >= MIRROR_LIKE:
+      return 'mirror'
+    return 'glossy' if self.mirror > 0 or self.specular > 0 else 'matte'
+
+
+# A material whose reflection weighs at least this much is mirror-like: its colour is mostly the reflection.
+MIRROR_LIKE = 0.8
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SceneObject:
@@ -285,6 +301,14 @@ class Hit(NamedTuple):
   t: np.ndarray  # [N] ray parameter, inf where nothing is hit.
   normal: np.ndarray  # [N, 3] unit world normal at the hit.
   object_index: np.ndarray  # [N] index into the objects, -1 where nothing is hit.
+
+
+def hit_regions(objects, hit: Hit) -> np.ndarray:
+  """[N] uint8 index into metrics.REGIONS of each hit's material (Material.region), 'background' where
+  nothing is hit."""
+  region_of_object = np.array([REGIONS.index(obj.material.region) for obj in objects] + [REGIONS.index('background')],
+                              np.uint8)
+  return region_of_object[hit.object_index]  # Index -1 (no hit) reads the last entry.
 
 
 def nearest_hit(objects, origins, directions, t_min: float = 0.0) -> Hit:

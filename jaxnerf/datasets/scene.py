@@ -20,6 +20,8 @@ class SceneSplit:
     depths: optional [num_images, height, width] ground-truth depth (t of the first hit, inf for none).
     normals: optional [num_images, height, width, 3] ground-truth unit world normals at those hits (0 for
       none).
+    regions: optional [num_images, height, width] uint8 kind of surface each pixel centre sees, as an index
+      into metrics.REGIONS (background, matte, glossy, mirror), for scoring by region.
     alphas: optional [num_images, height, width] float32 opacity of the images (for RGBA images), which
       lets training composite them on other backgrounds.
     ndc: for forward-facing captures, the NDC space every ray of the scene is given in (camera.NDCSpace).
@@ -39,6 +41,7 @@ class SceneSplit:
   names: tuple = ()
   depths: Optional[np.ndarray] = None
   normals: Optional[np.ndarray] = None
+  regions: Optional[np.ndarray] = None
   alphas: Optional[np.ndarray] = None
   ndc: Optional[camera.NDCSpace] = None
   depth_range: Optional[Tuple[float, float]] = None

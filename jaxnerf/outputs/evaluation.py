@@ -112,14 +112,10 @@ def held_out_scores(steps, variables, split: SceneSplit, indices: Sequence[int],
 
 
 def ground_truth(split: SceneSplit, index: int) -> Dict[str, np.ndarray]:
-  """What `split` holds of view `index` to score a rendering against: 'rgb', and 'depth' and 'normals' where
-  it has such maps."""
-  truth = {'rgb': split.images[index]}
-  if split.depths is not None:
-    truth['depth'] = split.depths[index]
-  if split.normals is not None:
-    truth['normals'] = split.normals[index]
-  return truth
+  """What `split` holds of view `index` to score a rendering against: 'rgb', and 'depth', 'normals' and
+  'regions' where it has such maps."""
+  maps = {'depth': split.depths, 'normals': split.normals, 'regions': split.regions}
+  return {'rgb': split.images[index], **{key: value[index] for key, value in maps.items() if value is not None}}
 
 
 def evaluate(steps, variables, split: SceneSplit, indices: Sequence[int], chunk_size: int,
