@@ -116,5 +116,5 @@ def test_refnerf_config_trains_resumes_and_renders_normal_maps(scene_cache, tmp_
   assert all(np.isfinite(r['loss']) and r['loss_orientation'] >= 0 and r['loss_predicted_normals'] > 0
              for r in records)
   assert np.isfinite(rendered['mean']['depth_mae'])
-  for picture in ('normals', 'normals_pred', 'diffuse', 'tint', 'roughness'):
+  for picture in ('normals', 'normals_pred', 'diffuse', 'tint', 'specular', 'roughness'):
     assert (pathlib.Path(rendered['out_dir']) / f'r_0_{picture}.png').is_file(), picture

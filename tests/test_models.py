@@ -335,6 +335,9 @@ def test_refnerf_appearance_stays_finite_from_mirror_like_to_rough():
   linear, extras = jax.jit(appearance.apply)(variables, features, viewdirs)
   chex.assert_shape(linear, (32, 3))
   assert float(linear.min()) >= 0 and float(linear.max()) <= 2  # Diffuse + tint x specular, each in [0, 1].
+  # The parts the pictures show add up to the colour.
+  np.testing.assert_allclose(extras['diffuse'] + extras['specular'], linear, rtol=1e-6)
+  assert float(jnp.max(extras['specular'] - extras['tint'])) <= 1e-6  # The specular colour is at most 1.
   np.testing.assert_allclose(jnp.linalg.norm(extras['normals_pred'], axis=-1), 1.0, atol=1e-5)
   assert float(extras['roughness'].min()) >= 0  # (Large features drive it to 0 or to thousands.)
   grads = jax.jit(jax.grad(lambda v, f: jnp.sum(appearance.apply(v, f, viewdirs)[0]), argnums=(0, 1)))(

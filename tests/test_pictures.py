@@ -22,12 +22,14 @@ def test_a_plain_rendering_gets_the_pictures_it_holds_rgb_first():
 def test_refnerf_parts_are_drawn_where_rendered():
   rng = np.random.default_rng(1)
   parts = {'diffuse': rng.uniform(0, 1, (4, 5, 3)), 'tint': rng.uniform(0, 1, (4, 5, 3)),
-           'roughness': np.full((4, 5, 1), 0.5), 'normals_pred': rng.normal(size=(4, 5, 3))}
+           'specular': rng.uniform(0, 1, (4, 5, 3)), 'roughness': np.full((4, 5, 1), 0.5),
+           'normals_pred': rng.normal(size=(4, 5, 3))}
   rendering = _rendering(**parts)
   drawn = pictures.draw(rendering, pictures.Frame(2.0, 6.0, 0.0))
-  assert {'diffuse', 'tint', 'roughness', 'normals_pred'} <= set(drawn)
+  assert {'diffuse', 'tint', 'specular', 'roughness', 'normals_pred'} <= set(drawn)
   # On a black background a composite shows as it is; the roughness is the mean along the ray (0.5 each).
   np.testing.assert_allclose(drawn['diffuse'], np.clip(rendering['diffuse'], 0, 1))
+  np.testing.assert_allclose(drawn['specular'], np.clip(rendering['specular'], 0, 1))
   opaque = rendering['acc'] > 0.01
   np.testing.assert_allclose(drawn['roughness'][opaque] / rendering['acc'][opaque][:, None],
                              np.broadcast_to(pictures.visualization.turbo(np.array(0.5)), (opaque.sum(), 3)),

@@ -306,7 +306,8 @@ class _RecordingViewer:
 
   def __init__(self, steps, split, background, chunk_size, host, port, out_dir, appearances, video_pictures):
     del steps, split, background, chunk_size, out_dir, appearances
-    assert tuple(video_pictures) == ('rgb', 'depth', 'normals', 'diffuse', 'tint', 'roughness')  # The config's.
+    assert tuple(video_pictures) == ('rgb', 'depth', 'normals', 'normals_pred', 'diffuse', 'tint', 'specular',
+                                     'roughness')  # The config's.
     self.url, self.published, self.closed, self.calls = f'http://{host}:{port}', [], False, 0
     _RecordingViewer.instances.append(self)
 

@@ -45,7 +45,7 @@ class RefNeRFAppearance(nn.Module):
   Called as (features [..., F], unit viewdirs [..., 3], density normals [..., 3] or None, condition
   [..., D] or None); returns
   (linear rgb [..., 3], {'normals_pred' [..., 3] (when predicted), 'roughness' [..., 1], 'diffuse' [..., 3],
-  'tint' [..., 3]}).
+  'tint' [..., 3], 'specular' [..., 3]: tint x specular colour, what the reflection adds}).
   """
 
   bottleneck_width: int = 128
@@ -103,9 +103,9 @@ class RefNeRFAppearance(nn.Module):
       x = nn.relu(layer(x))
       if i > 0 and i % self.skip_every == 0 and i + 1 < self.depth:
         x = jnp.concatenate([x, inputs], axis=-1)
-    specular = nn.sigmoid(as_float(self.specular_out(x)))
-    extras.update(roughness=roughness, diffuse=diffuse, tint=tint)
-    return diffuse + tint * specular, extras
+    specular = tint * nn.sigmoid(as_float(self.specular_out(x)))
+    extras.update(roughness=roughness, diffuse=diffuse, tint=tint, specular=specular)
+    return diffuse + specular, extras
 
 
 APPEARANCES = {'nerf': None, 'refnerf': RefNeRFAppearance}  # 'nerf': the field's own colour network.

@@ -65,7 +65,7 @@ config_groups.register('eval', owner=__name__, settings=dict(
     video_fps=Setting(20, 'Frames per second of the videos.', values.POSITIVE_INT),
     video_min_size=Setting(160, 'Video frames have at least this many pixels on their shorter side.',
                            values.NON_NEGATIVE_INT),
-    video_pictures=Setting(('rgb', 'depth', 'normals', 'diffuse', 'tint', 'roughness'),
+    video_pictures=Setting(('rgb', 'depth', 'normals', 'normals_pred', 'diffuse', 'tint', 'specular', 'roughness'),
                            'Pictures (outputs/pictures.py) written as camera-path videos where the model renders '
                            "them: <path>.gif is the colour (always written), <path>_<picture>.gif each other one.",
                            (is_picture_list, 'a tuple of distinct picture names from '

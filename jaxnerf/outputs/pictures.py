@@ -2,7 +2,7 @@
 offers, for whatever a model renders.
 
 A rendering is a dict of [H, W, ...] host arrays (outputs/chunked.py: 'rgb', 'depth', 'median_depth', 'acc',
-and the per-ray composites of a field's extras: 'normals', Ref-NeRF's 'diffuse', 'tint', 'roughness',
+and the per-ray composites of a field's extras: 'normals', Ref-NeRF's 'diffuse', 'tint', 'specular', 'roughness',
 'normals_pred', ...). A picture is drawn from the rendering key it `renders`, where the rendering holds it:
 `register_picture` adds one, and `draw` draws every one a rendering allows. Pictures are [H, W, 3] in [0, 1].
 """
@@ -64,10 +64,12 @@ register_picture('acc')(lambda r, f: visualization.colorize_opacity(r['acc']))
 register_picture('normals')(lambda r, f: visualization.colorize_normals(r['normals'], r['acc'], f.background))
 register_picture('normals_pred')(
     lambda r, f: visualization.colorize_normals(r['normals_pred'], r['acc'], f.background))
-# Ref-NeRF's parts (models/appearance.py): the diffuse colour, the specular tint, and the roughness (turbo,
-# 0 blue to 1 and beyond red).
+# Ref-NeRF's parts (models/appearance.py): the diffuse colour, the specular tint, what the reflection adds
+# (tint x specular colour), and the roughness (turbo, 0 blue to 1 and beyond red). Linear colours, before
+# the tone mapping.
 register_picture('diffuse')(lambda r, f: _on_background(r['diffuse'], r, f))
 register_picture('tint')(lambda r, f: _on_background(r['tint'], r, f))
+register_picture('specular')(lambda r, f: _on_background(r['specular'], r, f))
 register_picture('roughness')(
     lambda r, f: _on_background(visualization.turbo(r['roughness'][..., 0] / np.maximum(r['acc'], 1e-6))
                                 * r['acc'][..., None], r, f))
