@@ -304,6 +304,28 @@ def test_hash_grid_normals_by_forward_mode_have_the_reverse_mode_values_and_grad
                               atol=1e-5)
 
 
+def test_hash_grid_hidden_features_widen_what_the_colour_reads_and_leave_the_density_alone():
+  settings = dict(num_levels=2, log2_table_size=8, max_resolution=32, density_width=16, geo_features=7)
+  narrow, wide = fields.HashGridField(**settings), fields.HashGridField(**settings, hidden_features=True)
+  points = jax.random.uniform(jax.random.key(0), (64, 3), minval=-1, maxval=1)
+  variables = narrow.init(jax.random.key(1), points, method='geometry')  # The flag adds no parameter.
+  variables = jax.tree.map(lambda v: v * 1e3, variables)
+  (density, features), (wide_density, wide_features) = (
+      field.apply(variables, points, method='geometry') for field in (narrow, wide))
+  np.testing.assert_array_equal(wide_density, density)
+  chex.assert_shape(wide_features, (64, 16 + 7))
+  np.testing.assert_array_equal(wide_features[:, 16:], features)  # The outputs, after the hidden layer.
+  hidden = wide_features[:, :16]
+  assert float(hidden.min()) >= 0 and int(jnp.linalg.matrix_rank(hidden)) > 7  # ReLU units, wider than 7.
+  # Ref-NeRF's heads over it read all 23 numbers.
+  from jaxnerf.models.appearance import RefNeRFAppearance
+  field = fields.HashGridField(**settings, hidden_features=True, appearance=RefNeRFAppearance(
+      bottleneck_width=8, depth=1, width=8, ide_levels=2))
+  viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
+  params = field.init(jax.random.key(2), points, viewdirs, method='at_positions')['params']
+  chex.assert_shape(params['appearance']['bottleneck']['kernel'], (23, 8))
+
+
 def test_refnerf_reflecting_about_the_density_normals_reads_them_and_shapes_them():
   from jaxnerf.errors import ConfigError  # pylint: disable=import-outside-toplevel
   from jaxnerf.models.appearance import RefNeRFAppearance  # pylint: disable=import-outside-toplevel

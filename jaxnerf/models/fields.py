@@ -186,6 +186,9 @@ config_groups.register('model.hash_grid', owner=__name__, settings=dict(
     density_width=Setting(64, 'Units of the hidden layer of the density MLP.'),
     geo_features=Setting(15, 'Geometry features the density MLP outputs beside the density, read by the colour '
                          'MLP.'),
+    hidden_features=Setting(False, "True: the colour network (or Ref-NeRF's heads) also reads the density MLP's "
+                            'hidden layer (density_width units) beside the geo_features: a wide geometry feature '
+                            'instead of a narrow one.', values.BOOL),
     color_depth=Setting(2, 'Hidden layers of the colour MLP (0: no colour network, density only).'),
     color_width=Setting(64, 'Units of each hidden layer of the colour MLP.'),
     view_encoding=Setting('positional', "Encoding of view directions: 'positional' (view_max_deg octaves) or "
@@ -222,6 +225,10 @@ class HashGridField(FieldBase):
   max_resolution: int = 2048
   density_width: int = 64
   geo_features: int = 15
+  # True: the features the colour reads are the density MLP's hidden layer [..., density_width] and its
+  # geo_features outputs, concatenated; False: the outputs alone (instant-ngp's). Ref-NeRF's heads (diffuse,
+  # tint, roughness, normal, bottleneck) are single dense layers of these, so their rank is bounded by it.
+  hidden_features: bool = False
   color_depth: int = 2
   color_width: int = 64
   view_encoding: str = 'positional'
@@ -276,7 +283,8 @@ class HashGridField(FieldBase):
 
   def geometry(self, inputs, progress=1.0):
     """Raw density [...] at points [..., 3] (or Gaussians: at their means), and the geometry features
-    [..., geo_features] that the colour network reads; the levels beyond the coarsest weighted for training
+    [..., geo_features] that the colour network reads (with `hidden_features`, the hidden layer's before them,
+    [..., density_width + geo_features]); the levels beyond the coarsest weighted for training
     progress `progress` (FieldBase.encoding_window: BARF's annealing, as levels instead of octaves)."""
     points = inputs.mean if isinstance(inputs, Gaussians) else inputs
     unit_points = coord.to_unit_cube(warp_inputs(points, self.warp, self.contract_radius), self._grid_box())
@@ -284,8 +292,10 @@ class HashGridField(FieldBase):
     if self.encoding_annealing[1] > self.encoding_annealing[0]:
       window = jnp.concatenate([jnp.ones((1,)), self.encoding_window(progress, self.num_levels - 1)])
       features = features * jnp.repeat(window, self.features_per_level).astype(features.dtype)
-    features = features.astype(self.dtype)
-    x = self.density_out(nn.relu(self.density_hidden(features)))
+    hidden = nn.relu(self.density_hidden(features.astype(self.dtype)))
+    x = self.density_out(hidden)
+    if self.hidden_features:
+      return x[..., 0], jnp.concatenate([hidden, x[..., 1:]], axis=-1)
     return x[..., 0], x[..., 1:]
 
   def color(self, features, viewdirs, condition=None):
