@@ -257,6 +257,36 @@ def test_density_normals_of_an_analytic_density_point_out_of_the_surface(warp):
       jnp.zeros((1, 3))))
 
 
+def test_normals_by_central_differences_are_exact_for_a_quadratic_and_smooth_the_hash_grids():
+  rng = np.random.default_rng(0)
+  directions = rng.normal(size=(64, 3))
+  directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+  points = jnp.asarray(directions * np.logspace(-1, 1, 64)[:, None], jnp.float32)
+  # Central differences of 1 - |x|^2 are its gradient, -2x, whatever the step: the normals are radial.
+  field = _RadialDensityField(normals='density', normals_step=0.05)
+  np.testing.assert_allclose(_at(field, {}, points, points).extras['normals'], directions, atol=1e-4)
+  # Over a hash grid, the normals are the differences of its raw density, and a wide step smooths them: the
+  # normals of nearby points agree more than the exact ones do.
+  grid = fields.HashGridField(num_levels=4, log2_table_size=10, max_resolution=64, normals='density')
+  points = jax.random.uniform(jax.random.key(0), (64, 3), minval=-1, maxval=1)  # Inside the grid's box.
+  variables = grid.init(jax.random.key(1), points, points, method='at_positions')
+  variables = jax.tree.map(lambda v: v * 1e3, variables)
+  raw_density = lambda x: grid.apply(variables, x, method=lambda m, x: m.geometry(x)[0])
+  step, axes = 0.05, np.eye(3, dtype=np.float32)
+  brute = np.stack([(raw_density(points + step * a) - raw_density(points - step * a)) / (2 * step) for a in axes], -1)
+  numerical = _at(grid.clone(normals_step=step), variables, points, points).extras['normals']
+  np.testing.assert_allclose(numerical, -brute / np.linalg.norm(brute, axis=-1, keepdims=True), atol=1e-5)
+  near = points[:1] + 0.01 * jax.random.normal(jax.random.key(2), (32, 3))
+  spread = lambda normals: float(jnp.mean(jnp.sum(normals * jnp.mean(normals, 0), -1)))  # 1: all alike.
+  exact, smooth = (_at(grid.clone(normals_step=h), variables, near, near).extras['normals'] for h in (0.0, 0.1))
+  assert spread(smooth) > spread(exact)
+  # Their gradients are finite and reach the tables.
+  grads = jax.grad(lambda v: jnp.sum(_at(grid.clone(normals_step=step), v, points, points).extras['normals'][:, 0]))(
+      variables)
+  chex.assert_tree_all_finite(grads)
+  assert float(jnp.abs(grads['params']['table_0']).sum()) > 0
+
+
 @pytest.mark.device
 @pytest.mark.parametrize('kind', ['mlp', 'hash_grid'])
 def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(kind):

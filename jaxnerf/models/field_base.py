@@ -98,6 +98,10 @@ config_groups.register('model', owner=__name__, settings=dict(
     normals=Setting('none', "'density': fields also output normals, the negative gradient of their raw density "
                     "with respect to the position (normal maps in renders); 'none': no normals.",
                     values.one_of(NORMALS, ordered=True)),
+    normals_step=Setting(0.0, "normals='density': 0, the exact gradient; > 0, central differences of the raw "
+                         'density this far apart (world units, before any warp), as Neuralangelo takes them: '
+                         'normals smoothed over that scale, whose gradients reach every grid cell the '
+                         'differences touch.', values.NON_NEGATIVE),
     predicted_normals=Setting(False, "True: fields also predict normals from their geometry features "
                               "('normals_pred'), tied to the density's (normals='density') by "
                               "loss.predicted_normals_weight. Ref-NeRF's appearance predicts its own.", values.BOOL),
@@ -186,6 +190,10 @@ class FieldBase(nn.Module):
   # 'density': also output 'normals' [..., 3], the density's normals (`density_normals`), kept per sample in
   # the ray history and composited per ray; 'none': no normals (they cost a backward pass of the geometry).
   normals: str = 'none'
+  # 0: the normals are the exact gradient of the raw density (by NORMALS_AUTODIFF); > 0: its central
+  # differences over this step along each axis (Neuralangelo's numerical gradient, Li et al. 2023, Sec. 3.2):
+  # smoother normals, and the losses on them update the grid around each sample, not only its own cells.
+  normals_step: float = 0.0
   # Another colour model over this geometry (appearance.py: Ref-NeRF's), called as appearance(features,
   # viewdirs) -> (linear rgb, extras); None: the field's own `color`, through a sigmoid.
   appearance: Optional[nn.Module] = None
@@ -253,7 +261,8 @@ class FieldBase(nn.Module):
     """(raw density [...], features, normals [..., 3]) at points [..., 3] or Gaussians (at their means): the
     normals are the negative gradient of the raw density with respect to the position, normalised (Ref-NeRF,
     Eq. 2: they point out of the surface), through the warp and the encoding, by the field's
-    `NORMALS_AUTODIFF`: 'reverse' (one backward pass) or 'forward' (three tangents of one linearisation)."""
+    `NORMALS_AUTODIFF`: 'reverse' (one backward pass) or 'forward' (three tangents of one linearisation); or,
+    with `normals_step` > 0, its central differences (f(x + h e_i) - f(x - h e_i)) / 2h."""
     points = inputs.mean if isinstance(inputs, Gaussians) else inputs
 
     def geometry_at(x):
@@ -261,7 +270,12 @@ class FieldBase(nn.Module):
                                             progress)
       return raw_density.astype(jnp.float32), features
 
-    if self.NORMALS_AUTODIFF == 'reverse':
+    if self.normals_step > 0:
+      raw_density, features = geometry_at(points)
+      step = self.normals_step
+      gradient = jnp.stack([(geometry_at(points + step * axis)[0] - geometry_at(points - step * axis)[0]) / (2 * step)
+                            for axis in jnp.eye(3, dtype=points.dtype)], axis=-1)
+    elif self.NORMALS_AUTODIFF == 'reverse':
       raw_density, pullback, features = jax.vjp(geometry_at, points, has_aux=True)
       gradient = pullback(jnp.ones_like(raw_density))[0]
     else:
