@@ -6,7 +6,7 @@
 
 The scene (datasets/procedural.py, layout 'mirror') puts large mirror-like and glossy objects on a wide
 pedestal: a chrome ball, a gold ring, a glossy ball, a satin box and a small matte ball, in the glossy scene's
-studio (configs/demo_glossy.py). Of the val pixels, about 19% are mirror-like, 12% glossy, 21% matte and 48%
+studio (configs/demo_glossy.py). Of the val pixels, about 19% are mirror-like, 12% glossy, 22% matte and 48%
 background. Every view is written with its exact normals and material regions, so `final/summary.json`
 scores each region apart: `val_psnr_shiny` (glossy and mirror-like pixels), `val_psnr_mirror`,
 `val_normal_mae_deg_shiny`, ... beside the whole image's `val_psnr`. Both presets use configs/demo_glossy.py's

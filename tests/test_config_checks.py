@@ -75,18 +75,24 @@ def test_every_rule_names_a_key_of_the_default_config():
 
 def test_refnerf_configs_build_and_feed_their_terms_and_the_glossy_twins_differ_only_in_appearance():
   from configs import demo_glossy
+  from configs import demo_mirror
   from configs import refnerf
   from jaxnerf import models
   for config in (refnerf.get_config(), refnerf.get_config('cpu'), demo_glossy.get_config(),
-                 demo_glossy.get_config('ref')):
+                 demo_glossy.get_config('ref'), demo_mirror.get_config(), demo_mirror.get_config('ref')):
     config_checks.check_training(config)
     model = models.make_model(config.model, config.scene_box)
     losses.check_terms(config.loss, models.model_provides(model, config.model), config.model.name)
-  twin, ref = demo_glossy.get_config().to_dict(), demo_glossy.get_config('ref').to_dict()
-  differing = {f'{group}.{key}' for group in twin if isinstance(twin[group], dict)
-               for key in twin[group] if twin[group][key] != ref[group][key]}
-  assert differing == {'model.appearance', 'model.tone_mapping', 'model.refnerf', 'loss.orientation_weight',
-                       'loss.orientation_target'}
+  for config_module in (demo_glossy, demo_mirror):
+    twin, ref = config_module.get_config().to_dict(), config_module.get_config('ref').to_dict()
+    differing = {f'{group}.{key}' for group in twin if isinstance(twin[group], dict)
+                 for key in twin[group] if twin[group][key] != ref[group][key]}
+    assert differing == {'model.appearance', 'model.tone_mapping', 'model.refnerf', 'loss.orientation_weight',
+                         'loss.orientation_target'}, config_module.__name__
+  # The mirror scene is the glossy demo's model on its own layout, at 128 px, for a fixed number of steps.
+  mirror = demo_mirror.get_config('ref')
+  assert (mirror.procedural.layout, mirror.procedural.resolution, mirror.train.num_steps) == ('mirror', 128, 2000)
+  assert mirror.train.max_seconds == 0 and mirror.model.refnerf == demo_glossy.get_config('ref').model.refnerf
 
 
 def test_the_demo_exposure_preset_drifts_the_training_photos_only_and_unknown_presets_are_refused():
