@@ -88,6 +88,14 @@ def _camera_errors(record) -> dict:
   return {k: v for k, v in record.items() if k.startswith(('camera_', 'val_registered_', 'val_pose_fit_'))}
 
 
+def _ground_truth_scores(record, prefix: str = '') -> dict:
+  """The scores that need the scene's ground-truth maps, where it has them (the procedural scenes): PSNR by
+  region (psnr_shiny, ...), normal and depth errors; keyed 'val_...'. `prefix`: the record's own prefix of
+  them ('val_' in the final summary, '' in a val record)."""
+  kinds = tuple(f'{prefix}{kind}' for kind in ('psnr_', 'normal_mae_deg', 'normal_pred_mae_deg', 'depth_mae'))
+  return {f'val_{k[len(prefix):]}': v for k, v in record.items() if k.startswith(kinds)}
+
+
 def run(config, workdir, seconds: Sequence[float], eval_images: int, config_name: str = ''):
   """Trains in a fresh `workdir` for the largest of `seconds` of training time, validating on `eval_images`
   val views whenever it passes one of the others; returns the JSON records, one per training time."""
@@ -110,13 +118,14 @@ def run(config, workdir, seconds: Sequence[float], eval_images: int, config_name
   lpips_keys = metrics.lpips_metric_names(config.eval.lpips)
   points = [{'train_seconds': r['train_seconds'], 'step': r['step'], 'val_psnr': r['psnr'],
              'val_ssim': r['ssim'], **{f'val_{k}': r[k] for k in lpips_keys if k in r},
-             'val_images': int(r['num_images']), **_camera_errors(r)}
+             'val_images': int(r['num_images']), **_ground_truth_scores(r), **_camera_errors(r)}
             for r in records if r['split'] == 'val']
   if 'val_psnr' in summary:
     points.append({'train_seconds': summary['train_seconds'], 'step': summary['step'],
                    'val_psnr': summary['val_psnr'], 'val_ssim': summary['val_ssim'],
                    **{f'val_{k}': summary[f'val_{k}'] for k in lpips_keys if f'val_{k}' in summary},
-                   'val_images': summary['val_images'], **_camera_errors(summary)})
+                   'val_images': summary['val_images'], **_ground_truth_scores(summary, 'val_'),
+                   **_camera_errors(summary)})
   train_records = [r for r in records if r['split'] == 'train']
   for point in points:
     # Rays that reached the loss: packed models leave out those whose samples did not fit.

@@ -70,6 +70,16 @@ def test_a_run_that_scores_nothing_at_its_budget_is_refused(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
+def test_quality_points_carry_the_region_normal_and_depth_scores_where_the_scene_has_them():
+  val_record = {'step': 5, 'psnr': 20.0, 'psnr_shiny': 18.0, 'normal_mae_deg_mirror': 30.0, 'depth_mae': 0.1,
+                'ssim': 0.9}
+  assert quality_vs_time._ground_truth_scores(val_record) == {  # pylint: disable=protected-access
+      'val_psnr_shiny': 18.0, 'val_normal_mae_deg_mirror': 30.0, 'val_depth_mae': 0.1}
+  summary = {'val_psnr': 21.0, 'val_psnr_matte': 25.0, 'val_normal_mae_deg': 20.0, 'psnr': 19.0}
+  assert quality_vs_time._ground_truth_scores(summary, 'val_') == {  # pylint: disable=protected-access
+      'val_psnr_matte': 25.0, 'val_normal_mae_deg': 20.0}
+
+
 def test_throughput_refuses_a_count_below_one():
   result = subprocess.run([sys.executable, str(pathlib.Path(REPO) / 'benchmarks' / 'throughput.py'), '--steps=0'],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=subprocess_env(1))
