@@ -254,3 +254,11 @@ def test_each_region_is_scored_on_its_own_pixels_as_a_brute_force_loop_scores_it
   assert matte_only['psnr_matte'] == pytest.approx(matte_only['psnr'], rel=1e-5)
   assert 'normal_mae_deg_matte' not in matte_only  # No normals rendered, none scored.
   assert sorted(metrics.view_metrics({'rgb': rendered_rgb}, {'rgb': truth_rgb})) == ['psnr', 'ssim']
+  # Over views, a region some view shows is the mean where it is shown; one that no view shows is no score.
+  from jaxnerf.outputs import evaluation
+  matte_view = metrics.view_metrics({'rgb': rendered_rgb, 'normals': rendered_normals},
+                                    {'rgb': truth_rgb, 'normals': true_normals, 'regions': all_matte})
+  mean = evaluation.mean_metrics([{'name': 'a', **scored}, {'name': 'b', **matte_view}])
+  assert mean['psnr_mirror'] == pytest.approx(scored['psnr_mirror'])
+  assert mean['psnr_matte'] == pytest.approx((scored['psnr_matte'] + matte_view['psnr_matte']) / 2)
+  assert 'psnr_mirror' not in evaluation.mean_metrics([{'name': 'b', **matte_view}])

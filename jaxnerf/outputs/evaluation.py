@@ -144,11 +144,12 @@ def score_views(split: SceneSplit, indices: Sequence[int], renderings, lpips_net
 
 
 def mean_metrics(per_image: List[Dict[str, float]]) -> Dict[str, float]:
-  """The mean of each metric over the views (NaN values, e.g. the depth error of a view of empty space, left
-  out)."""
+  """The mean of each metric over the views, NaN values left out (the depth error of a view of empty space, a
+  region the view does not show); a metric that no view could score (NaN in every one: the mirror region of a
+  scene without mirrors) is left out of the means altogether."""
   keys = [key for key in (per_image[0] if per_image else ()) if key != 'name']
-  return {key: float('nan') if all(np.isnan(m[key]) for m in per_image) else
-          float(np.nanmean([m[key] for m in per_image])) for key in keys}
+  return {key: float(np.nanmean([m[key] for m in per_image])) for key in keys
+          if not all(np.isnan(m[key]) for m in per_image)}
 
 
 def visualize(rendering: Dict[str, np.ndarray], split: SceneSplit, background: float) -> Dict[str, np.ndarray]:
