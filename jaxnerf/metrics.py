@@ -8,7 +8,7 @@ and 'regions' [H, W], each pixel's kind of surface as an index into REGIONS, whe
 Scores by region: a scene that knows what each pixel shows (the procedural scenes: background, matte, glossy or
 mirror-like material) is also scored on each region alone, `psnr_<region>` and `normal_mae_deg_<region>`, and on
 the shiny pixels together (`psnr_shiny`: glossy and mirror-like), where view-dependent appearance matters;
-a whole-image mean hides them (on the glossy scene they are 9% of the pixels).
+a whole-image mean hides them (on the glossy scene they are 14% of the val pixels).
 
 `IMAGE_METRICS` maps a metric's name to its function and the ground truth it needs; `view_metrics` computes
 every metric whose ground truth a view has, so a scene with depth maps is scored on depth too, and a new

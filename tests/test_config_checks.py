@@ -134,3 +134,15 @@ def test_a_predicted_normal_head_without_its_tie_is_refused():
     config_checks.check_values(config)
   config.loss.predicted_normals_weight = 3e-4
   config_checks.check_values(config)
+
+
+def test_a_normals_step_without_normals_or_below_zero_is_one_line():
+  config = demo.get_config()
+  config.model.normals_step = 0.01  # Would be ignored silently: the demo computes no normals.
+  with pytest.raises(ConfigError, match=r"config.model.normals_step=0.01 .* config.model.normals='none' computes none"):
+    config_checks.check_values(config)
+  config.model.normals = 'density'
+  config_checks.check_values(config)
+  config.model.normals_step = -0.01
+  with pytest.raises(ConfigError, match=r'normals_step'):
+    config_checks.check_values(config)

@@ -329,7 +329,8 @@ def test_val_and_test_views_stay_clean(clean_and_drifting):
   clean, drifting = clean_and_drifting
   for split in ('val', 'test'):
     names = sorted(p.name for p in (clean / split).iterdir())
-    assert names == sorted(p.name for p in (drifting / split).iterdir()) and len(names) == 4  # Image, depth, normals, regions.
+    # Image, depth, normals, regions.
+    assert names == sorted(p.name for p in (drifting / split).iterdir()) and len(names) == 4
     for name in [f'{split}/{n}' for n in names] + [f'transforms_{split}.json']:
       assert (drifting / name).read_bytes() == (clean / name).read_bytes(), name
 

@@ -252,7 +252,8 @@ def _drifted(rgba, gain: float, white_balance) -> np.ndarray:
 
 def write_split(directory: pathlib.Path, spec: ProceduralSceneSpec, split: str) -> None:
   """Renders one split: `{split}/r_{i}.png`, `{split}/r_{i}_depth.npy`, `{split}/r_{i}_normals.npy`,
-  `{split}/r_{i}_regions.npy` and `transforms_{split}.json`; training views drift in exposure and white balance as the spec says, each
+  `{split}/r_{i}_regions.npy` and `transforms_{split}.json`; training views drift in exposure and white
+  balance as the spec says, each
   frame recording its gain and factors."""
   (directory / split).mkdir(parents=True, exist_ok=True)
   poses = sample_poses(spec, split)

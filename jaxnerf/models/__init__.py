@@ -140,7 +140,8 @@ def make_model(model_config, scene_box: Sequence[float] = ()) -> nn.Module:
                 density_noise_std=model_config.density_noise_std, rgb_padding=model_config.rgb_padding,
                 warp=model_config.warp, contract_radius=model_config.contract_radius,
                 normals=model_config.normals, normals_step=model_config.normals_step,
-                tone_mapping=model_config.tone_mapping, remat=model_config.remat, encoding_annealing=tuple(model_config.encoding_annealing))
+                tone_mapping=model_config.tone_mapping, remat=model_config.remat,
+                encoding_annealing=tuple(model_config.encoding_annealing))
   if model_config.appearance not in APPEARANCES:
     raise ConfigError(f'config.model.appearance must be one of {sorted(APPEARANCES)}, '
                       f'got {model_config.appearance!r}.')

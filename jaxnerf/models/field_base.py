@@ -76,6 +76,15 @@ def _check_predicted_normals(config) -> Optional[str]:
   return None
 
 
+def _check_normals_step(config) -> Optional[str]:
+  """A step for the normals' differences means nothing where no normals are computed."""
+  if config.model.get('normals_step', 0) > 0 and config.model.normals != 'density':
+    return (f'config.model.normals_step={config.model.normals_step} takes the density normals by central '
+            f"differences, but config.model.normals={config.model.normals!r} computes none: set "
+            "config.model.normals='density', or normals_step=0.")
+  return None
+
+
 _ANNEALING_RULE = (lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(values.is_number(x) for x in v)
                    and 0 <= v[0] <= v[1] <= 1, 'a pair (start, end) with 0 <= start <= end <= 1')
 
@@ -111,7 +120,7 @@ config_groups.register('model', owner=__name__, settings=dict(
                                "encoding's bands open, lowest first (BARF's coarse-to-fine annealing, for "
                                'learned cameras: octaves of the MLP fields, levels of the hash grid beyond its '
                                'first); (0, 0): all of them from the start.', _ANNEALING_RULE),
-), checks=(_check_predicted_normals,))
+), checks=(_check_predicted_normals, _check_normals_step))
 
 
 def safe_normalize(x, eps: float = 1e-20):
