@@ -65,7 +65,7 @@ def initialize(distributed: Optional[DistributedFlags] = None):
   # SIGTERM (a scheduler's preemption, `kill`) stops training like Ctrl-C: a checkpoint is saved first.
   for number in (signal.SIGINT, signal.SIGTERM):
     signal.signal(number, interrupts.stop)
-  _keep_compiled_programs()
+  keep_compiled_programs()
   if distributed is None:
     return
   address = distributed.coordinator_address.value or os.environ.get('JAX_COORDINATOR_ADDRESS')
@@ -89,7 +89,7 @@ def initialize(distributed: Optional[DistributedFlags] = None):
         'give --coordinator_address=HOST:PORT --num_processes=N --process_id=I to every process.') from None
 
 
-def _keep_compiled_programs():
+def keep_compiled_programs():
   """JAX's persistent compilation cache in $JAXNERF_CACHE/xla (unless JAX_COMPILATION_CACHE_DIR names
   another): a second run of a config, or render.py after train.py, loads what the first compiled (tens of
   seconds on a CPU) instead of compiling it again."""

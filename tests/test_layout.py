@@ -18,7 +18,7 @@ LAYERS = (
     ('outputs',),
     ('training',),
     ('commands',),
-    ('cli',),
+    ('cli', 'api'),
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 MODULES = sorted(p for p in PACKAGE.rglob('*.py') if p.name != '__init__.py' or p.parent != PACKAGE)
