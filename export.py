@@ -25,7 +25,7 @@ than --min_opacity, the point at its rendered depth with its colour (and its nor
 renders normals), as PLY.
 
 --format=cameras writes the training cameras the model was trained with (refined, for a run that learned its
-cameras: README, "Imprecise poses"; each beside its given pose) and their intrinsics as a transforms.json.
+cameras: docs/methods/learned-cameras.md; each beside its given pose) and their intrinsics as a transforms.json.
 """
 
 from absl import flags

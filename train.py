@@ -8,7 +8,7 @@ Running again with the same --workdir resumes from its newest intact checkpoint 
 checkpoint of step N, --resume_step=best: from the best one; the newer ones are moved to
 superseded_checkpoints/). Any config field can be overridden with --config.<field>=<value> (see
 configs/default.py). Several processes (one per host) train together with --coordinator_address,
---num_processes and --process_id (README, "Several devices").
+--num_processes and --process_id (docs/training.md, "Several devices and machines").
 """
 
 from absl import flags

@@ -14,8 +14,8 @@ the density and colour heads stay full precision (config.model.mlp.full_precisio
 The `:cpu` preset is the quantised twin of configs/lego_ngp.py:cpu: the same hash grid, occupancy grid,
 batches and 5-minute budget, with the hidden layers of the colour MLP ternary (the density MLP is one input
 layer and one head, both full precision) and the hash tables 8-bit with a scale per level
-(model.hash_grid.table_bits), both trained with the straight-through estimator. README, "BitNeRF", gives
-its figures against the twin.
+(model.hash_grid.table_bits), both trained with the straight-through estimator. docs/results.md gives its
+figures against the twin.
 
 `export.py --format=packed` stores the ternary layers in 1.6 bits per weight (five base-3 digits a byte)
 with their scales, the tables as their 8-bit integers and scales, and the occupancy grid as bits; `render.py

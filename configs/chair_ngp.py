@@ -7,7 +7,7 @@ The field is a multiresolution hash grid with tiny MLPs (models.HashGridField), 
 marching that skips empty space with an occupancy grid and packs the surviving samples into fixed-size
 buffers (models.OccupancyGridNeRF). The first command uses the paper's settings at full 800x800 resolution
 (for a GPU); the `:cpu` preset trains on 100x100 images (factor 8) with a grid and a marching step sized for
-them, which reaches about 33 dB on lego in 5 minutes of training on 2 CPU cores (README, "Quality against time").
+them, which reaches about 33 dB on lego in 5 minutes of training on 2 CPU cores (docs/results.md).
 """
 
 from configs import default

@@ -1,7 +1,7 @@
 """Learned cameras on the Blender 'lego' scene: instant-ngp (configs/lego_ngp.py) trained from training poses
 perturbed by 3 degrees of rotation and 3% of the camera distance in translation (config.pose_noise; the true
 poses are kept, and the final summary reports the cameras' errors against them), refining every training
-camera in SE(3) while the scene trains (config.camera_optimizer; README, "Learned cameras").
+camera in SE(3) while the scene trains (config.camera_optimizer; docs/methods/learned-cameras.md).
 
   python train.py --config=configs/lego_ngp_cameras.py:cpu --config.data_dir=/path/to/nerf_synthetic/lego
   # The same noisy poses, not refined (the baseline):

@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.camera: pixel-to-ray maths, look-at poses and orbits.
+"""Tests of jaxnerf.ops.camera: pixel-to-ray maths, look-at poses and orbits.
 
 Known answers derived by hand from the documented conventions (pixel centres at +0.5, y down in the image,
 camera looking down -z), invariants of the ray directions, and numpy / jax.numpy agreement.

@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.camera_paths and the pose maths they use: orbits, LLFF's spiral, the ellipse and the
+"""Tests of jaxnerf.ops.camera_paths and the pose maths they use: orbits, LLFF's spiral, the ellipse and the
 interpolated path, against the geometry they promise (distances, elevations, where cameras look)."""
 
 import chex

@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.rendering: volume rendering against closed forms, a brute-force Eq. 3 and extremes."""
+"""Tests of jaxnerf.ops.compositing: volume rendering against closed forms, a brute-force Eq. 3 and extremes."""
 
 import chex
 import jax

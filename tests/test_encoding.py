@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.encoding: NeRF's positional encoding against a brute-force loop, sizes and extremes."""
+"""Tests of jaxnerf.ops.encoding: NeRF's positional encoding against a brute-force loop, sizes and extremes."""
 
 import math
 

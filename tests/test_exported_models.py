@@ -176,7 +176,7 @@ def test_bitnerf_renders_the_same_images_from_its_packed_export(trained_bitnerf,
   assert summary['out_dir'] == str(renders / 'val_6_packed') and renders.parent == tmp_path / 'render'
   assert summary['mean']['psnr'] == pytest.approx(
       render.render_split(trained_bitnerf, 'val')['mean']['psnr'], abs=0)
-  # The README's comparison: the float32 export beside it renders into a folder of its own, and a second
+  # The rendering docs' promise: the float32 export beside it renders into a folder of its own, and a second
   # render of the packed file into a new one; an export over an existing file is refused.
   packed_renders = tree_digests(tmp_path / 'render')
   with pytest.raises(WorkdirError, match='packed.npz exists .* never overwritten'):

@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.hash_grid (instant-ngp's multiresolution hash encoding) and models.HashGridField.
+"""Tests of jaxnerf.ops.hash_grid (instant-ngp's multiresolution hash encoding) and models.HashGridField.
 
 References are written independently of the library: the paper's level formula in high-precision decimal
 arithmetic, Eq. 4's hash in Python integers, and trilinear interpolation one point, level and corner at a

@@ -1,6 +1,6 @@
-"""The package layout (README, "Layout"): every module imports only its own layer and the layers below it,
-the numerics in ops/ use no Flax, optimiser, checkpointing or file I/O, and the library never imports the
-repository's configs/."""
+"""The package layout (README, "Layout"; docs/architecture.md): every module imports only its own layer and the
+layers below it, the numerics in ops/ use no Flax, optimiser, checkpointing or file I/O, and the library never
+imports the repository's configs/."""
 
 import ast
 import pathlib

@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.marching and packed volume rendering: packing against a brute-force loop, packed
+"""Tests of jaxnerf.ops.marching and packed volume rendering: packing against a brute-force loop, packed
 rendering equal to rendering the same samples unpacked, overflow, extremes and gradients."""
 
 import chex

@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.metrics (PSNR, SSIM against a brute-force numpy SSIM) and jaxnerf.visualization."""
+"""Tests of jaxnerf.metrics (PSNR, SSIM against a brute-force numpy SSIM) and jaxnerf.outputs.visualization."""
 
 import chex
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.occupancy and the occupancy-grid renderer: cell maths by hand, the grid update against a
+"""Tests of jaxnerf.ops.occupancy and the occupancy-grid renderer: cell maths by hand, the grid update against a
 direct computation, sampling of cells, and OccupancyGridNeRF against dense rendering of the same field."""
 
 import dataclasses

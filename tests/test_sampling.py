@@ -1,4 +1,4 @@
-"""Tests of jaxnerf.sampling: stratified sampling, inverse-CDF resampling and hierarchical samples.
+"""Tests of jaxnerf.ops.sampling: stratified sampling, inverse-CDF resampling and hierarchical samples.
 
 Brute-force references (pure Python quantiles, np.interp), Monte Carlo histograms, and invariants.
 """

@@ -31,7 +31,7 @@ transforms_train.json ("exposure_gain", "white_balance": [r, g, b]). The val and
 they measure the scene itself. By default nothing drifts and the frames hold no such keys.
 
 Conventions:
-- Rays come from `jaxnerf.camera` (OpenGL camera, pixel centres at +0.5; directions have unit length along
+- Rays come from `jaxnerf.ops.camera` (OpenGL camera, pixel centres at +0.5; directions have unit length along
   the viewing axis, so the ray parameter t is depth). Arrays of rays are flattened: origins and directions
   [N, 3], ray parameters [N].
 - The objects are analytic primitives, traced by `raytracing.py` (intersections, textures, shading).

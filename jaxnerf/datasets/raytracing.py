@@ -3,7 +3,7 @@ scenes (procedural.py) are made of; their surfaces' colours come from textures.p
 
 Conventions:
 - Arrays of rays are flattened: origins and directions [N, 3], ray parameters t [N] (depth along the viewing
-  axis when the rays come from `jaxnerf.camera`).
+  axis when the rays come from `jaxnerf.ops.camera`).
 - Every primitive is intersected analytically in its own local frame (centred at the origin); a
   `SceneObject` places it in the world with a rotation (local to world) and a centre. The torus, whose
   intersection is a quartic, is found by sphere tracing its exact distance function and polishing the

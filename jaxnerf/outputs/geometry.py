@@ -138,7 +138,7 @@ def surface_vertices(density: np.ndarray, density_threshold: float, slab_vertice
 
 
 # Host memory per vertex of the mesh (`surface_vertices`), bounding what was measured on noise and on smooth
-# surfaces (README, "Meshes and point clouds"): marching cubes' output and working lists, beside the grid;
+# surfaces (docs/rendering.md, "Meshes and point clouds"): marching cubes' output and working lists, beside the grid;
 # then, once the grid is freed, the mesh, its view directions and colours, and the file's encoding.
 MARCHING_BYTES_PER_VERTEX = 256
 EXPORT_BYTES_PER_VERTEX = 640

@@ -5,7 +5,7 @@ XLA's buffer assignment fixes a compiled call's memory before it runs: its argum
 temporary buffers it reuses (`Compiled.memory_analysis()`, per device). The devices of the CPU platform
 share the host's memory, so there a call's figure is summed over the devices of this process it runs on.
 What a call takes per ray depends on what the model computes per sample: density normals are a backward
-pass through the geometry network at every sample, several times the memory of colour alone (README,
+pass through the geometry network at every sample, several times the memory of colour alone (docs/results.md,
 "Rendering"), and nothing in the chunk size says so.
 """
 
