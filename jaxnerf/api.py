@@ -141,12 +141,14 @@ class TrainedModel:
     'median_depth', 'acc', and 'normals', Ref-NeRF's parts, ... where the model renders them}."""
     train_split = self.split('train')
     pose = np.asarray(camtoworld, np.float32)
-    if pose.shape not in ((3, 4), (4, 4)) or not np.all(np.isfinite(pose)):
-      raise ConfigError(f'camtoworld: expected a finite [3, 4] or [4, 4] matrix, got shape {pose.shape}.')
-    width = width or train_split.width
-    height = height or train_split.height
-    if min(width, height) <= 0:
-      raise ConfigError(f'render: expected a positive width and height, got {width}x{height}.')
+    if pose.shape not in ((3, 4), (4, 4)):
+      raise ConfigError(f'camtoworld: expected a [3, 4] or [4, 4] matrix, got shape {pose.shape}.')
+    if not np.all(np.isfinite(pose)):
+      raise ConfigError('camtoworld: expected finite values, got NaN or inf.')
+    width = train_split.width if width is None else width
+    height = train_split.height if height is None else height
+    if not all(isinstance(n, (int, np.integer)) and n > 0 for n in (width, height)):
+      raise ConfigError(f'render: expected a positive whole width and height in pixels, got {width}x{height}.')
     if focal is None:  # The first training camera's focal length, for an image of that width.
       focal = float(np.asarray(train_split.intrinsics.focal_x)[0]) * width / train_split.width
     elif not focal > 0:

@@ -4,6 +4,7 @@ summary's val PSNR, the same views scored again in memory, one view rendered fro
 hand); and pyproject.toml installs the whole package with requirements.txt's dependencies."""
 
 import json
+import re
 import pathlib
 import subprocess
 import sys
@@ -62,3 +63,15 @@ def test_the_package_installs_every_module_with_requirements_txts_dependencies()
               for p in (pathlib.Path(REPO) / 'jaxnerf').rglob('__init__.py')}
   assert all(any(package == pattern or (pattern.endswith('.*') and package.startswith(pattern[:-1]))
                  for pattern in include) for package in packages), (packages, include)
+
+
+def test_render_refuses_a_bad_camera_naming_what_is_wrong():
+  model = object.__new__(api.TrainedModel)  # Only the checks run: they come before any rendering.
+  model._splits = {'train': None}
+  for kwargs, message in [(dict(camtoworld=[[1.0, 0.0], [0.0, 1.0]]), 'got shape (2, 2)'),
+                          (dict(camtoworld=[[float('nan')] * 4] * 3), 'finite values'),
+                          (dict(camtoworld=[[0.0] * 4] * 3, width=0, height=8), 'got 0x8'),
+                          (dict(camtoworld=[[0.0] * 4] * 3, width=8.5, height=8), 'got 8.5x8'),
+                          (dict(camtoworld=[[0.0] * 4] * 3, width=8, height=8, focal=-1.0), 'focal length')]:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+      model.render(**kwargs)
