@@ -138,10 +138,11 @@ def refined_run(tmp_path_factory, scene_cache):
   its cameras refined from poses perturbed by 3 degrees and 3%: (config, workdir, summary, the perturbed
   poses' errors, the clean run's val PSNR)."""
   clean_dir = tmp_path_factory.mktemp('clean')
-  clean = tiny_config(scene_cache, num_steps=200, batch_size=256)
+  # (Saved at the end only: 20 checkpoints a run, each with its probe step, changed nothing but the time.)
+  clean = tiny_config(scene_cache, num_steps=200, batch_size=256, checkpoint_every=1000)
   clean.eval.update(final_num_images=2, video_frames=0, lpips=())
   clean_psnr = trainer.train_and_evaluate(clean, clean_dir)['val_psnr']
-  config = tiny_config(scene_cache, num_steps=200, batch_size=256, init_from=str(clean_dir))
+  config = tiny_config(scene_cache, num_steps=200, batch_size=256, checkpoint_every=1000, init_from=str(clean_dir))
   config.eval.update(final_num_images=2, video_frames=0, lpips=())
   config.optim.update(lr_init=1e-9, lr_final=1e-9)
   config.camera_optimizer.update(mode='SE3', lr_init=3e-3, lr_final=3e-4)

