@@ -56,6 +56,7 @@ from ml_collections import config_flags
 sys.path.insert(0, '.')  # So that config files can import configs.default when run from the repo root.
 
 from jaxnerf import cli  # pylint: disable=g-import-not-at-top
+from jaxnerf import config_groups
 from jaxnerf import errors
 from jaxnerf.training import checkpoints
 from jaxnerf.training import experiment as experiment_lib
@@ -125,17 +126,7 @@ def random_overrides(specs: Sequence[str], count: int, seed: int) -> List[Dict]:
 def apply_overrides(config, overrides: Dict):
   """A copy of the (locked) config with `overrides`; a ConfigError names a key it lacks or a bad type."""
   config = copy.deepcopy(config)
-  for key, value in overrides.items():
-    *parents, name = key.split('.')
-    node = config
-    try:
-      for parent in parents:
-        node = node[parent]
-      node[name] = value
-    except (KeyError, AttributeError):
-      raise errors.ConfigError(f'sweep override {key}={value!r}: the config has no key {key!r}.') from None
-    except TypeError as e:
-      raise errors.ConfigError(f'sweep override {key}={value!r}: {e}') from None
+  config_groups.apply_overrides(config, overrides, 'sweep override')
   return config
 
 

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from jaxnerf import cli
+from jaxnerf import config_groups
 from jaxnerf import datasets
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import ConfigError
@@ -40,34 +41,24 @@ from jaxnerf.training import trainer
 
 def _config_module(path: pathlib.Path):
   """The module of config file `path`. A config in a package folder (the repository's configs/, whose files
-  import each other as `from configs import default`) is loaded with the folder's parent importable."""
+  import each other as `from configs import default`) is loaded with the folder's parent importable while it
+  loads; sys.path is left as it was."""
   if not path.is_file():
     raise ConfigError(f'config file {path} does not exist.')
   root = str(path.resolve().parent.parent) if (path.parent / '__init__.py').is_file() else None
   spec = importlib.util.spec_from_file_location(f'jaxnerf_config_{path.stem}', path)
   module = importlib.util.module_from_spec(spec)
-  if root and root not in sys.path:
+  added = root is not None and root not in sys.path
+  if added:
     sys.path.insert(0, root)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    if added:
+      sys.path.remove(root)
   if not callable(getattr(module, 'get_config', None)):
     raise ConfigError(f'config file {path} defines no get_config().')
   return module
-
-
-def _override(config: ml_collections.ConfigDict, key: str, value: Any):
-  """Sets config.<key> (dotted) to value, refusing a key the config does not have."""
-  *groups, name = key.split('.')
-  node = config
-  for depth, group in enumerate(groups):
-    if not isinstance(node, ml_collections.ConfigDict) or group not in node:
-      raise ConfigError(f"override {key!r}: the config has no group {'.'.join(groups[:depth + 1])!r}.")
-    node = node[group]
-  if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-    raise ConfigError(f'override {key!r}: the config has no key {key!r} (docs/configuration.md lists them).')
-  try:
-    node[name] = value
-  except TypeError as e:
-    raise ConfigError(f'override {key}={value!r}: {e}') from None
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None
@@ -85,8 +76,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any
       config = module.get_config(preset) if preset else module.get_config()
     except ValueError as e:  # An unknown preset.
       raise ConfigError(str(e)) from None
-  for key, value in (overrides or {}).items():
-    _override(config, key, value)
+  config_groups.apply_overrides(config, overrides or {})
   config.lock()
   return config
 
@@ -139,20 +129,20 @@ class TrainedModel:
     `height` image. Unset, each is the first training camera's (its focal length scaled with the width).
     The scene's ray bounds and NDC space apply. Returns host arrays {'rgb': [H, W, 3] in [0, 1], 'depth': [H, W],
     'median_depth', 'acc', and 'normals', Ref-NeRF's parts, ... where the model renders them}."""
-    train_split = self.split('train')
     pose = np.asarray(camtoworld, np.float32)
     if pose.shape not in ((3, 4), (4, 4)):
       raise ConfigError(f'camtoworld: expected a [3, 4] or [4, 4] matrix, got shape {pose.shape}.')
     if not np.all(np.isfinite(pose)):
       raise ConfigError('camtoworld: expected finite values, got NaN or inf.')
+    if not all(n is None or (isinstance(n, (int, np.integer)) and n > 0) for n in (width, height)):
+      raise ConfigError(f'render: expected a positive whole width and height in pixels, got {width}x{height}.')
+    if focal is not None and not (np.isfinite(focal) and focal > 0):
+      raise ConfigError(f'render: expected a positive, finite focal length in pixels, got {focal}.')
+    train_split = self.split('train')  # (Read once the camera is known to be valid.)
     width = train_split.width if width is None else width
     height = train_split.height if height is None else height
-    if not all(isinstance(n, (int, np.integer)) and n > 0 for n in (width, height)):
-      raise ConfigError(f'render: expected a positive whole width and height in pixels, got {width}x{height}.')
     if focal is None:  # The first training camera's focal length, for an image of that width.
       focal = float(np.asarray(train_split.intrinsics.focal_x)[0]) * width / train_split.width
-    elif not focal > 0:
-      raise ConfigError(f'render: expected a positive focal length in pixels, got {focal}.')
     intrinsics = camera.Intrinsics.pinhole(focal, width, height)
     rays = train_split.rays_of_view(pose[:3], intrinsics, width, height)
     return chunked.render_image(self._experiment.steps, self._state.variables, rays,

@@ -22,6 +22,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import ml_collections
 
+from jaxnerf.errors import ConfigError
+
 Rule = Tuple[Callable[[Any], bool], Any]
 Check = Callable[[ml_collections.ConfigDict], Optional[str]]
 
@@ -149,3 +151,24 @@ rules = REGISTRY.rules
 checks = REGISTRY.checks
 apply_small = REGISTRY.apply_small
 reference = REGISTRY.reference
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], source: str = 'override'):
+  """Sets each dotted key of `overrides` ({'optim.lr_init': 1e-3, ...}) in `config`, in place: a key the config
+  lacks, or a value of the wrong type, is a ConfigError naming it ('<source> <key>=<value>: ...')."""
+  for key, value in overrides.items():
+    *parents, name = key.split('.')
+    node = config
+    try:
+      for parent in parents:
+        if not isinstance(node, ml_collections.ConfigDict) or parent not in node:
+          raise KeyError(key)
+        node = node[parent]
+      if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+        raise KeyError(key)
+      node[name] = value
+    except (KeyError, AttributeError):
+      raise ConfigError(f'{source} {key}={value!r}: the config has no key {key!r} (docs/configuration.md lists '
+                        'them).') from None
+    except TypeError as e:
+      raise ConfigError(f'{source} {key}={value!r}: {e}') from None

@@ -25,13 +25,16 @@ def test_load_config_reads_a_file_with_its_preset_and_overrides_and_locks_it():
   with pytest.raises(AttributeError):
     config.new_key = 1  # Locked, as train.py's config is.
   assert api.load_config().model.name == 'nerf'  # No file: the library's default, the paper's NeRF.
+  path_before = list(sys.path)
+  api.load_config(f'{REPO}/configs/demo_mirror.py')  # Imports configs.demo_glossy, configs.lego_proposal...
+  assert sys.path == path_before  # ...with the repository importable only while it loads.
 
 
 @pytest.mark.parametrize('path, overrides, message', [
     ('configs/no_such.py', {}, 'configs/no_such.py does not exist'),
     ('configs/demo.py:shiny', {}, "Unknown preset 'shiny'"),
     ('configs/demo.py', {'train.batchsize': 4}, "no key 'train.batchsize'"),
-    ('configs/demo.py', {'trian.batch_size': 4}, "no group 'trian'"),
+    ('configs/demo.py', {'trian.batch_size': 4}, "no key 'trian.batch_size'"),
     ('configs/demo.py', {'train.batch_size': 'many'}, 'train.batch_size='),
 ])
 def test_load_config_refuses_bad_input_naming_it(path, overrides, message):
@@ -67,11 +70,11 @@ def test_the_package_installs_every_module_with_requirements_txts_dependencies()
 
 def test_render_refuses_a_bad_camera_naming_what_is_wrong():
   model = object.__new__(api.TrainedModel)  # Only the checks run: they come before any rendering.
-  model._splits = {'train': None}
   for kwargs, message in [(dict(camtoworld=[[1.0, 0.0], [0.0, 1.0]]), 'got shape (2, 2)'),
                           (dict(camtoworld=[[float('nan')] * 4] * 3), 'finite values'),
                           (dict(camtoworld=[[0.0] * 4] * 3, width=0, height=8), 'got 0x8'),
                           (dict(camtoworld=[[0.0] * 4] * 3, width=8.5, height=8), 'got 8.5x8'),
-                          (dict(camtoworld=[[0.0] * 4] * 3, width=8, height=8, focal=-1.0), 'focal length')]:
+                          (dict(camtoworld=[[0.0] * 4] * 3, width=8, height=8, focal=-1.0), 'focal length'),
+                          (dict(camtoworld=[[0.0] * 4] * 3, focal=float('inf')), 'finite focal length')]:
     with pytest.raises(ConfigError, match=re.escape(message)):
       model.render(**kwargs)
