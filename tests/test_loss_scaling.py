@@ -70,7 +70,7 @@ def _train_step_and_state(optim_config, dtype='float16'):
                                                interlevel_weight=0.0, distortion_weight=0.0))
   step = jax.jit(steps_lib.make_train_step(model, optimizer, schedule, jnp.ones(3), loss_config))
   state = jax.jit(lambda: train_state.init_train_state(
-      model, optimizer, 0, _batch()['rays'], jnp.ones(3), 1000,
+      model, optimizer, jax.random.key(0), _batch()['rays'], jnp.ones(3), 1000,
       train_state.make_loss_scale(optim_config, dtype)))()
   return step, state
 

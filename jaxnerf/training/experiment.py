@@ -84,20 +84,27 @@ def _example_rays(batch_size: int = 1) -> camera.Rays:
                      jnp.zeros((batch_size, 1), jnp.int32))
 
 
-def _initializer(experiment: Experiment, seed: int):
-  return lambda: train_state_lib.init_train_state(experiment.model, experiment.optimizer, seed,
-                                                  _example_rays(), jnp.ones(3), experiment.num_steps,
-                                                  experiment.dynamic_scale, experiment.init_group_params)
+def _initializer(experiment: Experiment):
+  """(key, num_steps) -> a fresh training state. Both are arguments, not constants, so that one compiled
+  program initialises every run of a model, whatever its seed and its number of steps."""
+  return lambda key, num_steps: train_state_lib.init_train_state(
+      experiment.model, experiment.optimizer, key, _example_rays(), jnp.ones(3), num_steps,
+      experiment.dynamic_scale, experiment.init_group_params)
+
+
+def _initializer_args(experiment: Experiment, seed: int):
+  return jax.random.key(seed), jnp.asarray(experiment.num_steps, jnp.int32)
 
 
 def init_state(experiment: Experiment, seed: int) -> train_state_lib.TrainState:
   """Fresh training state, replicated over the mesh (initialised by one compiled call)."""
-  return jax.jit(_initializer(experiment, seed), out_shardings=experiment.steps.replicated)()
+  return jax.jit(_initializer(experiment), out_shardings=experiment.steps.replicated)(
+      *_initializer_args(experiment, seed))
 
 
 def abstract_state(experiment: Experiment, seed: int):
   """Shapes, dtypes and shardings of the training state, for restoring checkpoints."""
-  shapes = jax.eval_shape(_initializer(experiment, seed))
+  shapes = jax.eval_shape(_initializer(experiment), *_initializer_args(experiment, seed))
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.steps.replicated), shapes)
 

@@ -186,13 +186,14 @@ def make_loss_scale(optim_config, dtype: str) -> Optional[DynamicScale]:
                       minimum_scale=config.minimum)
 
 
-def init_train_state(model, optimizer, seed: int, example_rays, background, num_steps: int,
+def init_train_state(model, optimizer, key, example_rays, background, num_steps,
                      dynamic_scale: Optional[DynamicScale] = None, init_group_params=None) -> TrainState:
-  """Initialises parameters and optimizer state (call under jax.jit: eager init is slow), with the
-  schedule laid over `num_steps` steps, and the loss scale `dynamic_scale` (make_loss_scale).
+  """Initialises parameters and optimizer state from PRNG `key` (jax.random.key(seed); call under jax.jit:
+  eager init is slow), with the schedule laid over `num_steps` steps (an int, or an int32 array), and the
+  loss scale `dynamic_scale` (make_loss_scale).
   `init_group_params` (key -> {name: arrays} or None; parameter_groups.init_group_params) gives the arrays of
   the parameter groups, which `optimizer` then updates with the model's (parameter_groups.make_optimizer)."""
-  init_key, state_key = jax.random.split(jax.random.key(seed))
+  init_key, state_key = jax.random.split(key)
   variables = dict(model.init(init_key, None, example_rays, background))
   params = variables.pop('params')
   variables.pop('diagnostics', None)  # Values a model sows for logging, not state.
