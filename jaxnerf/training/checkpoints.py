@@ -69,38 +69,51 @@ def make_manager(workdir, keep: int, folder: str = CHECKPOINTS_DIR, read_only: b
   return ocp.CheckpointManager(directory, options=options)
 
 
-def _word_checksum(words):
+# The fingerprint is computed on the host, in numpy: compiled, it was one program per state layout, which took
+# seconds to compile (longer than the save itself on a CPU), and the state is copied to the host to be
+# saved anyway.
+_CHECKSUM_CHUNK = 1 << 22  # Words summed at a time: bounds the temporaries at 16 MB, whatever an array's size.
+
+
+def _word_checksum(words: np.ndarray) -> int:
   """sum_i (2i + 1) * words_i mod 2^32 of uint32 words [N]: odd weights, so flipping any one bit (or changing
   any one word) changes the sum."""
-  weights = 2 * jnp.arange(words.size, dtype=jnp.uint32) + 1
-  return jnp.sum(words * weights, dtype=jnp.uint32)
+  total = 0
+  for start in range(0, words.size, _CHECKSUM_CHUNK):
+    chunk = words[start:start + _CHECKSUM_CHUNK]
+    weights = 2 * np.arange(start, start + chunk.size, dtype=np.uint64).astype(np.uint32) + np.uint32(1)
+    total += int(np.sum(chunk * weights, dtype=np.uint32))
+  return total % 2**32
 
 
-def _as_words(x):
+def _as_words(x: np.ndarray) -> np.ndarray:
   """The bits of array `x` as uint32 words [N] (zero-extended for types narrower than 32 bits)."""
-  x = jnp.ravel(x)
-  if x.dtype == jnp.bool_:
-    return x.astype(jnp.uint32)
-  bits = jnp.ravel(jax.lax.bitcast_convert_type(x, jnp.dtype(f'uint{8 * x.dtype.itemsize}')))
-  if x.dtype.itemsize > 4:
-    return jnp.ravel(jax.lax.bitcast_convert_type(bits, jnp.uint32))
-  return bits.astype(jnp.uint32)
+  x = np.ascontiguousarray(x).ravel()
+  if x.dtype == np.bool_:
+    return x.astype(np.uint32)
+  bits = x.view(np.dtype(f'uint{8 * x.dtype.itemsize}'))
+  return bits.view(np.uint32) if x.dtype.itemsize > 4 else bits.astype(np.uint32)
 
 
-@jax.jit
-def _fingerprint(state):
-  """(checksum of each array [N] uint32, whether each array is finite [N] bool) of `state`'s N arrays."""
-  leaves = jax.tree.leaves(state)
-  finite = [jnp.all(jnp.isfinite(leaf)) if jnp.issubdtype(leaf.dtype, jnp.inexact) else jnp.bool_(True)
-            for leaf in leaves]
-  return jnp.stack([_word_checksum(_as_words(leaf)) for leaf in leaves]), jnp.stack(finite)
+def _host_copy(x) -> np.ndarray:
+  """Array `x` on the host; on several processes, this process's replica of the (replicated) training state."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    if not x.is_fully_replicated:
+      raise ValueError(f'A training state array of shape {x.shape} is split over processes: it has no replica '
+                       'here to fingerprint.')
+    x = x.addressable_data(0)
+  return np.asarray(jax.device_get(x))
 
 
 def _fingerprint_and_non_finite(state):
   """(a checksum of each array of `state`, a list of ints; the paths of its arrays that hold NaN or inf)."""
-  checksums, finite = jax.device_get(_fingerprint(state))
-  paths = [jax.tree_util.keystr(path).lstrip('.') for path, _ in jax.tree_util.tree_leaves_with_path(state)]
-  return [int(v) for v in np.asarray(checksums)], [path for path, ok in zip(paths, finite) if not ok]
+  checksums, non_finite = [], []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    array = _host_copy(leaf)
+    checksums.append(_word_checksum(_as_words(array)))
+    if jnp.issubdtype(array.dtype, jnp.inexact) and not np.isfinite(array).all():
+      non_finite.append(jax.tree_util.keystr(path).lstrip('.'))
+  return checksums, non_finite
 
 
 def state_fingerprint(state) -> list:
