@@ -2,6 +2,7 @@
 direct computation, sampling of cells, and OccupancyGridNeRF against dense rendering of the same field."""
 
 import dataclasses
+import functools
 
 import chex
 import flax.linen as nn
@@ -126,6 +127,7 @@ def _rays(num_rays, seed=0):
               jnp.full((num_rays, 1), ANY_CAMERA, jnp.int32))
 
 
+@functools.partial(jax.jit, static_argnames=('resolution', 'step_size'))  # Op by op, ~100 tiny compiles.
 def _dense_reference(field_vars, occupied, resolution, rays, step_size):
   """Every marching step evaluated, with no density in the grid's empty cells, composited with
   volume_render: what marching renders, bar early termination."""
@@ -170,7 +172,7 @@ def test_occupancy_grid_nerf_matches_dense_marching(groups):
       {'params': params, **state}, grouped)
   out = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), out._replace(w=jnp.zeros(groups)))
   assert bool(jnp.all(out.complete))
-  reference = _dense_reference({'params': params['field']}, occupied, 16, rays, 0.02)
+  reference = _dense_reference({'params': params['field']}, occupied, resolution=16, rays=rays, step_size=0.02)
   np.testing.assert_allclose(out.rgb, reference.rgb, atol=2e-3)
   np.testing.assert_allclose(out.acc, reference.acc, atol=2e-3)
   hit = np.asarray(reference.acc) > 0.5
@@ -253,6 +255,11 @@ def test_image_renderer_re_renders_rays_that_overflowed():
   assert images[0]['acc'].max() > 0.5 and images[0]['acc'].min() < 0.01  # Ball and empty space.
 
 
+@functools.partial(jax.jit, static_argnums=0)  # Op by op, its march compiles ~50 tiny programs.
+def _occupied_steps(model, variables, rays):
+  return model.apply(variables, rays, method=model.occupied_steps)
+
+
 def _ball_in_its_cells(field=None, size: int = 10, **settings):
   """(model, variables, rays [size, size]): the ball with only the grid cells near it occupied, seen from
   (0, 0, -2) by an image spanning the box's far face (some rays pass far from the ball)."""
@@ -261,8 +268,13 @@ def _ball_in_its_cells(field=None, size: int = 10, **settings):
                                    grid_resolution=resolution, march_samples_per_ray=400.0,
                                    render_samples_per_ray=400.0, **{**RENDER_AS_TRAINING, **settings})
   variables = jax.jit(model.init)(jax.random.key(0), None, _rays(2), jnp.ones(3))
-  centres = occupancy.random_points_in_cells(jax.random.key(0), jnp.arange(resolution**3), BOX, resolution)
-  near_ball = jnp.linalg.norm(centres - jnp.array([0.2, -0.3, 2.1]), axis=-1) < 0.5 + 0.4  # Cell diagonal: 0.375.
+
+  @jax.jit
+  def cells_near_ball(key):
+    centres = occupancy.random_points_in_cells(key, jnp.arange(resolution**3), BOX, resolution)
+    return jnp.linalg.norm(centres - jnp.array([0.2, -0.3, 2.1]), axis=-1) < 0.5 + 0.4  # Cell diagonal: 0.375.
+
+  near_ball = cells_near_ball(jax.random.key(0))
   variables = {**variables, 'occupancy': {**variables['occupancy'], 'occupied': near_ball}}
   x, y = np.meshgrid(np.linspace(-0.95, 0.95, size), np.linspace(-1.9, 1.9, size))
   targets = np.stack([x, y, np.full((size, size), 4.0)], -1).astype(np.float32)
@@ -284,8 +296,7 @@ def test_image_renderer_gives_rays_through_empty_cells_the_background_without_re
   probed = next(chunked.render_images(counting, variables, [rays], 16, on_rays=told.append))
   plain = chunked.render_image(_image_steps(model, mesh, probe=False), variables, rays, 16)
   chex.assert_trees_all_close(probed, plain, atol=1e-6)  # The same image, depth included...
-  samples = model.apply(variables, jax.tree.map(lambda x: x.reshape(100, -1), rays),
-                        method=model.occupied_steps)['samples']
+  samples = _occupied_steps(model, variables, jax.tree.map(lambda x: x.reshape(100, -1), rays))['samples']
   empty = np.asarray(samples) == 0
   assert 10 < empty.sum() < 90, empty.sum()
   np.testing.assert_array_equal(np.asarray(plain['acc']).reshape(-1)[empty], 0.0)
@@ -318,7 +329,7 @@ def test_image_renderer_in_rounds_gives_the_one_call_image_and_stops_where_light
   rounds_image = chunked.render_image(in_rounds._replace(render_round=counting_round), variables, rays, 16)
   chex.assert_trees_all_close(rounds_image, one_call, atol=2e-5)
   flat = jax.tree.map(lambda x: x.reshape(144, -1), rays)
-  occupied = int(np.sum(model.apply(variables, flat, method=model.occupied_steps)['samples']))
+  occupied = int(np.sum(_occupied_steps(model, variables, flat)['samples']))
   # An opaque ray (the light below 1e-3 within the ball) has at least the occupied cells behind the ball
   # (0.4 deep: 20 steps) past where its light runs out, less a round of 4 steps begun before.
   opaque = int(np.sum(np.asarray(one_call['acc']) > 0.999))
