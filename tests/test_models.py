@@ -45,8 +45,9 @@ def test_remat_changes_no_value_or_gradient_and_keeps_fewer_activations(monkeypa
   plain, remat = fields.MLPField(**kwargs), fields.MLPField(remat=True, **kwargs)
   points = jax.random.normal(jax.random.key(0), shape)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  params = plain.init(jax.random.key(1), points, viewdirs, method='at_positions')
-  chex.assert_trees_all_equal_shapes(params, remat.init(jax.random.key(1), points, viewdirs, method='at_positions'))
+  params = _compiled_init(plain, jax.random.key(1), points, viewdirs)
+  chex.assert_trees_all_equal_shapes(params,
+                                     jax.eval_shape(_compiled_init, remat, jax.random.key(1), points, viewdirs))
 
   def loss(field):
     def of_params(p):
@@ -61,7 +62,7 @@ def test_remat_changes_no_value_or_gradient_and_keeps_fewer_activations(monkeypa
 
   def kept_for_backward(remat):  # Bytes of the residuals that the backward pass reads (no normals: their
     field = fields.MLPField(depth=4, width=32, remat=remat)  # backward pass runs in the forward, keeping all).
-    _, backward = jax.vjp(lambda p: _at(field, p, points, viewdirs).density, params)
+    backward = jax.jit(lambda p: jax.vjp(lambda p: _at(field, p, points, viewdirs).density, p)[1])(params)
     return sum(leaf.nbytes for leaf in jax.tree.leaves(backward))
 
   kept = {remat: kept_for_backward(remat) for remat in (False, True)}
@@ -78,6 +79,17 @@ def test_remat_is_refused_where_no_field_is_an_mlp():
 def _at(field, variables, *args):
   """field.apply(variables, *args) at positions (fields.FieldBase.at_positions)."""
   return field.apply(variables, *args, method='at_positions')
+
+
+# Compiled, once per field's settings (flax modules hash by them): op by op, initialising or applying a field
+# compiles a tiny program per operation, ~0.05 s each on a small CPU.
+_compiled_at = jax.jit(_at, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _compiled_init(field, key, *args):
+  """field.init(key, *args) at positions, compiled."""
+  return field.init(key, *args, method='at_positions')
 
 
 class _SphereField(nn.Module):
@@ -159,11 +171,13 @@ def test_proposal_levels_pass_no_gradient_to_the_rays_and_the_field_does():
                               num_proposal_samples=(32, 32), num_samples=16)
   rays, _ = _rays_at_sphere()
 
-  def level_weights(origins, level):
-    return jnp.sum(model.apply({}, None, rays._replace(origins=origins), jnp.ones(3), 1.0)[level].w**2)
+  def level_weights(origins):  # [levels]
+    renderings = model.apply({}, None, rays._replace(origins=origins), jnp.ones(3), 1.0)
+    return jnp.stack([jnp.sum(level.w**2) for level in renderings])
 
+  grads = np.asarray(jax.jit(jax.jacrev(level_weights))(rays.origins))  # Each level's gradient, one program.
   for level, moves in ((0, False), (1, False), (2, True)):
-    grad = np.asarray(jax.grad(level_weights)(rays.origins, level))
+    grad = grads[level]
     assert np.all(np.isfinite(grad)) and (np.abs(grad).max() > 1e-3) == moves, (level, np.abs(grad).max())
 
 
@@ -180,16 +194,16 @@ def test_integrated_encoding_of_points_is_the_positional_one_and_wide_gaussians_
   rng = np.random.default_rng(0)
   points = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  variables = field.init(jax.random.key(0), points, viewdirs, method='at_positions')
+  variables = _compiled_init(field, jax.random.key(0), points, viewdirs)
   # Positional encoding includes the input (3 more inputs): compare the integrated one on points with its
   # own Gaussians of zero extent, and with very wide Gaussians (every frequency fades: constant output).
-  as_points = _at(field, variables, points, viewdirs)
-  as_gaussians = _at(field, variables, models.Gaussians(points, jnp.zeros_like(points)), viewdirs)
+  as_points = _compiled_at(field, variables, points, viewdirs)
+  as_gaussians = _compiled_at(field, variables, models.Gaussians(points, jnp.zeros_like(points)), viewdirs)
   chex.assert_trees_all_close(as_points, as_gaussians)
-  wide = [_at(field, variables, models.Gaussians(points + shift, jnp.full_like(points, 1e4)), viewdirs)
+  wide = [_compiled_at(field, variables, models.Gaussians(points + shift, jnp.full_like(points, 1e4)), viewdirs)
           for shift in (0.0, 5.0)]
   chex.assert_trees_all_close(wide[0].density, wide[1].density, atol=1e-6)
-  params = positional.init(jax.random.key(0), points, viewdirs, method='at_positions')['params']
+  params = jax.eval_shape(_compiled_init, positional, jax.random.key(0), points, viewdirs)['params']
   assert params['trunk_0']['kernel'].shape[0] == 39
 
 
@@ -206,14 +220,17 @@ def test_contracted_fields_stay_finite_with_gradients_at_extreme_distances(field
   direction = jnp.array([0.6, 0.0, 0.8])
   gaussians = models.Gaussians(distances[:, None] * direction, (1e-3 * distances[:, None])**2 * jnp.ones(3))
   viewdirs = jnp.broadcast_to(direction, gaussians.mean.shape)
-  variables = field.init(jax.random.key(0), gaussians, viewdirs, method='at_positions')
-  out = _at(field, variables, gaussians, viewdirs)
+  variables = _compiled_init(field, jax.random.key(0), gaussians, viewdirs)
+
+  def density_sum(v, g):
+    out = _at(field, v, g, viewdirs)
+    return jnp.sum(out.density), out
+
+  (_, out), grads = jax.jit(jax.value_and_grad(density_sum, argnums=(0, 1), has_aux=True))(variables, gaussians)
   chex.assert_tree_all_finite(out)
-  grads = jax.grad(lambda v, g: jnp.sum(_at(field, v, g, viewdirs).density), argnums=(0, 1))(variables,
-                                                                                                gaussians)
   chex.assert_tree_all_finite(grads)
   # All of space lands inside the ball of radius 2 * contract_radius.
-  warped = models.fields.warp_inputs(gaussians, 'contract', 2.0)
+  warped = jax.jit(models.fields.warp_inputs, static_argnums=(1, 2))(gaussians, 'contract', 2.0)
   assert float(jnp.max(jnp.linalg.norm(warped.mean, axis=-1))) <= 4.0 + 1e-5
 
 
@@ -246,14 +263,15 @@ def test_density_normals_of_an_analytic_density_point_out_of_the_surface(warp):
   # Points at radii from 1e-3 to 1e3: through the contraction too, the normals stay radial.
   points = jnp.asarray(directions * np.logspace(-3, 3, 64)[:, None], jnp.float32)
   field = _RadialDensityField(normals='density', warp=warp)
-  out = _at(field, {}, points, jnp.asarray(directions, jnp.float32))
+  out = _compiled_at(field, {}, points, jnp.asarray(directions, jnp.float32))
   chex.assert_shape(out.extras['normals'], (64, 3))
   # (Far out, the contraction's gradient is ~1 / r^2: float32 keeps its direction to about 1e-4.)
   np.testing.assert_allclose(out.extras['normals'], directions, atol=1e-4)
   gaussians = fields.Gaussians(points, jnp.full_like(points, 0.01))  # Normals at the Gaussians' means.
-  np.testing.assert_allclose(field.apply({}, gaussians, method='density_normals'), directions, atol=1e-4)
+  density_normals = jax.jit(functools.partial(field.apply, {}, method='density_normals'))
+  np.testing.assert_allclose(density_normals(gaussians), directions, atol=1e-4)
   # At the centre, where the gradient has no direction, the normal and its gradient stay finite.
-  chex.assert_tree_all_finite(jax.grad(lambda x: jnp.sum(_at(field, {}, x, x).extras['normals']))(
+  chex.assert_tree_all_finite(jax.jit(jax.grad(lambda x: jnp.sum(_at(field, {}, x, x).extras['normals'])))(
       jnp.zeros((1, 3))))
 
 
@@ -297,8 +315,10 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
     field = fields.HashGridField(num_levels=4, log2_table_size=10, max_resolution=64, normals='density')
   points = jax.random.uniform(jax.random.key(0), (16, 3), minval=-1, maxval=1)
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  variables = field.init(jax.random.key(1), points, viewdirs, method='at_positions')
-  out = _at(field, variables, points, viewdirs)
+  variables = _compiled_init(field, jax.random.key(1), points, viewdirs)
+  # (The hash grid op by op: compiling its normals takes longer than running them, their ops alike by level.)
+  at = _compiled_at if kind == 'mlp' else _at
+  out = at(field, variables, points, viewdirs)
   raw_density = jax.jit(lambda x: field.apply(variables, x, method=lambda m, x: m.geometry(x)[0]))
   gradient = np.asarray(jax.jit(jax.vmap(jax.grad(lambda x: raw_density(x[None])[0])))(points), np.float64)
   # The brute force: central differences of the raw density at the first 4 points, all in one call.
@@ -310,7 +330,7 @@ def test_both_fields_give_the_normalised_negative_gradient_of_their_raw_density(
   np.testing.assert_allclose(out.extras['normals'], -gradient / np.linalg.norm(gradient, axis=-1, keepdims=True),
                              atol=1e-5)
   # Without normals asked for, the field gives the same density and colour and no extras.
-  plain = _at(field.clone(normals='none'), variables, points, viewdirs)
+  plain = at(field.clone(normals='none'), variables, points, viewdirs)
   assert plain.extras is None
   chex.assert_trees_all_close((plain.density, plain.rgb), (out.density, out.rgb), rtol=1e-6)
 
@@ -339,21 +359,22 @@ def test_hash_grid_hidden_features_widen_what_the_colour_reads_and_leave_the_den
   settings = dict(num_levels=2, log2_table_size=8, max_resolution=32, density_width=16, geo_features=7)
   narrow, wide = fields.HashGridField(**settings), fields.HashGridField(**settings, hidden_features=True)
   points = jax.random.uniform(jax.random.key(0), (64, 3), minval=-1, maxval=1)
-  variables = narrow.init(jax.random.key(1), points, method='geometry')  # The flag adds no parameter.
+  # The flag adds no parameter.
+  variables = jax.jit(functools.partial(narrow.init, method='geometry'))(jax.random.key(1), points)
   variables = jax.tree.map(lambda v: v * 1e3, variables)
   (density, features), (wide_density, wide_features) = (
-      field.apply(variables, points, method='geometry') for field in (narrow, wide))
+      jax.jit(functools.partial(field.apply, method='geometry'))(variables, points) for field in (narrow, wide))
   np.testing.assert_array_equal(wide_density, density)
   chex.assert_shape(wide_features, (64, 16 + 7))
   np.testing.assert_array_equal(wide_features[:, 16:], features)  # The outputs, after the hidden layer.
   hidden = wide_features[:, :16]
-  assert float(hidden.min()) >= 0 and int(jnp.linalg.matrix_rank(hidden)) > 7  # ReLU units, wider than 7.
+  assert float(hidden.min()) >= 0 and int(jax.jit(jnp.linalg.matrix_rank)(hidden)) > 7  # ReLU units, wider than 7.
   # Ref-NeRF's heads over it read all 23 numbers.
   from jaxnerf.models.appearance import RefNeRFAppearance
   field = fields.HashGridField(**settings, hidden_features=True, appearance=RefNeRFAppearance(
       bottleneck_width=8, depth=1, width=8, ide_levels=2))
   viewdirs = points / jnp.linalg.norm(points, axis=-1, keepdims=True)
-  params = field.init(jax.random.key(2), points, viewdirs, method='at_positions')['params']
+  params = jax.eval_shape(_compiled_init, field, jax.random.key(2), points, viewdirs)['params']
   chex.assert_shape(params['appearance']['bottleneck']['kernel'], (23, 8))
 
 
