@@ -104,10 +104,11 @@ def test_samples_follow_the_step_function():
 def test_deterministic_and_jittered_samples_land_one_per_quantile_stratum(single_jitter):
   t = jnp.linspace(0.0, 1.0, 11)[None]
   w = jnp.full((1, 10), 0.1)  # Uniform: a sample's position is its quantile.
-  centres = stepfun.sample(None, t, w, 8)
+  sample = jax.jit(stepfun.sample, static_argnums=(3, 4))  # Op by op, sampling compiles ~60 tiny programs.
+  centres = sample(None, t, w, 8)
   chex.assert_trees_all_close(centres, ((jnp.arange(8) + 0.5) / 8)[None], atol=1e-6)
-  jittered = np.asarray(stepfun.sample(jax.random.key(1), jnp.broadcast_to(t, (100, 11)),
-                                       jnp.broadcast_to(w, (100, 10)), 8, single_jitter))
+  jittered = np.asarray(sample(jax.random.key(1), jnp.broadcast_to(t, (100, 11)), jnp.broadcast_to(w, (100, 10)),
+                               8, single_jitter))
   np.testing.assert_array_equal(np.floor(jittered * 8), np.broadcast_to(np.arange(8), (100, 8)))
   if single_jitter:
     np.testing.assert_allclose(np.diff(jittered, axis=-1), 1 / 8, atol=1e-5)
@@ -116,7 +117,9 @@ def test_deterministic_and_jittered_samples_land_one_per_quantile_stratum(single
 def test_sample_intervals_gives_sorted_edges_inside_the_domain_around_the_samples():
   rng = np.random.default_rng(4)
   t, w = random_step_function(rng, 30, 16, t_min=2.0, t_max=6.0)
-  edges = stepfun.sample_intervals(jax.random.key(2), jnp.asarray(t), jnp.asarray(w), 24, padding=0.01)
+  # Compiled: op by op, sampling compiles ~70 tiny programs.
+  sample_intervals = jax.jit(stepfun.sample_intervals, static_argnames=('num_samples', 'padding'))
+  edges = sample_intervals(jax.random.key(2), jnp.asarray(t), jnp.asarray(w), num_samples=24, padding=0.01)
   chex.assert_shape(edges, (30, 25))
   edges = np.asarray(edges)
   assert np.all(np.diff(edges, axis=-1) >= 0)
@@ -124,7 +127,7 @@ def test_sample_intervals_gives_sorted_edges_inside_the_domain_around_the_sample
   # Weightless rays sample their whole extent uniformly (padding adds weight per interval: equal widths).
   expected = jnp.array([[2.0, 3.0, 4.0, 5.0, 6.0]])
   for t, padding in ((jnp.array([[2.0, 2.5, 4.0, 5.0, 6.0]]), 0.0), (expected, 0.01)):
-    uniform = stepfun.sample_intervals(None, t, jnp.zeros((1, 4)), 4, padding=padding)
+    uniform = sample_intervals(None, t, jnp.zeros((1, 4)), num_samples=4, padding=padding)
     chex.assert_trees_all_close(uniform, expected, atol=1e-5)
 
 
@@ -148,14 +151,22 @@ def test_losses_and_samples_stay_finite_with_finite_gradients_at_extreme_distanc
   t, w = jnp.asarray(t), jnp.asarray(w)
   t_env, w_env = jnp.asarray(t[:, ::4]), jnp.asarray(w.reshape(8, 8, 4).sum(-1))
 
-  def total(t, w, w_env):
+  def total(t, w, t_env, w_env, scale):
     return (jnp.sum(stepfun.distortion_loss(t, w)) / scale
             + stepfun.interlevel_loss(t, w, t_env, w_env))
 
-  grads = jax.grad(total, argnums=(0, 1, 2))(t, w, w_env)
+  # One program (op by op, these calls compiled ~100 tiny ones), the same for every scale: the session's
+  # compilation cache compiles it once.
+  @jax.jit
+  def grads_samples_and_median(t, w, t_env, w_env, scale):
+    return (jax.grad(total, argnums=(0, 1, 3))(t, w, t_env, w_env, scale),
+            stepfun.sample_intervals(jax.random.key(0), t, jnp.zeros_like(w), 16),
+            stepfun.weighted_percentile(t, jnp.zeros_like(w), [50]))
+
+  grads, samples, median = grads_samples_and_median(t, w, t_env, w_env, scale)
   chex.assert_tree_all_finite(grads)
-  chex.assert_tree_all_finite(stepfun.sample_intervals(jax.random.key(0), t, jnp.zeros_like(w), 16))
-  chex.assert_tree_all_finite(stepfun.weighted_percentile(t, jnp.zeros_like(w), [50]))
+  chex.assert_tree_all_finite(samples)
+  chex.assert_tree_all_finite(median)
 
 
 def test_interpolate_matches_np_interp():
