@@ -276,14 +276,16 @@ def test_frustum_gaussians_have_the_moments_of_points_sampled_in_the_frustum(t0,
 
 def test_frustum_gaussians_stay_finite_with_finite_gradients_at_extreme_distances():
   directions = jnp.array([[0.0, 0.0, 1.0], [1e-3, 2.0, -0.5]])
+
+  def total(t, scale):
+    mean, cov = compositing.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:], jnp.full((2, 1), 1e-3))
+    return jnp.sum(mean) / scale + jnp.sum(cov) / scale**2, cov
+
+  gradient_and_cov = jax.jit(jax.grad(total, has_aux=True))  # One program for every scale (op by op: ~60).
   for scale in (1e-6, 1.0, 1e6):
     t = scale * jnp.array([[0.0, 1e-7, 1.0, 1.0, 2.0], [1.0, 1.5, 2.0, 2.5, 100.0]])
-    def total(t):
-      mean, cov = compositing.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:],
-                                                        jnp.full((2, 1), 1e-3))
-      return jnp.sum(mean) / scale + jnp.sum(cov) / scale**2
-    chex.assert_tree_all_finite(jax.grad(total)(t))
-    _, cov = compositing.conical_frustum_to_gaussian(directions, t[..., :-1], t[..., 1:], jnp.full((2, 1), 1e-3))
+    gradient, cov = gradient_and_cov(t, scale)
+    chex.assert_tree_all_finite(gradient)
     assert np.all(np.asarray(cov) >= -1e-6 * scale**2)
 
 
@@ -322,11 +324,13 @@ def test_the_one_finisher_gives_the_dense_and_packed_paths_the_same_rays():
   extras = {'normals': rng.normal(size=(num_rays, num_samples, 3)).astype(np.float32)}
   directions = np.tile([[0.0, 0.0, 1.0]], (num_rays, 1)).astype(np.float32)
   delta = np.concatenate([t[:, 1:] - t[:, :-1], np.full((num_rays, 1), 0.5, np.float32)], axis=-1)
-  dense = compositing.volume_render(rgb, density, t, directions, jnp.ones(3), far_delta=0.5, extras=extras)
+  # Compiled (op by op, the two paths compiled ~130 tiny programs).
+  dense = _render(rgb, density, t, directions, jnp.ones(3), 0.5, extras)
   flat = lambda x: x.reshape((num_rays * num_samples,) + x.shape[2:])
   ray_index = np.repeat(np.arange(num_rays), num_samples)
-  packed = compositing.volume_render_packed(flat(rgb), flat(density), flat(t), flat(delta), ray_index, num_rays,
-                                            jnp.ones(3), t[:, -1], {'normals': flat(extras['normals'])})
+  packed = jax.jit(compositing.volume_render_packed, static_argnums=5)(
+      flat(rgb), flat(density), flat(t), flat(delta), ray_index, num_rays, jnp.ones(3), t[:, -1],
+      {'normals': flat(extras['normals'])})
   for name in ('rgb', 'acc', 'depth'):
     np.testing.assert_allclose(getattr(packed, name), getattr(dense, name), rtol=1e-5, atol=1e-6, err_msg=name)
   np.testing.assert_allclose(packed.extras['normals'], dense.extras['normals'], rtol=1e-5, atol=1e-6)
