@@ -1,6 +1,8 @@
 """Tests of the tiny NeRF data (datasets/tiny_nerf.py), configs/tiny_nerf.py and MLP fields without view
 directions: round trips through the file, a clear error for each malformed part, and a short training run."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,13 +93,18 @@ def test_missing_or_unreadable_files_are_refused_with_the_download_hint(tmp_path
 def test_an_mlp_field_without_view_directions_has_no_view_layers_and_ignores_directions():
   field = models.MLPField(depth=2, width=16, point_max_deg=6, use_viewdirs=False)
   points = jax.random.normal(jax.random.key(0), (32, 3))
-  variables = field.init(jax.random.key(1), points, jnp.ones((32, 3)) / np.sqrt(3), method='at_positions')
+  # Compiled (op by op, ~50 tiny programs); the field with views only traced, for its parameters' names.
+  variables = jax.jit(functools.partial(field.init, method='at_positions'))(jax.random.key(1), points,
+                                                                           jnp.ones((32, 3)) / np.sqrt(3))
   assert set(variables['params']) == {'trunk_0', 'trunk_1', 'density', 'rgb'}
-  one = field.apply(variables, points, jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (32, 3)), method='at_positions')
-  other = field.apply(variables, points, jnp.broadcast_to(jnp.array([0.0, 0.6, 0.8]), (32, 3)), method='at_positions')
+  apply = jax.jit(functools.partial(field.apply, method='at_positions'))
+  one = apply(variables, points, jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (32, 3)))
+  other = apply(variables, points, jnp.broadcast_to(jnp.array([0.0, 0.6, 0.8]), (32, 3)))
   np.testing.assert_array_equal(one.rgb, other.rgb)
   with_views = models.MLPField(depth=2, width=16, point_max_deg=6)
-  assert {'bottleneck', 'view'} <= set(with_views.init(jax.random.key(1), points, jnp.ones((32, 3)), method='at_positions')['params'])
+  init_with_views = functools.partial(with_views.init, method='at_positions')
+  assert {'bottleneck', 'view'} <= set(jax.eval_shape(init_with_views, jax.random.key(1), points,
+                                                      jnp.ones((32, 3)))['params'])
 
 
 def test_tiny_nerf_config_trains_on_the_file(npz_path, tmp_path):
