@@ -78,11 +78,16 @@ def test_packing_refuses_what_is_not_ternary():
 
 def _layer_and_variables(in_features=24, features=16, seed=0):
   layer = layers.TernaryDense(features)
-  x = jax.random.normal(jax.random.key(seed), (10, in_features)) * 3.0
-  variables = layer.init(jax.random.key(seed + 1), x)
-  params = dict(variables['params'])
-  params['norm_scale'] = 1.0 + 0.5 * jax.random.normal(jax.random.key(seed + 2), (in_features,))
-  params['bias'] = 0.1 * jax.random.normal(jax.random.key(seed + 3), (features,))
+
+  @jax.jit  # One program: op by op, ~30 tiny ones.
+  def inputs_and_params(seed):
+    x = jax.random.normal(jax.random.key(seed), (10, in_features)) * 3.0
+    params = dict(layer.init(jax.random.key(seed + 1), x)['params'])
+    params['norm_scale'] = 1.0 + 0.5 * jax.random.normal(jax.random.key(seed + 2), (in_features,))
+    params['bias'] = 0.1 * jax.random.normal(jax.random.key(seed + 3), (features,))
+    return x, params
+
+  x, params = inputs_and_params(seed)
   return layer, {'params': params}, x
 
 
@@ -138,7 +143,8 @@ def test_ternary_dense_gradients_are_those_of_the_dequantised_layer():
   with the quantised values held fixed (BitNet's x + stop_gradient(q(x) - x))."""
   layer, variables, x = _layer_and_variables()
   cotangent = jax.random.normal(jax.random.key(9), (10, 16))
-  grads = jax.grad(lambda v, x: jnp.sum(layer.apply(v, x) * cotangent), argnums=(0, 1))(variables, x)
+  # Both gradients compiled (op by op, they compiled ~60 tiny programs).
+  grads = jax.jit(jax.grad(lambda v, x: jnp.sum(layer.apply(v, x) * cotangent), argnums=(0, 1)))(variables, x)
   p = variables['params']
 
   def dequantised(kernel, x, gain):
@@ -149,7 +155,8 @@ def test_ternary_dense_gradients_are_those_of_the_dequantised_layer():
     w_deq = kernel + jax.lax.stop_gradient(t * w_scale - kernel)
     return jnp.sum((x_deq @ w_deq + p['bias']) * cotangent)
 
-  kernel_grad, x_grad, gain_grad = jax.grad(dequantised, argnums=(0, 1, 2))(p['kernel'], x, p['norm_scale'])
+  kernel_grad, x_grad, gain_grad = jax.jit(jax.grad(dequantised, argnums=(0, 1, 2)))(p['kernel'], x,
+                                                                                      p['norm_scale'])
   np.testing.assert_allclose(grads[0]['params']['kernel'], kernel_grad, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(grads[0]['params']['norm_scale'], gain_grad, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(grads[0]['params']['bias'], jnp.sum(cotangent, 0), rtol=1e-6)
