@@ -46,11 +46,27 @@ def shard_replicated_data(data, sharding):
 
 
 def fetch(tree):
-  """Host numpy copies of (possibly multi-process) global arrays."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    return multihost_utils.process_allgather(tree, tiled=True)
-  return jax.tree.map(np.asarray, tree)
+  """Host numpy copies of (possibly multi-process) global arrays. On several processes, a replicated array is
+  read from this process's replica; any other is gathered from every process (a collective: every process
+  fetches the same tree)."""
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  from jax.experimental import multihost_utils
+
+  def fetch_one(x):
+    if isinstance(x, jax.Array) and x.is_fully_replicated:
+      return np.asarray(x.addressable_data(0))  # Every process holds all of it: nothing to gather.
+    return multihost_utils.process_allgather(x, tiled=True)
+
+  return jax.tree.map(fetch_one, tree)
+
+
+def placed_like(tree, reference):
+  """`tree` on the devices, with the sharding, of the first array of `reference` (unchanged where that is a
+  host array). For the first inputs of a loop over a compiled step whose outputs land where the model is:
+  with the first call's inputs elsewhere, the second call would compile the step again."""
+  sharding = getattr(jax.tree.leaves(reference)[0], 'sharding', None)
+  return tree if sharding is None else jax.device_put(tree, sharding)
 
 
 def agree(values: np.ndarray) -> np.ndarray:

@@ -51,6 +51,23 @@ def test_fingerprint_changes_with_any_flipped_bit():
   assert tree['i32'][0] != tree['i32'][1] and checkpoints.state_fingerprint(swapped) != reference
 
 
+def test_fingerprint_is_the_weighted_word_sum_across_chunks_and_sees_non_finite_values(monkeypatch):
+  """The checksum in chunks (here of 5 words) is the sum over all words by brute force, so checkpoints saved
+  before it (one compiled sum) still verify; NaN or inf in any float type is named, not fingerprinted."""
+  monkeypatch.setattr(checkpoints, '_CHECKSUM_CHUNK', 5)
+  rng = np.random.default_rng(1)
+  tree = {'f32': rng.normal(size=(4, 3)).astype(np.float32), 'bf16': jnp.asarray(rng.normal(size=7), jnp.bfloat16),
+          'mask': rng.random(3) > 0.5, 'u8': rng.integers(0, 255, 6).astype(np.uint8)}
+
+  def brute_force(x):
+    x = np.asarray(x).reshape(-1)
+    words = x.astype(np.uint32) if x.dtype == bool else x.view(f'uint{8 * x.dtype.itemsize}').astype(np.uint32)
+    return sum((2 * i + 1) * int(w) for i, w in enumerate(words)) % 2**32
+
+  assert checkpoints.state_fingerprint(tree) == [brute_force(tree[k]) for k in sorted(tree)]
+  with_nan = dict(tree, bf16=tree['bf16'].at[3].set(jnp.nan), f32=np.where(np.eye(4, 3) > 0, np.inf, tree['f32']))
+  assert checkpoints._fingerprint_and_non_finite(with_nan)[1] == ["['bf16']", "['f32']"]
+
 def _largest_array_file(step_dir: pathlib.Path) -> pathlib.Path:
   """The largest of the files that hold the arrays' data (OCDBT's data files, under .../d/)."""
   return max((p for p in (step_dir / 'state').rglob('*') if p.is_file() and p.parent.name == 'd'),

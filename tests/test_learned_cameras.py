@@ -71,6 +71,23 @@ def test_a_zero_correction_changes_nothing_and_the_corrections_learn_at_their_ow
   np.testing.assert_array_equal(twists[unseen], 0.0)
 
 
+def test_a_fit_started_where_the_model_is_compiles_its_step_once():
+  """parallel.placed_like, as register_views and the appearance codes' fit use it: the corrections and Adam's
+  state start on the model's devices, where the step's outputs land, so the step is not traced again at its
+  second call (a new compile on any machine of two devices)."""
+  if jax.device_count() < 2:
+    pytest.skip('one device: every array is where the model is')
+  model = jax.device_put({'w': jnp.arange(1.0, 4.0)}, parallel.replicated(parallel.make_mesh(jax.devices()[:2])))
+  step = jax.jit(chex.assert_max_traces(
+      lambda carry, model: jax.tree.map(lambda x: x + model['w'][0].astype(x.dtype), carry), n=1))
+  carry = parallel.placed_like({'twists': jnp.zeros((2, 6)), 'count': jnp.int32(0)}, model)
+  for _ in range(3):
+    carry = step(carry, model)
+  chex.assert_trees_all_equal(jax.device_get(carry), {'twists': np.full((2, 6), 3.0, np.float32),
+                                                       'count': np.int32(3)})
+  host = {'twists': np.zeros((2, 6))}
+  assert parallel.placed_like(host, {'w': np.arange(3.0)}) is host  # Host arrays: nothing to place.
+
 def test_the_twists_gradient_matches_finite_differences(scene_cache):
   config = _config(scene_cache)
   split = datasets.load_split(config, 'train')

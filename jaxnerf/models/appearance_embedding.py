@@ -26,6 +26,7 @@ from jaxnerf import metrics
 from jaxnerf.models import conditioning
 from jaxnerf.ops import camera
 from jaxnerf.ops import compositing
+from jaxnerf import parallel
 from jaxnerf import values
 
 PARAM = 'appearance_codes'  # The table's name in every field that has one.
@@ -94,11 +95,7 @@ class CodeFitter:
     in `num_steps` steps on batches of `batch_size` of them (render them with cam_idx 0)."""
     codes = {path: jnp.mean(table, axis=0) for path, table in _code_tables(variables['params']).items()}
     opt_state = self._optimizer.init(codes)
-    # Both on the model's devices from the start, where the step's outputs land: else the second call would
-    # compile the step again (on any machine of two devices).
-    placement = getattr(jax.tree.leaves(variables)[0], 'sharding', None)
-    if placement is not None:
-      codes, opt_state = jax.device_put((codes, opt_state), placement)
+    codes, opt_state = parallel.placed_like((codes, opt_state), variables)  # (Else the step compiles twice.)
     rays = rays._replace(cam_idx=np.zeros_like(rays.cam_idx))
     draws = np.random.default_rng(seed)
     for _ in range(num_steps):

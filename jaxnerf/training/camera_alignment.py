@@ -34,6 +34,7 @@ from jaxnerf.datasets.scene import SceneSplit
 from jaxnerf.ops import compositing
 from jaxnerf.ops import rigid
 from jaxnerf.outputs import evaluation
+from jaxnerf import parallel
 from jaxnerf.training import parameter_groups
 
 
@@ -146,11 +147,7 @@ def register_views(config, model, variables, background, split: SceneSplit, indi
   cameras = split.camera_table().as_arrays(jnp)
   keys = jax.random.split(jax.random.PRNGKey(seed), len(groups))
   arrays = {g.name: g.init(views_config[g.name], key) for g, key in zip(groups, keys)}
-  # The corrections and Adam's state on the model's devices from the start: the step's outputs land there,
-  # and a first call with them elsewhere would compile the step a second time (on any machine of two devices).
-  placement = getattr(jax.tree.leaves(variables)[0], 'sharding', None)
-  placed = (lambda tree: tree) if placement is None else (lambda tree: jax.device_put(tree, placement))
-  arrays = placed(arrays)
+  arrays = parallel.placed_like(arrays, variables)  # (Else the step compiles twice.)
   steps = eval_config.pose_fit_steps
   first_rate = eval_config.pose_fit_learning_rate
   optimizer = optax.adam(optax.exponential_decay(first_rate, steps, 0.05, end_value=0.05 * first_rate))
@@ -171,7 +168,7 @@ def register_views(config, model, variables, background, split: SceneSplit, indi
   per_block = max(1, eval_config.chunk_size // rays_per_view)
   draws = np.random.default_rng(seed)
   for block in np.array_split(indices, -(-len(indices) // per_block)):
-    opt_state = placed(optimizer.init(arrays))
+    opt_state = parallel.placed_like(optimizer.init(arrays), variables)
     image = np.repeat(block, rays_per_view)
     for _ in range(steps):
       row = draws.integers(0, split.height, image.shape)

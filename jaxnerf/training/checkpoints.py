@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from jaxnerf import console
 from jaxnerf.errors import CheckpointError
 from jaxnerf.errors import NonFiniteLossError
+from jaxnerf import parallel
 from jaxnerf import workdirs
 from jaxnerf.training import default_config
 from jaxnerf.training import failed_reads
@@ -92,24 +93,14 @@ def _as_words(x: np.ndarray) -> np.ndarray:
   if x.dtype == np.bool_:
     return x.astype(np.uint32)
   bits = x.view(np.dtype(f'uint{8 * x.dtype.itemsize}'))
-  return bits.view(np.uint32) if x.dtype.itemsize > 4 else bits.astype(np.uint32)
-
-
-def _host_copy(x) -> np.ndarray:
-  """Array `x` on the host; on several processes, this process's replica of the (replicated) training state."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    if not x.is_fully_replicated:
-      raise ValueError(f'A training state array of shape {x.shape} is split over processes: it has no replica '
-                       'here to fingerprint.')
-    x = x.addressable_data(0)
-  return np.asarray(jax.device_get(x))
+  return bits.view(np.uint32) if x.dtype.itemsize > 4 else bits.astype(np.uint32, copy=False)
 
 
 def _fingerprint_and_non_finite(state):
   """(a checksum of each array of `state`, a list of ints; the paths of its arrays that hold NaN or inf)."""
   checksums, non_finite = [], []
   for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-    array = _host_copy(leaf)
+    array = parallel.fetch(leaf)
     checksums.append(_word_checksum(_as_words(array)))
     if jnp.issubdtype(array.dtype, jnp.inexact) and not np.isfinite(array).all():
       non_finite.append(jax.tree_util.keystr(path).lstrip('.'))
