@@ -159,16 +159,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
   for key, value in overrides.items():
     *parents, name = key.split('.')
     node = config
-    try:
-      for parent in parents:
-        if not isinstance(node, ml_collections.ConfigDict) or parent not in node:
-          raise KeyError(key)
-        node = node[parent]
-      if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-        raise KeyError(key)
-      node[name] = value
-    except (KeyError, AttributeError):
+    for parent in parents:
+      node = node.get(parent) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
       raise ConfigError(f'{source} {key}={value!r}: the config has no key {key!r} (docs/configuration.md lists '
-                        'them).') from None
+                        'them).')
+    try:
+      node[name] = value
     except TypeError as e:
       raise ConfigError(f'{source} {key}={value!r}: {e}') from None
