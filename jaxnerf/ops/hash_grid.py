@@ -59,14 +59,12 @@ def interpolate_level(x, table, resolution: int):
   scaled = jnp.clip(x, 0.0, 1.0) * resolution
   cell = jnp.clip(jnp.floor(scaled), 0, resolution - 1).astype(jnp.int32)  # x = 1 belongs to the last cell.
   fraction = scaled - cell
-  offsets = np.array([[(corner >> axis) & 1 for axis in range(3)] for corner in range(8)], dtype=np.int32)
-  # One gather of the 8 corners (and one scatter-add in the gradient), not one per corner: 8x fewer
-  # kernels to compile and launch. The corners are summed in the same order as one at a time would be.
-  corners = table[vertex_index(cell[..., None, :] + offsets, resolution, table.shape[0])]  # [..., 8, F]
-  weights = jnp.prod(jnp.where(offsets == 1, fraction[..., None, :], 1.0 - fraction[..., None, :]), axis=-1)
   features = 0.0
   for corner in range(8):
-    features = features + weights[..., corner, None] * corners[..., corner, :]
+    offset = np.array([(corner >> axis) & 1 for axis in range(3)], dtype=np.int32)
+    weight = jnp.prod(jnp.where(offset == 1, fraction, 1.0 - fraction), axis=-1, keepdims=True)
+    index = vertex_index(cell + offset, resolution, table.shape[0])
+    features = features + weight * table[index]
   return features
 
 
