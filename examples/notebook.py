@@ -29,12 +29,12 @@ def main():
   parser.add_argument('--workdir', default='runs/notebook', help='Where the run trains (resumes if it exists).')
   parser.add_argument('--steps', type=int, default=300, help='Training steps (no time budget).')
   parser.add_argument('--resolution', type=int, default=80,
-                      help="Width and height of the procedural scene's images (a config of the procedural dataset).")
+                      help="Width and height of the images of a procedural scene (the demo's).")
   args = parser.parse_args()
 
-  # 1. A config file with overrides (the keys of --config.<key>=<value>).
-  #    The final evaluation scores every val view (-1), as the demo's does, so that step 3 scores the same views.
-  # 2. Train; the summary is what final/summary.json holds. (A bad value is refused before anything is written.)
+  # 1. A config file with overrides (the keys of --config.<key>=<value>); the final evaluation scores every val
+  #    view (-1), as the demo's does, so that step 3 scores the same views.
+  # 2. Train; the summary is what final/summary.json holds. A bad value is refused before anything is written.
   try:
     config = api.load_config(args.config, {
         'train.num_steps': args.steps, 'train.max_seconds': 0.0, 'procedural.resolution': args.resolution,
