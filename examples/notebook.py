@@ -16,6 +16,7 @@ import pathlib
 import numpy as np
 
 from jaxnerf import api
+from jaxnerf import cli
 from jaxnerf import errors
 from jaxnerf import metrics
 
@@ -31,7 +32,12 @@ def main():
   parser.add_argument('--resolution', type=int, default=80,
                       help="Width and height of the images of a procedural scene (the demo's).")
   args = parser.parse_args()
+  # Other bad input (a workdir in use or not writable, unreadable data): one line and exit status 1.
+  with cli.friendly_errors():
+    _train_and_inspect(parser, args)
 
+
+def _train_and_inspect(parser, args):
   # 1. A config file with overrides (the keys of --config.<key>=<value>); the final evaluation scores every val
   #    view (-1), as the demo's does, so that step 3 scores the same views.
   # 2. Train; the summary is what final/summary.json holds. A bad value is refused before anything is written.

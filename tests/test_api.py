@@ -67,6 +67,14 @@ def test_the_example_refuses_a_bad_config_before_anything_is_written(tmp_path):
                          timeout=300, env=subprocess_env(1))
     assert out.returncode == 2 and message in out.stderr.splitlines()[-1], out.stderr[-2000:]
     assert not (tmp_path / 'run').exists()
+  # A workdir it cannot write (a file where its folder should be): one line and status 1, not a traceback.
+  (tmp_path / 'a_file').touch()
+  out = subprocess.run([sys.executable, str(pathlib.Path(REPO) / 'examples' / 'notebook.py'),
+                        f'--workdir={tmp_path / "a_file" / "run"}', f'--config={REPO}/tests/tiny_configs.py:mlp'],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env=subprocess_env(1))
+  lines = out.stderr.strip().splitlines()
+  assert out.returncode == 1 and len(lines) == 1, out.stderr[-2000:]
+  assert lines[0].startswith('error: ') and 'a part of its path is a file' in lines[0], lines[0]
 
 
 def test_the_package_installs_every_module_with_requirements_txts_dependencies():
