@@ -10,6 +10,7 @@ Every check fails with a `DatasetError` naming the file or field at fault and wh
 """
 
 import concurrent.futures
+import functools
 import json
 import math
 import pathlib
@@ -54,21 +55,22 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
   camtoworlds = np.stack([check_pose(f.get('transform_matrix'), meta_path, i)
                           for i, f in enumerate(frames)])
 
+  background = 1.0 if white_background else 0.0
+  # Each image is composited and downsampled as it is read: the split holds only its final pixels, never all
+  # of its images at full size (1 GB of float32 for 100 images of 800x800 RGBA).
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-    rgba = list(pool.map(read_rgba, image_paths))
-  first_shape = rgba[0].shape
-  for path, image in zip(image_paths, rgba):
-    if image.shape != first_shape:
-      raise DatasetError(f'{path}: image is {image.shape[1]}x{image.shape[0]}, but {image_paths[0]} is '
+    read = list(pool.map(functools.partial(_read_downsampled, background=background, factor=factor), image_paths))
+  first_shape = read[0][0]
+  for path, (shape, _, _) in zip(image_paths, read):
+    if shape != first_shape:
+      raise DatasetError(f'{path}: image is {shape[1]}x{shape[0]}, but {image_paths[0]} is '
                          f'{first_shape[1]}x{first_shape[0]}; all images of a split must have one size.')
   height, width = first_shape[:2]
   if height % factor or width % factor:
     raise DatasetError(f'config.factor={factor} does not divide the image size {width}x{height} of '
                        f'{meta_path.parent}.')
-
-  background = 1.0 if white_background else 0.0
-  images = downsample(np.stack([composite(image, background) for image in rgba]), factor)
-  alphas = downsample(np.stack([image[..., 3:] for image in rgba]), factor)[..., 0]
+  images = np.stack([rgb for _, rgb, _ in read])
+  alphas = np.stack([alpha for _, _, alpha in read])
   focal = 0.5 * width / math.tan(0.5 * camera_angle_x) / factor
   intrinsics = camera.Intrinsics.pinhole(focal, width // factor, height // factor).repeated(len(frames))
   # Maps of what each pixel centre sees are only meaningful at the images' own resolution.
@@ -77,6 +79,17 @@ def load_blender_split(data_dir, split: str, factor: int = 1, white_background: 
   return SceneSplit(images=images, camtoworlds=camtoworlds[:, :3, :].astype(np.float32), intrinsics=intrinsics,
                     near=near, far=far, names=tuple(p.stem for p in image_paths), depths=maps['depth'],
                     normals=maps['normals'], regions=maps['regions'], alphas=alphas)
+
+
+def _read_downsampled(path, background: float, factor: int):
+  """(full [H, W, 4] shape, [H / factor, W / factor, 3] composited RGB, [H / factor, W / factor] alpha) of one
+  image; the last two None where `factor` does not divide its size (the caller says so)."""
+  rgba = read_rgba(path)
+  height, width = rgba.shape[:2]
+  if height % factor or width % factor:
+    return rgba.shape, None, None
+  rgb = downsample(composite(rgba, background)[None], factor)[0]
+  return rgba.shape, rgb, downsample(rgba[None, ..., 3:], factor)[0, ..., 0]
 
 
 def downsample(images: np.ndarray, factor: int) -> np.ndarray:
