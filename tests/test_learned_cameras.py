@@ -2,6 +2,7 @@
 nothing, the corrections train with their own learning rate, are saved and resumed, and pull perturbed
 training poses back toward the truth; bad values are refused before anything is written."""
 
+import dataclasses
 import json
 
 import chex
@@ -23,6 +24,7 @@ from jaxnerf.training import checkpoints
 from jaxnerf.training import config_checks
 from jaxnerf.training import experiment as experiment_lib
 from jaxnerf.training import parameter_groups
+from jaxnerf.ops import compositing
 from jaxnerf.ops import rigid
 from jaxnerf.outputs import evaluation
 from jaxnerf.training import trainer
@@ -184,10 +186,16 @@ def test_refinement_recovers_perturbed_poses_and_the_held_out_views(refined_run)
   assert 0 < refined['val_pose_fit_rotation_deg'] < 1.0
 
 
-def test_registration_fits_a_held_out_view_moved_off_its_pose_back_onto_it(refined_run):
-  """camera_alignment.register_views, the model held fixed: a val view turned by 2 degrees and moved by 2% of
-  its distance is turned back to within a third of that and renders nearly as it does at its pose; views not
-  asked for keep their poses."""
+def test_registration_fits_a_held_out_view_moved_off_its_pose_to_its_pixels(refined_run):
+  """camera_alignment.register_views, the trained model held fixed: a val view turned by 2 degrees and moved by
+  2% of its distance is fitted to its pixels, which it then renders at least as well as at its given pose;
+  views not asked for keep their poses.
+
+  (Not how close it comes to the given pose: on this 24-pixel scene trained for 200 steps, poses 0.5-3.7
+  degrees from it render their view better than it does (fits of both val views, 3 pixel draws, 60-150 steps:
+  PSNR 21.9-22.0 against 21.8, and 20.2-20.4 against 20.1), so the angle the fit ends at depends on the
+  pixels it draws and the summation order of the trained scene. That the fit finds the true pose where the
+  scene has one is the test below.)"""
   _, workdir, _, _, _ = refined_run
   config, experiment, state = experiment_lib.restore_model(workdir)
   frame = camera_alignment.RefinedFrame(config, state.group_params, datasets.load_split(config, 'train'))
@@ -198,18 +206,58 @@ def test_registration_fits_a_held_out_view_moved_off_its_pose_back_onto_it(refin
     config.eval.update(pose_fit_steps=60, pose_fit_rays=256)
   fitted, moved_by = camera_alignment.register_views(config, experiment.model, state.variables,
                                                      jnp.full(3, experiment.background, jnp.float32), moved, [0])
-  before = rigid.rotation_errors_deg(moved.camtoworlds[0], val.camtoworlds[0])
-  after = rigid.rotation_errors_deg(fitted.camtoworlds[0], val.camtoworlds[0])
-  assert before == pytest.approx(2.0, abs=1e-3)
-  assert after < before / 3, (before, after)
-  # (A small image barely tells a move along the view from a zoom: the centre is fitted less closely.)
-  assert rigid.centre_errors(fitted.camtoworlds[0], val.camtoworlds[0]) < rigid.centre_errors(
-      moved.camtoworlds[0], val.camtoworlds[0])
+  assert rigid.rotation_errors_deg(moved.camtoworlds[0], val.camtoworlds[0]) == pytest.approx(2.0, abs=1e-3)
   psnr = {name: evaluation.evaluate(experiment.steps, state.variables, split, [0], config.eval.chunk_size)[0][0]['psnr']
           for name, split in (('moved', moved), ('fitted', fitted), ('given', val))}
-  assert psnr['fitted'] > psnr['moved'] + 2.0 and psnr['fitted'] > psnr['given'] - 1.0, psnr
+  assert psnr['fitted'] > psnr['moved'] + 2.0 and psnr['fitted'] > psnr['given'] - 0.2, psnr
   assert moved_by['pose_fit_rotation_deg'] > 1.0 and moved_by['pose_fit_failed_views'] == 0
   np.testing.assert_array_equal(fitted.camtoworlds[1:], moved.camtoworlds[1:])
+
+
+class _TexturedSphere:
+  """A scene register_views can fit exactly: a unit sphere at the origin whose colour varies smoothly over its
+  surface, on a black background, rendered in closed form (its edge softened so that the silhouette has a
+  gradient), so each view's pixels are rendered exactly at its true pose alone."""
+
+  FREQUENCIES = np.array([[2.0, -1.0, 1.5], [1.0, 2.5, -2.0], [-1.5, 1.0, 2.0]], np.float32)
+
+  def apply(self, variables, rng, rays, background):
+    del rng
+    origins, directions = rays.origins, rays.viewdirs
+    half_b = jnp.sum(origins * directions, -1, keepdims=True)
+    discriminant = half_b**2 - (jnp.sum(origins**2, -1, keepdims=True) - variables['radius']**2)
+    t = -half_b - jnp.sqrt(jnp.maximum(discriminant, 1e-6))
+    colour = 0.5 + 0.5 * jnp.sin((origins + t * directions) @ self.FREQUENCIES)
+    alpha = jax.nn.sigmoid(discriminant / 0.05)
+    rgb = alpha * colour + (1.0 - alpha) * background
+    return [compositing.RenderedRays(rgb=rgb, depth=t[..., 0], acc=alpha[..., 0], w=alpha)]
+
+
+@pytest.mark.parametrize('noise_seed', [3, 4])
+def test_registration_turns_views_back_onto_their_poses_where_the_scene_is_exact(scene_cache, noise_seed):
+  """register_views on a scene rendered exactly (_TexturedSphere, seen by the tiny scene's 24-pixel val
+  cameras): both val views, turned by 2 degrees and moved by 2% of their distance, end within 0.2 degrees and
+  1% of the distance of their true poses (measured: 0.05 degrees and 0.1% at most). The fit's settings are the
+  test's: at the default rate (2e-3 over 100 steps) the views stay 0.5-2.7 degrees off, and this test fails
+  there; the default stays, since at 1e-2 and 64 rays a step the trained tiny scene's registered views scored
+  0.4 dB below their unfitted placement (test_refinement_recovers_perturbed_poses_and_the_held_out_views)."""
+  config = _config(scene_cache)
+  config = parameter_groups.with_training_split(config, datasets.load_split(config, 'train'))
+  config.eval.update(pose_fit_steps=100, pose_fit_rays=256, pose_fit_learning_rate=1e-2)
+  sphere, variables, background = _TexturedSphere(), {'radius': jnp.float32(1.0)}, jnp.zeros(3)
+  val = datasets.load_split(config, 'val')
+  images = [sphere.apply(variables, None, jax.tree.map(jnp.asarray, val.rays_of_image(i)), background)[-1].rgb
+            for i in range(len(val.camtoworlds))]
+  val = dataclasses.replace(val, images=np.stack([np.asarray(image) for image in images]))
+  assert 0.3 < np.mean(val.images.sum(-1) > 0.05) < 0.7  # The sphere fills part of each view.
+  noise = ml_collections.ConfigDict(dict(rotation_degrees=2.0, translation_fraction=0.02, seed=noise_seed))
+  moved = pose_noise.perturbed(val, noise, config.scene_box)
+  fitted, moved_by = camera_alignment.register_views(config, sphere, variables, background, moved, [0, 1])
+  distance = np.linalg.norm(val.camtoworlds[:, :, 3], axis=-1)
+  np.testing.assert_allclose(rigid.rotation_errors_deg(moved.camtoworlds, val.camtoworlds), 2.0, atol=1e-3)
+  assert np.all(rigid.rotation_errors_deg(fitted.camtoworlds, val.camtoworlds) < 0.2)
+  assert np.all(rigid.centre_errors(fitted.camtoworlds, val.camtoworlds) < 0.01 * distance)
+  assert moved_by['pose_fit_failed_views'] == 0
 
 
 def test_render_scores_the_held_out_views_placed_by_the_similarity_and_registered(refined_run):
