@@ -192,10 +192,10 @@ def test_registration_fits_a_held_out_view_moved_off_its_pose_to_its_pixels(refi
   views not asked for keep their poses.
 
   (Not how close it comes to the given pose: on this 24-pixel scene trained for 200 steps, poses 0.5-3.7
-  degrees from it render their view better than it does (fits of both val views, 3 pixel draws, 60-150 steps:
-  PSNR 21.9-22.0 against 21.8, and 20.2-20.4 against 20.1), so the angle the fit ends at depends on the
-  pixels it draws and the summation order of the trained scene. That the fit finds the true pose where the
-  scene has one is the test below.)"""
+  degrees from a val view's dataset pose render the view better than that pose does (fits of both val views,
+  3 pixel draws, 60-150 steps: PSNR 21.9-22.0 against 21.8, and 20.2-20.4 against 20.1; 21.1 and 20.0 at the
+  poses the similarity gives), so the angle the fit ends at depends on the pixels it draws and the summation
+  order of the trained scene. That the fit finds the true pose where the scene has one is the test below.)"""
   _, workdir, _, _, _ = refined_run
   config, experiment, state = experiment_lib.restore_model(workdir)
   frame = camera_alignment.RefinedFrame(config, state.group_params, datasets.load_split(config, 'train'))
