@@ -88,7 +88,8 @@ def test_capture_config_trains_and_renders_a_transforms_json_scene(tmp_path):
   """configs/capture.py (shrunk; contraction, normalised world) on a transforms.json scene: trains, scores
   the held-out images and renders the ellipse around the cameras' focus. The scene is the cup's COLMAP model
   where ../shared has it, else a small LLFF capture of the procedural scene: one of them, since each scene's
-  camera count makes its own training step (20-50 s to compile here), and the reader is the same."""
+  camera count makes its own training step (18-20 s of compiling, 35-50 s of the suite each), and the reader is
+  the same."""
   source = 'cup' if CUP.is_dir() else 'procedural'
   config = tiny_capture_config('capture', _transforms_scene(tmp_path, source), num_steps=2, checkpoint_every=2)
   config.factor = 16 if source == 'cup' else 1  # The cup's 800x600 photos at 50x37.
